@@ -1,0 +1,57 @@
+"""In-process backends with the same semantics as the servers: for tests, scripts and benchmarks.
+
+* :class:`MemoryKV` - a KV bucket with JetStream KV semantics (``memory://bucket``).
+* :class:`MemoryTable` - a version-guarded table store with the SQL tier's semantics.
+* :class:`MemoryVectorIndex` - an exact vector index on numpy (needs ``msstore[vector]``).
+
+URL options: ``memory://NAME?history=5&ttl=1800&max_value_bytes=1048576&per_key_ttl=true`` for
+KV; ``memory://NAME?dim=384&metric=cosine`` for vectors. Each ``open_*`` call makes a new,
+empty store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult
+
+from msstore.buckets import BucketConfig
+from msstore.errors import InvalidArgument
+from msstore.options import check_known, opt_bool, opt_int
+
+from ._kv import MemoryKV
+from ._table import MemoryTable
+from ._vector import MemoryVectorIndex
+
+__all__ = ["MemoryBackend", "MemoryKV", "MemoryTable", "MemoryVectorIndex"]
+
+
+def _name(url: SplitResult, default: str) -> str:
+    return (url.netloc or url.path.strip("/") or default).split("/")[0]
+
+
+class MemoryBackend:
+    """The ``memory://`` scheme."""
+
+    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryKV:
+        check_known(options, {"history", "ttl", "max_value_bytes", "per_key_ttl"},
+                    backend="memory KV")
+        config = BucketConfig(
+            name=_name(url, "memory"),
+            history=opt_int(options, "history", 1) or 1,
+            ttl=opt_int(options, "ttl", None),
+            max_value_bytes=opt_int(options, "max_value_bytes", 1024 * 1024) or 0,
+            per_key_ttl=opt_bool(options, "per_key_ttl", True),
+        )
+        return MemoryKV(config)
+
+    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryTable:
+        check_known(options, set(), backend="memory table")
+        return MemoryTable(name=_name(url, "memory"))
+
+    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryVectorIndex:
+        check_known(options, {"dim", "metric"}, backend="memory vector index")
+        dim = opt_int(options, "dim", None)
+        if dim is None:
+            raise InvalidArgument("memory vector index needs dim=N")
+        return MemoryVectorIndex(dim=dim, metric=str(options.get("metric", "cosine")))

@@ -1,0 +1,318 @@
+"""An in-process KV bucket with JetStream KV semantics, for tests, scripts and benchmarks."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from typing import Any, Final, Self
+
+from msstore import keys as keygrammar
+from msstore.buckets import BucketConfig
+from msstore.capabilities import Capability, require
+from msstore.codec import Codec
+from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
+from msstore.records import Entry, Operation
+from msstore.ttl import check_ttl
+
+__all__ = ["MemoryKV"]
+
+ALL_CAPABILITIES: Final = frozenset({
+    Capability.TTL, Capability.PER_KEY_TTL, Capability.HISTORY, Capability.WATCH,
+    Capability.CAS, Capability.PURGE, Capability.BATCH,
+})
+_STOP: Final = object()
+
+
+class _Watcher:
+    def __init__(self, owner: MemoryKV, pattern: str) -> None:
+        self._owner = owner
+        self.pattern = pattern
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._stopped = False
+
+    def deliver(self, entry: Entry) -> None:
+        self._queue.put(entry)
+
+    def next(self, timeout: float | None = None) -> Entry | None:
+        if self._stopped and self._queue.empty():
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _STOP:
+            return None
+        assert isinstance(item, Entry)
+        return item
+
+    def __iter__(self) -> Iterator[Entry]:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Entry)
+            yield item
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._owner._unwatch(self)
+            self._queue.put(_STOP)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MemoryKV:
+    """A thread-safe KV bucket in this process's memory.
+
+    Same semantics as a JetStream KV bucket: bucket-wide revisions that only grow, delete markers
+    vs purge, bounded history, bucket and per-key TTL (each revision expires on its own, as
+    JetStream messages do), wildcard key listing and ordered watches. ``clock`` returns Unix
+    seconds; tests may pass a fake one. ``capabilities`` may be narrowed to mimic a server that
+    lacks some (calls needing a missing one raise ``Unsupported``).
+    """
+
+    def __init__(self, config: BucketConfig | None = None, *, codec: Codec | None = None,
+                 clock: Callable[[], float] = time.time,
+                 capabilities: Set[Capability] | None = None) -> None:
+        self.config = config or BucketConfig(name="memory")
+        self._codec = codec or Codec(max_value_bytes=self.config.max_value_bytes)
+        self._clock = clock
+        caps = set(ALL_CAPABILITIES if capabilities is None else capabilities)
+        if not self.config.per_key_ttl:
+            caps.discard(Capability.PER_KEY_TTL)
+        unknown = caps - ALL_CAPABILITIES
+        if unknown:
+            raise InvalidArgument(f"memory KV cannot declare {sorted(c.value for c in unknown)}")
+        self._caps = frozenset(caps)
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._hist: dict[str, list[Entry]] = {}
+        self._watchers: list[_Watcher] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryKV(name={self.name!r}, history={self.config.history})"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._caps
+
+    # Validation (before the lock: nothing is written when it fails) ---------------------
+
+    def _ttl(self, ttl: object) -> int | None:
+        seconds = check_ttl(ttl)
+        if seconds is not None:
+            require(self._caps, Capability.PER_KEY_TTL, backend=repr(self))
+        return seconds
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    @staticmethod
+    def _check_revision(revision: object, name: str = "expected_revision") -> int:
+        if type(revision) is not int or revision < 1:
+            raise InvalidArgument(f"{name} must be an int >= 1, got {revision!r}")
+        return revision
+
+    # Internals (hold the lock) -------------------------------------------------------------
+
+    def _live(self, key: str, now: float) -> list[Entry]:
+        """The key's unexpired revisions, oldest first; expired ones are dropped for good."""
+        hist = self._hist.get(key)
+        if hist is None:
+            return []
+        for e in hist:
+            if e.expires_at is not None and e.expires_at <= now:
+                break
+        else:
+            return hist
+        alive = [e for e in hist if e.expires_at is None or e.expires_at > now]
+        if alive:
+            self._hist[key] = alive
+        else:
+            del self._hist[key]
+        return alive
+
+    def _append(self, key: str, raw: bytes, op: Operation, key_ttl: int | None) -> int:
+        now = self._clock()
+        self._seq += 1
+        ttl = key_ttl if key_ttl is not None else self.config.ttl
+        entry = Entry(self.config.name, key, raw, self._seq, now, op,
+                      None if ttl is None else now + ttl)
+        hist = self._hist.get(key)
+        if hist is None or op is Operation.PURGE:
+            self._hist[key] = [entry]
+        else:
+            hist.append(entry)
+            if len(hist) > self.config.history:
+                del hist[: len(hist) - self.config.history]
+        for watcher in self._watchers:
+            if keygrammar.match(watcher.pattern, key):
+                watcher.deliver(entry)
+        return self._seq
+
+    def _expect(self, key: str, expected: int, now: float) -> None:
+        hist = self._live(key, now)
+        current = hist[-1].revision if hist else None
+        if current != expected:
+            raise VersionConflict(
+                f"{key!r} is at revision {current}, not {expected}", key=key,
+                expected=expected, current=current, hint="re-read the key and retry")
+
+    # KeyValueStore ---------------------------------------------------------------------------
+
+    def get(self, key: str, *, revision: int | None = None) -> Entry | None:
+        keygrammar.check_key(key)
+        self._check_open()
+        if revision is not None:
+            require(self._caps, Capability.HISTORY, backend=repr(self))
+            self._check_revision(revision, "revision")
+        with self._lock:
+            hist = self._live(key, self._clock())
+            if revision is None:
+                if hist and hist[-1].operation is Operation.PUT:
+                    # A fresh Entry per read: the lazily decoded value belongs to this caller.
+                    e = hist[-1]
+                    return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
+                                 e.expires_at)
+                return None
+            for e in hist:
+                if e.revision == revision:
+                    return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
+                                 e.expires_at)
+            return None
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        key_ttl = self._ttl(ttl)
+        self._check_open()
+        with self._lock:
+            return self._append(key, raw, Operation.PUT, key_ttl)
+
+    def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        require(self._caps, Capability.CAS, backend=repr(self))
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        key_ttl = self._ttl(ttl)
+        self._check_open()
+        with self._lock:
+            hist = self._live(key, self._clock())
+            if hist and hist[-1].operation is Operation.PUT:
+                raise DuplicateKey(f"{key!r} already exists (revision {hist[-1].revision})",
+                                   key=key, hint="use put() to overwrite or update() for CAS")
+            return self._append(key, raw, Operation.PUT, key_ttl)
+
+    def update(self, key: str, value: Any, *, expected_revision: int,
+               ttl: float | None = None) -> int:
+        require(self._caps, Capability.CAS, backend=repr(self))
+        keygrammar.check_key(key)
+        self._check_revision(expected_revision)
+        raw = self._codec.encode(value)
+        key_ttl = self._ttl(ttl)
+        self._check_open()
+        with self._lock:
+            self._expect(key, expected_revision, self._clock())
+            return self._append(key, raw, Operation.PUT, key_ttl)
+
+    def _marker(self, key: str, op: Operation, expected_revision: int | None) -> int:
+        keygrammar.check_key(key)
+        if expected_revision is not None:
+            require(self._caps, Capability.CAS, backend=repr(self))
+            self._check_revision(expected_revision)
+        self._check_open()
+        with self._lock:
+            if expected_revision is not None:
+                self._expect(key, expected_revision, self._clock())
+            return self._append(key, b"", op, None)
+
+    def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        return self._marker(key, Operation.DEL, expected_revision)
+
+    def purge(self, key: str, *, expected_revision: int | None = None) -> int:
+        require(self._caps, Capability.PURGE, backend=repr(self))
+        return self._marker(key, Operation.PURGE, expected_revision)
+
+    def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
+        if pattern is not None:
+            keygrammar.check_pattern(pattern)
+        if prefix is not None:
+            keygrammar.check_prefix(prefix)
+        self._check_open()
+        with self._lock:
+            now = self._clock()
+            found = [
+                k for k in list(self._hist)
+                if (prefix is None or k.startswith(prefix))
+                and (pattern is None or keygrammar.match(pattern, k))
+                and (hist := self._live(k, now)) and hist[-1].operation is Operation.PUT
+            ]
+        return sorted(found)
+
+    def history(self, key: str) -> list[Entry]:
+        require(self._caps, Capability.HISTORY, backend=repr(self))
+        keygrammar.check_key(key)
+        self._check_open()
+        with self._lock:
+            return [Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
+                          e.expires_at) for e in self._live(key, self._clock())]
+
+    def watch(self, pattern: str = ">", *, include_history: bool = False) -> _Watcher:
+        require(self._caps, Capability.WATCH, backend=repr(self))
+        keygrammar.check_pattern(pattern)
+        self._check_open()
+        watcher = _Watcher(self, pattern)
+        with self._lock:
+            now = self._clock()
+            initial = []
+            for key in list(self._hist):
+                if keygrammar.match(pattern, key):
+                    hist = self._live(key, now)
+                    initial.extend(hist if include_history else hist[-1:])
+            for entry in sorted(initial, key=lambda e: e.revision):
+                watcher.deliver(entry)
+            self._watchers.append(watcher)
+        return watcher
+
+    def _unwatch(self, watcher: _Watcher) -> None:
+        with self._lock:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+
+    def put_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *,
+                 ttl: float | None = None) -> list[int]:
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        key_ttl = self._ttl(ttl)
+        self._check_open()
+        with self._lock:
+            return [self._append(k, raw, Operation.PUT, key_ttl) for k, raw in encoded]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        wanted = [keygrammar.check_key(k) for k in keys]
+        return {k: self.get(k) for k in wanted}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            watcher.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,175 @@
+"""An in-process table store with the SQL tier's semantics (version-guarded JSON rows)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final, NamedTuple, Self
+
+from msstore import keys as keygrammar
+from msstore.capabilities import Capability, require
+from msstore.codec import Codec, default_codec
+from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
+from msstore.filters import contains
+from msstore.records import Query, Record, UpsertResult
+from msstore.ttl import check_ttl
+
+__all__ = ["MemoryTable"]
+
+CAPABILITIES: Final = frozenset({Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH})
+
+
+class _Row(NamedTuple):
+    raw: bytes
+    version: int
+    updated_at: float
+    expires_at: float | None
+
+
+def check_query(query: Query | str) -> Query:
+    """Normalise and validate a search query (a ``str`` is a key prefix)."""
+    if isinstance(query, str):
+        query = Query(prefix=query)
+    if not isinstance(query, Query):
+        raise InvalidArgument(f"query must be a Query or a key prefix, not {query!r}")
+    if query.prefix is not None:
+        keygrammar.check_prefix(query.prefix)
+    if query.where is not None and not isinstance(query.where, dict):
+        raise InvalidArgument(f"Query.where must be a dict, not {type(query.where).__name__}")
+    if type(query.limit) is not int or query.limit < 1:
+        raise InvalidArgument(f"Query.limit must be an int >= 1, got {query.limit!r}")
+    return query
+
+
+def check_version(version: object) -> int:
+    if type(version) is not int or version < 1:
+        raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
+    return version
+
+
+class MemoryTable:
+    """A thread-safe ``DataStorage`` in memory: what the PostgreSQL state store does, minus I/O.
+
+    Values are stored encoded, so a caller mutating what it stored or retrieved changes nothing
+    here. ``clock`` returns Unix seconds.
+    """
+
+    def __init__(self, *, name: str = "memory", codec: Codec | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.name = name
+        self._codec = codec or default_codec
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._rows: dict[str, _Row] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryTable(name={self.name!r})"
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return CAPABILITIES
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    def _record(self, key: str, row: _Row) -> Record:
+        return Record(key, self._codec.decode(row.raw), row.version, row.updated_at,
+                      row.expires_at)
+
+    def _alive(self, key: str, now: float) -> _Row | None:
+        row = self._rows.get(key)
+        if row is not None and row.expires_at is not None and row.expires_at <= now:
+            return None
+        return row
+
+    def store(self, key: str, value: Any, *, version: int | None = None,
+              ttl: float | None = None) -> Record:
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        if version is not None:
+            check_version(version)
+        seconds = check_ttl(ttl)
+        self._check_open()
+        with self._lock:
+            now = self._clock()
+            current = self._rows.get(key)
+            if version is None:
+                version = 1 if current is None else current.version + 1
+            elif current is not None and version <= current.version:
+                raise VersionConflict(
+                    f"{key!r} is stored at version {current.version}; version {version} is not "
+                    "newer", key=key, expected=version, current=current.version,
+                    hint="store a higher version, or omit version to take the next one")
+            row = _Row(raw, version, now, None if seconds is None else now + seconds)
+            self._rows[key] = row
+            return self._record(key, row)
+
+    def retrieve(self, key: str) -> Record | None:
+        keygrammar.check_key(key)
+        self._check_open()
+        with self._lock:
+            row = self._alive(key, self._clock())
+        return None if row is None else self._record(key, row)
+
+    def remove(self, key: str) -> bool:
+        keygrammar.check_key(key)
+        self._check_open()
+        with self._lock:
+            return self._rows.pop(key, None) is not None
+
+    def search(self, query: Query | str) -> list[Record]:
+        query = check_query(query)
+        if query.text is not None:
+            require(self.capabilities, Capability.SEARCH_TEXT, backend=repr(self))
+        self._check_open()
+        with self._lock:
+            now = self._clock()
+            candidates = sorted(
+                (k, row) for k in self._rows
+                if (query.prefix is None or k.startswith(query.prefix))
+                and (row := self._alive(k, now)) is not None
+            )
+        found = []
+        for key, row in candidates:
+            record = self._record(key, row)
+            if query.where is None or contains(record.value, query.where):
+                found.append(record)
+                if len(found) == query.limit:
+                    break
+        return found
+
+    def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
+        newest: dict[str, tuple[Record, bytes]] = {}
+        total = 0
+        for rec in records:
+            total += 1
+            if not isinstance(rec, Record):
+                raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
+            keygrammar.check_key(rec.key)
+            check_version(rec.version)
+            raw = self._codec.encode(rec.value)
+            seen = newest.get(rec.key)
+            if seen is None or rec.version > seen[0].version:
+                newest[rec.key] = (rec, raw)
+        self._check_open()
+        written = 0
+        with self._lock:
+            for key, (rec, raw) in newest.items():
+                current = self._rows.get(key)
+                if current is not None and rec.version <= current.version:
+                    continue
+                self._rows[key] = _Row(raw, rec.version, rec.updated_at, rec.expires_at)
+                written += 1
+        return UpsertResult(written=written, skipped=total - written)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,150 @@
+"""The one value codec every backend uses: JSON documents in, UTF-8 JSON bytes out.
+
+A storable value is a JSON document built from ``None``, ``bool``, ``int``, finite ``float``,
+``str``, ``list`` (tuples are stored as lists) and ``dict`` with ``str`` keys, nested at most
+:data:`MAX_DEPTH` deep, encoding to at most ``max_value_bytes`` (default 1 MiB, the NATS default
+max payload). Anything else (sets, bytes, datetimes, arbitrary objects, NaN and infinities, lone
+surrogates) raises :class:`~msstore.errors.SerializationError` *before* anything is written.
+
+Values round-trip exactly, including integers of any size: orjson encodes and decodes the common
+case; integers beyond 64 bits (which orjson would reject on encode and turn into floats on
+decode) go through the standard library instead.
+
+Records (attrs classes such as a user's agent model) are (un)structured by a cattrs converter
+configured for orjson (``cattrs.preconf.orjson``) and then go through the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final, TypeVar
+
+import cattrs.preconf.orjson
+import orjson
+
+from msstore.errors import InvalidArgument, SerializationError
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "Codec", "default_codec"]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
+MAX_DEPTH: Final = 128
+
+_INT64_MIN: Final = -(2**63)
+_UINT64_MAX: Final = 2**64 - 1
+# orjson reads integers of 19 digits or more wrongly or not at all only beyond 64 bits; a run of
+# 19 digits anywhere (in a number or inside a string) sends decoding to the exact slow path.
+_DIGITS: Final = bytes.maketrans(b"0123456789", b"0" * 10)
+_DIGIT_RUN: Final = b"0" * 19
+_ORJSON_OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _reject(obj: object) -> None:
+    raise TypeError(f"{type(obj).__name__} is not a JSON type")
+
+
+def _check(value: object, depth: int) -> bool:
+    """Validate a JSON document; return True if it holds an integer beyond 64 bits."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return False
+    if t is int:
+        return not (_INT64_MIN <= value <= _UINT64_MAX)  # type: ignore[operator]
+    if t is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise SerializationError(f"{value!r} is not a JSON number",
+                                     hint="store NaN or infinity as a string or null")
+        return False
+    if depth >= MAX_DEPTH:
+        raise SerializationError(f"value is nested deeper than {MAX_DEPTH} levels")
+    if t is dict or isinstance(value, dict):
+        big = False
+        for k, item in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str and not isinstance(k, str):
+                raise SerializationError(f"dict key {k!r} is a {type(k).__name__}, not a str",
+                                         hint="JSON object keys are strings")
+            big = _check(item, depth + 1) or big
+        return big
+    if t is list or t is tuple or isinstance(value, (list, tuple)):
+        big = False
+        for item in value:  # type: ignore[attr-defined]
+            big = _check(item, depth + 1) or big
+        return big
+    if isinstance(value, (str, int)):  # str / int subclasses such as StrEnum, IntEnum
+        return isinstance(value, int) and not (_INT64_MIN <= value <= _UINT64_MAX)
+    if isinstance(value, float):
+        return _check(float(value), depth)
+    raise SerializationError(f"a {type(value).__name__} is not a JSON value",
+                             hint="convert it to dict/list/str/int/float/bool/None first")
+
+
+class Codec:
+    """Encode and decode stored values. Immutable; share one instance freely."""
+
+    __slots__ = ("_converter", "max_value_bytes")
+
+    def __init__(self, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
+        if type(max_value_bytes) is not int or max_value_bytes < 1:
+            raise InvalidArgument(f"max_value_bytes must be a positive int, not {max_value_bytes!r}")
+        self.max_value_bytes = max_value_bytes
+        self._converter = cattrs.preconf.orjson.make_converter()
+
+    def encode(self, value: object) -> bytes:
+        """Return the stored form of ``value`` or raise :class:`SerializationError`."""
+        try:
+            big = _check(value, 0)
+        except RecursionError:
+            raise SerializationError("value is too deeply nested") from None
+        try:
+            if big:
+                data = json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                                  allow_nan=False).encode("utf-8")
+            else:
+                data = orjson.dumps(value, default=_reject, option=_ORJSON_OPTS)
+        except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
+            raise SerializationError(f"value cannot be encoded as JSON: {err}") from None
+        if len(data) > self.max_value_bytes:
+            raise SerializationError(
+                f"encoded value is {len(data)} bytes, over the {self.max_value_bytes} byte limit",
+                hint="split the value or raise max_value_bytes (NATS caps payloads at 1 MiB "
+                     "unless the server's max_payload is raised)")
+        return data
+
+    def decode(self, data: bytes | bytearray | memoryview | str) -> Any:
+        """Return the value stored as ``data``; raise :class:`SerializationError` if not JSON."""
+        if isinstance(data, memoryview):
+            data = data.tobytes()
+        try:
+            if isinstance(data, str) or _DIGIT_RUN not in data.translate(_DIGITS):
+                return orjson.loads(data)
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SerializationError(f"stored bytes are not valid JSON: {err}") from None
+
+    # Records ---------------------------------------------------------------------------
+
+    def unstructure(self, obj: object) -> Any:
+        """Turn an attrs record (or nested records) into a JSON document."""
+        try:
+            return self._converter.unstructure(obj)
+        except Exception as err:
+            raise SerializationError(f"cannot unstructure {type(obj).__name__}: {err}") from err
+
+    def structure(self, value: object, cls: type[T]) -> T:
+        """Build a ``cls`` record from a JSON document (the inverse of :meth:`unstructure`)."""
+        try:
+            return self._converter.structure(value, cls)
+        except Exception as err:
+            raise SerializationError(f"cannot structure {cls.__name__}: {err}") from err
+
+    def encode_record(self, obj: object) -> bytes:
+        return self.encode(self.unstructure(obj))
+
+    def decode_record(self, data: bytes, cls: type[T]) -> T:
+        return self.structure(self.decode(data), cls)
+
+
+default_codec: Final = Codec()
+"""The codec backends use unless given another."""

@@ -1,0 +1,227 @@
+"""The seams of msstore: what the core calls and what a backend implements.
+
+Conventions every implementation follows (the conformance suite checks them):
+
+* **A missing key reads as ``None``.** ``get``, ``retrieve`` and ``find`` return ``None`` for a
+  key that is absent, deleted, purged or expired; they never raise ``NotFound`` for a key.
+  ``NotFound`` is for missing containers (a bucket, a table). Writes that need a key to exist
+  (``update`` with an expected revision) raise ``VersionConflict`` instead.
+* Keys follow :mod:`msstore.keys`; values follow :mod:`msstore.codec`. Bad input raises a typed
+  error before anything is written, in single and batch calls alike.
+* An operation whose :class:`~msstore.capabilities.Capability` a backend does not declare raises
+  :class:`~msstore.errors.Unsupported`.
+* Calls block. Each takes the backend's configured timeout; a write that times out raises
+  ``OutcomeUnknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+
+from msstore.capabilities import Capability
+from msstore.records import Entry, Hit, Query, Record, UpsertResult
+
+__all__ = [
+    "ConflictResolver",
+    "DataStorage",
+    "Embedder",
+    "KeyValueStore",
+    "Repository",
+    "VectorIndex",
+    "Watcher",
+]
+
+T = TypeVar("T")
+ID = TypeVar("ID", contravariant=True)
+
+
+@runtime_checkable
+class Watcher(Protocol):
+    """A live feed of a bucket's changes: current values first, then updates in order."""
+
+    def next(self, timeout: float | None = None) -> Entry | None:
+        """The next entry, or ``None`` if none arrives within ``timeout`` seconds."""
+        ...
+
+    def __iter__(self) -> Iterator[Entry]: ...
+
+    def stop(self) -> None:
+        """Stop the feed; iteration ends. Idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class KeyValueStore(Protocol):
+    """A revisioned key-value bucket with JetStream KV semantics.
+
+    Revisions are bucket-wide, strictly increasing and never reused. A delete writes a marker
+    (history kept); a purge writes a marker and drops the key's earlier history. ``ttl`` is in
+    whole seconds (see :mod:`msstore.ttl`); a write without ``ttl`` falls back to the bucket's.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Set[Capability]: ...
+
+    def get(self, key: str, *, revision: int | None = None) -> Entry | None:
+        """The key's live value (or the given revision of it), ``None`` if there is none."""
+        ...
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        """Write unconditionally; return the new revision."""
+        ...
+
+    def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        """Write only if the key has no live value; else raise ``DuplicateKey``."""
+        ...
+
+    def update(self, key: str, value: Any, *, expected_revision: int,
+               ttl: float | None = None) -> int:
+        """Write only if the key's latest revision is ``expected_revision``.
+
+        Else raise ``VersionConflict`` and change nothing.
+        """
+        ...
+
+    def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        """Write a delete marker (idempotent); return its revision."""
+        ...
+
+    def purge(self, key: str, *, expected_revision: int | None = None) -> int:
+        """Write a purge marker and drop the key's earlier revisions; return its revision."""
+        ...
+
+    def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
+        """Sorted keys with a live value, filtered by wildcard ``pattern`` and/or ``prefix``."""
+        ...
+
+    def history(self, key: str) -> list[Entry]:
+        """The key's retained revisions, oldest first, markers included; ``[]`` if none."""
+        ...
+
+    def watch(self, pattern: str = ">", *, include_history: bool = False) -> Watcher:
+        """Feed of the matching keys: their current entries, then every later change."""
+        ...
+
+    def put_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *,
+                 ttl: float | None = None) -> list[int]:
+        """Write several keys in one round trip; return their revisions in input order.
+
+        Every key and value is validated first: bad input raises with nothing written.
+        """
+        ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        """Read several keys in one round trip."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class DataStorage(Protocol):
+    """A durable table of keyed JSON documents with monotonic versions (the SQL tier).
+
+    A row is replaced only by a strictly newer version: an old flush never overwrites new data.
+    """
+
+    @property
+    def capabilities(self) -> Set[Capability]: ...
+
+    def store(self, key: str, value: Any, *, version: int | None = None,
+              ttl: float | None = None) -> Record:
+        """Write ``value``; with ``version=None`` the next version is taken.
+
+        An explicit ``version`` not above the stored one raises ``VersionConflict``.
+        """
+        ...
+
+    def retrieve(self, key: str) -> Record | None:
+        """The row for ``key``, ``None`` if absent or expired."""
+        ...
+
+    def remove(self, key: str) -> bool:
+        """Delete the row; ``True`` if there was one. Idempotent."""
+        ...
+
+    def search(self, query: Query | str) -> list[Record]:
+        """Rows matching ``query`` (a ``str`` is a key prefix), ordered by key."""
+        ...
+
+    def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
+        """Bulk, version-guarded upsert in one transaction (the flusher's path).
+
+        Duplicate keys collapse to their newest version; rows whose version is not newer
+        than the stored one are skipped. Nothing is written if any row is invalid.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Repository(Protocol[T, ID]):
+    """Typed records saved and found by id (the reference's ``Repository<T>``)."""
+
+    def save(self, entity: T) -> T: ...
+
+    def find(self, id: ID) -> T | None: ...
+
+    def update(self, entity: T) -> T: ...
+
+    def delete(self, id: ID) -> bool: ...
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Vectors with ids and metadata, searched by nearest neighbour."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def metric(self) -> str:
+        """``"cosine"``, ``"l2"`` or ``"ip"``."""
+        ...
+
+    @property
+    def capabilities(self) -> Set[Capability]: ...
+
+    def add(self, ids: Sequence[str], vectors: Any,
+            metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert or replace vectors; a wrong dimension raises ``InvalidArgument``."""
+        ...
+
+    def search(self, vector: Any, k: int = 10, *,
+               where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` nearest ids, closest first, among those whose metadata matches ``where``."""
+        ...
+
+    def remove(self, ids: Sequence[str]) -> int: ...
+
+    def count(self) -> int: ...
+
+
+@runtime_checkable
+class ConflictResolver(Protocol):
+    """Settles a compare-and-set conflict: given our proposed value and the value now stored,
+    return the value to write in its place."""
+
+    def resolve(self, key: str, ours: Any, theirs: Any) -> Any: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors of a fixed dimension, a batch at a time."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...

@@ -1,0 +1,109 @@
+"""Records shared by every backend: KV entries, stored rows, bucket settings, vector hits."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from msstore.codec import default_codec
+
+__all__ = ["Entry", "Hit", "Operation", "Query", "Record", "UpsertResult"]
+
+
+class Operation(enum.Enum):
+    """What a KV revision did to its key (JetStream's KV-Operation header)."""
+
+    PUT = "PUT"
+    DEL = "DEL"
+    PURGE = "PURGE"
+
+
+@attrs.frozen(repr=False)
+class Entry:
+    """One revision of one key in a KV bucket.
+
+    ``raw`` holds the stored bytes; ``value`` decodes them on first access (each ``get`` hands
+    out its own Entry, so the decoded value is the caller's to mutate). Delete and purge markers
+    have ``operation`` DEL / PURGE and ``value`` ``None``. Times are Unix seconds.
+    """
+
+    bucket: str
+    key: str
+    raw: bytes
+    revision: int
+    created: float
+    operation: Operation = Operation.PUT
+    expires_at: float | None = None
+
+    @functools.cached_property
+    def value(self) -> Any:
+        if self.operation is not Operation.PUT:
+            return None
+        return default_codec.decode(self.raw)
+
+    @property
+    def is_marker(self) -> bool:
+        """True for delete and purge markers."""
+        return self.operation is not Operation.PUT
+
+    def __repr__(self) -> str:
+        return (f"Entry(bucket={self.bucket!r}, key={self.key!r}, revision={self.revision}, "
+                f"operation={self.operation.value}, size={len(self.raw)})")
+
+
+@attrs.frozen
+class Record:
+    """One row of a table store (the SQL tier): a key's latest durable value and its version.
+
+    ``version`` only grows; stores refuse to replace a row with an older or equal version.
+    """
+
+    key: str
+    value: Any
+    version: int
+    updated_at: float
+    expires_at: float | None = None
+
+
+@attrs.frozen
+class UpsertResult:
+    """What a bulk, version-guarded upsert did.
+
+    ``written`` rows were stored; ``skipped`` input rows were not: older duplicates within the
+    batch and rows whose version was not newer than the stored one.
+    """
+
+    written: int
+    skipped: int
+
+
+@attrs.frozen
+class Query:
+    """A search over a table store or knowledge base.
+
+    ``prefix`` restricts keys; ``where`` keeps values that contain it (JSON containment, as
+    PostgreSQL's ``@>``); ``text`` asks for text or semantic search, which only stores with the
+    ``search_text`` capability provide.
+    """
+
+    prefix: str | None = None
+    where: Mapping[str, Any] | None = None
+    text: str | None = None
+    limit: int = 100
+
+
+@attrs.frozen
+class Hit:
+    """A vector-search result.
+
+    ``distance`` follows pgvector's operators, lower is closer: cosine distance (``<=>``,
+    1 - cosine similarity), Euclidean distance (``<->``), negative inner product (``<#>``).
+    """
+
+    id: str
+    distance: float
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)

