@@ -19,8 +19,10 @@ _NAME = re.compile(r"[-_a-zA-Z0-9]{1,128}")
 
 def _check_name(_: object, __: object, name: str) -> None:
     if type(name) is not str or _NAME.fullmatch(name) is None:
-        raise InvalidArgument(f"invalid bucket name {name!r}",
-                              hint="bucket names are 1-128 characters of A-Z a-z 0-9 - _")
+        raise InvalidArgument(
+            f"invalid bucket name {name!r}",
+            hint="bucket names are 1-128 characters of A-Z a-z 0-9 - _",
+        )
 
 
 def _check_history(_: object, __: object, history: int) -> None:

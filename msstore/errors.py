@@ -43,8 +43,9 @@ class MsstoreError(Exception):
 
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, key: str | None = None, hint: str | None = None,
-                 **fields: Any) -> None:
+    def __init__(
+        self, message: str, *, key: str | None = None, hint: str | None = None, **fields: Any
+    ) -> None:
         self.message = message
         self.key = key
         self.hint = hint
@@ -55,8 +56,10 @@ class MsstoreError(Exception):
         super().__init__(text)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, {"key": self.key, "hint": self.hint,
-                                                     **self.fields}))
+        return (
+            _rebuild,
+            (type(self), self.message, {"key": self.key, "hint": self.hint, **self.fields}),
+        )
 
 
 class NotFound(MsstoreError):

@@ -21,10 +21,12 @@ def contains(doc: Any, sub: Any) -> bool:
 def _contains(doc: Any, sub: Any, *, top: bool) -> bool:
     if isinstance(sub, dict):
         return isinstance(doc, dict) and all(
-            k in doc and _contains(doc[k], v, top=False) for k, v in sub.items())
+            k in doc and _contains(doc[k], v, top=False) for k, v in sub.items()
+        )
     if isinstance(sub, (list, tuple)):
         return isinstance(doc, (list, tuple)) and all(
-            any(_contains(d, s, top=False) for d in doc) for s in sub)
+            any(_contains(d, s, top=False) for d in doc) for s in sub
+        )
     if isinstance(doc, (list, tuple)):
         return top and any(_same_scalar(d, sub) for d in doc)
     if isinstance(doc, dict):

@@ -38,8 +38,10 @@ MAX_KEY_LENGTH = 1024
 _KEY = re.compile(r"[-/_=a-zA-Z0-9]+(?:\.[-/_=a-zA-Z0-9]+)*")
 _PREFIX = re.compile(r"[-/_=a-zA-Z0-9.]*")
 _TOKEN_SAFE = frozenset(b"-/_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_HINT = ("keys are 1-1024 characters of A-Z a-z 0-9 - / _ = and '.' between non-empty tokens; "
-         "encode other text with msstore.keys.quote_token()")
+_HINT = (
+    "keys are 1-1024 characters of A-Z a-z 0-9 - / _ = and '.' between non-empty tokens; "
+    "encode other text with msstore.keys.quote_token()"
+)
 
 
 def check_key(key: object) -> str:
@@ -47,8 +49,11 @@ def check_key(key: object) -> str:
     if type(key) is not str:
         raise InvalidKey(f"key must be a str, not {type(key).__name__}", hint=_HINT)
     if len(key) > MAX_KEY_LENGTH:
-        raise InvalidKey(f"key is {len(key)} characters long, over the {MAX_KEY_LENGTH} limit",
-                         key=key[:64] + "...", hint=_HINT)
+        raise InvalidKey(
+            f"key is {len(key)} characters long, over the {MAX_KEY_LENGTH} limit",
+            key=key[:64] + "...",
+            hint=_HINT,
+        )
     if _KEY.fullmatch(key) is None:
         raise InvalidKey(f"invalid key {key!r}", key=key, hint=_HINT)
     return key
@@ -77,8 +82,10 @@ def check_pattern(pattern: object) -> str:
         if token == "*" or (token == ">" and i == len(tokens) - 1):
             continue
         if _KEY.fullmatch(token) is None:
-            raise InvalidKey(f"invalid key pattern {pattern!r}: bad token {token!r}",
-                             hint="wildcards '*' and '>' must be whole tokens, '>' only last")
+            raise InvalidKey(
+                f"invalid key pattern {pattern!r}: bad token {token!r}",
+                hint="wildcards '*' and '>' must be whole tokens, '>' only last",
+            )
     return pattern
 
 
@@ -129,5 +136,6 @@ def unquote_token(token: str) -> str:
                 raise ValueError
         return out.decode("utf-8", "surrogatepass")
     except (ValueError, UnicodeDecodeError):
-        raise InvalidKey(f"{token!r} is not a quoted token",
-                         hint="pass only the output of quote_token()") from None
+        raise InvalidKey(
+            f"{token!r} is not a quoted token", hint="pass only the output of quote_token()"
+        ) from None

@@ -17,14 +17,16 @@ def check_known(options: Mapping[str, Any], known: set[str], *, backend: str) ->
     """Reject options the backend does not understand (a typo must not pass silently)."""
     unknown = set(options) - known
     if unknown:
-        raise InvalidArgument(f"{backend} has no option(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(known))}")
+        raise InvalidArgument(
+            f"{backend} has no option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
 
 
 def opt_int(options: Mapping[str, Any], name: str, default: int | None) -> int | None:
     value = options.get(name, default)
     if value is None or (type(value) is int):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     if isinstance(value, str) and value.strip().lower() in {"", "none"}:

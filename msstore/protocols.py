@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-ID = TypeVar("ID", contravariant=True)
+ID_contra = TypeVar("ID_contra", contravariant=True)
 
 
 @runtime_checkable
@@ -82,8 +82,9 @@ class KeyValueStore(Protocol):
         """Write only if the key has no live value; else raise ``DuplicateKey``."""
         ...
 
-    def update(self, key: str, value: Any, *, expected_revision: int,
-               ttl: float | None = None) -> int:
+    def update(
+        self, key: str, value: Any, *, expected_revision: int, ttl: float | None = None
+    ) -> int:
         """Write only if the key's latest revision is ``expected_revision``.
 
         Else raise ``VersionConflict`` and change nothing.
@@ -110,8 +111,9 @@ class KeyValueStore(Protocol):
         """Feed of the matching keys: their current entries, then every later change."""
         ...
 
-    def put_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *,
-                 ttl: float | None = None) -> list[int]:
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
         """Write several keys in one round trip; return their revisions in input order.
 
         Every key and value is validated first: bad input raises with nothing written.
@@ -135,8 +137,9 @@ class DataStorage(Protocol):
     @property
     def capabilities(self) -> Set[Capability]: ...
 
-    def store(self, key: str, value: Any, *, version: int | None = None,
-              ttl: float | None = None) -> Record:
+    def store(
+        self, key: str, value: Any, *, version: int | None = None, ttl: float | None = None
+    ) -> Record:
         """Write ``value``; with ``version=None`` the next version is taken.
 
         An explicit ``version`` not above the stored one raises ``VersionConflict``.
@@ -167,16 +170,16 @@ class DataStorage(Protocol):
 
 
 @runtime_checkable
-class Repository(Protocol[T, ID]):
+class Repository(Protocol[T, ID_contra]):
     """Typed records saved and found by id (the reference's ``Repository<T>``)."""
 
     def save(self, entity: T) -> T: ...
 
-    def find(self, id: ID) -> T | None: ...
+    def find(self, id: ID_contra) -> T | None: ...
 
     def update(self, entity: T) -> T: ...
 
-    def delete(self, id: ID) -> bool: ...
+    def delete(self, id: ID_contra) -> bool: ...
 
 
 @runtime_checkable
@@ -194,13 +197,15 @@ class VectorIndex(Protocol):
     @property
     def capabilities(self) -> Set[Capability]: ...
 
-    def add(self, ids: Sequence[str], vectors: Any,
-            metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+    def add(
+        self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
         """Insert or replace vectors; a wrong dimension raises ``InvalidArgument``."""
         ...
 
-    def search(self, vector: Any, k: int = 10, *,
-               where: Mapping[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self, vector: Any, k: int = 10, *, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
         """The ``k`` nearest ids, closest first, among those whose metadata matches ``where``."""
         ...
 

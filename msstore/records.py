@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +11,8 @@ import attrs
 from msstore.codec import default_codec
 
 __all__ = ["Entry", "Hit", "Operation", "Query", "Record", "UpsertResult"]
+
+_UNDECODED: Any = object()
 
 
 class Operation(enum.Enum):
@@ -22,9 +23,11 @@ class Operation(enum.Enum):
     PURGE = "PURGE"
 
 
-@attrs.frozen(repr=False)
+# Not frozen: a frozen attrs class takes three times as long to build, and every read builds one.
+# Treat entries as read-only all the same.
+@attrs.define(repr=False)
 class Entry:
-    """One revision of one key in a KV bucket.
+    """One revision of one key in a KV bucket (read-only by convention).
 
     ``raw`` holds the stored bytes; ``value`` decodes them on first access (each ``get`` hands
     out its own Entry, so the decoded value is the caller's to mutate). Delete and purge markers
@@ -38,12 +41,16 @@ class Entry:
     created: float
     operation: Operation = Operation.PUT
     expires_at: float | None = None
+    _value: Any = attrs.field(init=False, default=_UNDECODED, eq=False)
 
-    @functools.cached_property
+    @property
     def value(self) -> Any:
-        if self.operation is not Operation.PUT:
-            return None
-        return default_codec.decode(self.raw)
+        """The decoded value (decoded once, on first access); ``None`` for markers."""
+        value = self._value
+        if value is _UNDECODED:
+            value = None if self.operation is not Operation.PUT else default_codec.decode(self.raw)
+            self._value = value
+        return value
 
     @property
     def is_marker(self) -> bool:
@@ -51,8 +58,10 @@ class Entry:
         return self.operation is not Operation.PUT
 
     def __repr__(self) -> str:
-        return (f"Entry(bucket={self.bucket!r}, key={self.key!r}, revision={self.revision}, "
-                f"operation={self.operation.value}, size={len(self.raw)})")
+        return (
+            f"Entry(bucket={self.bucket!r}, key={self.key!r}, revision={self.revision}, "
+            f"operation={self.operation.value}, size={len(self.raw)})"
+        )
 
 
 @attrs.frozen

@@ -107,14 +107,16 @@ def _backend(scheme: str) -> Backend:
         if target is None:
             raise InvalidArgument(
                 f"no backend for scheme {scheme!r}; known schemes: {', '.join(known_schemes())}",
-                hint="install the package that provides it or call register_backend()")
+                hint="install the package that provides it or call register_backend()",
+            )
         try:
             backend = _resolve(target)
         except ImportError as err:
-            raise Unsupported(f"the {scheme}:// backend cannot be imported: {err}",
-                              capability=scheme,
-                              hint=f"pip install 'msstore[{scheme}]' or the package providing it"
-                              ) from err
+            raise Unsupported(
+                f"the {scheme}:// backend cannot be imported: {err}",
+                capability=scheme,
+                hint=f"pip install 'msstore[{scheme}]' or the package providing it",
+            ) from err
         _loaded[scheme] = backend
         return backend
 
@@ -147,4 +149,3 @@ def open_vector(url: str, **options: Any) -> VectorIndex:
     """Open the vector index ``url`` names, e.g. ``memory://facts?dim=384&metric=cosine``."""
     backend, parts, merged = _split(url, options)
     return backend.open_vector(parts, merged)
-

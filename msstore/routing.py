@@ -44,10 +44,12 @@ class Route:
 
 
 DEFAULT_ROUTES: Mapping[DataType, Route] = {
-    DataType.SESSION_DATA: Route(layer=StorageLayer.DISTRIBUTED_KV, bucket="SESSION_DATA",
-                                 ttl=3600),
-    DataType.AGENT_STATE: Route(layer=StorageLayer.DISTRIBUTED_KV, bucket="AGENT_STATE",
-                                ttl=1800, flush_to_sql=True),
+    DataType.SESSION_DATA: Route(
+        layer=StorageLayer.DISTRIBUTED_KV, bucket="SESSION_DATA", ttl=3600
+    ),
+    DataType.AGENT_STATE: Route(
+        layer=StorageLayer.DISTRIBUTED_KV, bucket="AGENT_STATE", ttl=1800, flush_to_sql=True
+    ),
     DataType.TASK_INFO: Route(layer=StorageLayer.RELATIONAL_DB),
     DataType.MESSAGE_LOG: Route(layer=StorageLayer.RELATIONAL_DB),
     DataType.KNOWLEDGE_BASE: Route(layer=StorageLayer.VECTOR_STORE),
@@ -58,8 +60,9 @@ def _data_type(value: object) -> DataType:
     try:
         return value if isinstance(value, DataType) else DataType(str(value).upper())
     except ValueError:
-        raise InvalidArgument(f"unknown data type {value!r}; known: "
-                              f"{', '.join(t.value for t in DataType)}") from None
+        raise InvalidArgument(
+            f"unknown data type {value!r}; known: {', '.join(t.value for t in DataType)}"
+        ) from None
 
 
 def _route(value: object, base: Route) -> Route:
@@ -76,16 +79,18 @@ def _route(value: object, base: Route) -> Route:
     try:
         layer = layer if isinstance(layer, StorageLayer) else StorageLayer(str(layer).upper())
     except ValueError:
-        raise InvalidArgument(f"unknown storage layer {layer!r}; known: "
-                              f"{', '.join(s.value for s in StorageLayer)}") from None
+        raise InvalidArgument(
+            f"unknown storage layer {layer!r}; known: {', '.join(s.value for s in StorageLayer)}"
+        ) from None
     flush = value.get("flush_to_sql", base.flush_to_sql)
     if type(flush) is not bool:
         raise InvalidArgument(f"flush_to_sql must be true or false, got {flush!r}")
     bucket = value.get("bucket", base.bucket)
     if layer is StorageLayer.DISTRIBUTED_KV and not bucket:
         raise InvalidArgument("a DISTRIBUTED_KV route needs a bucket")
-    return Route(layer=layer, bucket=bucket, ttl=check_ttl(value.get("ttl", base.ttl)),
-                 flush_to_sql=flush)
+    return Route(
+        layer=layer, bucket=bucket, ttl=check_ttl(value.get("ttl", base.ttl)), flush_to_sql=flush
+    )
 
 
 class DataRouter:

@@ -30,11 +30,15 @@ def check_ttl(ttl: object) -> int | None:
     else:
         raise InvalidArgument(f"ttl must be seconds (int or float) or a timedelta, not {ttl!r}")
     if not math.isfinite(seconds) or seconds < 1:
-        raise InvalidArgument(f"ttl must be at least 1 second, got {ttl!r}",
-                              hint="JetStream cannot expire values faster than once a second")
+        raise InvalidArgument(
+            f"ttl must be at least 1 second, got {ttl!r}",
+            hint="JetStream cannot expire values faster than once a second",
+        )
     if seconds > MAX_TTL_SECONDS:
-        raise InvalidArgument(f"ttl {ttl!r} is over {MAX_TTL_SECONDS} seconds (100 years)",
-                              hint="pass ttl=None for values that never expire")
+        raise InvalidArgument(
+            f"ttl {ttl!r} is over {MAX_TTL_SECONDS} seconds (100 years)",
+            hint="pass ttl=None for values that never expire",
+        )
     return math.ceil(seconds)
 
 

@@ -10,5 +10,6 @@ __all__ = ["migration_files"]
 
 def migration_files() -> list[Traversable]:
     """The shipped ``NNNN_name.sql`` migration files, in version order."""
-    return sorted((f for f in files(__name__).iterdir() if f.name.endswith(".sql")),
-                  key=lambda f: f.name)
+    return sorted(
+        (f for f in files(__name__).iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    )

@@ -9,6 +9,8 @@ import pytest
 from msstore.buckets import BucketConfig
 from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(params=["memory"])
 def kv_factory(request: pytest.FixtureRequest) -> Callable[[BucketConfig], KeyValueStore]:

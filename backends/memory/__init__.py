@@ -34,8 +34,9 @@ class MemoryBackend:
     """The ``memory://`` scheme."""
 
     def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryKV:
-        check_known(options, {"history", "ttl", "max_value_bytes", "per_key_ttl"},
-                    backend="memory KV")
+        check_known(
+            options, {"history", "ttl", "max_value_bytes", "per_key_ttl"}, backend="memory KV"
+        )
         config = BucketConfig(
             name=_name(url, "memory"),
             history=opt_int(options, "history", 1) or 1,

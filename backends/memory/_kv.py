@@ -18,10 +18,17 @@ from msstore.ttl import check_ttl
 
 __all__ = ["MemoryKV"]
 
-ALL_CAPABILITIES: Final = frozenset({
-    Capability.TTL, Capability.PER_KEY_TTL, Capability.HISTORY, Capability.WATCH,
-    Capability.CAS, Capability.PURGE, Capability.BATCH,
-})
+ALL_CAPABILITIES: Final = frozenset(
+    {
+        Capability.TTL,
+        Capability.PER_KEY_TTL,
+        Capability.HISTORY,
+        Capability.WATCH,
+        Capability.CAS,
+        Capability.PURGE,
+        Capability.BATCH,
+    }
+)
 _STOP: Final = object()
 
 
@@ -78,9 +85,14 @@ class MemoryKV:
     lacks some (calls needing a missing one raise ``Unsupported``).
     """
 
-    def __init__(self, config: BucketConfig | None = None, *, codec: Codec | None = None,
-                 clock: Callable[[], float] = time.time,
-                 capabilities: Set[Capability] | None = None) -> None:
+    def __init__(
+        self,
+        config: BucketConfig | None = None,
+        *,
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
+        capabilities: Set[Capability] | None = None,
+    ) -> None:
         self.config = config or BucketConfig(name="memory")
         self._codec = codec or Codec(max_value_bytes=self.config.max_value_bytes)
         self._clock = clock
@@ -149,8 +161,9 @@ class MemoryKV:
         now = self._clock()
         self._seq += 1
         ttl = key_ttl if key_ttl is not None else self.config.ttl
-        entry = Entry(self.config.name, key, raw, self._seq, now, op,
-                      None if ttl is None else now + ttl)
+        entry = Entry(
+            self.config.name, key, raw, self._seq, now, op, None if ttl is None else now + ttl
+        )
         hist = self._hist.get(key)
         if hist is None or op is Operation.PURGE:
             self._hist[key] = [entry]
@@ -168,13 +181,18 @@ class MemoryKV:
         current = hist[-1].revision if hist else None
         if current != expected:
             raise VersionConflict(
-                f"{key!r} is at revision {current}, not {expected}", key=key,
-                expected=expected, current=current, hint="re-read the key and retry")
+                f"{key!r} is at revision {current}, not {expected}",
+                key=key,
+                expected=expected,
+                current=current,
+                hint="re-read the key and retry",
+            )
 
     # KeyValueStore ---------------------------------------------------------------------------
 
     def get(self, key: str, *, revision: int | None = None) -> Entry | None:
-        keygrammar.check_key(key)
+        if key not in self._hist:  # stored keys were checked when written
+            keygrammar.check_key(key)
         self._check_open()
         if revision is not None:
             require(self._caps, Capability.HISTORY, backend=repr(self))
@@ -185,13 +203,15 @@ class MemoryKV:
                 if hist and hist[-1].operation is Operation.PUT:
                     # A fresh Entry per read: the lazily decoded value belongs to this caller.
                     e = hist[-1]
-                    return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
-                                 e.expires_at)
+                    return Entry(
+                        e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at
+                    )
                 return None
             for e in hist:
                 if e.revision == revision:
-                    return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
-                                 e.expires_at)
+                    return Entry(
+                        e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at
+                    )
             return None
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
@@ -211,12 +231,16 @@ class MemoryKV:
         with self._lock:
             hist = self._live(key, self._clock())
             if hist and hist[-1].operation is Operation.PUT:
-                raise DuplicateKey(f"{key!r} already exists (revision {hist[-1].revision})",
-                                   key=key, hint="use put() to overwrite or update() for CAS")
+                raise DuplicateKey(
+                    f"{key!r} already exists (revision {hist[-1].revision})",
+                    key=key,
+                    hint="use put() to overwrite or update() for CAS",
+                )
             return self._append(key, raw, Operation.PUT, key_ttl)
 
-    def update(self, key: str, value: Any, *, expected_revision: int,
-               ttl: float | None = None) -> int:
+    def update(
+        self, key: str, value: Any, *, expected_revision: int, ttl: float | None = None
+    ) -> int:
         require(self._caps, Capability.CAS, backend=repr(self))
         keygrammar.check_key(key)
         self._check_revision(expected_revision)
@@ -254,10 +278,12 @@ class MemoryKV:
         with self._lock:
             now = self._clock()
             found = [
-                k for k in list(self._hist)
+                k
+                for k in list(self._hist)
                 if (prefix is None or k.startswith(prefix))
                 and (pattern is None or keygrammar.match(pattern, k))
-                and (hist := self._live(k, now)) and hist[-1].operation is Operation.PUT
+                and (hist := self._live(k, now))
+                and hist[-1].operation is Operation.PUT
             ]
         return sorted(found)
 
@@ -266,8 +292,10 @@ class MemoryKV:
         keygrammar.check_key(key)
         self._check_open()
         with self._lock:
-            return [Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation,
-                          e.expires_at) for e in self._live(key, self._clock())]
+            return [
+                Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at)
+                for e in self._live(key, self._clock())
+            ]
 
     def watch(self, pattern: str = ">", *, include_history: bool = False) -> _Watcher:
         require(self._caps, Capability.WATCH, backend=repr(self))
@@ -291,8 +319,9 @@ class MemoryKV:
             if watcher in self._watchers:
                 self._watchers.remove(watcher)
 
-    def put_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *,
-                 ttl: float | None = None) -> list[int]:
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
         key_ttl = self._ttl(ttl)

@@ -55,8 +55,13 @@ class MemoryTable:
     here. ``clock`` returns Unix seconds.
     """
 
-    def __init__(self, *, name: str = "memory", codec: Codec | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "memory",
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = name
         self._codec = codec or default_codec
         self._clock = clock
@@ -76,8 +81,7 @@ class MemoryTable:
             raise MsstoreError(f"{self!r} is closed", hint="open a new store")
 
     def _record(self, key: str, row: _Row) -> Record:
-        return Record(key, self._codec.decode(row.raw), row.version, row.updated_at,
-                      row.expires_at)
+        return Record(key, self._codec.decode(row.raw), row.version, row.updated_at, row.expires_at)
 
     def _alive(self, key: str, now: float) -> _Row | None:
         row = self._rows.get(key)
@@ -85,8 +89,9 @@ class MemoryTable:
             return None
         return row
 
-    def store(self, key: str, value: Any, *, version: int | None = None,
-              ttl: float | None = None) -> Record:
+    def store(
+        self, key: str, value: Any, *, version: int | None = None, ttl: float | None = None
+    ) -> Record:
         keygrammar.check_key(key)
         raw = self._codec.encode(value)
         if version is not None:
@@ -101,8 +106,12 @@ class MemoryTable:
             elif current is not None and version <= current.version:
                 raise VersionConflict(
                     f"{key!r} is stored at version {current.version}; version {version} is not "
-                    "newer", key=key, expected=version, current=current.version,
-                    hint="store a higher version, or omit version to take the next one")
+                    "newer",
+                    key=key,
+                    expected=version,
+                    current=current.version,
+                    hint="store a higher version, or omit version to take the next one",
+                )
             row = _Row(raw, version, now, None if seconds is None else now + seconds)
             self._rows[key] = row
             return self._record(key, row)
@@ -128,7 +137,8 @@ class MemoryTable:
         with self._lock:
             now = self._clock()
             candidates = sorted(
-                (k, row) for k in self._rows
+                (k, row)
+                for k in self._rows
                 if (query.prefix is None or k.startswith(query.prefix))
                 and (row := self._alive(k, now)) is not None
             )

@@ -25,8 +25,9 @@ def _numpy() -> Any:
     try:
         import numpy  # noqa: PLC0415 - numpy is optional: only vector users need it
     except ImportError:
-        raise Unsupported("the memory vector index needs numpy",
-                          hint="pip install 'msstore[vector]'") from None
+        raise Unsupported(
+            "the memory vector index needs numpy", hint="pip install 'msstore[vector]'"
+        ) from None
     return numpy
 
 
@@ -79,15 +80,17 @@ class MemoryVectorIndex:
         if arr.ndim != 2 or arr.shape[1] != self._dim:
             raise InvalidArgument(
                 f"expected vectors of dimension {self._dim}, got shape {tuple(arr.shape)}",
-                hint="embed with a model of the index's dimension")
+                hint="embed with a model of the index's dimension",
+            )
         if rows is not None and arr.shape[0] != rows:
             raise InvalidArgument(f"{rows} ids but {arr.shape[0]} vectors")
         if not np_.isfinite(arr).all():
             raise InvalidArgument("vectors must be finite (no NaN or infinity)")
         return arr  # type: ignore[no-any-return]
 
-    def add(self, ids: Sequence[str], vectors: Any,
-            metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+    def add(
+        self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
         ids = list(ids)
         if not all(type(i) is str and i for i in ids) or len(set(ids)) != len(ids):
             raise InvalidArgument("ids must be distinct non-empty strings")
@@ -99,8 +102,9 @@ class MemoryVectorIndex:
             fresh = [i for i, id_ in enumerate(ids) if id_ not in self._pos]
             need = self._count + len(fresh)
             if need > self._vecs.shape[0]:
-                grown = self._np.zeros((max(need, 2 * self._vecs.shape[0], 64), self._dim),
-                                       dtype=self._np.float32)
+                grown = self._np.zeros(
+                    (max(need, 2 * self._vecs.shape[0], 64), self._dim), dtype=self._np.float32
+                )
                 grown[: self._count] = self._vecs[: self._count]
                 self._vecs = grown
             for i, id_ in enumerate(ids):
@@ -119,7 +123,7 @@ class MemoryVectorIndex:
         np_ = self._np
         vecs = self._vecs[: self._count]
         if self._metric == "ip":
-            return -(vecs @ query)  # type: ignore[no-any-return]
+            return -(vecs @ query)
         if self._metric == "l2":
             return np_.sqrt(((vecs - query) ** 2).sum(axis=1))  # type: ignore[no-any-return]
         norms = np_.linalg.norm(vecs, axis=1) * np_.linalg.norm(query)
@@ -127,8 +131,9 @@ class MemoryVectorIndex:
             sims = np_.where(norms > 0, (vecs @ query) / norms, 0.0)
         return (1.0 - sims).astype(np_.float32)  # type: ignore[no-any-return]
 
-    def search(self, vector: Any, k: int = 10, *,
-               where: Mapping[str, Any] | None = None) -> list[Hit]:
+    def search(
+        self, vector: Any, k: int = 10, *, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
         if type(k) is not int or k < 1:
             raise InvalidArgument(f"k must be an int >= 1, got {k!r}")
         query = self._matrix(vector, 1)[0]
@@ -138,12 +143,16 @@ class MemoryVectorIndex:
                 return []
             dist = self._distances(query)
             if where is not None:
-                keep = np_.fromiter((contains(m, where) for m in self._meta), dtype=bool,
-                                    count=self._count)
+                keep = np_.fromiter(
+                    (contains(m, where) for m in self._meta), dtype=bool, count=self._count
+                )
                 dist = np_.where(keep, dist, np_.inf)
             order = np_.lexsort((np_.arange(self._count), dist))[:k]
-            return [Hit(self._ids[i], float(dist[i]), self._meta[i])
-                    for i in order if np_.isfinite(dist[i])]
+            return [
+                Hit(self._ids[i], float(dist[i]), self._meta[i])
+                for i in order
+                if np_.isfinite(dist[i])
+            ]
 
     def remove(self, ids: Sequence[str]) -> int:
         with self._lock:

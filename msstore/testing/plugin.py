@@ -56,8 +56,10 @@ def msstore_postgres_dsn() -> Iterator[str]:
     try:
         server = EmbeddedPostgres().start()
     except (MsstoreError, OSError) as err:
-        pytest.fail(f"could not start the embedded PostgreSQL ({err}); set {PG_ENV} to use "
-                    "another server", pytrace=False)
+        pytest.fail(
+            f"could not start the embedded PostgreSQL ({err}); set {PG_ENV} to use another server",
+            pytrace=False,
+        )
     try:
         yield server.dsn
     finally:
@@ -75,8 +77,11 @@ def msstore_nats_url() -> Iterator[str]:
     try:
         server = EmbeddedNats().start()
     except (MsstoreError, OSError) as err:
-        pytest.fail(f"could not start the embedded NATS server ({err}); set {NATS_ENV} to use "
-                    "another server", pytrace=False)
+        pytest.fail(
+            f"could not start the embedded NATS server ({err}); set {NATS_ENV} to use "
+            "another server",
+            pytrace=False,
+        )
     try:
         yield server.url
     finally:
@@ -93,8 +98,9 @@ def msstore_pg_schema(msstore_postgres_dsn: str, msstore_unique_name: str) -> It
     try:
         import psycopg  # noqa: PLC0415
     except ImportError:
-        pytest.fail("msstore_pg_schema needs psycopg: pip install 'msstore[postgres]'",
-                    pytrace=False)
+        pytest.fail(
+            "msstore_pg_schema needs psycopg: pip install 'msstore[postgres]'", pytrace=False
+        )
     schema = msstore_unique_name
     with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')

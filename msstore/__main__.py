@@ -1,0 +1,3 @@
+from msstore.cli import main
+
+main()

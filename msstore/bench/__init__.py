@@ -1,0 +1,24 @@
+"""Benchmark workloads behind ``msstore bench NAME [--json]``.
+
+Each workload is a function returning a flat dict of figures, always including a raw baseline
+measured in the same run and the ratio against it: these machines are noisy, ratios hold. The
+pytest-benchmark suites in ``benchmarks/`` time the same operations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BENCHMARKS", "load"]
+
+BENCHMARKS: dict[str, str] = {
+    "memory-kv": "msstore.bench.memory_kv:run",
+}
+
+
+def load(name: str) -> Callable[..., dict[str, Any]]:
+    module, _, attr = BENCHMARKS[name].partition(":")
+    func: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), attr)
+    return func

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from msstore import __version__
+from msstore.bench.memory_kv import run as bench_memory_kv
+from msstore.cli import main
+
+
+def test_help_and_version() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "demo" in result.output and "bench" in result.output
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_demo_prints_a_summary() -> None:
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    for expected in (
+        "20 agents x 50 state writes",
+        "wrote 1000 states",
+        "read back 20/20",
+        "flushed 20 rows",
+        "skipped 20",
+        "CAS conflict on shared.plan",
+        "after 1 CAS conflict",
+    ):
+        assert expected in result.output
+
+
+def test_demo_json_figures() -> None:
+    result = CliRunner().invoke(main, ["demo", "--json", "--agents", "3", "--writes", "4"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["writes"] == 12 and figures["reads_ok"] == 3
+    assert figures["flushed"] == 3 and figures["stale_flush_skipped"] == 3
+    assert figures["cas_conflicts"] == 1 and figures["shared_plan"]["version"] == 3
+
+
+def test_bad_cli_input_is_refused() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["demo", "--agents", "0"]).exit_code == 2
+    assert runner.invoke(main, ["bench", "no-such-bench"]).exit_code == 2
+
+
+def test_memory_kv_bench_reports_ratios() -> None:
+    figures = bench_memory_kv(ops=2000)
+    assert set(figures) >= {
+        "put_per_s",
+        "get_per_s",
+        "cas_per_s",
+        "raw_put_per_s",
+        "raw_get_per_s",
+        "put_ratio",
+        "get_ratio",
+        "value_bytes",
+    }
+    assert 1000 <= figures["value_bytes"] <= 1100
+    assert all(figures[k] > 0 for k in ("put_per_s", "get_per_s", "cas_per_s"))
+
+
+def test_console_script_bench_json() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "msstore", "bench", "memory-kv", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert json.loads(out)["put_per_s"] > 0

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult
+
+import pytest
+
+import msstore
+from msstore.errors import InvalidArgument, Unsupported
+from msstore.registry import known_schemes, redact_url, register_backend
+from msstore.routing import DataRouter, DataType, StorageLayer
+
+
+def test_default_routes_follow_the_reference() -> None:
+    router = DataRouter()
+    assert router.select_storage(DataType.SESSION_DATA) is StorageLayer.DISTRIBUTED_KV
+    assert router.select_storage("AGENT_STATE") is StorageLayer.DISTRIBUTED_KV
+    assert router.select_storage("task_info") is StorageLayer.RELATIONAL_DB
+    assert router.select_storage(DataType.MESSAGE_LOG) is StorageLayer.RELATIONAL_DB
+    assert router.select_storage(DataType.KNOWLEDGE_BASE) is StorageLayer.VECTOR_STORE
+    session = router.route(DataType.SESSION_DATA)
+    state = router.route(DataType.AGENT_STATE)
+    assert (session.bucket, session.ttl, session.flush_to_sql) == ("SESSION_DATA", 3600, False)
+    assert (state.bucket, state.ttl, state.flush_to_sql) == ("AGENT_STATE", 1800, True)
+
+
+def test_routes_are_overridable_by_config() -> None:
+    router = DataRouter.from_config(
+        {
+            "routes": {
+                "TASK_INFO": {"layer": "distributed_kv", "bucket": "TASKS", "ttl": 600},
+                "AGENT_STATE": {"ttl": 60},
+            }
+        }
+    )
+    task = router.route(DataType.TASK_INFO)
+    assert (task.layer, task.bucket, task.ttl) == (StorageLayer.DISTRIBUTED_KV, "TASKS", 600)
+    state = router.route(DataType.AGENT_STATE)
+    assert (state.bucket, state.ttl, state.flush_to_sql) == ("AGENT_STATE", 60, True)
+    assert DataRouter().route(DataType.AGENT_STATE).ttl == 1800  # defaults untouched
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"routes": {"NOPE": "RELATIONAL_DB"}},
+        {"routes": {"TASK_INFO": "TAPE_DRIVE"}},
+        {"routes": {"TASK_INFO": {"layer": "DISTRIBUTED_KV"}}},  # a KV route needs a bucket
+        {"routes": {"AGENT_STATE": {"ttl": 0}}},
+        {"routes": {"AGENT_STATE": {"flush_to_sql": "yes"}}},
+        {"routes": {"AGENT_STATE": {"colour": "red"}}},
+        {"routes": {"AGENT_STATE": 42}},
+        {"rooutes": {}},
+    ],
+)
+def test_bad_router_config_is_rejected(config: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        DataRouter.from_config(config)
+
+
+def test_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(InvalidArgument, match=r"known schemes: .*memory"):
+        msstore.open_kv("redis://localhost/bucket")
+
+
+def test_open_memory_backends_by_url() -> None:
+    kv = msstore.open_kv("memory://agents?history=5&ttl=60")
+    assert kv.name == "agents"
+    for i in range(7):
+        kv.put("k", i)
+    assert [e.value for e in kv.history("k")] == [2, 3, 4, 5, 6]
+    table = msstore.open_storage("memory://state")
+    assert table.store("k", 1).version == 1
+    with pytest.raises(InvalidArgument, match="no option"):
+        msstore.open_kv("memory://agents?histroy=5")
+    with pytest.raises(InvalidArgument, match="history"):
+        msstore.open_kv("memory://agents?history=65")
+    with pytest.raises(InvalidArgument):
+        msstore.open_kv("not a url")
+
+
+class _Echo:
+    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        return ("kv", url.netloc, dict(options))
+
+    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        raise Unsupported("echo has no storage")
+
+    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        raise Unsupported("echo has no vectors")
+
+
+def test_register_backend_extends_schemes() -> None:
+    register_backend("echo", _Echo)
+    assert "echo" in known_schemes()
+    assert msstore.open_kv("echo://host?a=1", b=2) == ("kv", "host", {"a": "1", "b": 2})
+    with pytest.raises(Unsupported):
+        msstore.open_storage("echo://host")
+
+
+def test_unimportable_backend_is_unsupported() -> None:
+    register_backend("ghost", "msstore_ghost_backend_not_installed:Backend")
+    with pytest.raises(Unsupported, match="cannot be imported"):
+        msstore.open_kv("ghost://x")
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact_url("nats://host:4222") == "nats://host:4222"
+
+
+def test_import_loads_no_driver() -> None:
+    code = (
+        "import msstore, msstore.registry, msstore.routing, sys; "
+        "bad = {'psycopg', 'nats', 'numpy', 'psycopg_pool'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_names_are_sorted() -> None:
+    assert msstore.__all__ == sorted(msstore.__all__)
+    for name in msstore.__all__:
+        assert hasattr(msstore, name)
