@@ -11,6 +11,8 @@ no database driver: backends are imported when a URL first names them.
 {'step': 1}
 """
 
+import logging as _logging
+
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.codec import Codec
@@ -43,6 +45,10 @@ from msstore.registry import open_kv, open_storage, open_vector, register_backen
 from msstore.routing import DataRouter, DataType, Route, StorageLayer
 
 __version__ = "0.1.0"
+
+# Quiet by default: an application that configures logging sees msstore's records; one that does
+# not gets nothing on stderr (not even warnings through logging's last-resort handler).
+_logging.getLogger("msstore").addHandler(_logging.NullHandler())
 
 __all__ = [
     "BucketConfig",

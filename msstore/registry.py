@@ -31,6 +31,8 @@ ENTRY_POINT_GROUP = "msstore.backends"
 
 _BUILTIN: dict[str, str] = {
     "memory": "msstore.backends.memory:MemoryBackend",
+    "nats": "msstore.backends.nats:NatsBackend",
+    "tls": "msstore.backends.nats:NatsBackend",
 }
 _registered: dict[str, object] = {}
 _loaded: dict[str, Backend] = {}

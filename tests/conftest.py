@@ -1,8 +1,13 @@
-"""Backend factories for the conformance suites, parametrised by backend id."""
+"""Backend factories for the conformance suites, parametrised by backend id.
+
+``memory`` runs in process; ``nats`` runs on the real JetStream server the msstore plugin starts
+(or ``MSSTORE_TEST_NATS_URL``), one fresh bucket per case, deleted afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -12,13 +17,35 @@ from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(params=["memory"])
-def kv_factory(request: pytest.FixtureRequest) -> Callable[[BucketConfig], KeyValueStore]:
+@pytest.fixture(scope="session")
+def nats_client(msstore_nats_url: str) -> Iterator[Any]:
+    from msstore.backends.nats import NatsClient, NatsConfig
+
+    client = NatsClient(NatsConfig(servers=[msstore_nats_url]))
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfig], KeyValueStore]]:
     if request.param == "memory":
         from msstore.backends.memory import MemoryKV
 
-        return MemoryKV
-    raise AssertionError(request.param)
+        yield MemoryKV
+        return
+    from msstore.backends.nats import NatsKV
+
+    client = request.getfixturevalue("nats_client")
+    opened: list[NatsKV] = []
+
+    def make(config: BucketConfig) -> KeyValueStore:
+        store = NatsKV.open(client, config)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.destroy()
 
 
 @pytest.fixture(params=["memory"])

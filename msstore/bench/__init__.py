@@ -15,6 +15,7 @@ __all__ = ["BENCHMARKS", "load"]
 
 BENCHMARKS: dict[str, str] = {
     "memory-kv": "msstore.bench.memory_kv:run",
+    "nats-kv": "msstore.bench.nats_kv:run",
 }
 
 

@@ -1,0 +1,98 @@
+"""The NATS JetStream backend (``nats://``): KV buckets as :class:`NatsKV`.
+
+Needs ``pip install 'msstore[nats]'``. URL form::
+
+    nats://[user:password@]host:4222[,host2:4222]/BUCKET?history=5&ttl=1800&replicas=3
+
+Options: ``history``, ``ttl`` (seconds), ``max_value_bytes``, ``replicas``, ``storage``
+(file|memory), ``per_key_ttl``, ``compression``, ``create`` (default true), ``request_timeout``.
+Missing connection settings come from the ``NATS_*`` environment variables (see
+:class:`NatsConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult
+
+from msstore.buckets import BucketConfig
+from msstore.errors import InvalidArgument, Unsupported
+from msstore.options import check_known, opt_bool, opt_int
+
+from ._client import NatsClient
+from ._config import NatsConfig, parse_size
+from ._kv import BatchError, NatsKV, stream_config
+
+__all__ = [
+    "BatchError",
+    "NatsBackend",
+    "NatsClient",
+    "NatsConfig",
+    "NatsKV",
+    "parse_size",
+    "stream_config",
+]
+
+_KV_OPTIONS = {
+    "history",
+    "ttl",
+    "max_value_bytes",
+    "replicas",
+    "storage",
+    "per_key_ttl",
+    "compression",
+    "create",
+    "request_timeout",
+}
+
+
+def _servers(url: SplitResult) -> list[str]:
+    userinfo, _, hosts = url.netloc.rpartition("@")
+    prefix = f"{url.scheme}://{userinfo + '@' if userinfo else ''}"
+    return [prefix + h for h in hosts.split(",") if h]
+
+
+class NatsBackend:
+    """The ``nats://`` scheme."""
+
+    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> NatsKV:
+        check_known(options, _KV_OPTIONS, backend="NATS KV")
+        name = url.path.strip("/")
+        if not name:
+            raise InvalidArgument("a nats:// KV URL names its bucket: nats://host:4222/BUCKET")
+        overrides: dict[str, Any] = {"servers": _servers(url)}
+        if "request_timeout" in options:
+            overrides["request_timeout"] = float(options["request_timeout"])
+        nats_config = NatsConfig.from_env(**overrides)
+        ttl = opt_int(
+            options,
+            "ttl",
+            None if nats_config.kv_ttl_minutes is None else nats_config.kv_ttl_minutes * 60,
+        )
+        config = BucketConfig(
+            name=nats_config.bucket_prefix + name,
+            history=opt_int(options, "history", 1) or 1,
+            ttl=ttl or None,
+            max_value_bytes=opt_int(options, "max_value_bytes", 1024 * 1024) or 0,
+            per_key_ttl=opt_bool(options, "per_key_ttl", True),
+            storage=str(options.get("storage", "file")),  # type: ignore[arg-type]
+            replicas=opt_int(options, "replicas", nats_config.kv_replicas) or 1,
+            compression=opt_bool(options, "compression", False),
+        )
+        if config.storage not in ("file", "memory"):
+            raise InvalidArgument(f"storage must be file or memory, got {config.storage!r}")
+        client = NatsClient(nats_config)
+        try:
+            return NatsKV.open(
+                client, config, create=opt_bool(options, "create", True), owns_client=True
+            )
+        except BaseException:
+            client.close()
+            raise
+
+    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        raise Unsupported("the nats:// backend has no table store; use postgresql://")
+
+    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        raise Unsupported("the nats:// backend has no vector index; use pgvector://")

@@ -1,0 +1,708 @@
+"""A KeyValueStore on a JetStream KV bucket, blocking, over nats-py's JetStream primitives.
+
+Why not nats-py's ``KeyValue`` class: it hides the headers msstore needs (operation, markers,
+timestamps, per-message TTL), ``put`` cannot take a TTL, ``delete`` does not return a revision,
+``b""`` comes back as ``None``, ``keys()`` filters client-side and raises on an empty bucket, and a
+CAS ``delete`` surfaces a raw ``BadRequestError``. Each operation here is one JetStream request:
+publish with ``Nats-Expected-Last-Subject-Sequence`` for CAS, ``KV-Operation`` for markers,
+``Nats-TTL`` for per-key TTL (servers 2.11+), and direct gets for reads. Listings, history and
+watches use ordered consumers filtered on the server by subject wildcard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import queue
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Self
+
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
+from nats.js import api
+
+from msstore import keys as keygrammar
+from msstore.buckets import BucketConfig
+from msstore.capabilities import Capability, require
+from msstore.codec import Codec
+from msstore.errors import (
+    DuplicateKey,
+    InvalidArgument,
+    MsstoreError,
+    NotFound,
+    SerializationError,
+    VersionConflict,
+)
+from msstore.records import Entry, Operation
+from msstore.ttl import check_ttl
+
+from ._client import NatsClient, translate
+
+__all__ = ["BatchError", "NatsKV"]
+
+log = logging.getLogger("msstore.nats")
+
+KV_OP: Final = "KV-Operation"
+MARKER_REASON: Final = "Nats-Marker-Reason"  # server-placed markers (2.11+ limit markers)
+EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
+ROLLUP: Final = "Nats-Rollup"
+MSG_TTL: Final = "Nats-TTL"
+WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+BASE_CAPABILITIES: Final = frozenset(
+    {
+        Capability.TTL,
+        Capability.HISTORY,
+        Capability.WATCH,
+        Capability.CAS,
+        Capability.PURGE,
+        Capability.BATCH,
+    }
+)
+
+
+class BatchError(MsstoreError):
+    """Some keys of a batch failed. ``results`` holds, in input order, each key's revision or
+    the error it met; the keys that succeeded were written."""
+
+
+def _timestamp(text: str | None) -> float:
+    if not text:
+        return 0.0
+    # RFC 3339 with nanoseconds; datetime takes at most microseconds.
+    head, _, frac = text.rstrip("Z").partition(".")
+    stamp = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC).timestamp()
+    return stamp + (float(f"0.{frac}") if frac else 0.0)
+
+
+def _ttl_seconds(text: str | None) -> float | None:
+    if not text:
+        return None
+    text = text.strip()
+    if text.lower() in {"never", "-1"}:
+        return None
+    if text[-1:].isdigit():
+        return float(text)
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError):
+        return None
+
+
+def _operation(headers: Mapping[str, str] | None) -> Operation:
+    if not headers:
+        return Operation.PUT
+    op = headers.get(KV_OP)
+    if op == "DEL":
+        return Operation.DEL
+    if op == "PURGE":
+        return Operation.PURGE
+    reason = headers.get(MARKER_REASON)
+    if reason:  # a server-placed marker: the key expired or was removed
+        return Operation.PURGE if reason == "Purge" else Operation.DEL
+    return Operation.PUT
+
+
+class _Watcher:
+    def __init__(self, kv: NatsKV) -> None:
+        self._kv = kv
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
+        self._sub: Any = None
+        self._stopped = False
+
+    def deliver(self, entry: Entry) -> None:
+        self._queue.put(entry)
+
+    def next(self, timeout: float | None = None) -> Entry | None:
+        if self._stopped and self._queue.empty():
+            return None
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __iter__(self) -> Iterator[Entry]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            yield item
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        sub, self._sub = self._sub, None
+        if sub is not None and not self._kv._client.nc.is_closed:
+            try:
+                self._kv._client.call(sub.unsubscribe(), write=False, what="stop watch")
+            except MsstoreError as err:
+                log.info("stopping a watch on %s: %s", self._kv.name, err)
+        self._queue.put(None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NatsKV:
+    """A JetStream KV bucket as a :class:`~msstore.protocols.KeyValueStore`.
+
+    Open with :meth:`open` (creates the bucket from ``config`` if missing; an existing bucket is
+    used as it is and differences are logged and kept in ``differences``). ``capabilities``
+    includes ``per_key_ttl`` only when the server is 2.11+ and the bucket allows message TTLs.
+    """
+
+    def __init__(
+        self,
+        client: NatsClient,
+        config: BucketConfig,
+        *,
+        direct: bool,
+        per_key_ttl: bool,
+        differences: list[str],
+        owns_client: bool,
+    ) -> None:
+        self._client = client
+        self.config = config
+        self._codec = Codec(max_value_bytes=config.max_value_bytes)
+        self._stream = f"KV_{config.name}"
+        self._pre = f"$KV.{config.name}."
+        self._direct = direct
+        self._owns_client = owns_client
+        self.differences = differences
+        caps = set(BASE_CAPABILITIES)
+        if per_key_ttl:
+            caps.add(Capability.PER_KEY_TTL)
+        self._caps = frozenset(caps)
+        self._timeout = client.config.request_timeout
+        self._watchers: list[_Watcher] = []
+        self._closed = False
+
+    # Opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        client: NatsClient,
+        config: BucketConfig,
+        *,
+        create: bool = True,
+        owns_client: bool = False,
+    ) -> NatsKV:
+        """Open bucket ``config.name``, creating it from ``config`` if it is missing."""
+        return client.call(
+            cls._open(client, config, create, owns_client),
+            write=True,
+            what=f"open bucket {config.name}",
+        )
+
+    @classmethod
+    async def _open(
+        cls, client: NatsClient, config: BucketConfig, create: bool, owns_client: bool
+    ) -> NatsKV:
+        js = client.jetstream
+        stream = f"KV_{config.name}"
+        try:
+            info = await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            if not create:
+                raise NotFound(
+                    f"no KV bucket {config.name!r} on {client.servers}",
+                    hint="create it (msstore provision) or open with create=True",
+                ) from None
+            info = await js.add_stream(stream_config(config, client))
+            differences: list[str] = []
+        else:
+            differences = compare(config, info.config)
+            if differences:
+                log.warning(
+                    "bucket %s exists with other settings (kept as they are): %s",
+                    config.name,
+                    "; ".join(differences),
+                )
+        sc = info.config
+        actual = BucketConfig(
+            name=config.name,
+            history=sc.max_msgs_per_subject or 1,
+            ttl=int(sc.max_age) if sc.max_age else None,
+            max_value_bytes=sc.max_msg_size
+            if sc.max_msg_size and sc.max_msg_size > 0
+            else config.max_value_bytes,
+            per_key_ttl=bool(sc.allow_msg_ttl) and client.supports_per_key_ttl,
+            storage="memory" if sc.storage == api.StorageType.MEMORY else "file",
+            replicas=sc.num_replicas or 1,
+            compression=config.compression,
+        )
+        return cls(
+            client,
+            actual,
+            direct=bool(sc.allow_direct),
+            per_key_ttl=actual.per_key_ttl,
+            differences=differences,
+            owns_client=owns_client,
+        )
+
+    def __repr__(self) -> str:
+        return f"NatsKV(name={self.name!r}, servers={self._client.servers})"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._caps
+
+    # Plumbing --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    def _ttl(self, ttl: object) -> int | None:
+        seconds = check_ttl(ttl)
+        if seconds is not None:
+            require(self._caps, Capability.PER_KEY_TTL, backend=repr(self))
+        return seconds
+
+    async def _publish(self, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
+        msg = await self._client.nc.request(
+            self._pre + key, raw, timeout=self._timeout, headers=headers
+        )
+        ack = orjson.loads(msg.data)
+        error = ack.get("error")
+        if error is None:
+            return int(ack["seq"])
+        code = error.get("err_code")
+        text = f"{error.get('description', 'JetStream error')} (err_code {code})"
+        if code in WRONG_LAST_SEQUENCE:
+            raise VersionConflict(f"{key!r}: {text}", key=key)
+        if code == 10054 or ("maximum" in text and "size" in text):
+            raise SerializationError(f"{key!r}: the server refused the value: {text}", key=key)
+        raise MsstoreError(f"write of {key!r} to bucket {self.name} failed: {text}", key=key)
+
+    def _entry(self, msg: Msg | Any, key: str | None = None) -> Entry:
+        headers = msg.headers or {}
+        subject = headers.get("Nats-Subject") or msg.subject
+        seq = headers.get("Nats-Sequence")
+        created = _timestamp(headers.get("Nats-Time-Stamp"))
+        if seq is None:  # delivered by a consumer rather than a direct get
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            created = meta.timestamp.timestamp()
+        ttl = _ttl_seconds(headers.get(MSG_TTL))
+        if ttl is None:
+            ttl = self.config.ttl
+        op = _operation(headers)
+        return Entry(
+            self.name,
+            key or subject[len(self._pre) :],
+            msg.data or b"",
+            int(seq),
+            created,
+            op,
+            None if ttl is None else created + ttl,
+        )
+
+    async def _get(self, key: str, revision: int | None = None) -> Entry | None:
+        if self._direct:
+            if revision is None:
+                subject, payload = f"$JS.API.DIRECT.GET.{self._stream}.{self._pre}{key}", b""
+            else:
+                subject = f"$JS.API.DIRECT.GET.{self._stream}"
+                payload = orjson.dumps({"seq": revision})
+            msg = await self._client.nc.request(subject, payload, timeout=self._timeout)
+            status = (msg.headers or {}).get("Status")
+            if status == "404":
+                return None
+            if status is not None:
+                raise MsstoreError(
+                    f"direct get of {key!r} failed with status {status}: "
+                    f"{(msg.headers or {}).get('Description', '')}",
+                    key=key,
+                )
+        else:
+            try:
+                raw_msg = await self._client.jetstream.get_msg(
+                    self._stream,
+                    seq=revision,
+                    subject=None if revision is not None else self._pre + key,
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+            headers = dict(raw_msg.headers or {})
+            headers.setdefault("Nats-Sequence", str(raw_msg.seq))
+            headers.setdefault("Nats-Subject", raw_msg.subject or "")
+            msg = Msg(
+                self._client.nc,
+                subject=raw_msg.subject or "",
+                data=raw_msg.data or b"",
+                headers=headers,
+            )
+        entry = self._entry(msg)
+        if entry.key != key:
+            return None
+        return entry
+
+    # KeyValueStore ---------------------------------------------------------------------------
+
+    def get(self, key: str, *, revision: int | None = None) -> Entry | None:
+        keygrammar.check_key(key)
+        if revision is not None:
+            require(self._caps, Capability.HISTORY, backend=repr(self))
+            if type(revision) is not int or revision < 1:
+                raise InvalidArgument(f"revision must be an int >= 1, got {revision!r}")
+        self._check_open()
+        entry = self._client.call(
+            self._get(key, revision), write=False, what=f"get {key!r} from {self.name}"
+        )
+        if entry is None or (revision is None and entry.is_marker):
+            return None
+        return entry
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        seconds = self._ttl(ttl)
+        self._check_open()
+        headers = None if seconds is None else {MSG_TTL: str(seconds)}
+        return self._client.call(
+            self._publish(key, raw, headers), write=True, what=f"put {key!r} to {self.name}"
+        )
+
+    def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        require(self._caps, Capability.CAS, backend=repr(self))
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        seconds = self._ttl(ttl)
+        self._check_open()
+        return self._client.call(
+            self._create(key, raw, seconds), write=True, what=f"create {key!r} in {self.name}"
+        )
+
+    async def _create(self, key: str, raw: bytes, seconds: int | None) -> int:
+        headers = {EXPECTED_LAST: "0"}
+        if seconds is not None:
+            headers[MSG_TTL] = str(seconds)
+        try:
+            return await self._publish(key, raw, headers)
+        except VersionConflict:
+            pass
+        # The key has messages: creating is still right if the latest is a marker.
+        latest = await self._get(key)
+        if latest is None or latest.operation is Operation.PUT:
+            rev = latest.revision if latest else None
+            raise DuplicateKey(
+                f"{key!r} already exists in {self.name} (revision {rev})",
+                key=key,
+                hint="use put() to overwrite or update() for CAS",
+            )
+        headers[EXPECTED_LAST] = str(latest.revision)
+        try:
+            return await self._publish(key, raw, headers)
+        except VersionConflict:
+            raise DuplicateKey(
+                f"{key!r} was created concurrently in {self.name}",
+                key=key,
+                hint="use put() to overwrite or update() for CAS",
+            ) from None
+
+    def update(
+        self, key: str, value: Any, *, expected_revision: int, ttl: float | None = None
+    ) -> int:
+        require(self._caps, Capability.CAS, backend=repr(self))
+        keygrammar.check_key(key)
+        _check_revision(expected_revision)
+        raw = self._codec.encode(value)
+        seconds = self._ttl(ttl)
+        self._check_open()
+        headers = {EXPECTED_LAST: str(expected_revision)}
+        if seconds is not None:
+            headers[MSG_TTL] = str(seconds)
+        return self._client.call(
+            self._cas(key, raw, headers, expected_revision),
+            write=True,
+            what=f"update {key!r} in {self.name}",
+        )
+
+    async def _cas(self, key: str, raw: bytes, headers: dict[str, str], expected: int) -> int:
+        try:
+            return await self._publish(key, raw, headers)
+        except VersionConflict:
+            current = await self._latest_any(key)
+            raise VersionConflict(
+                f"{key!r} is at revision {current}, not {expected}",
+                key=key,
+                expected=expected,
+                current=current,
+                hint="re-read the key and retry",
+            ) from None
+
+    async def _latest_any(self, key: str) -> int | None:
+        try:
+            entry = await self._get(key)
+        except MsstoreError:
+            return None
+        return None if entry is None else entry.revision
+
+    def _marker(self, key: str, op: Operation, expected_revision: int | None) -> int:
+        keygrammar.check_key(key)
+        headers = {KV_OP: op.value}
+        if op is Operation.PURGE:
+            headers[ROLLUP] = "sub"
+        if expected_revision is not None:
+            require(self._caps, Capability.CAS, backend=repr(self))
+            _check_revision(expected_revision)
+            headers[EXPECTED_LAST] = str(expected_revision)
+            coro = self._cas(key, b"", headers, expected_revision)
+        else:
+            coro = self._publish(key, b"", headers)
+        self._check_open()
+        return self._client.call(
+            coro, write=True, what=f"{op.value.lower()} {key!r} in {self.name}"
+        )
+
+    def delete(self, key: str, *, expected_revision: int | None = None) -> int:
+        return self._marker(key, Operation.DEL, expected_revision)
+
+    def purge(self, key: str, *, expected_revision: int | None = None) -> int:
+        require(self._caps, Capability.PURGE, backend=repr(self))
+        return self._marker(key, Operation.PURGE, expected_revision)
+
+    async def _scan(
+        self, filter_subject: str, *, last_per_subject: bool, headers_only: bool
+    ) -> list[Msg]:
+        """Every message an ordered consumer delivers for ``filter_subject``, until caught up."""
+        js = self._client.jetstream
+        policy = api.DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else api.DeliverPolicy.ALL
+        sub = await js.subscribe(
+            filter_subject,
+            ordered_consumer=True,
+            deliver_policy=policy,
+            headers_only=headers_only,
+            stream=self._stream,
+        )
+        try:
+            info = await sub.consumer_info()
+            delivered = info.delivered.consumer_seq if info.delivered else 0
+            if info.num_pending == 0 and not delivered:
+                return []
+            found: list[Msg] = []
+            while True:
+                msg = await sub.next_msg(timeout=self._timeout)
+                found.append(msg)
+                if msg.metadata.num_pending == 0:
+                    return found
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
+        if pattern is not None:
+            keygrammar.check_pattern(pattern)
+        if prefix is not None:
+            keygrammar.check_prefix(prefix)
+        self._check_open()
+        if pattern is not None:
+            subject = self._pre + pattern
+        elif prefix and prefix.endswith("."):
+            subject = self._pre + prefix + ">"
+        else:
+            subject = self._pre + ">"
+        msgs = self._client.call(
+            self._scan(subject, last_per_subject=True, headers_only=True),
+            write=False,
+            what=f"list keys of {self.name}",
+        )
+        found = []
+        for msg in msgs:
+            if _operation(msg.headers) is not Operation.PUT:
+                continue
+            if self.config.ttl is not None or (msg.headers and MSG_TTL in msg.headers):
+                entry = self._entry(msg)
+                if entry.expires_at is not None and entry.expires_at <= _now():
+                    continue
+            key = msg.subject[len(self._pre) :]
+            if prefix is None or key.startswith(prefix):
+                found.append(key)
+        return sorted(found)
+
+    def history(self, key: str) -> list[Entry]:
+        require(self._caps, Capability.HISTORY, backend=repr(self))
+        keygrammar.check_key(key)
+        self._check_open()
+        msgs = self._client.call(
+            self._scan(self._pre + key, last_per_subject=False, headers_only=False),
+            write=False,
+            what=f"history of {key!r} in {self.name}",
+        )
+        return [self._entry(m, key) for m in msgs]
+
+    def watch(self, pattern: str = ">", *, include_history: bool = False) -> _Watcher:
+        require(self._caps, Capability.WATCH, backend=repr(self))
+        keygrammar.check_pattern(pattern)
+        self._check_open()
+        watcher = _Watcher(self)
+
+        async def on_msg(msg: Msg) -> None:
+            watcher.deliver(self._entry(msg))
+
+        async def start() -> Any:
+            policy = (
+                api.DeliverPolicy.ALL if include_history else api.DeliverPolicy.LAST_PER_SUBJECT
+            )
+            return await self._client.jetstream.subscribe(
+                self._pre + pattern,
+                cb=on_msg,
+                ordered_consumer=True,
+                deliver_policy=policy,
+                stream=self._stream,
+            )
+
+        watcher._sub = self._client.call(start(), write=False, what=f"watch {self.name}")
+        self._watchers.append(watcher)
+        return watcher
+
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        seconds = self._ttl(ttl)
+        self._check_open()
+        headers = None if seconds is None else {MSG_TTL: str(seconds)}
+
+        async def batch() -> list[int | BaseException]:
+            return await asyncio.gather(
+                *(self._publish(k, raw, headers) for k, raw in encoded), return_exceptions=True
+            )
+
+        results = self._client.call(
+            batch(),
+            write=True,
+            what=f"put {len(encoded)} keys to {self.name}",
+            timeout=self._timeout * 2 + 1,
+        )
+        return _batch_results(results, [k for k, _ in encoded], what="put_many", write=True)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        wanted = [keygrammar.check_key(k) for k in keys]
+        self._check_open()
+
+        async def batch() -> list[Entry | BaseException | None]:
+            return await asyncio.gather(*(self._get(k) for k in wanted), return_exceptions=True)
+
+        results = self._client.call(
+            batch(),
+            write=False,
+            what=f"get {len(wanted)} keys from {self.name}",
+            timeout=self._timeout * 2 + 1,
+        )
+        entries = _batch_results(results, wanted, what="get_many", write=False)
+        return {
+            k: (e if e is not None and not e.is_marker else None)
+            for k, e in zip(wanted, entries, strict=True)
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for watcher in self._watchers:
+            watcher.stop()
+        self._watchers.clear()
+        if self._owns_client:
+            self._client.close()
+
+    def destroy(self) -> None:
+        """Delete the bucket and everything in it (tests and tooling)."""
+        self._client.call(
+            self._client.jetstream.delete_stream(self._stream),
+            write=True,
+            what=f"delete bucket {self.name}",
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _now() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
+
+
+def _check_revision(revision: object) -> None:
+    if type(revision) is not int or revision < 1:
+        raise InvalidArgument(f"expected_revision must be an int >= 1, got {revision!r}")
+
+
+def _batch_results(results: list[Any], keys: list[str], *, what: str, write: bool) -> list[Any]:
+    if not any(isinstance(r, BaseException) for r in results):
+        return results
+    mapped = [
+        translate(r, what=f"{what} {k!r}", write=write) if isinstance(r, BaseException) else r
+        for r, k in zip(results, keys, strict=True)
+    ]
+    failed = [k for k, r in zip(keys, mapped, strict=True) if isinstance(r, MsstoreError)]
+    raise BatchError(
+        f"{what}: {len(failed)} of {len(keys)} keys failed (first: {failed[0]!r}: "
+        f"{next(r for r in mapped if isinstance(r, MsstoreError))})",
+        results=mapped,
+        failed=failed,
+        hint="the other keys succeeded; see .results",
+    )
+
+
+def stream_config(config: BucketConfig, client: NatsClient) -> api.StreamConfig:
+    """The JetStream stream behind a KV bucket, as nats-server's own KV buckets are made."""
+    ttl = config.ttl
+    duplicate_window = float(min(120, ttl)) if ttl else 120.0
+    extra: dict[str, Any] = {}
+    if config.per_key_ttl and client.supports_per_key_ttl:
+        extra["allow_msg_ttl"] = True
+    if config.compression and client.server_version[:2] >= (2, 10):
+        extra["compression"] = api.StoreCompression.S2
+    return api.StreamConfig(
+        name=f"KV_{config.name}",
+        subjects=[f"$KV.{config.name}.>"],
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        discard=api.DiscardPolicy.NEW,
+        duplicate_window=duplicate_window,
+        max_age=float(ttl) if ttl else None,
+        max_msg_size=config.max_value_bytes,
+        max_msgs=-1,
+        max_msgs_per_subject=config.history,
+        max_consumers=-1,
+        num_replicas=config.replicas,
+        storage=api.StorageType.MEMORY if config.storage == "memory" else api.StorageType.FILE,
+        **extra,
+    )
+
+
+def compare(config: BucketConfig, actual: api.StreamConfig) -> list[str]:
+    """Human-readable differences between the wanted bucket and the server's stream."""
+    diffs = []
+    want_ttl = float(config.ttl) if config.ttl else 0.0
+    if (actual.max_age or 0.0) != want_ttl:
+        diffs.append(f"ttl {actual.max_age or None} (wanted {config.ttl})")
+    if (actual.max_msgs_per_subject or 1) != config.history:
+        diffs.append(f"history {actual.max_msgs_per_subject} (wanted {config.history})")
+    storage = "memory" if actual.storage == api.StorageType.MEMORY else "file"
+    if storage != config.storage:
+        diffs.append(f"storage {storage} (wanted {config.storage})")
+    if (actual.num_replicas or 1) != config.replicas:
+        diffs.append(f"replicas {actual.num_replicas} (wanted {config.replicas})")
+    if (actual.max_msg_size or -1) not in (-1, config.max_value_bytes):
+        diffs.append(f"max_value_bytes {actual.max_msg_size} (wanted {config.max_value_bytes})")
+    return diffs
