@@ -55,3 +55,55 @@ def bench(name: str, as_json: bool) -> None:
         width = max(len(k) for k in figures)
         for key, value in figures.items():
             click.echo(f"{key:<{width}}  {value}")
+
+
+@main.command()
+@click.option(
+    "--nats",
+    "nats_url",
+    envvar="NATS_URL",
+    required=True,
+    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML or JSON file of buckets, streams and consumers (default: the reference design's).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
+    """Create the JetStream buckets, streams and consumers that are missing (idempotent)."""
+    from msstore import provisioning  # noqa: PLC0415
+    from msstore.errors import MsstoreError  # noqa: PLC0415
+
+    try:
+        from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
+        from msstore.backends.nats import provision as apply  # noqa: PLC0415
+
+        config = provisioning.load(config_path) if config_path else provisioning.DEFAULT
+        client = NatsClient(NatsConfig.from_env(servers=nats_url))
+    except ImportError as err:
+        if not (err.name or "").startswith("nats"):
+            raise
+        raise click.ClickException(
+            "provisioning needs nats-py: pip install 'msstore[nats]'"
+        ) from None
+    except MsstoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        report = apply(client, config, dry_run=dry_run)
+    except MsstoreError as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        client.close()
+    for change in report:
+        click.echo(str(change))
+    acted = [c for c in report if c.action in ("created", "would create")]
+    drift = [c for c in report if c.action == "differs"]
+    if not acted and not drift:
+        click.echo("nothing to change: every resource is already as configured")
+    elif drift:
+        click.echo(
+            f"{len(drift)} resource(s) differ from the configuration and were left as they are"
+        )

@@ -23,14 +23,18 @@ from msstore.options import check_known, opt_bool, opt_int
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size
 from ._kv import BatchError, NatsKV, stream_config
+from ._provision import Change, cluster_size, provision
 
 __all__ = [
     "BatchError",
+    "Change",
     "NatsBackend",
     "NatsClient",
     "NatsConfig",
     "NatsKV",
+    "cluster_size",
     "parse_size",
+    "provision",
     "stream_config",
 ]
 

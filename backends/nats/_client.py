@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Coroutine
@@ -145,7 +146,10 @@ class NatsClient:
                 context.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
             options["tls"] = context
         try:
-            return await nats.connect(**options)
+            # nats-py retries the first connect as often as it would reconnect (forever here):
+            # bound it, so a wrong URL fails fast and names the server.
+            async with asyncio.timeout(cfg.connect_timeout * 2):
+                return await nats.connect(**options)
         except Exception as err:
             raise ConnectionFailed(
                 f"cannot connect to NATS at {self.servers}: {type(err).__name__}: {err}",
