@@ -16,6 +16,7 @@ tail of its log.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -32,7 +33,13 @@ from typing import Any, Self
 
 from msstore.errors import MsstoreError, Unsupported
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "ServerStartError", "free_port"]
+__all__ = [
+    "EmbeddedNats",
+    "EmbeddedNatsCluster",
+    "EmbeddedPostgres",
+    "ServerStartError",
+    "free_port",
+]
 
 log = logging.getLogger("msstore.embedded")
 
@@ -285,8 +292,10 @@ class EmbeddedNats(_Process):
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def _healthy(self) -> bool:
-        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+    def _healthy(self, *, js_current: bool = False) -> bool:
+        # js-enabled-only: JetStream is up; without it, also caught up with its cluster.
+        query = "" if js_current else "?js-enabled-only=true"
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz{query}"
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
             return int(resp.status) == 200
         return False
@@ -311,3 +320,96 @@ class EmbeddedNats(_Process):
         self._wait_ready(self._healthy, timeout)
         log.info("embedded NATS on port %d (store %s)", self.port, self.store_dir)
         return self
+
+
+class EmbeddedNatsCluster:
+    """Three (or ``size``) ``nats-server -js`` nodes clustered on loopback, for R3 tests.
+
+    ``urls`` lists every node's client URL; ``nodes[i]`` can be stopped and started again (same
+    ports, same store directory) to test failover.
+    """
+
+    def __init__(self, *, size: int = 3, name: str = "msstore-test") -> None:
+        if size < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.dir = Path(tempfile.mkdtemp(prefix="msstore-nats-cluster-"))
+        cluster_ports = [free_port() for _ in range(size)]
+        routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in cluster_ports)
+        self.nodes = [
+            EmbeddedNats(
+                base_dir=self.dir / f"n{i}",
+                extra_args=[
+                    "-n",
+                    f"{name}-n{i}",
+                    "--cluster_name",
+                    name,
+                    "--cluster",
+                    f"nats://127.0.0.1:{cluster_ports[i]}",
+                    "--routes",
+                    routes,
+                ],
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def _meta_leader_ready(self) -> bool:
+        for node in self.nodes:
+            if not node.running:
+                continue
+            url = f"http://127.0.0.1:{node.monitor_port}/jsz"
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url, timeout=1) as resp,
+            ):
+                info = json.loads(resp.read())
+                meta = info.get("meta_cluster") or {}
+                if meta.get("leader") and len(meta.get("replicas") or []) >= len(self.nodes) - 1:
+                    return True
+        return False
+
+    def start(self, *, timeout: float = 60.0) -> Self:
+        for node in self.nodes:
+            node._spawn(
+                [
+                    node.binary,
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(node.port),
+                    "-m",
+                    str(node.monitor_port),
+                    "-sd",
+                    str(node.store_dir),
+                    *node.extra_args,
+                ]
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(n._healthy(js_current=True) for n in self.nodes) and self._meta_leader_ready():
+                log.info("embedded NATS cluster on ports %s", [n.port for n in self.nodes])
+                return self
+            for node in self.nodes:
+                if node._proc is not None and node._proc.poll() is not None:
+                    raise ServerStartError(
+                        f"cluster node exited while starting; log "
+                        f"{node.log_path}:\n{_tail(node.log_path)}"
+                    )
+            time.sleep(0.1)
+        self.close()
+        raise ServerStartError(f"NATS cluster not ready after {timeout:.0f}s; logs in {self.dir}")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

