@@ -108,6 +108,8 @@ def quote_token(text: str) -> str:
 
     Characters outside ``A-Z a-z 0-9 - / _`` become ``=HH`` (UTF-8 bytes, upper-case hex); the
     empty string becomes ``=``. The result never contains ``.``, so it is exactly one token.
+    Escaping can make it up to 12 times longer than ``text`` (4 UTF-8 bytes x 3 characters);
+    keys built from it are still held to :data:`MAX_KEY_LENGTH`.
     """
     if text == "":
         return "="

@@ -27,6 +27,16 @@ def nats_client(msstore_nats_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def nats_shared_client(msstore_nats_url: str) -> Iterator[Any]:
+    """The prescribed bridge path: one connection on the process's bridge thread."""
+    from msstore.backends.nats import NatsClient, NatsConfig
+
+    client = NatsClient(NatsConfig(servers=[msstore_nats_url], loop="shared"))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
 def nats_cluster_client(msstore_nats_cluster: Any) -> Iterator[Any]:
     from msstore.backends.nats import NatsClient, NatsConfig
 
@@ -44,6 +54,7 @@ def nats_cluster_client(msstore_nats_cluster: Any) -> Iterator[Any]:
     params=[
         "memory",
         pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("nats-shared", marks=pytest.mark.nats),
         pytest.param("nats-r3", marks=[pytest.mark.nats, pytest.mark.cluster]),
     ]
 )
@@ -57,7 +68,13 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
     from msstore.backends.nats import NatsKV
 
     r3 = request.param == "nats-r3"
-    client = request.getfixturevalue("nats_cluster_client" if r3 else "nats_client")
+    client = request.getfixturevalue(
+        {
+            "nats": "nats_client",
+            "nats-shared": "nats_shared_client",
+            "nats-r3": "nats_cluster_client",
+        }[request.param]
+    )
     opened: list[NatsKV] = []
 
     def make(config: BucketConfig) -> KeyValueStore:

@@ -1,25 +1,37 @@
-"""One nats-py connection, driven through the sync bridge, with errors translated to msstore's."""
+"""Connections to NATS, driven without a thread hop (default) or through the shared bridge.
+
+``loop="per-thread"`` (default): each calling thread gets its own connection on its own loop and
+drives it during the call (:mod:`msstore.local_loops`); a blocking ``put`` costs what an awaited
+one does. ``loop="shared"``: one connection on the process's bridge loop
+(:mod:`msstore.bridge`), one thread hop per call, one connection however many threads call.
+Watches always run on the bridge, since they deliver while the caller is elsewhere.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import ssl
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import attrs
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.js.client import JetStreamContext
 
 from msstore.bridge import Bridge, get_bridge
 from msstore.errors import ConnectionFailed, MsstoreError, NotFound, OutcomeUnknown
+from msstore.local_loops import LocalLoops
 from msstore.registry import redact_url
 
 from ._config import NatsConfig
 
-__all__ = ["NatsClient", "translate"]
+__all__ = ["Conn", "NatsClient", "translate"]
 
 T = TypeVar("T")
 log = logging.getLogger("msstore.nats")
@@ -27,6 +39,14 @@ log = logging.getLogger("msstore.nats")
 # Per-message TTL (the Nats-TTL header, stream setting allow_msg_ttl) arrived in nats-server
 # 2.11. Older servers accept the header and ignore it, so the version decides, never the header.
 PER_KEY_TTL_SINCE = (2, 11)
+
+
+@attrs.frozen
+class Conn:
+    """One live connection and its JetStream context, bound to one event loop."""
+
+    nc: Client
+    js: JetStreamContext
 
 
 def translate(err: BaseException, *, what: str, write: bool) -> MsstoreError:  # noqa: PLR0911
@@ -65,7 +85,7 @@ def translate(err: BaseException, *, what: str, write: bool) -> MsstoreError:  #
 
 
 class NatsClient:
-    """A connection to a NATS server (or cluster), opened on the process's bridge.
+    """Access to a NATS server (or cluster): connects at once, so a bad URL fails here.
 
     Reconnects by itself (forever by default): requests made while the server is away wait in
     nats-py's pending buffer and go out after the reconnect, or time out.
@@ -75,18 +95,31 @@ class NatsClient:
         self.config = config or NatsConfig()
         self.bridge = bridge or get_bridge()
         self._closing = False
-        self.nc: Client = self.call(
-            self._connect(),
-            write=False,
-            what="connect",
-            timeout=self.config.connect_timeout * 3 + 1,
-        )
-        version = self.nc.connected_server_version
+        self._lock = threading.Lock()
+        self._watch_conn: Conn | None = None
+        self._shared: Conn | None = None
+        self._pool: LocalLoops[Conn] | None = None
+        open_timeout = self.config.connect_timeout * 3 + 5
+        if self.config.loop == "per-thread":
+            self._pool = LocalLoops(
+                opener=self._open, closer=_close, has_input=_has_input, open_timeout=open_timeout
+            )
+            first = _translated(self._pool.first_state, what="connect")
+        else:
+            first = _translated(
+                lambda: self.bridge.run(self._open(), timeout=open_timeout, what="connect"),
+                what="connect",
+            )
+            self._shared = first
+        self.server_info: dict[str, Any] = dict(first.nc._server_info)
+        version = first.nc.connected_server_version
         self.server_version: tuple[int, int, int] = (version.major, version.minor, version.patch)
-        self.jetstream = self.nc.jetstream(timeout=self.config.request_timeout)
 
     def __repr__(self) -> str:
-        return f"NatsClient({self.config!r}, server={'.'.join(map(str, self.server_version))})"
+        return (
+            f"NatsClient({self.config!r}, server={'.'.join(map(str, self.server_version))}, "
+            f"loop={self.config.loop})"
+        )
 
     @property
     def servers(self) -> str:
@@ -96,35 +129,59 @@ class NatsClient:
     def supports_per_key_ttl(self) -> bool:
         return self.server_version[:2] >= PER_KEY_TTL_SINCE
 
-    def call(
-        self, coro: Coroutine[Any, Any, T], *, write: bool, what: str, timeout: float | None = None
+    def run(
+        self,
+        make: Callable[[Conn], Coroutine[Any, Any, T]],
+        *,
+        write: bool,
+        what: str,
+        timeout: float | None = None,
     ) -> T:
-        """Run ``coro`` on the bridge; translate whatever it raises."""
+        """Run ``make(conn)`` on this thread's connection; translate whatever it raises."""
+        limit = timeout or self.config.request_timeout + 1.0
         try:
-            return self.bridge.run(
-                coro, timeout=timeout or self.config.request_timeout + 1.0, write=write, what=what
-            )
+            if self._pool is not None:
+                return self._pool.run(make, timeout=limit, write=write, what=what)
+            assert self._shared is not None
+            return self.bridge.run(make(self._shared), timeout=limit, write=write, what=what)
         except MsstoreError:
             raise
         except Exception as err:
             raise translate(err, what=what, write=write) from err
 
-    async def _connect(self) -> Client:
+    def run_shared(self, make: Callable[[Conn], Coroutine[Any, Any, T]], *, what: str) -> T:
+        """Run ``make(conn)`` on the bridge's connection (for watches, which outlive a call)."""
+        with self._lock:
+            if self._watch_conn is None:
+                self._watch_conn = self._shared or _translated(
+                    lambda: self.bridge.run(
+                        self._open(), what="connect", timeout=self.config.connect_timeout * 3 + 5
+                    ),
+                    what="connect",
+                )
+        conn = self._watch_conn
+        try:
+            return self.bridge.run(make(conn), timeout=self.config.request_timeout + 1.0, what=what)
+        except MsstoreError:
+            raise
+        except Exception as err:
+            raise translate(err, what=what, write=False) from err
+
+    async def _open(self) -> Conn:
         cfg = self.config
 
         async def on_error(err: Exception) -> None:
             log.warning("NATS error (%s): %s", self.servers, err)
 
         async def on_disconnect() -> None:
-            if self._closing:
-                return
-            log.warning("NATS disconnected from %s; reconnecting", self.servers)
+            if not self._closing:
+                log.warning("NATS disconnected from %s; reconnecting", self.servers)
 
         async def on_reconnect() -> None:
             log.info("NATS reconnected to %s", self.servers)
 
         async def on_close() -> None:
-            log.info("NATS connection to %s closed", self.servers)
+            log.debug("NATS connection to %s closed", self.servers)
 
         options: dict[str, Any] = {
             "servers": list(cfg.servers),
@@ -149,19 +206,48 @@ class NatsClient:
             # nats-py retries the first connect as often as it would reconnect (forever here):
             # bound it, so a wrong URL fails fast and names the server.
             async with asyncio.timeout(cfg.connect_timeout * 2):
-                return await nats.connect(**options)
+                nc = await nats.connect(**options)
         except Exception as err:
             raise ConnectionFailed(
                 f"cannot connect to NATS at {self.servers}: {type(err).__name__}: {err}",
                 hint="check that the server is up and the URL, credentials and TLS files are right",
             ) from None
+        return Conn(nc, nc.jetstream(timeout=cfg.request_timeout))
 
     def close(self) -> None:
-        """Drain and close the connection. Idempotent."""
-        if self.nc.is_closed:
+        """Drain and close every connection. Idempotent."""
+        if self._closing:
             return
         self._closing = True
-        try:
-            self.call(self.nc.drain(), write=False, what="close", timeout=5.0)
-        except MsstoreError as err:
-            log.info("NATS close of %s: %s", self.servers, err)
+        if self._pool is not None:
+            self._pool.close()
+        for conn in {id(c): c for c in (self._shared, self._watch_conn) if c}.values():
+            try:
+                self.bridge.run(_close(conn), timeout=5.0, what="close")
+            except MsstoreError as err:
+                log.info("NATS close of %s: %s", self.servers, err)
+
+
+def _has_input(conn: Conn) -> bool:
+    """True if the connection's socket has unread input (data, or the server's goodbye)."""
+    writer = getattr(conn.nc._transport, "_io_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+async def _close(conn: Conn) -> None:
+    if not conn.nc.is_closed:
+        await conn.nc.drain()
+
+
+def _translated(open_: Callable[[], Conn], *, what: str) -> Conn:
+    try:
+        return open_()
+    except MsstoreError:
+        raise
+    except Exception as err:
+        raise translate(err, what=what, write=False) from err

@@ -16,7 +16,7 @@ import contextlib
 import datetime
 import logging
 import queue
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Final, Self
 
 import nats.errors
@@ -40,7 +40,7 @@ from msstore.errors import (
 from msstore.records import Entry, Operation
 from msstore.ttl import check_ttl
 
-from ._client import NatsClient, translate
+from ._client import Conn, NatsClient, translate
 
 __all__ = ["BatchError", "NatsKV"]
 
@@ -137,9 +137,9 @@ class _Watcher:
             return
         self._stopped = True
         sub, self._sub = self._sub, None
-        if sub is not None and not self._kv._client.nc.is_closed:
+        if sub is not None and not self._kv._client._closing:
             try:
-                self._kv._client.call(sub.unsubscribe(), write=False, what="stop watch")
+                self._kv._client.run_shared(lambda _: sub.unsubscribe(), what="stop watch")
             except MsstoreError as err:
                 log.info("stopping a watch on %s: %s", self._kv.name, err)
         self._queue.put(None)
@@ -197,17 +197,17 @@ class NatsKV:
         owns_client: bool = False,
     ) -> NatsKV:
         """Open bucket ``config.name``, creating it from ``config`` if it is missing."""
-        return client.call(
-            cls._open(client, config, create, owns_client),
+        return client.run(
+            lambda c: cls._open(c, client, config, create, owns_client),
             write=True,
             what=f"open bucket {config.name}",
         )
 
     @classmethod
     async def _open(
-        cls, client: NatsClient, config: BucketConfig, create: bool, owns_client: bool
+        cls, c: Conn, client: NatsClient, config: BucketConfig, create: bool, owns_client: bool
     ) -> NatsKV:
-        js = client.jetstream
+        js = c.js
         stream = f"KV_{config.name}"
         try:
             info = await js.stream_info(stream)
@@ -274,10 +274,8 @@ class NatsKV:
             require(self._caps, Capability.PER_KEY_TTL, backend=repr(self))
         return seconds
 
-    async def _publish(self, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
-        msg = await self._client.nc.request(
-            self._pre + key, raw, timeout=self._timeout, headers=headers
-        )
+    async def _publish(self, c: Conn, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
+        msg = await c.nc.request(self._pre + key, raw, timeout=self._timeout, headers=headers)
         ack = orjson.loads(msg.data)
         error = ack.get("error")
         if error is None:
@@ -313,14 +311,14 @@ class NatsKV:
             None if ttl is None else created + ttl,
         )
 
-    async def _get(self, key: str, revision: int | None = None) -> Entry | None:
+    async def _get(self, c: Conn, key: str, revision: int | None = None) -> Entry | None:
         if self._direct:
             if revision is None:
                 subject, payload = f"$JS.API.DIRECT.GET.{self._stream}.{self._pre}{key}", b""
             else:
                 subject = f"$JS.API.DIRECT.GET.{self._stream}"
                 payload = orjson.dumps({"seq": revision})
-            msg = await self._client.nc.request(subject, payload, timeout=self._timeout)
+            msg = await c.nc.request(subject, payload, timeout=self._timeout)
             status = (msg.headers or {}).get("Status")
             if status == "404":
                 return None
@@ -332,7 +330,7 @@ class NatsKV:
                 )
         else:
             try:
-                raw_msg = await self._client.jetstream.get_msg(
+                raw_msg = await c.js.get_msg(
                     self._stream,
                     seq=revision,
                     subject=None if revision is not None else self._pre + key,
@@ -343,7 +341,7 @@ class NatsKV:
             headers.setdefault("Nats-Sequence", str(raw_msg.seq))
             headers.setdefault("Nats-Subject", raw_msg.subject or "")
             msg = Msg(
-                self._client.nc,
+                c.nc,
                 subject=raw_msg.subject or "",
                 data=raw_msg.data or b"",
                 headers=headers,
@@ -362,8 +360,8 @@ class NatsKV:
             if type(revision) is not int or revision < 1:
                 raise InvalidArgument(f"revision must be an int >= 1, got {revision!r}")
         self._check_open()
-        entry = self._client.call(
-            self._get(key, revision), write=False, what=f"get {key!r} from {self.name}"
+        entry = self._client.run(
+            lambda c: self._get(c, key, revision), write=False, what=f"get {key!r} from {self.name}"
         )
         if entry is None or (revision is None and entry.is_marker):
             return None
@@ -375,8 +373,10 @@ class NatsKV:
         seconds = self._ttl(ttl)
         self._check_open()
         headers = None if seconds is None else {MSG_TTL: str(seconds)}
-        return self._client.call(
-            self._publish(key, raw, headers), write=True, what=f"put {key!r} to {self.name}"
+        return self._client.run(
+            lambda c: self._publish(c, key, raw, headers),
+            write=True,
+            what=f"put {key!r} to {self.name}",
         )
 
     def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
@@ -385,20 +385,22 @@ class NatsKV:
         raw = self._codec.encode(value)
         seconds = self._ttl(ttl)
         self._check_open()
-        return self._client.call(
-            self._create(key, raw, seconds), write=True, what=f"create {key!r} in {self.name}"
+        return self._client.run(
+            lambda c: self._create(c, key, raw, seconds),
+            write=True,
+            what=f"create {key!r} in {self.name}",
         )
 
-    async def _create(self, key: str, raw: bytes, seconds: int | None) -> int:
+    async def _create(self, c: Conn, key: str, raw: bytes, seconds: int | None) -> int:
         headers = {EXPECTED_LAST: "0"}
         if seconds is not None:
             headers[MSG_TTL] = str(seconds)
         try:
-            return await self._publish(key, raw, headers)
+            return await self._publish(c, key, raw, headers)
         except VersionConflict:
             pass
         # The key has messages: creating is still right if the latest is a marker.
-        latest = await self._get(key)
+        latest = await self._get(c, key)
         if latest is None or latest.operation is Operation.PUT:
             rev = latest.revision if latest else None
             raise DuplicateKey(
@@ -408,7 +410,7 @@ class NatsKV:
             )
         headers[EXPECTED_LAST] = str(latest.revision)
         try:
-            return await self._publish(key, raw, headers)
+            return await self._publish(c, key, raw, headers)
         except VersionConflict:
             raise DuplicateKey(
                 f"{key!r} was created concurrently in {self.name}",
@@ -428,17 +430,19 @@ class NatsKV:
         headers = {EXPECTED_LAST: str(expected_revision)}
         if seconds is not None:
             headers[MSG_TTL] = str(seconds)
-        return self._client.call(
-            self._cas(key, raw, headers, expected_revision),
+        return self._client.run(
+            lambda c: self._cas(c, key, raw, headers, expected_revision),
             write=True,
             what=f"update {key!r} in {self.name}",
         )
 
-    async def _cas(self, key: str, raw: bytes, headers: dict[str, str], expected: int) -> int:
+    async def _cas(
+        self, c: Conn, key: str, raw: bytes, headers: dict[str, str], expected: int
+    ) -> int:
         try:
-            return await self._publish(key, raw, headers)
+            return await self._publish(c, key, raw, headers)
         except VersionConflict:
-            current = await self._latest_any(key)
+            current = await self._latest_any(c, key)
             raise VersionConflict(
                 f"{key!r} is at revision {current}, not {expected}",
                 key=key,
@@ -447,9 +451,9 @@ class NatsKV:
                 hint="re-read the key and retry",
             ) from None
 
-    async def _latest_any(self, key: str) -> int | None:
+    async def _latest_any(self, c: Conn, key: str) -> int | None:
         try:
-            entry = await self._get(key)
+            entry = await self._get(c, key)
         except MsstoreError:
             return None
         return None if entry is None else entry.revision
@@ -463,13 +467,17 @@ class NatsKV:
             require(self._caps, Capability.CAS, backend=repr(self))
             _check_revision(expected_revision)
             headers[EXPECTED_LAST] = str(expected_revision)
-            coro = self._cas(key, b"", headers, expected_revision)
+            expected = expected_revision
+
+            def make(c: Conn) -> Coroutine[Any, Any, int]:
+                return self._cas(c, key, b"", headers, expected)
         else:
-            coro = self._publish(key, b"", headers)
+
+            def make(c: Conn) -> Coroutine[Any, Any, int]:
+                return self._publish(c, key, b"", headers)
+
         self._check_open()
-        return self._client.call(
-            coro, write=True, what=f"{op.value.lower()} {key!r} in {self.name}"
-        )
+        return self._client.run(make, write=True, what=f"{op.value.lower()} {key!r} in {self.name}")
 
     def delete(self, key: str, *, expected_revision: int | None = None) -> int:
         return self._marker(key, Operation.DEL, expected_revision)
@@ -479,10 +487,10 @@ class NatsKV:
         return self._marker(key, Operation.PURGE, expected_revision)
 
     async def _scan(
-        self, filter_subject: str, *, last_per_subject: bool, headers_only: bool
+        self, c: Conn, filter_subject: str, *, last_per_subject: bool, headers_only: bool
     ) -> list[Msg]:
         """Every message an ordered consumer delivers for ``filter_subject``, until caught up."""
-        js = self._client.jetstream
+        js = c.js
         policy = api.DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else api.DeliverPolicy.ALL
         sub = await js.subscribe(
             filter_subject,
@@ -518,8 +526,8 @@ class NatsKV:
             subject = self._pre + prefix + ">"
         else:
             subject = self._pre + ">"
-        msgs = self._client.call(
-            self._scan(subject, last_per_subject=True, headers_only=True),
+        msgs = self._client.run(
+            lambda c: self._scan(c, subject, last_per_subject=True, headers_only=True),
             write=False,
             what=f"list keys of {self.name}",
         )
@@ -540,8 +548,8 @@ class NatsKV:
         require(self._caps, Capability.HISTORY, backend=repr(self))
         keygrammar.check_key(key)
         self._check_open()
-        msgs = self._client.call(
-            self._scan(self._pre + key, last_per_subject=False, headers_only=False),
+        msgs = self._client.run(
+            lambda c: self._scan(c, self._pre + key, last_per_subject=False, headers_only=False),
             write=False,
             what=f"history of {key!r} in {self.name}",
         )
@@ -556,11 +564,11 @@ class NatsKV:
         async def on_msg(msg: Msg) -> None:
             watcher.deliver(self._entry(msg))
 
-        async def start() -> Any:
+        async def start(c: Conn) -> Any:
             policy = (
                 api.DeliverPolicy.ALL if include_history else api.DeliverPolicy.LAST_PER_SUBJECT
             )
-            return await self._client.jetstream.subscribe(
+            return await c.js.subscribe(
                 self._pre + pattern,
                 cb=on_msg,
                 ordered_consumer=True,
@@ -568,7 +576,7 @@ class NatsKV:
                 stream=self._stream,
             )
 
-        watcher._sub = self._client.call(start(), write=False, what=f"watch {self.name}")
+        watcher._sub = self._client.run_shared(start, what=f"watch {self.name}")
         self._watchers.append(watcher)
         return watcher
 
@@ -581,13 +589,13 @@ class NatsKV:
         self._check_open()
         headers = None if seconds is None else {MSG_TTL: str(seconds)}
 
-        async def batch() -> list[int | BaseException]:
+        async def batch(c: Conn) -> list[int | BaseException]:
             return await asyncio.gather(
-                *(self._publish(k, raw, headers) for k, raw in encoded), return_exceptions=True
+                *(self._publish(c, k, raw, headers) for k, raw in encoded), return_exceptions=True
             )
 
-        results = self._client.call(
-            batch(),
+        results = self._client.run(
+            batch,
             write=True,
             what=f"put {len(encoded)} keys to {self.name}",
             timeout=self._timeout * 2 + 1,
@@ -598,11 +606,11 @@ class NatsKV:
         wanted = [keygrammar.check_key(k) for k in keys]
         self._check_open()
 
-        async def batch() -> list[Entry | BaseException | None]:
-            return await asyncio.gather(*(self._get(k) for k in wanted), return_exceptions=True)
+        async def batch(c: Conn) -> list[Entry | BaseException | None]:
+            return await asyncio.gather(*(self._get(c, k) for k in wanted), return_exceptions=True)
 
-        results = self._client.call(
-            batch(),
+        results = self._client.run(
+            batch,
             write=False,
             what=f"get {len(wanted)} keys from {self.name}",
             timeout=self._timeout * 2 + 1,
@@ -625,8 +633,8 @@ class NatsKV:
 
     def destroy(self) -> None:
         """Delete the bucket and everything in it (tests and tooling)."""
-        self._client.call(
-            self._client.jetstream.delete_stream(self._stream),
+        self._client.run(
+            lambda c: c.js.delete_stream(self._stream),
             write=True,
             what=f"delete bucket {self.name}",
         )

@@ -22,13 +22,14 @@ from msstore.buckets import BucketConfig
 from msstore.errors import MsstoreError
 from msstore.provisioning import ConsumerSpec, ProvisionConfig, StreamSpec
 
-from ._client import NatsClient
+from ._client import Conn, NatsClient
 from ._kv import compare, stream_config
 
 __all__ = ["Change", "cluster_size", "provision"]
 
 log = logging.getLogger("msstore.nats")
 NS: Final = 1_000_000_000
+API_TIMEOUT: Final = 10.0
 
 
 @attrs.frozen
@@ -48,7 +49,7 @@ class Change:
 
 def cluster_size(client: NatsClient) -> int:
     """How many servers the connected cluster has (1 for a lone server)."""
-    info: dict[str, Any] = client.nc._server_info
+    info = client.server_info
     if not info.get("cluster"):
         return 1
     urls = {str(u) for u in info.get("connect_urls") or []}
@@ -119,13 +120,9 @@ def differences(wanted: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return out
 
 
-async def _api(
-    client: NatsClient, subject: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
+async def _api(c: Conn, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     payload = orjson.dumps(body) if body is not None else b""
-    msg = await client.nc.request(
-        f"$JS.API.{subject}", payload, timeout=client.config.request_timeout
-    )
+    msg = await c.nc.request(f"$JS.API.{subject}", payload, timeout=API_TIMEOUT)
     data: dict[str, Any] = orjson.loads(msg.data)
     return data
 
@@ -139,18 +136,18 @@ def _bucket_differences(wanted: BucketConfig, actual: dict[str, Any]) -> list[st
     return compare(wanted, api.StreamConfig.from_response(actual))
 
 
-async def _create_bucket(client: NatsClient, wanted: BucketConfig) -> None:
-    await client.jetstream.add_stream(stream_config(wanted, client))
+async def _create_bucket(c: Conn, client: NatsClient, wanted: BucketConfig) -> None:
+    await c.js.add_stream(stream_config(wanted, client))
 
 
-async def _post(client: NatsClient, subject: str, body: dict[str, Any], what: str) -> None:
-    created = await _api(client, subject, body)
+async def _post(c: Conn, subject: str, body: dict[str, Any], what: str) -> None:
+    created = await _api(c, subject, body)
     if "error" in created:
         raise _failed(created, what)
 
 
 async def _reconcile(
-    client: NatsClient,
+    c: Conn,
     *,
     kind: str,
     label: str,
@@ -161,7 +158,7 @@ async def _reconcile(
     note: str = "",
 ) -> Change:
     """Create one resource if it is missing; else say how it compares."""
-    data = await _api(client, info)
+    data = await _api(c, info)
     if "error" not in data:
         diffs = diff(data["config"])
         return Change(kind, label, "differs" if diffs else "unchanged", "; ".join(diffs))
@@ -171,7 +168,9 @@ async def _reconcile(
     return Change(kind, label, "created", note)
 
 
-async def _provision(client: NatsClient, config: ProvisionConfig, dry_run: bool) -> list[Change]:
+async def _provision(
+    c: Conn, client: NatsClient, config: ProvisionConfig, dry_run: bool
+) -> list[Change]:
     size = cluster_size(client)
     report: list[Change] = []
 
@@ -186,12 +185,12 @@ async def _provision(client: NatsClient, config: ProvisionConfig, dry_run: bool)
         wanted = attrs.evolve(bucket, replicas=replicas)
         report.append(
             await _reconcile(
-                client,
+                c,
                 kind="bucket",
                 label=bucket.name,
                 info=f"STREAM.INFO.KV_{bucket.name}",
                 diff=functools.partial(_bucket_differences, wanted),
-                create=functools.partial(_create_bucket, client, wanted),
+                create=functools.partial(_create_bucket, c, client, wanted),
                 dry_run=dry_run,
                 note=note,
             )
@@ -202,14 +201,14 @@ async def _provision(client: NatsClient, config: ProvisionConfig, dry_run: bool)
         body = stream_json(stream, replicas)
         report.append(
             await _reconcile(
-                client,
+                c,
                 kind="stream",
                 label=stream.name,
                 info=f"STREAM.INFO.{stream.name}",
                 diff=functools.partial(differences, body),
                 create=functools.partial(
                     _post,
-                    client,
+                    c,
                     f"STREAM.CREATE.{stream.name}",
                     body,
                     f"create stream {stream.name}",
@@ -234,14 +233,14 @@ async def _provision(client: NatsClient, config: ProvisionConfig, dry_run: bool)
         body = consumer_json(consumer)
         report.append(
             await _reconcile(
-                client,
+                c,
                 kind="consumer",
                 label=label,
                 info=f"CONSUMER.INFO.{consumer.stream}.{consumer.name}",
                 diff=functools.partial(differences, body),
                 create=functools.partial(
                     _post,
-                    client,
+                    c,
                     f"CONSUMER.CREATE.{consumer.stream}.{consumer.name}",
                     {"stream_name": consumer.stream, "config": body},
                     f"create consumer {label}",
@@ -256,8 +255,8 @@ def provision(
     client: NatsClient, config: ProvisionConfig, *, dry_run: bool = False
 ) -> list[Change]:
     """Create what ``config`` names and the server lacks; report everything else."""
-    return client.call(
-        _provision(client, config, dry_run),
+    return client.run(
+        lambda c: _provision(c, client, config, dry_run),
         write=not dry_run,
         what="provision",
         timeout=client.config.request_timeout * 4 + 30,

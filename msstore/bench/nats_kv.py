@@ -1,6 +1,6 @@
 """NATS KV throughput: msstore's blocking calls against raw nats-py on the same server.
 
-Starts its own ``nats-server -js`` (or uses ``NATS_URL``). Each figure is the median of three
+Starts its own ``nats-server -js`` (or uses ``NATS_URL``). Each figure is the median of five
 rounds; rounds of msstore and raw nats-py alternate so that machine noise hits both alike.
 
 * ``put_per_s`` msstore ``put``; ``raw_put_per_s`` nats-py ``await kv.put()`` one at a time.
@@ -49,7 +49,7 @@ def _timed(n: int, body: Callable[[], object]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def run(*, ops: int = 3000, rounds: int = 3) -> dict[str, Any]:
+def run(*, ops: int = 3000, rounds: int = 5) -> dict[str, Any]:
     import nats  # noqa: PLC0415
     import orjson  # noqa: PLC0415
 

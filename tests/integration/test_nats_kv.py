@@ -223,14 +223,14 @@ def test_batch_crosses_once_and_reports_per_key_errors(
     bucket: NatsKV, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     crossings = 0
-    original = bucket._client.bridge.run
+    original = bucket._client.run
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal crossings
         crossings += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(bucket._client.bridge, "run", counting)
+    monkeypatch.setattr(bucket._client, "run", counting)
     revs = bucket.put_many({f"b.{i}": i for i in range(300)})
     got = bucket.get_many([f"b.{i}" for i in range(300)])
     assert crossings == 2 and len(revs) == 300
@@ -238,10 +238,10 @@ def test_batch_crosses_once_and_reports_per_key_errors(
 
     real_publish = bucket._publish
 
-    async def flaky(key: str, raw_value: bytes, headers: Any) -> int:
+    async def flaky(c: Any, key: str, raw_value: bytes, headers: Any) -> int:
         if key == "b.13":
             raise VersionConflict("injected", key=key)
-        return await real_publish(key, raw_value, headers)
+        return await real_publish(c, key, raw_value, headers)
 
     monkeypatch.setattr(bucket, "_publish", flaky)
     with pytest.raises(BatchError) as info:

@@ -41,7 +41,7 @@ def test_store_carries_on_across_a_server_restart(caplog: pytest.LogCaptureFixtu
 
 
 def _leader(client: NatsClient, stream: str) -> str:
-    info = client.call(client.jetstream.stream_info(stream), write=False, what="leader")
+    info = client.run(lambda c: c.js.stream_info(stream), write=False, what="leader")
     return str(info.cluster.leader)
 
 

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from msstore.bridge import BridgeMisuse
+from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
+from msstore.local_loops import LocalLoops
+
+
+class Conn:
+    """A stand-in for a connection: records which thread and loop it lives on."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
+        self.ticks = 0
+
+        async def heartbeat() -> None:  # a background task, like nats-py's read loop
+            while True:
+                await asyncio.sleep(0.001)
+                self.ticks += 1
+
+        self.task = self.loop.create_task(heartbeat())
+
+
+async def opener() -> Conn:
+    return Conn()
+
+
+async def closer(conn: Conn) -> None:
+    conn.closed = True
+
+
+@pytest.fixture
+def loops() -> Any:
+    pool: LocalLoops[Conn] = LocalLoops(
+        opener=opener, closer=closer, open_timeout=2, tick_interval=0.05
+    )
+    yield pool
+    pool.close()
+
+
+async def whoami(conn: Conn) -> tuple[int, int]:
+    await asyncio.sleep(0)
+    return conn.thread, threading.get_ident()
+
+
+def test_each_thread_drives_its_own_loop_and_connection(loops: Any) -> None:
+    owner, runner = loops.run(whoami, timeout=1, write=False, what="t")
+    assert owner == runner == threading.get_ident()  # no thread hop
+    seen: list[tuple[int, int]] = []
+    together = threading.Barrier(4)  # all alive at once, so no thread ident is reused
+
+    def call() -> None:
+        seen.append(loops.run(whoami, timeout=1, write=False, what="t"))
+        together.wait()
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(o == r for o, r in seen) and len({o for o, _ in seen}) == 4
+
+
+def test_idle_loops_are_ticked_and_dead_threads_cleaned_up(loops: Any) -> None:
+    conns: list[Conn] = []
+
+    def worker() -> None:
+        conns.append(loops.first_state())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    conn = conns[0]
+    deadline = time.monotonic() + 3
+    while not conn.closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert conn.closed  # the housekeeper closed the exited thread's connection
+    mine = loops.first_state()
+    before = mine.ticks
+    time.sleep(0.3)
+    assert mine.ticks > before  # idle, yet its background task ran
+
+
+def test_a_reused_thread_ident_takes_the_loop_over(loops: Any) -> None:
+    for _ in range(20):  # sequential threads: the OS hands idents out again
+        t = threading.Thread(target=lambda: loops.run(whoami, timeout=1, write=False, what="t"))
+        t.start()
+        t.join()
+    time.sleep(0.3)  # housekeeping ran meanwhile; nothing was closed under a live thread
+    errors: list[BaseException] = []
+
+    def again() -> None:
+        try:
+            _, runner = loops.run(whoami, timeout=1, write=False, what="t")
+            assert runner == threading.get_ident()
+        except BaseException as err:
+            errors.append(err)
+
+    t = threading.Thread(target=again)
+    t.start()
+    t.join()
+    assert errors == []
+
+
+def test_timeouts_and_errors(loops: Any) -> None:
+    async def slow(_: Conn) -> None:
+        await asyncio.sleep(5)
+
+    async def boom(_: Conn) -> None:
+        raise KeyError("k")
+
+    with pytest.raises(OutcomeUnknown):
+        loops.run(slow, timeout=0.1, write=True, what="put")
+    with pytest.raises(ConnectionFailed):
+        loops.run(slow, timeout=0.1, write=False, what="get")
+    with pytest.raises(KeyError):
+        loops.run(boom, timeout=1, write=False, what="x")
+    assert loops.run(whoami, timeout=1, write=False, what="t")[0] == threading.get_ident()
+
+
+def test_calling_from_a_running_loop_raises(loops: Any) -> None:
+    async def inside() -> None:
+        loops.run(whoami, timeout=1, write=False, what="t")
+
+    with pytest.raises(BridgeMisuse):
+        asyncio.run(inside())
+
+
+def test_closed_pool_refuses_work(loops: Any) -> None:
+    conn = loops.first_state()
+    loops.close()
+    assert conn.closed
+    with pytest.raises(MsstoreError, match="closed"):
+        loops.run(whoami, timeout=1, write=False, what="t")
+
+
+def test_fork_starts_without_the_parents_loops(loops: Any) -> None:
+    parent_conn = loops.first_state()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child_conn = loops.first_state()
+            ok = child_conn is not parent_conn and child_conn.loop is not parent_conn.loop
+            os.write(write, b"ok" if ok else b"bad")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"ok"
+    os.close(read)
+    assert loops.first_state() is parent_conn
