@@ -13,7 +13,8 @@ running timers) and closes the loops of threads that have exited, through the ow
 coroutine. Before each call, a loop that sat idle, or whose connection has input waiting
 (``has_input``, one non-blocking poll), runs a few iterations first, so what happened while
 nobody drove it (a server that went away) is seen before a request goes out. A loop is driven
-by one thread at a time (its lock); the owner never waits long on a tick. After ``fork()`` the child starts with no loops (the parent's sockets are not its own).
+by one thread at a time (its lock); the owner never waits long on a tick. After ``fork()`` the
+child starts with no loops (the parent's sockets are not its own).
 """
 
 from __future__ import annotations
