@@ -5,42 +5,55 @@ from __future__ import annotations
 import pytest
 
 
-def test_unstartable_nats_fails_not_skips(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("server", "fixture", "env", "reason", "expected"),
+    [
+        (
+            "EmbeddedNats",
+            "msstore_nats_url",
+            "MSSTORE_TEST_NATS_URL",
+            "nats-server exited with code 1 while starting",
+            "*could not start the embedded NATS*",
+        ),
+        (
+            "EmbeddedPostgres",
+            "msstore_postgres_dsn",
+            "MSSTORE_TEST_PG_DSN",
+            "initdb failed (1): no space left on device",
+            "*could not start the embedded PostgreSQL*no space left*",
+        ),
+        (
+            "EmbeddedNatsCluster",
+            "msstore_nats_cluster",
+            "MSSTORE_TEST_NATS_CLUSTER_URLS",
+            "cluster node exited while starting",
+            "*could not start the embedded 3-node NATS*",
+        ),
+    ],
+)
+def test_unstartable_server_fails_not_skips(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    server: str,
+    fixture: str,
+    env: str,
+    reason: str,
+    expected: str,
 ) -> None:
-    monkeypatch.delenv("MSSTORE_TEST_NATS_URL", raising=False)
-    pytester.makeconftest("""
+    monkeypatch.delenv(env, raising=False)
+    pytester.makeconftest(f"""
         import msstore.embedded as e
         def broken(self, *, timeout=30.0):
-            raise e.ServerStartError("nats-server exited with code 1 while starting")
-        e.EmbeddedNats.start = broken
+            raise e.ServerStartError({reason!r})
+        e.{server}.start = broken
     """)
-    pytester.makepyfile("""
-        def test_needs_nats(msstore_nats_url):
+    pytester.makepyfile(f"""
+        def test_needs_server({fixture}):
             pass
     """)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*could not start the embedded NATS server*"])
-
-
-def test_unstartable_postgres_fails_not_skips(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("MSSTORE_TEST_PG_DSN", raising=False)
-    pytester.makeconftest("""
-        import msstore.embedded as e
-        def broken(self, *, timeout=60.0):
-            raise e.ServerStartError("initdb failed (1): no space left on device")
-        e.EmbeddedPostgres.start = broken
-    """)
-    pytester.makepyfile("""
-        def test_needs_pg(msstore_postgres_dsn):
-            pass
-    """)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*could not start the embedded PostgreSQL*no space left*"])
+    result.stdout.fnmatch_lines([expected])
 
 
 def test_external_servers_are_used_as_given(

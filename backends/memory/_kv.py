@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any, Final, Self
 
 from msstore import keys as keygrammar
@@ -15,6 +14,7 @@ from msstore.codec import Codec
 from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
 from msstore.records import Entry, Operation
 from msstore.ttl import check_ttl
+from msstore.watching import QueueWatcher
 
 __all__ = ["MemoryKV"]
 
@@ -29,50 +29,6 @@ ALL_CAPABILITIES: Final = frozenset(
         Capability.BATCH,
     }
 )
-_STOP: Final = object()
-
-
-class _Watcher:
-    def __init__(self, owner: MemoryKV, pattern: str) -> None:
-        self._owner = owner
-        self.pattern = pattern
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._stopped = False
-
-    def deliver(self, entry: Entry) -> None:
-        self._queue.put(entry)
-
-    def next(self, timeout: float | None = None) -> Entry | None:
-        if self._stopped and self._queue.empty():
-            return None
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is _STOP:
-            return None
-        assert isinstance(item, Entry)
-        return item
-
-    def __iter__(self) -> Iterator[Entry]:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, Entry)
-            yield item
-
-    def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self._owner._unwatch(self)
-            self._queue.put(_STOP)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class MemoryKV:
@@ -106,7 +62,7 @@ class MemoryKV:
         self._lock = threading.RLock()
         self._seq = 0
         self._hist: dict[str, list[Entry]] = {}
-        self._watchers: list[_Watcher] = []
+        self._watchers: list[QueueWatcher] = []
         self._closed = False
 
     def __repr__(self) -> str:
@@ -297,11 +253,11 @@ class MemoryKV:
                 for e in self._live(key, self._clock())
             ]
 
-    def watch(self, pattern: str = ">", *, include_history: bool = False) -> _Watcher:
+    def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
         require(self._caps, Capability.WATCH, backend=repr(self))
         keygrammar.check_pattern(pattern)
         self._check_open()
-        watcher = _Watcher(self, pattern)
+        watcher = QueueWatcher(pattern, on_stop=self._unwatch)
         with self._lock:
             now = self._clock()
             initial = []
@@ -314,7 +270,7 @@ class MemoryKV:
             self._watchers.append(watcher)
         return watcher
 
-    def _unwatch(self, watcher: _Watcher) -> None:
+    def _unwatch(self, watcher: QueueWatcher) -> None:
         with self._lock:
             if watcher in self._watchers:
                 self._watchers.remove(watcher)

@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import queue
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, Final, Self
 
 import nats.errors
@@ -39,6 +38,7 @@ from msstore.errors import (
 )
 from msstore.records import Entry, Operation
 from msstore.ttl import check_ttl
+from msstore.watching import QueueWatcher
 
 from ._client import Conn, NatsClient, translate
 
@@ -107,50 +107,6 @@ def _operation(headers: Mapping[str, str] | None) -> Operation:
     return Operation.PUT
 
 
-class _Watcher:
-    def __init__(self, kv: NatsKV) -> None:
-        self._kv = kv
-        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
-        self._sub: Any = None
-        self._stopped = False
-
-    def deliver(self, entry: Entry) -> None:
-        self._queue.put(entry)
-
-    def next(self, timeout: float | None = None) -> Entry | None:
-        if self._stopped and self._queue.empty():
-            return None
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def __iter__(self) -> Iterator[Entry]:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            yield item
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        sub, self._sub = self._sub, None
-        if sub is not None and not self._kv._client._closing:
-            try:
-                self._kv._client.run_shared(lambda _: sub.unsubscribe(), what="stop watch")
-            except MsstoreError as err:
-                log.info("stopping a watch on %s: %s", self._kv.name, err)
-        self._queue.put(None)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 class NatsKV:
     """A JetStream KV bucket as a :class:`~msstore.protocols.KeyValueStore`.
 
@@ -182,7 +138,7 @@ class NatsKV:
             caps.add(Capability.PER_KEY_TTL)
         self._caps = frozenset(caps)
         self._timeout = client.config.request_timeout
-        self._watchers: list[_Watcher] = []
+        self._watchers: list[QueueWatcher] = []
         self._closed = False
 
     # Opening ---------------------------------------------------------------------------------
@@ -555,11 +511,21 @@ class NatsKV:
         )
         return [self._entry(m, key) for m in msgs]
 
-    def watch(self, pattern: str = ">", *, include_history: bool = False) -> _Watcher:
+    def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
         require(self._caps, Capability.WATCH, backend=repr(self))
         keygrammar.check_pattern(pattern)
         self._check_open()
-        watcher = _Watcher(self)
+        subscription: list[Any] = []
+
+        def unsubscribe(_: QueueWatcher) -> None:
+            if subscription and not self._client._closing:
+                sub = subscription.pop()
+                try:
+                    self._client.run_shared(lambda _: sub.unsubscribe(), what="stop watch")
+                except MsstoreError as err:
+                    log.info("stopping a watch on %s: %s", self.name, err)
+
+        watcher = QueueWatcher(pattern, on_stop=unsubscribe)
 
         async def on_msg(msg: Msg) -> None:
             watcher.deliver(self._entry(msg))
@@ -576,7 +542,7 @@ class NatsKV:
                 stream=self._stream,
             )
 
-        watcher._sub = self._client.run_shared(start, what=f"watch {self.name}")
+        subscription.append(self._client.run_shared(start, what=f"watch {self.name}"))
         self._watchers.append(watcher)
         return watcher
 

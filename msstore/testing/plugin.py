@@ -22,9 +22,11 @@ A server that cannot start **fails** every test that needs it, with the reason; 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _started(make: Callable[[], Any], what: str, env: str) -> Iterator[Any]:
+    """Start an embedded server for the session, or fail (never skip) saying why."""
+    try:
+        server = make().start()
+    except (MsstoreError, OSError) as err:
+        pytest.fail(
+            f"could not start the embedded {what} ({err}); set {env} to use another", pytrace=False
+        )
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def msstore_postgres_dsn() -> Iterator[str]:
     external = os.environ.get(PG_ENV)
@@ -58,17 +75,8 @@ def msstore_postgres_dsn() -> Iterator[str]:
         return
     from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
 
-    try:
-        server = EmbeddedPostgres().start()
-    except (MsstoreError, OSError) as err:
-        pytest.fail(
-            f"could not start the embedded PostgreSQL ({err}); set {PG_ENV} to use another server",
-            pytrace=False,
-        )
-    try:
+    with _started(EmbeddedPostgres, "PostgreSQL", PG_ENV) as server:
         yield server.dsn
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +87,8 @@ def msstore_nats_url() -> Iterator[str]:
         return
     from msstore.embedded import EmbeddedNats  # noqa: PLC0415
 
-    try:
-        server = EmbeddedNats().start()
-    except (MsstoreError, OSError) as err:
-        pytest.fail(
-            f"could not start the embedded NATS server ({err}); set {NATS_ENV} to use "
-            "another server",
-            pytrace=False,
-        )
-    try:
+    with _started(EmbeddedNats, "NATS server", NATS_ENV) as server:
         yield server.url
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -101,18 +99,8 @@ def msstore_nats_cluster() -> Iterator[object]:
         return
     from msstore.embedded import EmbeddedNatsCluster  # noqa: PLC0415
 
-    try:
-        cluster = EmbeddedNatsCluster().start()
-    except (MsstoreError, OSError) as err:
-        pytest.fail(
-            f"could not start the embedded 3-node NATS cluster ({err}); set "
-            f"{NATS_CLUSTER_ENV} to use another",
-            pytrace=False,
-        )
-    try:
+    with _started(EmbeddedNatsCluster, "3-node NATS cluster", NATS_CLUSTER_ENV) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture
