@@ -5,15 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Set
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from msstore import keys as keygrammar
 from msstore.buckets import BucketConfig
-from msstore.capabilities import Capability, require
+from msstore.capabilities import Capability
 from msstore.codec import Codec
-from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
+from msstore.errors import DuplicateKey, InvalidArgument, VersionConflict
+from msstore.kvbase import KVBase, check_revision
 from msstore.records import Entry, Operation
-from msstore.ttl import check_ttl
 from msstore.watching import QueueWatcher
 
 __all__ = ["MemoryKV"]
@@ -31,7 +31,7 @@ ALL_CAPABILITIES: Final = frozenset(
 )
 
 
-class MemoryKV:
+class MemoryKV(KVBase):
     """A thread-safe KV bucket in this process's memory.
 
     Same semantics as a JetStream KV bucket: bucket-wide revisions that only grow, delete markers
@@ -67,32 +67,6 @@ class MemoryKV:
 
     def __repr__(self) -> str:
         return f"MemoryKV(name={self.name!r}, history={self.config.history})"
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self._caps
-
-    # Validation (before the lock: nothing is written when it fails) ---------------------
-
-    def _ttl(self, ttl: object) -> int | None:
-        seconds = check_ttl(ttl)
-        if seconds is not None:
-            require(self._caps, Capability.PER_KEY_TTL, backend=repr(self))
-        return seconds
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
-
-    @staticmethod
-    def _check_revision(revision: object, name: str = "expected_revision") -> int:
-        if type(revision) is not int or revision < 1:
-            raise InvalidArgument(f"{name} must be an int >= 1, got {revision!r}")
-        return revision
 
     # Internals (hold the lock) -------------------------------------------------------------
 
@@ -151,8 +125,8 @@ class MemoryKV:
             keygrammar.check_key(key)
         self._check_open()
         if revision is not None:
-            require(self._caps, Capability.HISTORY, backend=repr(self))
-            self._check_revision(revision, "revision")
+            self._require(Capability.HISTORY)
+            check_revision(revision, "revision")
         with self._lock:
             hist = self._live(key, self._clock())
             if revision is None:
@@ -171,19 +145,12 @@ class MemoryKV:
             return None
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
-        keygrammar.check_key(key)
-        raw = self._codec.encode(value)
-        key_ttl = self._ttl(ttl)
-        self._check_open()
+        raw, key_ttl = self._prepare(key, value, ttl)
         with self._lock:
             return self._append(key, raw, Operation.PUT, key_ttl)
 
     def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
-        require(self._caps, Capability.CAS, backend=repr(self))
-        keygrammar.check_key(key)
-        raw = self._codec.encode(value)
-        key_ttl = self._ttl(ttl)
-        self._check_open()
+        raw, key_ttl = self._prepare(key, value, ttl, cas=True)
         with self._lock:
             hist = self._live(key, self._clock())
             if hist and hist[-1].operation is Operation.PUT:
@@ -197,12 +164,7 @@ class MemoryKV:
     def update(
         self, key: str, value: Any, *, expected_revision: int, ttl: float | None = None
     ) -> int:
-        require(self._caps, Capability.CAS, backend=repr(self))
-        keygrammar.check_key(key)
-        self._check_revision(expected_revision)
-        raw = self._codec.encode(value)
-        key_ttl = self._ttl(ttl)
-        self._check_open()
+        raw, key_ttl = self._prepare(key, value, ttl, cas=True, expected_revision=expected_revision)
         with self._lock:
             self._expect(key, expected_revision, self._clock())
             return self._append(key, raw, Operation.PUT, key_ttl)
@@ -210,8 +172,8 @@ class MemoryKV:
     def _marker(self, key: str, op: Operation, expected_revision: int | None) -> int:
         keygrammar.check_key(key)
         if expected_revision is not None:
-            require(self._caps, Capability.CAS, backend=repr(self))
-            self._check_revision(expected_revision)
+            self._require(Capability.CAS)
+            check_revision(expected_revision)
         self._check_open()
         with self._lock:
             if expected_revision is not None:
@@ -222,7 +184,7 @@ class MemoryKV:
         return self._marker(key, Operation.DEL, expected_revision)
 
     def purge(self, key: str, *, expected_revision: int | None = None) -> int:
-        require(self._caps, Capability.PURGE, backend=repr(self))
+        self._require(Capability.PURGE)
         return self._marker(key, Operation.PURGE, expected_revision)
 
     def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
@@ -244,7 +206,7 @@ class MemoryKV:
         return sorted(found)
 
     def history(self, key: str) -> list[Entry]:
-        require(self._caps, Capability.HISTORY, backend=repr(self))
+        self._require(Capability.HISTORY)
         keygrammar.check_key(key)
         self._check_open()
         with self._lock:
@@ -254,7 +216,7 @@ class MemoryKV:
             ]
 
     def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
-        require(self._caps, Capability.WATCH, backend=repr(self))
+        self._require(Capability.WATCH)
         keygrammar.check_pattern(pattern)
         self._check_open()
         watcher = QueueWatcher(pattern, on_stop=self._unwatch)
@@ -278,8 +240,7 @@ class MemoryKV:
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
     ) -> list[int]:
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        encoded = self._encode_batch(items)
         key_ttl = self._ttl(ttl)
         self._check_open()
         with self._lock:
@@ -295,9 +256,3 @@ class MemoryKV:
             watchers, self._watchers = self._watchers, []
         for watcher in watchers:
             watcher.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

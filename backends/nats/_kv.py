@@ -16,7 +16,7 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
@@ -26,7 +26,7 @@ from nats.js import api
 
 from msstore import keys as keygrammar
 from msstore.buckets import BucketConfig
-from msstore.capabilities import Capability, require
+from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import (
     DuplicateKey,
@@ -36,8 +36,8 @@ from msstore.errors import (
     SerializationError,
     VersionConflict,
 )
+from msstore.kvbase import KVBase, check_revision
 from msstore.records import Entry, Operation
-from msstore.ttl import check_ttl
 from msstore.watching import QueueWatcher
 
 from ._client import Conn, NatsClient, translate
@@ -107,7 +107,7 @@ def _operation(headers: Mapping[str, str] | None) -> Operation:
     return Operation.PUT
 
 
-class NatsKV:
+class NatsKV(KVBase):
     """A JetStream KV bucket as a :class:`~msstore.protocols.KeyValueStore`.
 
     Open with :meth:`open` (creates the bucket from ``config`` if missing; an existing bucket is
@@ -210,26 +210,6 @@ class NatsKV:
     def __repr__(self) -> str:
         return f"NatsKV(name={self.name!r}, servers={self._client.servers})"
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self._caps
-
-    # Plumbing --------------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
-
-    def _ttl(self, ttl: object) -> int | None:
-        seconds = check_ttl(ttl)
-        if seconds is not None:
-            require(self._caps, Capability.PER_KEY_TTL, backend=repr(self))
-        return seconds
-
     async def _publish(self, c: Conn, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
         msg = await c.nc.request(self._pre + key, raw, timeout=self._timeout, headers=headers)
         ack = orjson.loads(msg.data)
@@ -312,7 +292,7 @@ class NatsKV:
     def get(self, key: str, *, revision: int | None = None) -> Entry | None:
         keygrammar.check_key(key)
         if revision is not None:
-            require(self._caps, Capability.HISTORY, backend=repr(self))
+            self._require(Capability.HISTORY)
             if type(revision) is not int or revision < 1:
                 raise InvalidArgument(f"revision must be an int >= 1, got {revision!r}")
         self._check_open()
@@ -324,10 +304,7 @@ class NatsKV:
         return entry
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
-        keygrammar.check_key(key)
-        raw = self._codec.encode(value)
-        seconds = self._ttl(ttl)
-        self._check_open()
+        raw, seconds = self._prepare(key, value, ttl)
         headers = None if seconds is None else {MSG_TTL: str(seconds)}
         return self._client.run(
             lambda c: self._publish(c, key, raw, headers),
@@ -336,11 +313,7 @@ class NatsKV:
         )
 
     def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
-        require(self._caps, Capability.CAS, backend=repr(self))
-        keygrammar.check_key(key)
-        raw = self._codec.encode(value)
-        seconds = self._ttl(ttl)
-        self._check_open()
+        raw, seconds = self._prepare(key, value, ttl, cas=True)
         return self._client.run(
             lambda c: self._create(c, key, raw, seconds),
             write=True,
@@ -377,12 +350,7 @@ class NatsKV:
     def update(
         self, key: str, value: Any, *, expected_revision: int, ttl: float | None = None
     ) -> int:
-        require(self._caps, Capability.CAS, backend=repr(self))
-        keygrammar.check_key(key)
-        _check_revision(expected_revision)
-        raw = self._codec.encode(value)
-        seconds = self._ttl(ttl)
-        self._check_open()
+        raw, seconds = self._prepare(key, value, ttl, cas=True, expected_revision=expected_revision)
         headers = {EXPECTED_LAST: str(expected_revision)}
         if seconds is not None:
             headers[MSG_TTL] = str(seconds)
@@ -420,8 +388,8 @@ class NatsKV:
         if op is Operation.PURGE:
             headers[ROLLUP] = "sub"
         if expected_revision is not None:
-            require(self._caps, Capability.CAS, backend=repr(self))
-            _check_revision(expected_revision)
+            self._require(Capability.CAS)
+            check_revision(expected_revision)
             headers[EXPECTED_LAST] = str(expected_revision)
             expected = expected_revision
 
@@ -439,7 +407,7 @@ class NatsKV:
         return self._marker(key, Operation.DEL, expected_revision)
 
     def purge(self, key: str, *, expected_revision: int | None = None) -> int:
-        require(self._caps, Capability.PURGE, backend=repr(self))
+        self._require(Capability.PURGE)
         return self._marker(key, Operation.PURGE, expected_revision)
 
     async def _scan(
@@ -501,7 +469,7 @@ class NatsKV:
         return sorted(found)
 
     def history(self, key: str) -> list[Entry]:
-        require(self._caps, Capability.HISTORY, backend=repr(self))
+        self._require(Capability.HISTORY)
         keygrammar.check_key(key)
         self._check_open()
         msgs = self._client.run(
@@ -512,7 +480,7 @@ class NatsKV:
         return [self._entry(m, key) for m in msgs]
 
     def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
-        require(self._caps, Capability.WATCH, backend=repr(self))
+        self._require(Capability.WATCH)
         keygrammar.check_pattern(pattern)
         self._check_open()
         subscription: list[Any] = []
@@ -549,8 +517,7 @@ class NatsKV:
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
     ) -> list[int]:
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        encoded = self._encode_batch(items)
         seconds = self._ttl(ttl)
         self._check_open()
         headers = None if seconds is None else {MSG_TTL: str(seconds)}
@@ -605,12 +572,6 @@ class NatsKV:
             what=f"delete bucket {self.name}",
         )
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 async def _wait_for_leader(js: Any, stream: str, timeout: float) -> Any:
     """A new replicated stream answers only once its group has elected a leader."""
@@ -624,11 +585,6 @@ async def _wait_for_leader(js: Any, stream: str, timeout: float) -> Any:
 
 def _now() -> float:
     return datetime.datetime.now(datetime.UTC).timestamp()
-
-
-def _check_revision(revision: object) -> None:
-    if type(revision) is not int or revision < 1:
-        raise InvalidArgument(f"expected_revision must be an int >= 1, got {revision!r}")
 
 
 def _batch_results(results: list[Any], keys: list[str], *, what: str, write: bool) -> list[Any]:

@@ -1,0 +1,97 @@
+"""What every KeyValueStore implementation checks before it does any I/O.
+
+A backend subclasses :class:`KVBase` for its argument checks (keys, TTLs, revisions, batches),
+its name and capabilities, and the closed state; it adds only the moving of bytes. Every check
+here runs before anything is written, which is how "bad input, nothing half-written" holds in
+every backend alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
+
+from msstore import keys as keygrammar
+from msstore.buckets import BucketConfig
+from msstore.capabilities import Capability, require
+from msstore.codec import Codec
+from msstore.errors import InvalidArgument, MsstoreError
+from msstore.ttl import check_ttl
+
+__all__ = ["KVBase", "check_revision"]
+
+_UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
+
+
+def check_revision(revision: object, name: str = "expected_revision") -> int:
+    """A revision argument: an ``int`` of at least 1 (bools and floats refused)."""
+    if type(revision) is not int or revision < 1:
+        raise InvalidArgument(f"{name} must be an int >= 1, got {revision!r}")
+    return revision
+
+
+class KVBase:
+    """Shared validation and bookkeeping for :class:`~msstore.protocols.KeyValueStore`s."""
+
+    config: BucketConfig
+    _caps: frozenset[Capability]
+    _codec: Codec
+    _closed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._caps
+
+    def _require(self, capability: Capability) -> None:
+        require(self._caps, capability, backend=repr(self))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    def _ttl(self, ttl: object) -> int | None:
+        """A per-key TTL in whole seconds, refused where the store cannot honour it."""
+        seconds = check_ttl(ttl)
+        if seconds is not None:
+            self._require(Capability.PER_KEY_TTL)
+        return seconds
+
+    def _prepare(
+        self,
+        key: str,
+        value: Any,
+        ttl: object,
+        *,
+        cas: bool = False,
+        expected_revision: object = _UNCONDITIONAL,
+    ) -> tuple[bytes, int | None]:
+        """A single write's checks, in order; returns the encoded value and TTL seconds."""
+        if cas:
+            self._require(Capability.CAS)
+        keygrammar.check_key(key)
+        if expected_revision is not _UNCONDITIONAL:
+            check_revision(expected_revision)
+        raw = self._codec.encode(value)
+        seconds = self._ttl(ttl)
+        self._check_open()
+        return raw, seconds
+
+    def _encode_batch(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]
+    ) -> list[tuple[str, bytes]]:
+        """Every key checked and every value encoded, before any is written."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        return [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
