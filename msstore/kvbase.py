@@ -8,7 +8,7 @@ every backend alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self
 
 from msstore import keys as keygrammar
@@ -86,6 +86,15 @@ class KVBase:
         """Every key checked and every value encoded, before any is written."""
         pairs = items.items() if isinstance(items, Mapping) else items
         return [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+
+    def update_with(
+        self, key: str, fn: Callable[[Any], Any], *, resolver: Any = None, policy: Any = None
+    ) -> Any:
+        """Read, apply ``fn``, compare-and-set, settle conflicts: see
+        :func:`msstore.conflicts.update_with`."""
+        from msstore.conflicts.update import update_with  # noqa: PLC0415
+
+        return update_with(self, key, fn, resolver=resolver, policy=policy)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._closed = True

@@ -6,15 +6,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from msstore.buckets import BucketConfig
 from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
 
 pytest_plugins = ["pytester"]
+
+# Property tests: 200 examples each in CI ("ci", the default); HYPOTHESIS_PROFILE=thorough runs
+# 2,000. Neither has a deadline: timing on a shared 2-core machine is not a property.
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,12 @@ def test_console_script_bench_json() -> None:
         text=True,
     ).stdout
     assert json.loads(out)["put_per_s"] > 0
+
+
+def test_resolvers_bench_reports_every_crdt() -> None:
+    from msstore.bench.resolvers import run
+
+    figures = run(n=200)
+    for name in ("gcounter", "pncounter", "orset", "lwwmap", "lwwregister", "mvregister"):
+        assert figures[f"{name}_merges_per_s"] > 0
+    assert figures["orset_merge_10k_ms"] > figures["raw_set_union_10k_ms"] > 0

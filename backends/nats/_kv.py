@@ -201,7 +201,10 @@ class NatsKV(KVBase):
         return cls(
             client,
             actual,
-            direct=bool(sc.allow_direct),
+            # With more than one replica, every replica answers direct gets, followers
+            # included, so a writer could read a state without its own last write and a CAS
+            # loop would build on it. Replicated buckets read through the stream leader.
+            direct=bool(sc.allow_direct) and (sc.num_replicas or 1) == 1,
             per_key_ttl=actual.per_key_ttl,
             differences=differences,
             owns_client=owns_client,
@@ -276,6 +279,9 @@ class NatsKV(KVBase):
             headers = dict(raw_msg.headers or {})
             headers.setdefault("Nats-Sequence", str(raw_msg.seq))
             headers.setdefault("Nats-Subject", raw_msg.subject or "")
+            if raw_msg.time is not None:
+                when = raw_msg.time.astimezone(datetime.UTC)
+                headers.setdefault("Nats-Time-Stamp", when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
             msg = Msg(
                 c.nc,
                 subject=raw_msg.subject or "",
