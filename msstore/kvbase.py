@@ -15,12 +15,23 @@ from msstore import keys as keygrammar
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
-from msstore.errors import InvalidArgument, MsstoreError
+from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
 from msstore.ttl import check_ttl
 
-__all__ = ["KVBase", "check_revision"]
+__all__ = ["KVBase", "check_revision", "stale_revision"]
 
 _UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
+
+
+def stale_revision(key: str, expected: int, current: int | None) -> VersionConflict:
+    """The error a compare-and-set write raises when ``key`` is no longer at ``expected``."""
+    return VersionConflict(
+        f"{key!r} is at revision {current}, not {expected}",
+        key=key,
+        expected=expected,
+        current=current,
+        hint="re-read the key and retry",
+    )
 
 
 def check_revision(revision: object, name: str = "expected_revision") -> int:

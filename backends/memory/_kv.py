@@ -11,8 +11,8 @@ from msstore import keys as keygrammar
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.codec import Codec
-from msstore.errors import DuplicateKey, InvalidArgument, VersionConflict
-from msstore.kvbase import KVBase, check_revision
+from msstore.errors import DuplicateKey, InvalidArgument
+from msstore.kvbase import KVBase, check_revision, stale_revision
 from msstore.records import Entry, Operation
 from msstore.watching import QueueWatcher
 
@@ -110,13 +110,7 @@ class MemoryKV(KVBase):
         hist = self._live(key, now)
         current = hist[-1].revision if hist else None
         if current != expected:
-            raise VersionConflict(
-                f"{key!r} is at revision {current}, not {expected}",
-                key=key,
-                expected=expected,
-                current=current,
-                hint="re-read the key and retry",
-            )
+            raise stale_revision(key, expected, current)
 
     # KeyValueStore ---------------------------------------------------------------------------
 

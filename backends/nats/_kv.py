@@ -36,7 +36,7 @@ from msstore.errors import (
     SerializationError,
     VersionConflict,
 )
-from msstore.kvbase import KVBase, check_revision
+from msstore.kvbase import KVBase, check_revision, stale_revision
 from msstore.records import Entry, Operation
 from msstore.watching import QueueWatcher
 
@@ -372,14 +372,7 @@ class NatsKV(KVBase):
         try:
             return await self._publish(c, key, raw, headers)
         except VersionConflict:
-            current = await self._latest_any(c, key)
-            raise VersionConflict(
-                f"{key!r} is at revision {current}, not {expected}",
-                key=key,
-                expected=expected,
-                current=current,
-                hint="re-read the key and retry",
-            ) from None
+            raise stale_revision(key, expected, await self._latest_any(c, key)) from None
 
     async def _latest_any(self, c: Conn, key: str) -> int | None:
         try:

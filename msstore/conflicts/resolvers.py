@@ -13,13 +13,26 @@ Pass one in; each has a sensible default. ``CustomMerge(fn)`` wraps any function
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from msstore.conflicts.clocks import HLC, Stamp, VectorClock
 from msstore.conflicts.crdt import CRDT, LWWRegister, MVRegister, from_doc
 from msstore.errors import InvalidArgument
 
 __all__ = ["CRDTMerge", "CustomMerge", "LastWriteWins", "Siblings", "VectorClockResolver"]
+
+
+C = TypeVar("C", bound=CRDT)
+
+
+def _load(stored: Any, kind: type[C], resolver: str) -> C:
+    """The stored document as a ``kind`` (empty when nothing is stored), or a clear error."""
+    if stored is None:
+        return kind()
+    state = from_doc(stored)
+    if not isinstance(state, kind):
+        raise InvalidArgument(f"{resolver} expects {kind.TAG} values, got {state.TAG}")
+    return state
 
 
 class Siblings(list[Any]):
@@ -37,12 +50,7 @@ class LastWriteWins:
         self.clock = clock or HLC(writer)
 
     def _register(self, stored: Any) -> LWWRegister:
-        if stored is None:
-            return LWWRegister()
-        reg = from_doc(stored)
-        if not isinstance(reg, LWWRegister):
-            raise InvalidArgument(f"LastWriteWins expects LWW register values, got {reg.TAG}")
-        return reg
+        return _load(stored, LWWRegister, "LastWriteWins")
 
     def unwrap(self, stored: Any) -> Any:
         """The plain value inside a stored register (``None`` for nothing stored)."""
@@ -90,12 +98,7 @@ class VectorClockResolver:
         self.max_entries = max_entries
 
     def _register(self, stored: Any) -> MVRegister:
-        if stored is None:
-            return MVRegister()
-        reg = from_doc(stored)
-        if not isinstance(reg, MVRegister):
-            raise InvalidArgument(f"VectorClockResolver expects MV register values, got {reg.TAG}")
-        return reg
+        return _load(stored, MVRegister, "VectorClockResolver")
 
     @staticmethod
     def siblings_doc(values: Sequence[Any]) -> dict[str, Any]:
