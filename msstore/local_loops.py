@@ -20,6 +20,7 @@ child starts with no loops (the parent's sockets are not its own).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -154,6 +155,7 @@ class LocalLoops(Generic[S]):
         self._closed = False
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
+        _open_pools.add(self)
 
     def _mine(self) -> LocalLoop[S]:
         if self._pid != os.getpid():  # forked: the parent's loops and sockets are not ours
@@ -244,3 +246,16 @@ class LocalLoops(Generic[S]):
 
     def __len__(self) -> int:
         return sum(1 for loop in self._loops.values() if not loop.closed)
+
+
+# Interpreter exit drains what is still open (writes buffered during a reconnect go out, the
+# server sees a clean goodbye), as the bridge does for its loop.
+_open_pools: weakref.WeakSet[LocalLoops[Any]] = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    for pool in list(_open_pools):
+        pool.close()
+
+
+atexit.register(_close_at_exit)

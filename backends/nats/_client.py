@@ -240,8 +240,15 @@ def _has_input(conn: Conn) -> bool:
 
 
 async def _close(conn: Conn) -> None:
-    if not conn.nc.is_closed:
+    # Drain (flush buffered writes, let subscriptions finish) when there is a server to drain
+    # to; a connection that is down or reconnecting is just closed. A few loop turns first: an
+    # idle per-thread loop may not have seen its server go.
+    for _ in range(4):
+        await asyncio.sleep(0)
+    if conn.nc.is_connected:
         await conn.nc.drain()
+    elif not conn.nc.is_closed:
+        await conn.nc.close()
 
 
 def _translated(open_: Callable[[], Conn], *, what: str) -> Conn:

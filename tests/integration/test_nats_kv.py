@@ -265,3 +265,30 @@ def test_open_by_url(msstore_nats_url: str, msstore_unique_name: str) -> None:
     finally:
         kv.destroy()  # type: ignore[attr-defined]
         kv.close()
+
+
+def test_interpreter_exit_closes_connections_cleanly(
+    msstore_nats_url: str, msstore_unique_name: str, nats_client: NatsClient
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import msstore\n"
+        f"kv = msstore.open_kv({msstore_nats_url + '/' + msstore_unique_name!r})\n"
+        "kv.put('left.open', {'bye': True})\n"  # no close(): exit must tidy up
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    kv = NatsKV.open(nats_client, BucketConfig(name=msstore_unique_name), create=False)
+    try:
+        entry = kv.get("left.open")
+        assert entry is not None and entry.value == {"bye": True}
+    finally:
+        kv.destroy()
