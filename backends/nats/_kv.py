@@ -52,6 +52,7 @@ EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
 ROLLUP: Final = "Nats-Rollup"
 MSG_TTL: Final = "Nats-TTL"
 WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+NO_RESPONDERS_BACKOFF: Final = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, None)  # ~1 s, then give up
 BASE_CAPABILITIES: Final = frozenset(
     {
         Capability.TTL,
@@ -214,7 +215,18 @@ class NatsKV(KVBase):
         return f"NatsKV(name={self.name!r}, servers={self._client.servers})"
 
     async def _publish(self, c: Conn, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
-        msg = await c.nc.request(self._pre + key, raw, timeout=self._timeout, headers=headers)
+        for wait in NO_RESPONDERS_BACKOFF:
+            try:
+                msg = await c.nc.request(
+                    self._pre + key, raw, timeout=self._timeout, headers=headers
+                )
+                break
+            except nats.errors.NoRespondersError:
+                # Nothing received the message, so sending it again cannot duplicate it. A new
+                # replicated bucket's subjects take a moment to reach every server.
+                if wait is None:
+                    raise
+                await asyncio.sleep(wait)
         ack = orjson.loads(msg.data)
         error = ack.get("error")
         if error is None:
@@ -276,22 +288,36 @@ class NatsKV(KVBase):
                 )
             except nats.js.errors.NotFoundError:
                 return None
-            headers = dict(raw_msg.headers or {})
-            headers.setdefault("Nats-Sequence", str(raw_msg.seq))
-            headers.setdefault("Nats-Subject", raw_msg.subject or "")
-            if raw_msg.time is not None:
-                when = raw_msg.time.astimezone(datetime.UTC)
-                headers.setdefault("Nats-Time-Stamp", when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-            msg = Msg(
-                c.nc,
-                subject=raw_msg.subject or "",
-                data=raw_msg.data or b"",
-                headers=headers,
-            )
+            msg = _from_raw(c, raw_msg)
         entry = self._entry(msg)
         if entry.key != key:
             return None
         return entry
+
+    async def _leader_entries(self, c: Conn, subject_filter: str) -> list[Entry]:
+        """The latest entry of each key under ``subject_filter``, as the stream leader has it.
+
+        Consumers of a replicated stream may be served from a lagging follower, so a replicated
+        bucket lists through the leader: its subject index, then a leader get per key.
+        """
+        info = await c.js.stream_info(self._stream, subjects_filter=subject_filter)
+        subjects = sorted((info.state.subjects or {}) if info.state else {})
+        keys = [s[len(self._pre) :] for s in subjects]
+        found = await asyncio.gather(*(self._get(c, k) for k in keys))
+        return [e for e in found if e is not None]
+
+    async def _leader_history(self, c: Conn, key: str) -> list[Entry]:
+        entries: list[Entry] = []
+        seq = 1
+        while True:
+            try:
+                raw_msg = await c.js.get_msg(
+                    self._stream, seq=seq, subject=self._pre + key, next=True
+                )
+            except nats.js.errors.NotFoundError:
+                return entries
+            entries.append(self._entry(_from_raw(c, raw_msg), key))
+            seq = (raw_msg.seq or seq) + 1
 
     # KeyValueStore ---------------------------------------------------------------------------
 
@@ -449,33 +475,38 @@ class NatsKV(KVBase):
             subject = self._pre + prefix + ">"
         else:
             subject = self._pre + ">"
-        msgs = self._client.run(
-            lambda c: self._scan(c, subject, last_per_subject=True, headers_only=True),
+        entries = self._client.run(
+            lambda c: self._latest_entries(c, subject),
             write=False,
             what=f"list keys of {self.name}",
         )
-        found = []
-        for msg in msgs:
-            if _operation(msg.headers) is not Operation.PUT:
-                continue
-            if self.config.ttl is not None or (msg.headers and MSG_TTL in msg.headers):
-                entry = self._entry(msg)
-                if entry.expires_at is not None and entry.expires_at <= _now():
-                    continue
-            key = msg.subject[len(self._pre) :]
-            if prefix is None or key.startswith(prefix):
-                found.append(key)
-        return sorted(found)
+        now = _now()
+        return sorted(
+            e.key
+            for e in entries
+            if e.operation is Operation.PUT
+            and (e.expires_at is None or e.expires_at > now)
+            and (prefix is None or e.key.startswith(prefix))
+        )
+
+    async def _latest_entries(self, c: Conn, subject: str) -> list[Entry]:
+        if self.config.replicas > 1:
+            return await self._leader_entries(c, subject)
+        msgs = await self._scan(c, subject, last_per_subject=True, headers_only=True)
+        return [self._entry(m) for m in msgs]
 
     def history(self, key: str) -> list[Entry]:
         self._require(Capability.HISTORY)
         keygrammar.check_key(key)
         self._check_open()
-        msgs = self._client.run(
-            lambda c: self._scan(c, self._pre + key, last_per_subject=False, headers_only=False),
-            write=False,
-            what=f"history of {key!r} in {self.name}",
+        return self._client.run(
+            lambda c: self._history(c, key), write=False, what=f"history of {key!r} in {self.name}"
         )
+
+    async def _history(self, c: Conn, key: str) -> list[Entry]:
+        if self.config.replicas > 1:
+            return await self._leader_history(c, key)
+        msgs = await self._scan(c, self._pre + key, last_per_subject=False, headers_only=False)
         return [self._entry(m, key) for m in msgs]
 
     def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
@@ -580,6 +611,17 @@ async def _wait_for_leader(js: Any, stream: str, timeout: float) -> Any:
         if (info.cluster and info.cluster.leader) or asyncio.get_running_loop().time() > deadline:
             return info
         await asyncio.sleep(0.05)
+
+
+def _from_raw(c: Conn, raw_msg: Any) -> Msg:
+    """A message from the stream-get API (base64, no direct-get headers) as a direct get's."""
+    headers = dict(raw_msg.headers or {})
+    headers.setdefault("Nats-Sequence", str(raw_msg.seq))
+    headers.setdefault("Nats-Subject", raw_msg.subject or "")
+    if raw_msg.time is not None:
+        when = raw_msg.time.astimezone(datetime.UTC)
+        headers.setdefault("Nats-Time-Stamp", when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return Msg(c.nc, subject=raw_msg.subject or "", data=raw_msg.data or b"", headers=headers)
 
 
 def _now() -> float:

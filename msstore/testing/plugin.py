@@ -12,6 +12,8 @@ Fixtures (servers are session scoped and start only when a test asks for them):
     A private 3-node JetStream cluster on loopback (:class:`~msstore.embedded.EmbeddedNatsCluster`,
     so tests can stop and start nodes); ``MSSTORE_TEST_NATS_CLUSTER_URLS`` (comma-separated)
     points at an existing cluster instead, and then the value is the list of URLs.
+``msstore_pg15_dsn``
+    A throwaway PostgreSQL 15 cluster from the machine's binaries (skipped where absent).
 ``msstore_pg_schema``
     A fresh, empty schema name for one test, dropped afterwards (per-test isolation).
 ``msstore_unique_name``
@@ -36,6 +38,7 @@ from msstore.registry import redact_url
 PG_ENV = "MSSTORE_TEST_PG_DSN"
 NATS_ENV = "MSSTORE_TEST_NATS_URL"
 NATS_CLUSTER_ENV = "MSSTORE_TEST_NATS_CLUSTER_URLS"
+PG15_ENV = "MSSTORE_TEST_PG15_BIN"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,6 +104,22 @@ def msstore_nats_cluster() -> Iterator[object]:
 
     with _started(EmbeddedNatsCluster, "3-node NATS cluster", NATS_CLUSTER_ENV) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def msstore_pg15_dsn() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster from the machine's own binaries (Debian's
+    ``postgresql-15``: ``/usr/lib/postgresql/15/bin``, or ``MSSTORE_TEST_PG15_BIN``); tests
+    that need it are skipped, with the reason, on a machine without them."""
+    bin_dir = os.environ.get(PG15_ENV, "/usr/lib/postgresql/15/bin")
+    if not os.path.exists(os.path.join(bin_dir, "postgres")):
+        pytest.skip(
+            f"no PostgreSQL 15 binaries at {bin_dir} (install postgresql-15 or set {PG15_ENV})"
+        )
+    from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
+
+    with _started(lambda: EmbeddedPostgres(bin_dir=bin_dir), "PostgreSQL 15", PG15_ENV) as pg:
+        yield pg.dsn
 
 
 @pytest.fixture

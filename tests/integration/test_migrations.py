@@ -1,0 +1,193 @@
+"""The migration runner on real PostgreSQL 18 (embedded, with pgvector) and 15 (Debian's)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from msstore.cli import main
+
+psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
+
+from msstore.backends.postgres import Migrator  # noqa: E402
+
+from msstore.migrations import MigrationError  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+SHIPPED = Path(__file__).parents[2] / "schema"
+
+
+@pytest.fixture(params=["pg18", "pg15"])
+def db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on PostgreSQL 18 or 15; dropped afterwards."""
+    server = request.getfixturevalue(
+        "msstore_postgres_dsn" if request.param == "pg18" else "msstore_pg15_dsn"
+    )
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield psycopg.conninfo.make_conninfo(server, dbname=name)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def scalar(dsn: str, query: str) -> object:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+        return None if row is None else row[0]
+
+
+def copy_migrations(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
+    target = tmp_path / "migrations"
+    shutil.copytree(SHIPPED, target, ignore=shutil.ignore_patterns("*.py", "*.md", "__pycache__"))
+    for name, text in (extra or {}).items():
+        (target / name).write_text(text)
+    return target
+
+
+def test_up_applies_everything_once(db: str) -> None:
+    first = Migrator(db).up()
+    assert first.done and first.done[0] == "0001_schemas"
+    assert Migrator(db).up().done == ()  # the second run applies nothing
+    assert {row.state for row in Migrator(db).status()} == {"applied"}
+    assert (
+        scalar(
+            db,
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name "
+            "IN ('agents', 'tasks', 'messages', 'knowledge')",
+        )
+        == 4
+    )
+    assert (
+        scalar(
+            db,
+            "SELECT version || ' ' || length(sql_hash) || ' ' || is_rollbackable "
+            "FROM migrations.applied_migrations WHERE name = 'schemas'",
+        )
+        == "1.0.0 64 true"
+    )
+
+
+def test_down_then_up_round_trips(db: str) -> None:
+    migrator = Migrator(db)
+    migrator.up()
+    applied = [r.version for r in migrator.status() if r.state == "applied"]
+    assert migrator.down(steps=len(applied)).done[-1] == "0001_schemas"
+    assert {r.state for r in migrator.status()} == {"pending"}
+    assert (
+        scalar(db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'agents'")
+        == 0
+    )
+    assert migrator.up().done[0] == "0001_schemas"
+    assert {r.state for r in migrator.status()} == {"applied"}
+
+
+def test_a_changed_applied_file_is_refused(db: str, tmp_path: Path) -> None:
+    files = copy_migrations(tmp_path)
+    Migrator(db, files=files.iterdir()).up()
+    shipped = files / "0001_schemas.sql"
+    shipped.write_text(shipped.read_text() + "\nCREATE SCHEMA sneaky;\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        Migrator(db, files=files.iterdir()).up()
+    assert Migrator(db, files=files.iterdir()).status()[0].state == "changed"
+    assert (
+        scalar(db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'sneaky'")
+        == 0
+    )
+
+
+def test_dry_run_changes_nothing(db: str) -> None:
+    report = Migrator(db).up(dry_run=True)
+    assert report.dry_run and report.done[0] == "0001_schemas"
+    assert {r.state for r in Migrator(db).status()} == {"pending"}
+
+
+def test_a_failing_migration_is_rolled_back_whole(db: str, tmp_path: Path) -> None:
+    files = copy_migrations(
+        tmp_path, {"0900_broken.sql": "CREATE TABLE agents.half_done (id int);\nSELECT 1/0;\n"}
+    )
+    with pytest.raises(MigrationError, match="0900_broken failed and was rolled back"):
+        Migrator(db, files=files.iterdir()).up()
+    assert scalar(db, "SELECT to_regclass('agents.half_done')") is None
+    states = {r.name: r.state for r in Migrator(db, files=files.iterdir()).status()}
+    assert states["schemas"] == "applied" and states["broken"] == "pending"
+
+
+def test_two_runs_at_once_apply_each_migration_once(db: str, tmp_path: Path) -> None:
+    files = copy_migrations(
+        tmp_path, {"0900_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE agents.slow (id int);\n"}
+    )
+    reports = []
+
+    def run() -> None:
+        reports.append(Migrator(db, files=sorted(files.iterdir())).up())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = sorted(len(r.done) for r in reports)
+    assert done[0] == 0 and done[1] >= 2  # one applied everything, the other waited: nothing
+    assert scalar(db, "SELECT count(*) FROM migrations.applied_migrations WHERE name = 'slow'") == 1
+
+
+def test_migrations_needing_an_absent_extension_wait(db: str, tmp_path: Path) -> None:
+    files = copy_migrations(
+        tmp_path,
+        {
+            "0900_exotic.sql": "-- msstore: requires-extension no_such_extension_here\n"
+            "CREATE EXTENSION no_such_extension_here;\n",
+            "0901_vectors.sql": "-- msstore: requires-extension vector\n"
+            "CREATE EXTENSION IF NOT EXISTS vector;\n"
+            "CREATE TABLE knowledge.probe (e vector({{embedding_dim}}));\n",
+        },
+    )
+    report = Migrator(db, files=files.iterdir(), parameters={"embedding_dim": 384}).up()
+    assert any(
+        "0900_exotic: needs the PostgreSQL extension(s) no_such_extension_here" in s
+        for s in report.skipped
+    )
+    has_vector = (
+        scalar(db, "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") == 1
+    )
+    assert ("0901_vectors" in report.done) is has_vector
+    if has_vector:
+        assert (
+            scalar(
+                db,
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'knowledge.probe'::regclass AND attname = 'e'",
+            )
+            == "vector(384)"
+        )
+    states = {r.name: r.state for r in Migrator(db, files=files.iterdir()).status()}
+    assert states["exotic"] == "pending"
+
+
+def test_cli_migrate(db: str) -> None:
+    runner = CliRunner()
+    status = runner.invoke(main, ["migrate", "status", "--dsn", db])
+    assert status.exit_code == 0 and "pending" in status.output
+    up = runner.invoke(main, ["migrate", "up", "--dsn", db])
+    assert up.exit_code == 0 and "applied: 0001_schemas" in up.output
+    again = runner.invoke(main, ["migrate", "up", "--dsn", db])
+    assert "nothing to do" in again.output
+    down = runner.invoke(main, ["migrate", "down", "--dsn", db, "--dry-run"])
+    assert down.exit_code == 0 and "would be rolled back" in down.output
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    from msstore.embedded import free_port
+
+    result = CliRunner().invoke(
+        main, ["migrate", "up", "--dsn", f"postgresql://app:s3cret@127.0.0.1:{free_port()}/x"]
+    )
+    assert result.exit_code == 1 and "cannot connect to PostgreSQL" in result.output
+    assert "s3cret" not in result.output
