@@ -1,7 +1,10 @@
-"""The PostgreSQL backend (in progress: migrations, transactions). Needs ``msstore[postgres]``.
+"""The PostgreSQL backend (in progress). Needs ``msstore[postgres]``.
 
 * :class:`Migrator` applies, rolls back and reports msstore's versioned migrations
   (``msstore migrate up|down|status``).
+* :class:`Pools` keeps a ``psycopg_pool.ConnectionPool`` per role (primary, replicas,
+  background, analytics) with the reference settings, round-robin reads with fallback,
+  ``get_stats()`` and ``health()``; :func:`recommend_pool_size` is the section 5.2 helper.
 * :func:`transaction` runs a function in one transaction at an isolation level, retrying
   serialization failures, deadlocks and lost connections.
 * :func:`dsn_from_env` builds a connection string from the reference ``PG_*`` variables.
@@ -11,14 +14,28 @@ from __future__ import annotations
 
 from ._config import dsn_from_env
 from ._migrate import MigrationReport, MigrationStatus, Migrator
+from ._pools import (
+    Health,
+    Pools,
+    PoolSettings,
+    PoolSizeRecommendation,
+    latency_status,
+    recommend_pool_size,
+)
 from ._tx import Isolation, classify, transaction
 
 __all__ = [
+    "Health",
     "Isolation",
     "MigrationReport",
     "MigrationStatus",
     "Migrator",
+    "PoolSettings",
+    "PoolSizeRecommendation",
+    "Pools",
     "classify",
     "dsn_from_env",
+    "latency_status",
+    "recommend_pool_size",
     "transaction",
 ]

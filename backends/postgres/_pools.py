@@ -1,0 +1,336 @@
+"""Connection pools per role (reference sections 5.1, 5.2, 12.1) and health (5.5, 12.2).
+
+Roles: ``primary`` (writes, consistent reads), ``replicas`` (read-only, round-robin, falling
+back to the primary), ``background`` (maintenance) and ``analytics`` (reports). Each is a
+``psycopg_pool.ConnectionPool`` with the reference's production settings unless overridden;
+every connection starts with the session settings (``statement_timeout`` 30 s,
+``idle_in_transaction_session_timeout`` 60 s, ``application_name``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from msstore.errors import ConnectionFailed, InvalidArgument
+from msstore.registry import redact_url
+
+from ._config import dsn_from_env
+
+__all__ = [
+    "HEALTHY_MS",
+    "UNHEALTHY_MS",
+    "Health",
+    "PoolSettings",
+    "PoolSizeRecommendation",
+    "Pools",
+    "latency_status",
+    "recommend_pool_size",
+]
+
+log = logging.getLogger("msstore.postgres")
+
+HEALTHY_MS = 10.0  # SELECT 1 under this is healthy (reference 7.2 / 12.2)
+UNHEALTHY_MS = 100.0  # at or over this (or failing) is unhealthy; between is degraded
+
+
+@attrs.frozen(kw_only=True)
+class PoolSettings:
+    """One role's pool: sizes, and timeouts in seconds."""
+
+    min_size: int
+    max_size: int
+    acquire_timeout: float
+    idle_timeout: float
+    max_lifetime: float
+    check_on_acquire: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not (
+            isinstance(self.min_size, int)
+            and isinstance(self.max_size, int)
+            and 0 <= self.min_size <= self.max_size
+            and self.max_size >= 1
+        ):
+            raise InvalidArgument(
+                f"pool sizes must satisfy 0 <= min <= max, max >= 1; got "
+                f"min={self.min_size} max={self.max_size}"
+            )
+        for name in ("acquire_timeout", "idle_timeout", "max_lifetime"):
+            if getattr(self, name) <= 0:
+                raise InvalidArgument(f"{name} must be positive")
+
+
+# Reference section 12.1, production.
+ROLE_DEFAULTS: Mapping[str, PoolSettings] = {
+    "primary": PoolSettings(
+        min_size=5, max_size=20, acquire_timeout=30, idle_timeout=600, max_lifetime=3600
+    ),
+    "replica": PoolSettings(
+        min_size=3, max_size=15, acquire_timeout=20, idle_timeout=300, max_lifetime=1800
+    ),
+    "background": PoolSettings(
+        min_size=1,
+        max_size=5,
+        acquire_timeout=60,
+        idle_timeout=1800,
+        max_lifetime=7200,
+        check_on_acquire=False,
+    ),
+    "analytics": PoolSettings(
+        min_size=2, max_size=10, acquire_timeout=45, idle_timeout=900, max_lifetime=3600
+    ),
+}
+
+SESSION_DEFAULTS: Mapping[str, str] = {
+    "statement_timeout": "30s",
+    "idle_in_transaction_session_timeout": "60s",
+}
+
+Role = Literal["primary", "background", "analytics"]
+
+
+@attrs.frozen
+class PoolSizeRecommendation:
+    recommended_size: int
+    min_connections: int
+    max_connections: int
+    reasoning: str
+
+
+def recommend_pool_size(
+    agent_count: int,
+    ops_per_second: float,
+    op_duration_s: float,
+    *,
+    target_utilization: float = 0.8,
+) -> PoolSizeRecommendation:
+    """Reference section 5.2: Little's law, an agent-concurrency factor, then bounds.
+
+    size = ops/s x duration / utilisation, x 1.0 (<= 5 agents), 0.8 (<= 20) or 0.6 (more),
+    clamped to [max(2, agents / 4), min(50, agents x 2)].
+    """
+    if agent_count < 1 or ops_per_second < 0 or op_duration_s < 0:
+        raise InvalidArgument("agent_count must be >= 1 and rates and durations >= 0")
+    if not 0 < target_utilization <= 1:
+        raise InvalidArgument("target_utilization must be in (0, 1]")
+    base = ops_per_second * op_duration_s / target_utilization
+    factor = 1.0 if agent_count <= 5 else 0.8 if agent_count <= 20 else 0.6
+    low, high = max(2, agent_count / 4), min(50, agent_count * 2)
+    size = min(max(base * factor, low), max(high, low))
+    recommended = math.ceil(size)
+    return PoolSizeRecommendation(
+        recommended_size=recommended,
+        min_connections=math.ceil(recommended * 0.2),
+        max_connections=recommended,
+        reasoning=f"Based on {agent_count} agents, {ops_per_second:g} ops/sec",
+    )
+
+
+def latency_status(latency_ms: float | None) -> str:
+    """``healthy`` under 10 ms, ``degraded`` under 100 ms, else (or ``None``) ``unhealthy``."""
+    if latency_ms is None or latency_ms >= UNHEALTHY_MS:
+        return "unhealthy"
+    return "healthy" if latency_ms < HEALTHY_MS else "degraded"
+
+
+@attrs.frozen
+class Health:
+    status: str
+    latency_ms: float | None
+    pools: Mapping[str, Mapping[str, int]]
+    error: str | None = None
+
+
+class Pools:
+    """The role pools of one database deployment. Thread-safe; close() when done."""
+
+    def __init__(
+        self,
+        primary: str,
+        *,
+        replicas: Sequence[str] = (),
+        background: str | None = None,
+        analytics: str | None = None,
+        settings: Mapping[str, PoolSettings] | None = None,
+        session: Mapping[str, str] | None = None,
+        application_name: str = "msstore",
+        open_now: bool = True,
+    ) -> None:
+        chosen = {**ROLE_DEFAULTS, **(settings or {})}
+        unknown = set(settings or {}) - set(ROLE_DEFAULTS)
+        if unknown:
+            raise InvalidArgument(
+                f"unknown pool role(s) {sorted(unknown)}; roles: {sorted(ROLE_DEFAULTS)}"
+            )
+        self._session = {**SESSION_DEFAULTS, **(session or {})}
+        self._dsns = {
+            "primary": primary,
+            "background": background or primary,
+            "analytics": analytics or primary,
+        }
+        self._pools: dict[str, ConnectionPool[Any]] = {}
+        for role in ("primary", "background", "analytics"):
+            self._pools[role] = self._make(
+                role, self._dsns[role], chosen[role], f"{application_name}-{role}", open_now
+            )
+        self._replicas = [
+            self._make(
+                f"replica{i}", dsn, chosen["replica"], f"{application_name}-replica{i}", open_now
+            )
+            for i, dsn in enumerate(replicas)
+        ]
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+        if open_now:
+            self.open(wait=False)
+
+    def _make(
+        self, name: str, dsn: str, s: PoolSettings, app: str, open_now: bool
+    ) -> ConnectionPool[Any]:
+        session = self._session
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.autocommit = True
+            for key, value in session.items():
+                conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(key), sql.Literal(value)))
+            conn.autocommit = False
+
+        return ConnectionPool(
+            dsn,
+            name=name,
+            min_size=s.min_size,
+            max_size=s.max_size,
+            timeout=s.acquire_timeout,
+            max_idle=s.idle_timeout,
+            max_lifetime=s.max_lifetime,
+            check=ConnectionPool.check_connection if s.check_on_acquire else None,
+            configure=configure,
+            kwargs={"application_name": app},
+            open=False,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Pools:
+        """Primary pool from the ``PG_*`` variables; ``PG_MIN_CONNECTIONS`` and
+        ``PG_MAX_CONNECTIONS`` size it, ``PG_APP_NAME`` names it."""
+        env = os.environ if environ is None else environ
+        primary = ROLE_DEFAULTS["primary"]
+        try:
+            low = int(env.get("PG_MIN_CONNECTIONS", primary.min_size))
+            high = int(env.get("PG_MAX_CONNECTIONS", primary.max_size))
+        except ValueError:
+            raise InvalidArgument(
+                "PG_MIN_CONNECTIONS and PG_MAX_CONNECTIONS must be whole numbers"
+            ) from None
+        settings = {
+            "primary": attrs.evolve(primary, min_size=low, max_size=high),
+            **kwargs.pop("settings", {}),
+        }
+        return cls(
+            dsn_from_env(env),
+            settings=settings,
+            application_name=env.get("PG_APP_NAME", "msstore"),
+            **kwargs,
+        )
+
+    def open(self, *, wait: bool = True, timeout: float = 30.0) -> Pools:
+        for pool in self.all():
+            try:
+                pool.open(wait=wait, timeout=timeout)
+            except PoolTimeout as err:
+                raise ConnectionFailed(
+                    f"pool {pool.name} could not reach PostgreSQL at "
+                    f"{redact_url(str(pool.conninfo))}: {err}"
+                ) from None
+        return self
+
+    def all(self) -> list[ConnectionPool[Any]]:
+        return [*self._pools.values(), *self._replicas]
+
+    def __repr__(self) -> str:
+        replicas = ", ".join(redact_url(str(p.conninfo)) for p in self._replicas)
+        return f"Pools(primary={redact_url(self._dsns['primary'])}, replicas=[{replicas}])"
+
+    def pool(self, role: Role = "primary") -> ConnectionPool[Any]:
+        if role not in self._pools:
+            raise InvalidArgument(f"unknown pool role {role!r}; roles: {sorted(self._pools)}")
+        pool = self._pools[role]
+        if pool.closed:
+            pool.open(wait=False)
+        return pool
+
+    @contextlib.contextmanager
+    def connection(self, role: Role = "primary") -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.pool(role).connection() as conn:
+                yield conn
+        except PoolTimeout as err:
+            raise ConnectionFailed(
+                f"no {role} connection within the acquire timeout: {err}",
+                hint="raise the pool's max_size or acquire_timeout",
+            ) from None
+
+    @contextlib.contextmanager
+    def reader(self, *, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A read connection: replicas in turn, the primary when none answers."""
+        order = list(self._replicas)
+        if order:
+            with self._lock:
+                start = next(self._next) % len(order)
+            order = order[start:] + order[:start]
+        for pool in order:
+            if pool.closed:
+                pool.open(wait=False)
+            try:
+                conn = pool.getconn(timeout=timeout or pool.timeout)
+            except PoolTimeout:
+                log.warning("replica pool %s did not answer; trying the next", pool.name)
+                continue
+            try:
+                yield conn
+                return
+            finally:
+                pool.putconn(conn)
+        with self.connection("primary") as conn:
+            yield conn
+
+    def get_stats(self) -> dict[str, dict[str, int]]:
+        """psycopg_pool's counters and gauges per pool (``pool_size``, ``pool_available``,
+        ``requests_waiting``, ``requests_num``, ``connections_num`` ...)."""
+        return {pool.name: dict(pool.get_stats()) for pool in self.all()}
+
+    def health(self) -> Health:
+        """``SELECT 1`` on the primary, timed and classed (10 ms / 100 ms), with pool stats."""
+        stats = self.get_stats()
+        try:
+            with self.connection("primary") as conn:
+                start = time.perf_counter()
+                conn.execute("SELECT 1").fetchone()
+                latency = (time.perf_counter() - start) * 1000
+                conn.rollback()
+        except (ConnectionFailed, psycopg.Error) as err:
+            return Health("unhealthy", None, stats, str(err).splitlines()[0])
+        return Health(latency_status(latency), round(latency, 3), stats)
+
+    def close(self) -> None:
+        for pool in self.all():
+            pool.close()
+
+    def __enter__(self) -> Pools:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
