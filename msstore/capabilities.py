@@ -24,6 +24,7 @@ class Capability(enum.Enum):
     SEARCH_TEXT = "search_text"  # Query.text: full-text or semantic search
     TRANSACTIONS = "transactions"
     VECTOR_FILTER = "vector_filter"  # metadata filters on vector search
+    NUL_IN_STRINGS = "nul_in_strings"  # strings may hold U+0000 (PostgreSQL JSONB cannot)
 
 
 def require(capabilities: Set[Capability], capability: Capability, *, backend: str) -> None:

@@ -1,10 +1,15 @@
-"""JSON containment, as PostgreSQL's ``jsonb @> jsonb``, for backends that filter in Python."""
+"""Search helpers shared by the table stores: query validation, and JSON containment as
+PostgreSQL's ``jsonb @> jsonb`` for backends that filter in Python."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["contains"]
+from msstore import keys as keygrammar
+from msstore.errors import InvalidArgument
+from msstore.records import Query
+
+__all__ = ["check_query", "contains"]
 
 
 def contains(doc: Any, sub: Any) -> bool:
@@ -40,3 +45,18 @@ def _same_scalar(a: Any, b: Any) -> bool:
     if (type(a) is bool) != (type(b) is bool) or (a is None) != (b is None):
         return False
     return bool(a == b)
+
+
+def check_query(query: Query | str) -> Query:
+    """Normalise and validate a search query (a ``str`` is a key prefix)."""
+    if isinstance(query, str):
+        query = Query(prefix=query)
+    if not isinstance(query, Query):
+        raise InvalidArgument(f"query must be a Query or a key prefix, not {query!r}")
+    if query.prefix is not None:
+        keygrammar.check_prefix(query.prefix)
+    if query.where is not None and not isinstance(query.where, dict):
+        raise InvalidArgument(f"Query.where must be a dict, not {type(query.where).__name__}")
+    if type(query.limit) is not int or query.limit < 1:
+        raise InvalidArgument(f"Query.limit must be an int >= 1, got {query.limit!r}")
+    return query

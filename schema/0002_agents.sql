@@ -31,7 +31,9 @@ CREATE TABLE agents.registry (
     'created_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
     'version', 1)
     CHECK (validate_agent_metadata(metadata)),
-  parent_agent_id agent_id_type REFERENCES agents.registry(agent_id),
+  -- Plain UUID: the reference's agent_id_type forbids NULL, which made this optional column
+  -- reject every agent without a parent.
+  parent_agent_id UUID REFERENCES agents.registry(agent_id),
   created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
   updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
   last_heartbeat TIMESTAMP WITH TIME ZONE,

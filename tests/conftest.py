@@ -96,13 +96,36 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
         store.destroy()
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(scope="session")
+def pg_state_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
+    """A database with msstore's migrations applied, shared by the postgres storage cases."""
+    import psycopg
+    from msstore.backends.postgres import Migrator
+
+    name = "msstore_conformance"
+    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = psycopg.conninfo.make_conninfo(msstore_postgres_dsn, dbname=name)
+    Migrator(dsn).up()
+    yield dsn
+    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage_factory(request: pytest.FixtureRequest) -> Callable[[], DataStorage]:
     if request.param == "memory":
         from msstore.backends.memory import MemoryTable
 
         return MemoryTable
-    raise AssertionError(request.param)
+    import psycopg
+    from msstore.backends.postgres import PostgresStateStore
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # each case starts empty
+        conn.execute("TRUNCATE agents.state, agents.registry CASCADE")
+    return lambda: PostgresStateStore(dsn)
 
 
 @pytest.fixture(params=["memory"])

@@ -11,13 +11,15 @@ from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
-from msstore.filters import contains
+from msstore.filters import check_query, contains
 from msstore.records import Query, Record, UpsertResult
 from msstore.ttl import check_ttl
 
 __all__ = ["MemoryTable"]
 
-CAPABILITIES: Final = frozenset({Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH})
+CAPABILITIES: Final = frozenset(
+    {Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH, Capability.NUL_IN_STRINGS}
+)
 
 
 class _Row(NamedTuple):
@@ -25,21 +27,6 @@ class _Row(NamedTuple):
     version: int
     updated_at: float
     expires_at: float | None
-
-
-def check_query(query: Query | str) -> Query:
-    """Normalise and validate a search query (a ``str`` is a key prefix)."""
-    if isinstance(query, str):
-        query = Query(prefix=query)
-    if not isinstance(query, Query):
-        raise InvalidArgument(f"query must be a Query or a key prefix, not {query!r}")
-    if query.prefix is not None:
-        keygrammar.check_prefix(query.prefix)
-    if query.where is not None and not isinstance(query.where, dict):
-        raise InvalidArgument(f"Query.where must be a dict, not {type(query.where).__name__}")
-    if type(query.limit) is not int or query.limit < 1:
-        raise InvalidArgument(f"Query.limit must be an int >= 1, got {query.limit!r}")
-    return query
 
 
 def check_version(version: object) -> int:

@@ -5,6 +5,8 @@
 * :class:`Pools` keeps a ``psycopg_pool.ConnectionPool`` per role (primary, replicas,
   background, analytics) with the reference settings, round-robin reads with fallback,
   ``get_stats()`` and ``health()``; :func:`recommend_pool_size` is the section 5.2 helper.
+* :class:`PostgresStateStore` is ``DataStorage`` on ``agents.state`` with the version-guarded
+  bulk ``upsert_many`` (binary COPY + one merge) the flusher uses.
 * :func:`transaction` runs a function in one transaction at an isolation level, retrying
   serialization failures, deadlocks and lost connections.
 * :func:`dsn_from_env` builds a connection string from the reference ``PG_*`` variables.
@@ -22,6 +24,7 @@ from ._pools import (
     latency_status,
     recommend_pool_size,
 )
+from ._state import PostgresStateStore, agent_id_for, jsonb_text
 from ._tx import Isolation, classify, transaction
 
 __all__ = [
@@ -33,8 +36,11 @@ __all__ = [
     "PoolSettings",
     "PoolSizeRecommendation",
     "Pools",
+    "PostgresStateStore",
+    "agent_id_for",
     "classify",
     "dsn_from_env",
+    "jsonb_text",
     "latency_status",
     "recommend_pool_size",
     "transaction",

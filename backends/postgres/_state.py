@@ -1,0 +1,355 @@
+"""The SQL state store: ``DataStorage`` on ``agents.state`` (migration 0002).
+
+Keys map to rows as ``(agent_id, state_key)``: ``state_key`` is the whole key; ``agent_id`` is
+its first token when that is a UUID, else a UUID derived from it (uuid5), so one agent's keys
+share a partition and ``agents.hydrate_agent_state()`` finds them. A registry row is created for
+each agent the store meets (``agent_type`` ``msstore``).
+
+Writes are version-guarded: a row is replaced only by a strictly newer version, so an old flush
+never overwrites newer data. :meth:`PostgresStateStore.upsert_many` is the flusher's path: rows
+collapsed to the newest version per key, binary ``COPY`` into a temp table, one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE version < EXCLUDED.version``, one
+transaction.
+
+JSONB limits, handled before anything is written: it cannot hold U+0000 in a string
+(``SerializationError``; the store does not declare ``nul_in_strings``), and it prints numbers
+without exponents, so a float like ``1e300`` would read back as an integer: such floats are
+written in fixed-point with a fraction, which JSONB keeps and which parses back to the same
+float.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any, Final
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from msstore import keys as keygrammar
+from msstore.capabilities import Capability, require
+from msstore.codec import Codec, default_codec
+from msstore.errors import InvalidArgument, MsstoreError, SerializationError, VersionConflict
+from msstore.filters import check_query
+from msstore.records import Query, Record, UpsertResult
+from msstore.registry import redact_url
+from msstore.ttl import check_ttl
+
+from ._tx import classify
+
+__all__ = ["PostgresStateStore", "agent_id_for", "jsonb_text"]
+
+CAPABILITIES: Final = frozenset({Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH})
+AGENT_NAMESPACE: Final = uuid.UUID("6d737374-6f72-4500-8000-6167656e7473")
+_POSITIVE_EXPONENT: Final = re.compile(rb"[0-9][eE]\+?[0-9]")
+
+STAGE: Final = """
+CREATE TEMP TABLE IF NOT EXISTS msstore_state_stage (
+  agent_id uuid, state_key text, state_value text, version bigint, checksum text,
+  updated_at timestamptz, expires_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+MERGE: Final = """
+INSERT INTO agents.state AS s
+  (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
+SELECT agent_id, state_key, state_value::jsonb, version, checksum, updated_at, expires_at
+FROM msstore_state_stage
+ON CONFLICT (agent_id, state_key) DO UPDATE SET
+  state_value = EXCLUDED.state_value, version = EXCLUDED.version,
+  checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
+  expires_at = EXCLUDED.expires_at
+WHERE s.version < EXCLUDED.version
+"""
+ENSURE_AGENTS: Final = """
+INSERT INTO agents.registry (agent_id, agent_type, agent_name)
+SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
+ON CONFLICT (agent_id) DO NOTHING
+"""
+LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
+
+
+def agent_id_for(key: str) -> uuid.UUID:
+    """The agent a key belongs to: its first token, as a UUID or derived from it."""
+    token = key.split(".", 1)[0]
+    try:
+        return uuid.UUID(token)
+    except ValueError:
+        return uuid.uuid5(AGENT_NAMESPACE, token)
+
+
+def _dump(value: Any, out: list[str]) -> None:
+    """JSON text with floats that JSONB keeps as floats (the slow path; see module doc)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        text = repr(value)
+        if "e" in text and "e-" not in text:  # a positive exponent: JSONB would drop the '.'
+            text = format(value, ".1f")
+        out.append(text)
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, (k, v) in enumerate(value.items()):
+            if i:
+                out.append(",")
+            out.append(json.dumps(k, ensure_ascii=False))
+            out.append(":")
+            _dump(v, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _dump(item, out)
+        out.append("]")
+    else:
+        out.append(json.dumps(value, ensure_ascii=False))
+
+
+def jsonb_text(value: Any, codec: Codec = default_codec) -> str:
+    """``value`` as JSON text PostgreSQL's JSONB stores without loss, or ``SerializationError``."""
+    raw = codec.encode(value)  # validation, size limit, encoding: once, shared with every tier
+    if b"\\u0000" in raw:
+        raise SerializationError(
+            "PostgreSQL JSONB cannot store U+0000 in a string",
+            hint="strip or replace NUL characters before storing",
+        )
+    if _POSITIVE_EXPONENT.search(raw) is None:
+        return raw.decode("utf-8").lstrip(" ")
+    out: list[str] = []
+    _dump(value, out)
+    return "".join(out)
+
+
+def _checksum(value: Any) -> str:
+    try:
+        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits
+        canonical = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _ts(seconds: float | None) -> datetime.datetime | None:
+    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+
+def _check_version(version: object) -> int:
+    if type(version) is not int or version < 1:
+        raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
+    return version
+
+
+class PostgresStateStore:
+    """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
+
+    ``pool`` is a ``psycopg_pool.ConnectionPool`` (``Pools.pool("primary")``) or a DSN, for
+    which the store opens a small pool of its own.
+    """
+
+    def __init__(self, pool: ConnectionPool[Any] | str, *, codec: Codec | None = None) -> None:
+        self._owns_pool = isinstance(pool, str)
+        if isinstance(pool, str):
+            pool = ConnectionPool(pool, min_size=1, max_size=4, name="msstore-state", open=True)
+        self._pool: ConnectionPool[Any] = pool
+        self._codec = codec or default_codec
+        self._known_agents: set[uuid.UUID] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStateStore({redact_url(str(self._pool.conninfo))})"
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return CAPABILITIES
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
+        wanted = {}
+        for key in keys:
+            agent = agent_id_for(key)
+            if agent not in self._known_agents:
+                wanted[agent] = key.split(".", 1)[0][:255]
+        if wanted:
+            conn.execute(ENSURE_AGENTS, (list(wanted), list(wanted.values())))
+            self._known_agents.update(wanted)
+
+    def _run(self, what: str, fn: Any) -> Any:
+        self._check_open()
+        try:
+            with self._pool.connection() as conn:
+                return fn(conn)
+        except psycopg.errors.ForeignKeyViolation:
+            self._known_agents.clear()  # a registry row went away under us: once more, anew
+            with self._pool.connection() as conn:
+                return fn(conn)
+        except psycopg.Error as err:
+            raise classify(err, what=what) from err
+
+    # DataStorage -----------------------------------------------------------------------------
+
+    def store(
+        self, key: str, value: Any, *, version: int | None = None, ttl: float | None = None
+    ) -> Record:
+        keygrammar.check_key(key)
+        text = jsonb_text(value, self._codec)
+        if version is not None:
+            _check_version(version)
+        seconds = check_ttl(ttl)
+        checksum = _checksum(value)
+
+        def write(conn: psycopg.Connection[Any]) -> Record:
+            self._ensure_agents(conn, [key])
+            row = conn.execute(
+                "INSERT INTO agents.state AS s (agent_id, state_key, state_value, version, "
+                "checksum, updated_at, expires_at) VALUES (%s, %s, %s::jsonb, COALESCE(%s, 1), "
+                "%s, now(), now() + make_interval(secs => %s)) "
+                "ON CONFLICT (agent_id, state_key) DO UPDATE SET "
+                "state_value = EXCLUDED.state_value, checksum = EXCLUDED.checksum, "
+                "updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at, "
+                "version = CASE WHEN %s::bigint IS NULL THEN s.version + 1 "
+                "ELSE EXCLUDED.version END "
+                "WHERE %s::bigint IS NULL OR s.version < EXCLUDED.version "
+                "RETURNING version, extract(epoch FROM updated_at)::float8, "
+                "extract(epoch FROM expires_at)::float8",
+                (agent_id_for(key), key, text, version, checksum, seconds, version, version),
+            ).fetchone()
+            if row is None:
+                current = conn.execute(
+                    "SELECT version FROM agents.state WHERE agent_id = %s AND state_key = %s",
+                    (agent_id_for(key), key),
+                ).fetchone()
+                conn.rollback()
+                raise VersionConflict(
+                    f"{key!r} is stored at version {current[0] if current else None}; version "
+                    f"{version} is not newer",
+                    key=key,
+                    expected=version,
+                    current=current[0] if current else None,
+                    hint="store a higher version, or omit version to take the next one",
+                )
+            conn.commit()
+            return Record(key, json.loads(text), row[0], row[1], row[2])
+
+        result: Record = self._run(f"store {key!r}", write)
+        return result
+
+    def retrieve(self, key: str) -> Record | None:
+        keygrammar.check_key(key)
+
+        def read(conn: psycopg.Connection[Any]) -> Record | None:
+            row = conn.execute(
+                "SELECT state_value, version, extract(epoch FROM updated_at)::float8, "
+                f"extract(epoch FROM expires_at)::float8 FROM agents.state "
+                f"WHERE agent_id = %s AND state_key = %s AND {LIVE}",
+                (agent_id_for(key), key),
+            ).fetchone()
+            conn.rollback()
+            return None if row is None else Record(key, row[0], row[1], row[2], row[3])
+
+        result: Record | None = self._run(f"retrieve {key!r}", read)
+        return result
+
+    def remove(self, key: str) -> bool:
+        keygrammar.check_key(key)
+
+        def delete(conn: psycopg.Connection[Any]) -> bool:
+            gone = conn.execute(
+                "DELETE FROM agents.state WHERE agent_id = %s AND state_key = %s",
+                (agent_id_for(key), key),
+            ).rowcount
+            conn.commit()
+            return gone > 0
+
+        result: bool = self._run(f"remove {key!r}", delete)
+        return result
+
+    def search(self, query: Query | str) -> list[Record]:
+        query = check_query(query)
+        if query.text is not None:
+            require(self.capabilities, Capability.SEARCH_TEXT, backend=repr(self))
+        where = [sql.SQL(LIVE)]
+        params: list[Any] = []
+        if query.prefix:
+            where.append(sql.SQL("state_key LIKE %s"))
+            params.append(re.sub(r"([\\%_])", r"\\\1", query.prefix) + "%")
+        if query.where is not None:
+            where.append(sql.SQL("state_value @> %s::jsonb"))
+            params.append(jsonb_text(dict(query.where), self._codec))
+        statement = sql.SQL(
+            "SELECT state_key, state_value, version, extract(epoch FROM updated_at)::float8, "
+            "extract(epoch FROM expires_at)::float8 FROM agents.state WHERE {} "
+            'ORDER BY state_key COLLATE "C" LIMIT {}'
+        ).format(sql.SQL(" AND ").join(where), sql.Literal(query.limit))
+
+        def read(conn: psycopg.Connection[Any]) -> list[Record]:
+            rows = conn.execute(statement, params).fetchall()
+            conn.rollback()
+            return [Record(*row) for row in rows]
+
+        result: list[Record] = self._run("search", read)
+        return result
+
+    def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
+        newest: dict[str, tuple[Record, str]] = {}
+        total = 0
+        for rec in records:
+            total += 1
+            if not isinstance(rec, Record):
+                raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
+            keygrammar.check_key(rec.key)
+            _check_version(rec.version)
+            text = jsonb_text(rec.value, self._codec)
+            seen = newest.get(rec.key)
+            if seen is None or rec.version > seen[0].version:
+                newest[rec.key] = (rec, text)
+        if not newest:
+            return UpsertResult(written=0, skipped=total)
+
+        def write(conn: psycopg.Connection[Any]) -> int:
+            self._ensure_agents(conn, newest)
+            conn.execute(STAGE)
+            with conn.cursor() as cur:
+                with cur.copy("COPY msstore_state_stage FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(
+                        ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
+                    )
+                    for key, (rec, text) in newest.items():
+                        copy.write_row(
+                            (
+                                agent_id_for(key),
+                                key,
+                                text,
+                                rec.version,
+                                _checksum(rec.value),
+                                _ts(rec.updated_at),
+                                _ts(rec.expires_at),
+                            )
+                        )
+                cur.execute(MERGE)
+                written = cur.rowcount
+            conn.commit()
+            return written
+
+        written: int = self._run(f"upsert {len(newest)} rows", write)
+        return UpsertResult(written=written, skipped=total - written)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._owns_pool:
+            self._pool.close()
+
+    def __enter__(self) -> PostgresStateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
