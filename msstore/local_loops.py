@@ -255,7 +255,10 @@ _open_pools: weakref.WeakSet[LocalLoops[Any]] = weakref.WeakSet()
 
 def _close_at_exit() -> None:
     for pool in list(_open_pools):
-        pool.close()
+        try:
+            pool.close()
+        except BaseException as err:  # interpreter shutdown: report, never raise
+            log.debug("closing a loop pool at exit: %r", err)
 
 
 atexit.register(_close_at_exit)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -82,3 +83,14 @@ def test_resolvers_bench_reports_every_crdt() -> None:
     for name in ("gcounter", "pncounter", "orset", "lwwmap", "lwwregister", "mvregister"):
         assert figures[f"{name}_merges_per_s"] > 0
     assert figures["orset_merge_10k_ms"] > figures["raw_set_union_10k_ms"] > 0
+
+
+def test_pg_upsert_bench_reports_ratios(msstore_postgres_dsn: str, monkeypatch: Any) -> None:
+    from msstore.bench.pg_upsert import run
+
+    monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
+    figures = run(rows=2000, rounds=1)
+    assert figures["rows"] == 2000 and 150 <= figures["value_bytes"] <= 250
+    for key in ("upsert_many_per_s", "raw_copy_merge_per_s", "raw_row_loop_per_s"):
+        assert figures[key] > 0
+    assert figures["copy_ratio"] > 0 and figures["vs_row_loop"] > 0

@@ -21,6 +21,7 @@ float.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -77,7 +78,12 @@ LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
 
 def agent_id_for(key: str) -> uuid.UUID:
     """The agent a key belongs to: its first token, as a UUID or derived from it."""
-    token = key.split(".", 1)[0]
+    return _agent_of_token(key.split(".", 1)[0])
+
+
+@functools.lru_cache(maxsize=65536)
+def _agent_of_token(token: str) -> uuid.UUID:
+    # Cached: a flush names the same few agents thousands of times, and uuid5 costs a SHA-1.
     try:
         return uuid.UUID(token)
     except ValueError:

@@ -16,6 +16,7 @@ __all__ = ["BENCHMARKS", "load"]
 BENCHMARKS: dict[str, str] = {
     "memory-kv": "msstore.bench.memory_kv:run",
     "nats-kv": "msstore.bench.nats_kv:run",
+    "pg-upsert": "msstore.bench.pg_upsert:run",
     "resolvers": "msstore.bench.resolvers:run",
 }
 

@@ -1,0 +1,137 @@
+"""The PostgreSQL state store beyond the shared suite: injection battery, bulk path details."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
+
+from msstore.backends.postgres import PostgresStateStore, agent_id_for  # noqa: E402
+
+from msstore.errors import InvalidKey, SerializationError  # noqa: E402
+from msstore.records import Query, Record  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def store(pg_state_dsn: str) -> Iterator[PostgresStateStore]:
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE agents.state, agents.registry CASCADE")
+    s = PostgresStateStore(pg_state_dsn)
+    yield s
+    s.close()
+
+
+def rows(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT state_key, state_value, version FROM agents.state ORDER BY state_key"
+        ).fetchall()
+
+
+HOSTILE_VALUES = [
+    "'; DROP TABLE agents.state; --",
+    'quote " and \\ backslash',
+    "semi;colon -- comment",
+    "$$ dollar $$",
+    "ünïcødé ✓ 🚀 \u202e rtl",
+    "x" * 200_000,
+    {"'k'": "v; --"},
+    ["a", "'", '"', "\\", "%", "_"],
+    {"nested": {"sql": "1 OR 1=1", "$1": "param"}},
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=lambda v: repr(v)[:24])
+def test_hostile_values_round_trip_exactly(
+    store: PostgresStateStore, pg_state_dsn: str, value: Any
+) -> None:
+    store.store("agent-x.v", value)
+    rec = store.retrieve("agent-x.v")
+    assert rec is not None and rec.value == value
+    store.upsert_many([Record("agent-x.w", value, 1, time.time())])
+    again = store.retrieve("agent-x.w")
+    assert again is not None and again.value == value
+    assert len(rows(pg_state_dsn)) == 2  # nothing else appeared, nothing dropped
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a'b", "a;b", "a\x00b", "ünï", "a b", "k" * 1025, "x'); DROP TABLE agents.state; --"],
+)
+def test_hostile_keys_are_refused_and_nothing_changes(
+    store: PostgresStateStore, pg_state_dsn: str, key: str
+) -> None:
+    store.store("agent-x.keep", 1)
+    with pytest.raises(InvalidKey):
+        store.store(key, 1)
+    with pytest.raises(InvalidKey):
+        store.upsert_many([Record("agent-x.fine", 1, 1, time.time()), Record(key, 1, 1, 0.0)])
+    assert [r[0] for r in rows(pg_state_dsn)] == ["agent-x.keep"]
+
+
+def test_grammar_keys_that_look_like_sql_are_stored_verbatim(store: PostgresStateStore) -> None:
+    for key in ("agent-x.a--b", "agent-x.drop=table/x", "agent-x.or_1=1"):
+        store.store(key, key)
+        rec = store.retrieve(key)
+        assert rec is not None and rec.value == key
+
+
+def test_nul_is_refused_before_anything_is_written(
+    store: PostgresStateStore, pg_state_dsn: str
+) -> None:
+    with pytest.raises(SerializationError, match="U\\+0000"):
+        store.upsert_many(
+            [Record("agent-x.ok", "fine", 1, 0.0), Record("agent-x.bad", {"s": "a\x00b"}, 1, 0.0)]
+        )
+    assert rows(pg_state_dsn) == []
+
+
+def test_like_wildcards_in_prefixes_are_literal(store: PostgresStateStore) -> None:
+    store.store("agent_1.a", 1)
+    store.store("agentX1.a", 2)
+    assert [r.key for r in store.search("agent_1.")] == ["agent_1.a"]
+    assert [r.key for r in store.search(Query(where={"'": "--"}))] == []
+
+
+def test_huge_floats_stay_floats_and_big_ints_stay_exact(store: PostgresStateStore) -> None:
+    value = {"f": 1.7976931348623157e308, "g": 1e16, "h": -2.5e-300, "i": 2**100, "j": 10**20}
+    store.upsert_many([Record("agent-x.n", value, 1, time.time())])
+    rec = store.retrieve("agent-x.n")
+    assert rec is not None and rec.value == value
+    assert all(type(rec.value[k]) is type(value[k]) for k in value)
+
+
+def test_bulk_upsert_details(store: PostgresStateStore, pg_state_dsn: str) -> None:
+    now = time.time()
+    result = store.upsert_many(
+        [Record(f"agent-{i % 7}.k{i}", {"i": i, "b": [True, None]}, 1, now) for i in range(500)]
+        + [
+            Record("agent-0.k0", {"i": "newest"}, 3, now),
+            Record("agent-0.k0", "older", 2, now),
+            Record("agent-1.ttl", "gone", 1, now - 100, now - 50),
+        ]
+    )
+    assert (result.written, result.skipped) == (501, 2)
+    with psycopg.connect(pg_state_dsn) as conn:
+        checksum, version = conn.execute(
+            "SELECT checksum, version FROM agents.state WHERE state_key = 'agent-0.k0'"
+        ).fetchone()
+        partitions = conn.execute("SELECT count(DISTINCT tableoid) FROM agents.state").fetchone()[0]
+        hydrated = conn.execute(
+            "SELECT count(*) FROM agents.hydrate_agent_state(%s)", (agent_id_for("agent-1.x"),)
+        ).fetchone()[0]
+    canonical = json.dumps({"i": "newest"}, sort_keys=True, separators=(",", ":"))
+    assert checksum == hashlib.sha256(canonical.encode()).hexdigest() and version == 3
+    assert partitions > 1  # seven agents spread over the hash partitions
+    assert hydrated == 500 // 7 + 1  # agent-1's live rows; the expired one is left out
+    assert store.retrieve("agent-1.ttl") is None  # flushed after its TTL: stored, reads absent
+    stale = store.upsert_many([Record("agent-0.k0", "stale", 2, now)])
+    assert (stale.written, stale.skipped) == (0, 1)
