@@ -135,3 +135,51 @@ def test_bulk_upsert_details(store: PostgresStateStore, pg_state_dsn: str) -> No
     assert store.retrieve("agent-1.ttl") is None  # flushed after its TTL: stored, reads absent
     stale = store.upsert_many([Record("agent-0.k0", "stale", 2, now)])
     assert (stale.written, stale.skipped) == (0, 1)
+
+
+def test_changes_land_in_the_outbox_in_the_same_transaction(
+    store: PostgresStateStore, pg_state_dsn: str
+) -> None:
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE messages.outbox")
+    now = time.time()
+    store.upsert_many([Record(f"agent-o.k{i}", {"i": i}, 1, now) for i in range(300)])
+    store.store("agent-o.k0", {"i": "changed"})
+    store.remove("agent-o.k1")
+    with pytest.raises(SerializationError):  # refused before the transaction: no event
+        store.store("agent-o.k2", "nul\x00")
+    with psycopg.connect(pg_state_dsn) as conn:
+        events = conn.execute(
+            "SELECT subject, payload->>'operation', payload->>'state_key' "
+            "FROM messages.outbox ORDER BY outbox_id"
+        ).fetchall()
+        ids = conn.execute("SELECT count(DISTINCT msg_id) FROM messages.outbox").fetchone()[0]
+    agent = str(agent_id_for("agent-o.x"))
+    assert len(events) == 302 and ids == 302  # one de-duplication id per event
+    assert {e[0] for e in events} == {f"agents.state.{agent}"}
+    assert [e[1] for e in events].count("INSERT") == 300
+    assert events[-2][1:] == ("UPDATE", "agent-o.k0")
+    assert events[-1][1:] == ("DELETE", "agent-o.k1")
+
+
+def test_task_events_and_monitoring(pg_state_dsn: str) -> None:
+    with psycopg.connect(pg_state_dsn) as conn:
+        conn.execute("TRUNCATE messages.outbox")
+        task = conn.execute(
+            "INSERT INTO tasks.queue (task_type) VALUES ('search') RETURNING task_id"
+        ).fetchone()[0]
+        conn.execute("UPDATE tasks.queue SET status = 'running' WHERE task_id = %s", (task,))
+        subjects = [
+            r[0]
+            for r in conn.execute(
+                "SELECT subject FROM messages.outbox ORDER BY outbox_id"
+            ).fetchall()
+        ]
+        assert subjects == [f"tasks.created.{task}", f"tasks.started.{task}"]
+        health = conn.execute(
+            "SELECT pool_name, health_status, total_connections >= 1 "
+            "FROM monitoring.check_connection_pool_health()"
+        ).fetchone()
+        assert health == ("application_pool", "healthy", True)
+        assert conn.execute("SELECT count(*) FROM monitoring.connection_stats").fetchone()[0] >= 1
+        conn.rollback()
