@@ -295,3 +295,47 @@ def test_every_table_takes_a_minimal_valid_row(db: str) -> None:
             "SELECT count(*) FROM agents.hydrate_agent_state(%s)", (agent,)
         ).fetchone()[0]
         assert rows == 1
+
+
+def test_time_partitions_are_created_filled_and_retired(db: str) -> None:
+    Migrator(db).up()
+    with psycopg.connect(db, autocommit=True) as conn:
+        agent = conn.execute(
+            "INSERT INTO agents.registry (agent_type, agent_name) "
+            "VALUES ('t', 't') RETURNING agent_id"
+        ).fetchone()[0]
+        # a row far in the future lands in the DEFAULT partition ...
+        conn.execute(
+            "INSERT INTO agents.lifecycle_events (agent_id, event_type, new_status, created_at) "
+            "VALUES (%s, 'later', 'idle', CURRENT_DATE + 20)",
+            (agent,),
+        )
+        # ... and moves into its dated partition when that is created
+        name = conn.execute(
+            "SELECT partitions.create_time_partition('agents.lifecycle_events', CURRENT_DATE + 20)"
+        ).fetchone()[0]
+        assert name.startswith("agents.lifecycle_events_")
+        assert conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 1
+        assert (
+            conn.execute("SELECT count(*) FROM agents.lifecycle_events_default").fetchone()[0] == 0
+        )
+        assert (
+            conn.execute(
+                "SELECT partitions.create_time_partition("
+                "'agents.lifecycle_events', CURRENT_DATE + 20)"
+            ).fetchone()[0]
+            is None
+        )
+        conn.execute(
+            "SELECT partitions.create_time_partition('tasks.executions', CURRENT_DATE - 40)"
+        )
+        changed = conn.execute(
+            "SELECT partitions.manage_time_partitions('tasks.executions', 30, 3)"
+        ).fetchone()[0]
+        assert changed == 3  # +2, +3 days created (yesterday to tomorrow existed); -40 dropped
+        old = conn.execute(
+            "SELECT to_regclass('tasks.executions_' || to_char(CURRENT_DATE - 40, 'YYYY_MM_DD'))"
+        ).fetchone()[0]
+        assert old is None
+        with pytest.raises(psycopg.errors.RaiseException, match="not partitioned by range"):
+            conn.execute("SELECT partitions.create_time_partition('agents.registry', CURRENT_DATE)")
