@@ -18,7 +18,7 @@ from msstore.codec import Codec
 from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
 from msstore.ttl import check_ttl
 
-__all__ = ["KVBase", "check_revision", "stale_revision"]
+__all__ = ["KVBase", "StoreBase", "check_revision", "stale_revision"]
 
 _UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
 
@@ -41,13 +41,31 @@ def check_revision(revision: object, name: str = "expected_revision") -> int:
     return revision
 
 
-class KVBase:
+class StoreBase:
+    """Open/closed bookkeeping and the context-manager protocol, for every kind of store."""
+
+    _closed: bool = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class KVBase(StoreBase):
     """Shared validation and bookkeeping for :class:`~msstore.protocols.KeyValueStore`s."""
 
     config: BucketConfig
     _caps: frozenset[Capability]
     _codec: Codec
-    _closed: bool = False
 
     @property
     def name(self) -> str:
@@ -60,9 +78,13 @@ class KVBase:
     def _require(self, capability: Capability) -> None:
         require(self._caps, capability, backend=repr(self))
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+    def _check_listing(self, pattern: str | None, prefix: str | None) -> None:
+        """The arguments of ``keys()``: a wildcard pattern and/or a key prefix."""
+        if pattern is not None:
+            keygrammar.check_pattern(pattern)
+        if prefix is not None:
+            keygrammar.check_prefix(prefix)
+        self._check_open()
 
     def _ttl(self, ttl: object) -> int | None:
         """A per-key TTL in whole seconds, refused where the store cannot honour it."""
@@ -106,12 +128,3 @@ class KVBase:
         from msstore.conflicts.update import update_with  # noqa: PLC0415
 
         return update_with(self, key, fn, resolver=resolver, policy=policy)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

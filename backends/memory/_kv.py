@@ -182,11 +182,7 @@ class MemoryKV(KVBase):
         return self._marker(key, Operation.PURGE, expected_revision)
 
     def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
-        if pattern is not None:
-            keygrammar.check_pattern(pattern)
-        if prefix is not None:
-            keygrammar.check_prefix(prefix)
-        self._check_open()
+        self._check_listing(pattern, prefix)
         with self._lock:
             now = self._clock()
             found = [

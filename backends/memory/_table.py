@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, NamedTuple, Self
+from typing import Any, Final, NamedTuple
 
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
+from msstore.errors import InvalidArgument, VersionConflict
 from msstore.filters import check_query, contains
+from msstore.kvbase import StoreBase
 from msstore.records import Query, Record, UpsertResult
 from msstore.ttl import check_ttl
 
@@ -35,7 +36,7 @@ def check_version(version: object) -> int:
     return version
 
 
-class MemoryTable:
+class MemoryTable(StoreBase):
     """A thread-safe ``DataStorage`` in memory: what the PostgreSQL state store does, minus I/O.
 
     Values are stored encoded, so a caller mutating what it stored or retrieved changes nothing
@@ -62,10 +63,6 @@ class MemoryTable:
     @property
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
 
     def _record(self, key: str, row: _Row) -> Record:
         return Record(key, self._codec.decode(row.raw), row.version, row.updated_at, row.expires_at)
@@ -161,12 +158,3 @@ class MemoryTable:
                 self._rows[key] = _Row(raw, rec.version, rec.updated_at, rec.expires_at)
                 written += 1
         return UpsertResult(written=written, skipped=total - written)
-
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -464,11 +464,7 @@ class NatsKV(KVBase):
                 await sub.unsubscribe()
 
     def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
-        if pattern is not None:
-            keygrammar.check_pattern(pattern)
-        if prefix is not None:
-            keygrammar.check_prefix(prefix)
-        self._check_open()
+        self._check_listing(pattern, prefix)
         if pattern is not None:
             subject = self._pre + pattern
         elif prefix and prefix.endswith("."):

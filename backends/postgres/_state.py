@@ -37,8 +37,9 @@ from psycopg_pool import ConnectionPool
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, MsstoreError, SerializationError, VersionConflict
+from msstore.errors import InvalidArgument, SerializationError, VersionConflict
 from msstore.filters import check_query
+from msstore.kvbase import StoreBase
 from msstore.records import Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.ttl import check_ttl
@@ -152,7 +153,7 @@ def _check_version(version: object) -> int:
     return version
 
 
-class PostgresStateStore:
+class PostgresStateStore(StoreBase):
     """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` (``Pools.pool("primary")``) or a DSN, for
@@ -174,10 +175,6 @@ class PostgresStateStore:
     @property
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
 
     def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
         wanted = {}
@@ -350,12 +347,6 @@ class PostgresStateStore:
         return UpsertResult(written=written, skipped=total - written)
 
     def close(self) -> None:
-        self._closed = True
+        super().close()
         if self._owns_pool:
             self._pool.close()
-
-    def __enter__(self) -> PostgresStateStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
