@@ -10,11 +10,12 @@ from typing import Any, Final, NamedTuple
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, VersionConflict
+from msstore.errors import VersionConflict
 from msstore.filters import check_query, contains
 from msstore.kvbase import StoreBase
 from msstore.records import Query, Record, UpsertResult
 from msstore.ttl import check_ttl
+from msstore.upserts import check_version, newest_per_key
 
 __all__ = ["MemoryTable"]
 
@@ -28,12 +29,6 @@ class _Row(NamedTuple):
     version: int
     updated_at: float
     expires_at: float | None
-
-
-def check_version(version: object) -> int:
-    if type(version) is not int or version < 1:
-        raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
-    return version
 
 
 class MemoryTable(StoreBase):
@@ -136,18 +131,7 @@ class MemoryTable(StoreBase):
         return found
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        newest: dict[str, tuple[Record, bytes]] = {}
-        total = 0
-        for rec in records:
-            total += 1
-            if not isinstance(rec, Record):
-                raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
-            keygrammar.check_key(rec.key)
-            check_version(rec.version)
-            raw = self._codec.encode(rec.value)
-            seen = newest.get(rec.key)
-            if seen is None or rec.version > seen[0].version:
-                newest[rec.key] = (rec, raw)
+        newest, total = newest_per_key(records, self._codec.encode)
         self._check_open()
         written = 0
         with self._lock:

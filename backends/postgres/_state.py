@@ -37,12 +37,13 @@ from psycopg_pool import ConnectionPool
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, SerializationError, VersionConflict
+from msstore.errors import SerializationError, VersionConflict
 from msstore.filters import check_query
 from msstore.kvbase import StoreBase
 from msstore.records import Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.ttl import check_ttl
+from msstore.upserts import check_version, newest_per_key
 
 from ._tx import classify
 
@@ -147,12 +148,6 @@ def _ts(seconds: float | None) -> datetime.datetime | None:
     return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
-def _check_version(version: object) -> int:
-    if type(version) is not int or version < 1:
-        raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
-    return version
-
-
 class PostgresStateStore(StoreBase):
     """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
 
@@ -206,7 +201,7 @@ class PostgresStateStore(StoreBase):
         keygrammar.check_key(key)
         text = jsonb_text(value, self._codec)
         if version is not None:
-            _check_version(version)
+            check_version(version)
         seconds = check_ttl(ttl)
         checksum = _checksum(value)
 
@@ -303,18 +298,7 @@ class PostgresStateStore(StoreBase):
         return result
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        newest: dict[str, tuple[Record, str]] = {}
-        total = 0
-        for rec in records:
-            total += 1
-            if not isinstance(rec, Record):
-                raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
-            keygrammar.check_key(rec.key)
-            _check_version(rec.version)
-            text = jsonb_text(rec.value, self._codec)
-            seen = newest.get(rec.key)
-            if seen is None or rec.version > seen[0].version:
-                newest[rec.key] = (rec, text)
+        newest, total = newest_per_key(records, lambda v: jsonb_text(v, self._codec))
         if not newest:
             return UpsertResult(written=0, skipped=total)
 

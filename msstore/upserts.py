@@ -1,0 +1,41 @@
+"""Batch preparation shared by every table store's version-guarded ``upsert_many``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from msstore import keys as keygrammar
+from msstore.errors import InvalidArgument
+from msstore.records import Record
+
+__all__ = ["check_version", "newest_per_key"]
+
+T = TypeVar("T")
+
+
+def check_version(version: object) -> int:
+    """A row version: an ``int`` of at least 1 (bools and floats refused)."""
+    if type(version) is not int or version < 1:
+        raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
+    return version
+
+
+def newest_per_key(
+    records: Iterable[Record], encode: Callable[[object], T]
+) -> tuple[dict[str, tuple[Record, T]], int]:
+    """Every record checked and encoded (raising before anything is written), then collapsed
+    to the newest version per key; returns those and how many records came in."""
+    newest: dict[str, tuple[Record, T]] = {}
+    total = 0
+    for rec in records:
+        total += 1
+        if not isinstance(rec, Record):
+            raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
+        keygrammar.check_key(rec.key)
+        check_version(rec.version)
+        encoded = encode(rec.value)
+        seen = newest.get(rec.key)
+        if seen is None or rec.version > seen[0].version:
+            newest[rec.key] = (rec, encoded)
+    return newest, total
