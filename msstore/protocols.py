@@ -20,12 +20,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from msstore.capabilities import Capability
-from msstore.records import Entry, Hit, Query, Record, UpsertResult
+from msstore.records import Entry, FeedState, Hit, Query, Record, UpsertResult
 
 __all__ = [
+    "ChangeFeed",
     "ConflictResolver",
     "DataStorage",
     "Embedder",
+    "FlushLedger",
     "KeyValueStore",
     "Repository",
     "VectorIndex",
@@ -128,6 +130,31 @@ class KeyValueStore(Protocol):
 
 
 @runtime_checkable
+class ChangeFeed(Protocol):
+    """A KV bucket whose writes can be replayed in revision order (JetStream: its stream).
+
+    The hybrid manager's crash recovery reads it: every write after a watermark is replayed into
+    the SQL tier, so a write acknowledged by the KV reaches SQL even if its writer died.
+    """
+
+    def feed_state(self) -> FeedState:
+        """The bucket's incarnation and newest revision."""
+        ...
+
+    def latest(self, key: str) -> Entry | None:
+        """The key's newest retained entry, delete and purge markers included (``get`` hides
+        them): a reader that finds a marker knows the key was deleted, not expired."""
+        ...
+
+    def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
+        """Retained entries with a revision above ``after``, oldest first, at most ``limit``.
+
+        Markers included; superseded or expired revisions the bucket no longer keeps are not.
+        """
+        ...
+
+
+@runtime_checkable
 class DataStorage(Protocol):
     """A durable table of keyed JSON documents with monotonic versions (the SQL tier).
 
@@ -150,8 +177,12 @@ class DataStorage(Protocol):
         """The row for ``key``, ``None`` if absent or expired."""
         ...
 
-    def remove(self, key: str) -> bool:
-        """Delete the row; ``True`` if there was one. Idempotent."""
+    def remove(self, key: str, *, below_version: int | None = None) -> bool:
+        """Delete the row; ``True`` if there was one. Idempotent.
+
+        With ``below_version`` the row is deleted only if its version is lower (a delete that
+        raced a newer write leaves the newer row in place).
+        """
         ...
 
     def search(self, query: Query | str) -> list[Record]:
@@ -167,6 +198,27 @@ class DataStorage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FlushLedger(Protocol):
+    """Durable flush progress per KV bucket, kept next to the rows it describes.
+
+    A table store that implements it lets the hybrid manager recover writes whose process died
+    before flushing them (see :mod:`msstore.recovery`).
+    """
+
+    def claim_feed(self, bucket: str, incarnation: str) -> tuple[int, int]:
+        """``(version_offset, watermark)`` for this life of ``bucket``.
+
+        The first claim of a new incarnation sets the offset above every stored version and
+        the watermark to 0; later claims of the same incarnation return what is stored.
+        """
+        ...
+
+    def advance_feed(self, bucket: str, incarnation: str, watermark: int) -> None:
+        """Record that every revision up to ``watermark`` is stored (never moves back)."""
+        ...
 
 
 @runtime_checkable

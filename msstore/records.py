@@ -10,7 +10,7 @@ import attrs
 
 from msstore.codec import default_codec
 
-__all__ = ["Entry", "Hit", "Operation", "Query", "Record", "UpsertResult"]
+__all__ = ["Entry", "FeedState", "Hit", "Operation", "Query", "Record", "UpsertResult"]
 
 _UNDECODED: Any = object()
 
@@ -116,3 +116,16 @@ class Hit:
     id: str
     distance: float
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FeedState:
+    """Where a KV bucket's change feed stands.
+
+    ``incarnation`` names this life of the bucket: it changes when the bucket is deleted and
+    made again (its revisions then start over). ``last_revision`` is the newest revision
+    written (0 for a bucket never written to).
+    """
+
+    incarnation: str
+    last_revision: int

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -124,7 +125,7 @@ def storage_factory(request: pytest.FixtureRequest) -> Callable[[], DataStorage]
 
     dsn = request.getfixturevalue("pg_state_dsn")
     with psycopg.connect(dsn, autocommit=True) as conn:  # each case starts empty
-        conn.execute("TRUNCATE agents.state, agents.registry CASCADE")
+        conn.execute("TRUNCATE agents.state, agents.registry, agents.flush_progress CASCADE")
     return lambda: PostgresStateStore(dsn)
 
 
@@ -135,3 +136,64 @@ def vector_factory(request: pytest.FixtureRequest) -> Callable[..., VectorIndex]
 
         return MemoryVectorIndex
     raise AssertionError(request.param)
+
+
+@pytest.fixture(
+    params=[
+        "memory+memory",
+        pytest.param("memory+postgres", marks=pytest.mark.postgres),
+        pytest.param("nats+postgres", marks=[pytest.mark.postgres, pytest.mark.nats]),
+    ]
+)
+def hybrid_stores(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., tuple[KeyValueStore, DataStorage]]]:
+    """Makes ``(kv, storage)`` pairs for the hybrid manager: the three compositions.
+
+    ``make(ttl=None, name="AGENT_STATE")`` returns a fresh KV bucket (same name -> the same
+    bucket on NATS; a new bucket in memory) and a table store over one shared SQL tier.
+    """
+    kv_kind, sql_kind = request.param.split("+")
+    made: list[Any] = []
+    if sql_kind == "memory":
+        from msstore.backends.memory import MemoryTable
+
+        table = MemoryTable()
+
+        def storage() -> DataStorage:
+            return table
+
+    else:
+        import psycopg
+        from msstore.backends.postgres import PostgresStateStore
+
+        dsn = request.getfixturevalue("pg_state_dsn")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE agents.state, agents.registry, agents.flush_progress CASCADE")
+
+        def storage() -> DataStorage:
+            store = PostgresStateStore(dsn)
+            made.append(store)
+            return store
+
+    unique = request.getfixturevalue("msstore_unique_name")
+
+    def make(*, ttl: int | None = None, name: str = "state") -> tuple[KeyValueStore, DataStorage]:
+        config = BucketConfig(name=f"{unique}_{name}", ttl=ttl, history=5)
+        if kv_kind == "memory":
+            from msstore.backends.memory import MemoryKV
+
+            kv: KeyValueStore = MemoryKV(config)
+        else:
+            from msstore.backends.nats import NatsKV
+
+            kv = NatsKV.open(request.getfixturevalue("nats_client"), config)
+            made.append(kv)
+        return kv, storage()
+
+    yield make
+    for thing in reversed(made):
+        if hasattr(thing, "destroy"):
+            with contextlib.suppress(Exception):  # already gone is fine
+                thing.destroy()
+        thing.close()

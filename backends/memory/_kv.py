@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any, Final
 
@@ -13,7 +14,7 @@ from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import DuplicateKey, InvalidArgument
 from msstore.kvbase import KVBase, check_revision, stale_revision
-from msstore.records import Entry, Operation
+from msstore.records import Entry, FeedState, Operation
 from msstore.watching import QueueWatcher
 
 __all__ = ["MemoryKV"]
@@ -63,6 +64,7 @@ class MemoryKV(KVBase):
         self._seq = 0
         self._hist: dict[str, list[Entry]] = {}
         self._watchers: list[QueueWatcher] = []
+        self._incarnation = f"memory:{uuid.uuid4()}"
         self._closed = False
 
     def __repr__(self) -> str:
@@ -239,6 +241,35 @@ class MemoryKV(KVBase):
     def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
         wanted = [keygrammar.check_key(k) for k in keys]
         return {k: self.get(k) for k in wanted}
+
+    # ChangeFeed -------------------------------------------------------------------------------
+
+    def feed_state(self) -> FeedState:
+        self._check_open()
+        with self._lock:
+            return FeedState(self._incarnation, self._seq)
+
+    def latest(self, key: str) -> Entry | None:
+        keygrammar.check_key(key)
+        self._check_open()
+        with self._lock:
+            hist = self._live(key, self._clock())
+            if not hist:
+                return None
+            e = hist[-1]
+            return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at)
+
+    def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
+        if type(after) is not int or after < 0 or type(limit) is not int or limit < 1:
+            raise InvalidArgument(f"changes needs after >= 0 and limit >= 1, got {after}, {limit}")
+        self._check_open()
+        with self._lock:
+            now = self._clock()
+            found = [
+                e for key in list(self._hist) for e in self._live(key, now) if e.revision > after
+            ]
+        found.sort(key=lambda e: e.revision)
+        return found[:limit]
 
     def close(self) -> None:
         with self._lock:

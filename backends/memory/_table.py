@@ -50,6 +50,7 @@ class MemoryTable(StoreBase):
         self._clock = clock
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
+        self._feeds: dict[str, tuple[str, int, int]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -102,11 +103,35 @@ class MemoryTable(StoreBase):
             row = self._alive(key, self._clock())
         return None if row is None else self._record(key, row)
 
-    def remove(self, key: str) -> bool:
+    def remove(self, key: str, *, below_version: int | None = None) -> bool:
         keygrammar.check_key(key)
+        if below_version is not None:
+            check_version(below_version)
         self._check_open()
         with self._lock:
-            return self._rows.pop(key, None) is not None
+            row = self._rows.get(key)
+            if row is None or (below_version is not None and row.version >= below_version):
+                return False
+            del self._rows[key]
+            return True
+
+    # FlushLedger -----------------------------------------------------------------------------
+
+    def claim_feed(self, bucket: str, incarnation: str) -> tuple[int, int]:
+        self._check_open()
+        with self._lock:
+            claimed = self._feeds.get(bucket)
+            if claimed is None or claimed[0] != incarnation:
+                offset = max((row.version for row in self._rows.values()), default=0)
+                claimed = self._feeds[bucket] = (incarnation, offset, 0)
+            return claimed[1], claimed[2]
+
+    def advance_feed(self, bucket: str, incarnation: str, watermark: int) -> None:
+        self._check_open()
+        with self._lock:
+            claimed = self._feeds.get(bucket)
+            if claimed is not None and claimed[0] == incarnation and watermark > claimed[2]:
+                self._feeds[bucket] = (incarnation, claimed[1], watermark)
 
     def search(self, query: Query | str) -> list[Record]:
         query = check_query(query)

@@ -37,7 +37,7 @@ from msstore.errors import (
     VersionConflict,
 )
 from msstore.kvbase import KVBase, check_revision, stale_revision
-from msstore.records import Entry, Operation
+from msstore.records import Entry, FeedState, Operation
 from msstore.watching import QueueWatcher
 
 from ._client import Conn, NatsClient, translate
@@ -539,6 +539,64 @@ class NatsKV(KVBase):
         subscription.append(self._client.run_shared(start, what=f"watch {self.name}"))
         self._watchers.append(watcher)
         return watcher
+
+    # ChangeFeed -------------------------------------------------------------------------------
+
+    def feed_state(self) -> FeedState:
+        self._check_open()
+
+        async def state(c: Conn) -> FeedState:
+            info = await c.js.stream_info(self._stream)
+            created = info.created.isoformat() if info.created else "unknown"
+            return FeedState(f"nats:{self._stream}:{created}", info.state.last_seq or 0)
+
+        result: FeedState = self._client.run(state, write=False, what=f"state of {self.name}")
+        return result
+
+    def latest(self, key: str) -> Entry | None:
+        keygrammar.check_key(key)
+        self._check_open()
+        entry: Entry | None = self._client.run(
+            lambda c: self._get(c, key), write=False, what=f"get {key!r} from {self.name}"
+        )
+        return entry
+
+    def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
+        if type(after) is not int or after < 0 or type(limit) is not int or limit < 1:
+            raise InvalidArgument(f"changes needs after >= 0 and limit >= 1, got {after}, {limit}")
+        self._check_open()
+
+        async def replay(c: Conn) -> list[Entry]:
+            stream = await c.js.stream_info(self._stream)
+            if (stream.state.last_seq or 0) <= after or not stream.state.messages:
+                return []
+            sub = await c.js.subscribe(
+                self._pre + ">",
+                ordered_consumer=True,
+                stream=self._stream,
+                config=api.ConsumerConfig(
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+                ),
+            )
+            try:
+                info = await sub.consumer_info()
+                if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                    return []
+                found: list[Entry] = []
+                while len(found) < limit:
+                    msg = await sub.next_msg(timeout=self._timeout)
+                    found.append(self._entry(msg))
+                    if msg.metadata.num_pending == 0:
+                        break
+                return found
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+
+        result: list[Entry] = self._client.run(
+            replay, write=False, what=f"replay {self.name} after {after}"
+        )
+        return result
 
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None

@@ -257,13 +257,16 @@ class PostgresStateStore(StoreBase):
         result: Record | None = self._run(f"retrieve {key!r}", read)
         return result
 
-    def remove(self, key: str) -> bool:
+    def remove(self, key: str, *, below_version: int | None = None) -> bool:
         keygrammar.check_key(key)
+        if below_version is not None:
+            check_version(below_version)
 
         def delete(conn: psycopg.Connection[Any]) -> bool:
             gone = conn.execute(
-                "DELETE FROM agents.state WHERE agent_id = %s AND state_key = %s",
-                (agent_id_for(key), key),
+                "DELETE FROM agents.state WHERE agent_id = %s AND state_key = %s "
+                "AND (%s::bigint IS NULL OR version < %s::bigint)",
+                (agent_id_for(key), key, below_version, below_version),
             ).rowcount
             conn.commit()
             return gone > 0
@@ -329,6 +332,49 @@ class PostgresStateStore(StoreBase):
 
         written: int = self._run(f"upsert {len(newest)} rows", write)
         return UpsertResult(written=written, skipped=total - written)
+
+    # FlushLedger (migration 0011) -------------------------------------------------------------
+
+    def claim_feed(self, bucket: str, incarnation: str) -> tuple[int, int]:
+        def claim(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+            # Serialised per bucket: two processes meeting a new incarnation agree on one offset.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('msstore.flush_progress'), hashtext(%s))",
+                (bucket,),
+            )
+            row = conn.execute(
+                "SELECT incarnation, version_offset, watermark FROM agents.flush_progress "
+                "WHERE bucket = %s",
+                (bucket,),
+            ).fetchone()
+            if row is not None and row[0] == incarnation:
+                conn.rollback()
+                return int(row[1]), int(row[2])
+            top = conn.execute("SELECT COALESCE(max(version), 0) FROM agents.state").fetchone()
+            offset = int(top[0]) if top else 0
+            conn.execute(
+                "INSERT INTO agents.flush_progress (bucket, incarnation, version_offset) "
+                "VALUES (%s, %s, %s) ON CONFLICT (bucket) DO UPDATE SET "
+                "incarnation = EXCLUDED.incarnation, version_offset = EXCLUDED.version_offset, "
+                "watermark = 0, updated_at = now()",
+                (bucket, incarnation, offset),
+            )
+            conn.commit()
+            return offset, 0
+
+        result: tuple[int, int] = self._run(f"claim flush progress of {bucket}", claim)
+        return result
+
+    def advance_feed(self, bucket: str, incarnation: str, watermark: int) -> None:
+        def advance(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "UPDATE agents.flush_progress SET watermark = %s, updated_at = now() "
+                "WHERE bucket = %s AND incarnation = %s AND watermark < %s",
+                (watermark, bucket, incarnation, watermark),
+            )
+            conn.commit()
+
+        self._run(f"advance flush progress of {bucket}", advance)
 
     def close(self) -> None:
         super().close()

@@ -1,0 +1,282 @@
+"""The read path: L1 in process -> KV -> SQL, with promotion and invalidation (section 4.3).
+
+:class:`L1Cache` is a bounded LRU with a per-entry time to live, holding encoded values with
+their KV revision (each hit decodes its own copy, so a caller mutating what it read cannot change
+the cache). It never goes backwards: an entry is replaced only by a newer revision, and an
+invalidation leaves a marker with the revision it saw, so a slow reader cannot put back a value
+older than one already seen.
+
+:class:`TieredCache` reads through the tiers. A KV hit is promoted to L1. A SQL hit hydrates:
+the row is created in KV (``create``, so a concurrent newer write is never overwritten) together
+with the agent's other rows (the key's first token names the agent), and promoted to L1.
+Writes made through the hybrid manager refresh L1 in process; with ``watch=True`` a KV watch
+invalidates L1 entries that other processes overwrite.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from msstore.capabilities import Capability
+from msstore.codec import Codec, default_codec
+from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError
+from msstore.protocols import ChangeFeed, DataStorage, KeyValueStore
+from msstore.records import Entry, Query
+
+__all__ = ["L1Cache", "TieredCache"]
+
+log = logging.getLogger("msstore.cache")
+
+_TIERS = ("l1", "kv", "sql")
+
+
+class L1Cache:
+    """A thread-safe LRU of ``key -> (raw, revision)`` with a time to live (seconds)."""
+
+    def __init__(
+        self,
+        *,
+        max_size: int = 10_000,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if type(max_size) is not int or max_size < 0 or not ttl > 0:
+            raise InvalidArgument("L1 max_size must be an int >= 0 and ttl > 0")
+        self.max_size = max_size
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        # key -> (raw or None for an invalidation marker, revision, expires)
+        self._items: collections.OrderedDict[str, tuple[bytes | None, int, float]] = (
+            collections.OrderedDict()
+        )
+        self.evictions = 0
+
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            raw, revision, expires = item
+            if expires <= self._clock():
+                del self._items[key]
+                return None
+            if raw is None:
+                return None
+            self._items.move_to_end(key)
+            return raw, revision
+
+    def put(self, key: str, raw: bytes | None, revision: int) -> None:
+        """Cache ``raw`` at ``revision`` unless a newer revision was seen; ``raw=None`` marks the
+        key as changed at ``revision`` without a value (an invalidation)."""
+        if not self.max_size:
+            return
+        with self._lock:
+            item = self._items.get(key)
+            now = self._clock()
+            if item is not None and item[1] > revision and item[2] > now:
+                return
+            self._items[key] = (raw, revision, now + self.ttl)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_size:
+                self._items.popitem(last=False)
+                self.evictions += 1
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class TieredCache:
+    """Reads ``key`` from L1, then ``kv``, then ``storage``; see the module docstring.
+
+    ``hydrate_agent`` loads the agent's other rows into KV on a SQL hit (up to
+    ``hydrate_limit`` rows). ``stats()`` counts hits and misses per tier.
+    """
+
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        storage: DataStorage,
+        *,
+        l1: L1Cache | None = None,
+        watch: bool = False,
+        hydrate_agent: bool = True,
+        hydrate_limit: int = 1_000,
+        codec: Codec | None = None,
+    ) -> None:
+        self.kv = kv
+        self.storage = storage
+        self.l1 = l1 if l1 is not None else L1Cache()
+        self._codec = codec or default_codec
+        self._hydrate_agent = hydrate_agent
+        self._hydrate_limit = hydrate_limit
+        self._lock = threading.Lock()
+        self._stats = {f"{tier}_{kind}": 0 for tier in _TIERS for kind in ("hits", "misses")}
+        self._stats["hydrated"] = 0
+        self._stats["invalidations"] = 0
+        self._watcher: Any = None
+        self._watch_thread: threading.Thread | None = None
+        if watch and Capability.WATCH in kv.capabilities:
+            self._start_watch()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._stats[name] += n
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of ``key`` from the nearest tier that has it, ``None`` if none has."""
+        found = self.get_with_revision(key)
+        return None if found is None else found[0]
+
+    def get_with_revision(self, key: str) -> tuple[Any, int, str] | None:
+        """``(value, revision, tier)``; ``revision`` is the KV revision (after hydration for a
+        SQL hit) and ``tier`` one of ``"l1"``, ``"kv"``, ``"sql"``."""
+        cached = self.l1.get(key)
+        if cached is not None:
+            self._count("l1_hits")
+            return self._codec.decode(cached[0]), cached[1], "l1"
+        self._count("l1_misses")
+        return self._below_l1(key)
+
+    def _below_l1(self, key: str) -> tuple[Any, int, str] | None:
+        entry = self._latest(key)
+        if entry is not None:
+            self._count("kv_hits")
+            if entry.is_marker:  # deleted, not expired: SQL's row is on its way out
+                self.l1.put(key, None, entry.revision)
+                return None
+            self.l1.put(key, entry.raw, entry.revision)
+            return entry.value, entry.revision, "kv"
+        self._count("kv_misses")
+        record = self.storage.retrieve(key)
+        if record is None:
+            self._count("sql_misses")
+            return None
+        self._count("sql_hits")
+        revision = self._hydrate(key, record.value)
+        if revision is None:  # someone wrote the key meanwhile: theirs is newer
+            entry = self.kv.get(key)
+            if entry is not None:
+                self.l1.put(key, entry.raw, entry.revision)
+                return entry.value, entry.revision, "kv"
+            return record.value, 0, "sql"
+        return record.value, revision, "sql"
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Several keys; KV is read in one batch for the L1 misses."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, Any] = {}
+        missing = []
+        for key in wanted:
+            cached = self.l1.get(key)
+            if cached is None:
+                missing.append(key)
+            else:
+                out[key] = self._codec.decode(cached[0])
+        self._count("l1_hits", len(wanted) - len(missing))
+        self._count("l1_misses", len(missing))
+        if missing:
+            for key, entry in self.kv.get_many(missing).items():
+                if entry is not None:
+                    self._count("kv_hits")
+                    self.l1.put(key, entry.raw, entry.revision)
+                    out[key] = entry.value
+                else:  # absent, expired or deleted: the single-key path tells which
+                    found = self._below_l1(key)
+                    out[key] = None if found is None else found[0]
+        return {k: out.get(k) for k in wanted}
+
+    def _latest(self, key: str) -> Entry | None:
+        if isinstance(self.kv, ChangeFeed):
+            return self.kv.latest(key)
+        return self.kv.get(key)
+
+    def _hydrate(self, key: str, value: Any) -> int | None:
+        """Create ``key`` (and its agent's other rows) in KV; the key's new revision, or
+        ``None`` if KV already had a live value for it."""
+        revision = None
+        try:
+            revision = self.kv.create(key, value)
+            self.l1.put(key, self._codec.encode(value), revision)
+            self._count("hydrated")
+        except DuplicateKey:
+            pass
+        if self._hydrate_agent and "." in key:
+            agent = key.split(".", 1)[0] + "."
+            try:
+                rows = self.storage.search(Query(prefix=agent, limit=self._hydrate_limit))
+                for row in rows:
+                    if row.key == key:
+                        continue
+                    try:
+                        self.kv.create(row.key, row.value)
+                        self._count("hydrated")
+                    except DuplicateKey:
+                        pass
+            except MsstoreError as err:  # the key itself is served; its neighbours can wait
+                log.warning("hydrating agent %s into KV failed: %s", agent[:-1], err)
+        return revision
+
+    # Writing and invalidation -----------------------------------------------------------------
+
+    def wrote(self, key: str, raw: bytes, revision: int) -> None:
+        """This process wrote ``key``: L1 now holds the new value."""
+        self.l1.put(key, raw, revision)
+
+    def invalidate(self, key: str, revision: int | None = None) -> None:
+        """Drop ``key`` from L1 (remembering ``revision`` so older reads are not cached)."""
+        if revision is None:
+            self.l1.discard(key)
+        else:
+            self.l1.put(key, None, revision)
+        self._count("invalidations")
+
+    def _start_watch(self) -> None:
+        self._watcher = self.kv.watch(">")
+        self._watch_thread = threading.Thread(
+            target=self._watch_loop, name=f"msstore-l1-watch-{self.kv.name}", daemon=True
+        )
+        self._watch_thread.start()
+
+    def _watch_loop(self) -> None:
+        for entry in self._watcher:
+            cached = self.l1.get(entry.key)
+            if cached is None or cached[1] < entry.revision:
+                self.invalidate(entry.key, entry.revision)
+
+    # Reporting and closing ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Hits and misses per tier (``l1_hits``, ``l1_misses``, ``kv_hits``, ``kv_misses``,
+        ``sql_hits``, ``sql_misses``), ``hydrated`` keys, ``invalidations``, ``l1_size``,
+        ``l1_evictions`` and ``l1_hit_ratio``."""
+        with self._lock:
+            stats: dict[str, Any] = dict(self._stats)
+        lookups = stats["l1_hits"] + stats["l1_misses"]
+        stats["l1_size"] = len(self.l1)
+        stats["l1_evictions"] = self.l1.evictions
+        stats["l1_hit_ratio"] = stats["l1_hits"] / lookups if lookups else 0.0
+        return stats
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if self._watch_thread is not None:
+            self._watch_thread.join(5.0)
+            self._watch_thread = None

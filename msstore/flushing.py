@@ -1,0 +1,277 @@
+"""The background flusher: moves the dirty set into the SQL tier in version-guarded batches.
+
+One thread per hybrid manager. It sleeps on the dirty set and wakes when the set reaches the
+threshold, when its oldest write is ``max_lag`` old, when someone calls :meth:`Flusher.flush`,
+and every ``reconcile_every`` seconds for a recovery pass (:mod:`msstore.recovery`). A batch is
+one ``upsert_many`` (one transaction) for the writes and one guarded ``remove`` per delete.
+
+A batch that fails with a retryable error (PostgreSQL down, a lost connection) goes back into
+the dirty set and is retried after an exponential backoff with full jitter, for as long as it
+takes: nothing acknowledged is dropped, and the
+writes stay in KV meanwhile. A batch that fails permanently (a row the SQL tier refuses) is split
+in halves until the refused rows are isolated; those are logged at ERROR, counted in
+``stats()["failed"]``, kept in :attr:`Flusher.failed`, and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from msstore.codec import default_codec
+from msstore.consistency import ConsistencyMonitor
+from msstore.dirty import DirtySet, Pending
+from msstore.errors import InvalidArgument, MsstoreError, OutcomeUnknown
+from msstore.protocols import DataStorage
+from msstore.records import Record
+
+__all__ = ["FlushPolicy", "Flusher"]
+
+log = logging.getLogger("msstore.flush")
+
+
+@attrs.frozen(kw_only=True)
+class FlushPolicy:
+    """When the flusher runs (reference section 4.1: ``FLUSH_THRESHOLD`` 50, max lag 100 ms).
+
+    ``threshold``: flush when this many keys are dirty. ``max_lag``: flush when the oldest
+    dirty write is this many seconds old. ``reconcile_every``: seconds between recovery passes
+    (0 disables the periodic pass; the one at open still runs). ``retry_initial`` /
+    ``retry_max``: backoff bounds in seconds after a failed batch.
+    """
+
+    threshold: int = 50
+    max_lag: float = 0.1
+    reconcile_every: float = 30.0
+    retry_initial: float = 0.05
+    retry_max: float = 2.0
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.threshold) is not int or self.threshold < 1:
+            raise InvalidArgument(f"threshold must be an int >= 1, got {self.threshold!r}")
+        for name in ("max_lag", "retry_initial", "retry_max"):
+            if not getattr(self, name) > 0:
+                raise InvalidArgument(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.reconcile_every >= 0:
+            raise InvalidArgument(f"reconcile_every must be >= 0, got {self.reconcile_every!r}")
+
+
+class Flusher:
+    """Runs the flush loop on a daemon thread; see the module docstring.
+
+    ``version_of`` maps a KV revision to the SQL version; ``reconcile`` runs a recovery pass
+    (or is ``None`` when the stores cannot recover).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dirty: DirtySet,
+        storage: DataStorage,
+        policy: FlushPolicy,
+        monitor: ConsistencyMonitor,
+        version_of: Callable[[int], int],
+        reconcile: Callable[[], object] | None = None,
+    ) -> None:
+        self._dirty = dirty
+        self._storage = storage
+        self._policy = policy
+        self._monitor = monitor
+        self._version_of = version_of
+        self._reconcile = reconcile
+        self._stop = False
+        self._wanted = 0  # flush() asked for every write up to this seq
+        self._last_error: BaseException | None = None
+        self.failed: list[Pending] = []
+        self._stats = {
+            "batches": 0,
+            "rows_written": 0,
+            "rows_skipped": 0,
+            "rows_removed": 0,
+            "retries": 0,
+            "failed": 0,
+            "reconciles": 0,
+        }
+        self._thread = threading.Thread(
+            target=self._loop, name=f"msstore-flush-{name}", daemon=True
+        )
+        self._thread.start()
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def _due(self, now: float) -> float | None:
+        """Seconds until the next flush is due: 0 now, ``None`` when nothing is waiting."""
+        dirty = self._dirty
+        if not len(dirty):
+            return None
+        if len(dirty) >= dirty.threshold or self._stop:
+            return 0.0
+        lowest = dirty.lowest_seq()
+        if lowest is not None and lowest <= self._wanted:
+            return 0.0
+        oldest = dirty.oldest()
+        return 0.0 if oldest is None else max(0.0, oldest + self._policy.max_lag - now)
+
+    def _loop(self) -> None:
+        every = self._policy.reconcile_every
+        next_reconcile = time.monotonic() + every if every else float("inf")
+        attempt = 0
+        while True:
+            with self._dirty:
+                while True:
+                    now = time.monotonic()
+                    due = self._due(now)
+                    if due == 0.0:
+                        break
+                    if self._stop:
+                        return
+                    if now >= next_reconcile:
+                        break
+                    timeout = (
+                        next_reconcile - now if due is None else min(due, next_reconcile - now)
+                    )
+                    self._dirty.wait(timeout)
+                batch = self._dirty.take() if due == 0.0 else []
+            if now >= next_reconcile and self._reconcile is not None:
+                self._run_reconcile()
+                next_reconcile = time.monotonic() + every
+            if not batch:
+                continue
+            try:
+                self._write(batch)
+            except MsstoreError as err:
+                if self._give_up(batch, err):
+                    attempt = 0
+                    continue
+                attempt += 1
+                self._stats["retries"] += 1
+                self._last_error = err
+                pause = self._wait_for(attempt)
+                log.warning(
+                    "flush of %d keys failed (%s); retry %d in %.2fs",
+                    len(batch),
+                    err,
+                    attempt,
+                    pause,
+                )
+                with self._dirty:
+                    self._dirty.restore(batch)
+                    self._monitor.pending_since(self._dirty.oldest())
+                    if self._stop:  # close() already waited its timeout for this
+                        return
+                    self._dirty.wait(pause)
+            else:
+                attempt = 0
+                self._last_error = None
+                with self._dirty:
+                    self._dirty.done()
+                    self._monitor.pending_since(self._dirty.oldest())
+
+    def _wait_for(self, attempt: int) -> float:
+        # Full jitter: spread the retries of every process that lost PostgreSQL at once.
+        ceiling = min(self._policy.retry_max, self._policy.retry_initial * 2**attempt)
+        return random.uniform(self._policy.retry_initial, max(ceiling, self._policy.retry_initial))
+
+    def _run_reconcile(self) -> None:
+        assert self._reconcile is not None
+        try:
+            self._reconcile()
+            self._stats["reconciles"] += 1
+        except MsstoreError as err:
+            log.warning("periodic reconcile failed (%s); next pass will retry", err)
+
+    def _write(self, batch: list[Pending]) -> None:
+        puts = [p for p in batch if not p.deleted]
+        dels = [p for p in batch if p.deleted]
+        version_of = self._version_of
+        if puts:
+            result = self._storage.upsert_many(
+                Record(p.key, default_codec.decode(p.raw), version_of(p.revision), p.wall)
+                for p in puts
+            )
+            self._stats["rows_written"] += result.written
+            self._stats["rows_skipped"] += result.skipped
+        for p in dels:
+            self._stats["rows_removed"] += self._storage.remove(
+                p.key, below_version=version_of(p.revision)
+            )
+        done = time.monotonic()
+        self._stats["batches"] += 1
+        self._monitor.record(done - p.first_at for p in batch)
+
+    def _give_up(self, batch: list[Pending], err: MsstoreError) -> bool:
+        """For a permanent error: store what can be stored, set aside what cannot; True if so."""
+        if err.retryable or isinstance(err, OutcomeUnknown):
+            return False
+        if len(batch) > 1:
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                try:
+                    self._write(part)
+                except MsstoreError as inner:
+                    if not self._give_up(part, inner):
+                        raise
+        else:
+            log.error(
+                "the SQL tier refused %r (revision %d): %s", batch[0].key, batch[0].revision, err
+            )
+            self.failed.append(batch[0])
+            self._stats["failed"] += 1
+        with self._dirty:
+            self._dirty.done()
+        return True
+
+    # Control ---------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until every write recorded before this call is committed to SQL.
+
+        Raises ``OutcomeUnknown`` (with the last flush error) if that takes longer than
+        ``timeout``; the writes are still in KV and still pending.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._dirty:
+            target = self._dirty.last_seq
+            self._wanted = max(self._wanted, target)
+            self._dirty.notify_all()
+            while True:
+                lowest = self._dirty.lowest_seq()
+                if lowest is None or lowest > target:
+                    return
+                if not self._thread.is_alive():
+                    raise OutcomeUnknown("the flusher thread is not running", hint="reopen")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise OutcomeUnknown(
+                        f"{len(self._dirty)} writes not flushed to SQL within {timeout}s"
+                        + (f"; last error: {self._last_error}" if self._last_error else ""),
+                        hint="they are in KV and stay pending; the flusher keeps retrying",
+                    )
+                self._dirty.wait(remaining if remaining is not None else 1.0)
+
+    def reconcile_now(self) -> None:
+        if self._reconcile is not None:
+            self._run_reconcile()
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush what is pending (up to ``timeout``), then stop the thread."""
+        try:
+            if self._thread.is_alive():
+                self.flush(timeout)
+        finally:
+            with self._dirty:
+                self._stop = True
+                self._dirty.notify_all()
+            self._thread.join(5.0)
+
+    def stats(self) -> dict[str, Any]:
+        """``batches``, ``rows_written``, ``rows_skipped`` (older than SQL), ``rows_removed``,
+        ``retries``, ``failed`` (refused rows), ``reconciles``, ``pending`` (dirty keys)."""
+        return {**self._stats, "pending": len(self._dirty)}

@@ -1,0 +1,274 @@
+"""The hybrid state manager: KV first, SQL behind it (reference sections 1.3 and 4.1).
+
+Write path: the key and value are checked (a value the SQL tier could not hold is refused here,
+before the KV sees it), the KV write is awaited, the key is recorded as dirty, and the KV revision
+is returned. The background :class:`~msstore.flushing.Flusher` moves dirty keys into the SQL tier
+in version-guarded batches (threshold, max lag, ``flush()``, ``close()``).
+
+Read path: :class:`~msstore.caching.TieredCache` (L1 -> KV -> SQL with hydration).
+
+Crash safety: :mod:`msstore.recovery`. When the table store keeps a flush ledger
+(``PostgresStateStore``, ``MemoryTable``) and the KV has a change feed (``NatsKV``, ``MemoryKV``),
+opening a manager replays writes its predecessors acknowledged but never flushed, and every
+manager repeats the pass periodically for the other processes sharing the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Self
+
+from msstore import keys as keygrammar
+from msstore.caching import L1Cache, TieredCache
+from msstore.capabilities import Capability
+from msstore.codec import Codec, default_codec
+from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
+from msstore.consistency import ConsistencyMonitor, HealthStatus
+from msstore.dirty import DirtySet
+from msstore.errors import MsstoreError, SerializationError
+from msstore.flushing import Flusher, FlushPolicy
+from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
+from msstore.recovery import FeedPosition, ReconcileReport, reconcile
+
+__all__ = ["HybridStateManager"]
+
+log = logging.getLogger("msstore.hybrid")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class HybridStateManager:
+    """Agent state written to ``kv`` and flushed to ``storage``; read through both.
+
+    ``policy`` sets the flush threshold, max lag and reconcile interval (:class:`FlushPolicy`);
+    ``monitor`` receives every committed write's lag (a :class:`ConsistencyMonitor` is made if
+    none is given); ``l1`` is the in-process cache (``L1Cache(max_size=0)`` disables it);
+    ``watch`` invalidates L1 when other processes write the bucket. ``recover`` runs a reconcile
+    pass at open. ``owns_stores`` closes ``kv`` and ``storage`` on :meth:`close`.
+
+    Thread-safe; a process may hold one manager per bucket and share it between threads.
+    """
+
+    def __init__(
+        self,
+        kv: KeyValueStore,
+        storage: DataStorage,
+        *,
+        policy: FlushPolicy | None = None,
+        monitor: ConsistencyMonitor | None = None,
+        l1: L1Cache | None = None,
+        watch: bool = False,
+        recover: bool = True,
+        owns_stores: bool = False,
+        codec: Codec | None = None,
+    ) -> None:
+        self.kv = kv
+        self.storage = storage
+        self.policy = policy or FlushPolicy()
+        self.monitor = monitor or ConsistencyMonitor()
+        self._codec = codec or default_codec
+        self._owns = owns_stores
+        self._closed = False
+        self._lock = threading.Lock()
+        self._check_nul = Capability.NUL_IN_STRINGS not in storage.capabilities
+        self._position: FeedPosition | None = None
+        if isinstance(kv, ChangeFeed) and isinstance(storage, FlushLedger):
+            self._position = FeedPosition.claim(kv, kv.name, storage)
+        else:
+            log.warning(
+                "%r or %r cannot replay unflushed writes: a crash may lose them", kv, storage
+            )
+        self.dirty = DirtySet(threshold=self.policy.threshold)
+        self.cache = TieredCache(kv, storage, l1=l1, watch=watch, codec=self._codec)
+        self.last_recovery: ReconcileReport | None = None
+        if recover and self._position is not None:
+            self.last_recovery = self.reconcile()
+        self.flusher = Flusher(
+            name=kv.name,
+            dirty=self.dirty,
+            storage=storage,
+            policy=self.policy,
+            monitor=self.monitor,
+            version_of=self.version_of,
+            reconcile=self.reconcile if self._position is not None else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"HybridStateManager(kv={self.kv!r}, storage={self.storage!r})"
+
+    def version_of(self, revision: int) -> int:
+        """The SQL version of KV revision ``revision`` (see :mod:`msstore.recovery`)."""
+        return revision + (self._position.offset if self._position is not None else 0)
+
+    # Writing -----------------------------------------------------------------------------------
+
+    def _encode(self, key: str, value: Any) -> bytes:
+        keygrammar.check_key(key)
+        raw = self._codec.encode(value)
+        if self._check_nul and b"\\u0000" in raw and _has_nul(value):
+            raise SerializationError(
+                f"{key!r}: the SQL tier cannot store U+0000 in a string",
+                key=key,
+                hint="strip NUL characters or encode the text (base64)",
+            )
+        return raw
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MsstoreError(f"{self!r} is closed", hint="open a new manager")
+
+    def _wrote(self, key: str, raw: bytes, revision: int) -> None:
+        self.dirty.add(key, raw, revision)
+        self.cache.wrote(key, raw, revision)
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        """Write ``value`` to KV and mark it for flushing; return the KV revision.
+
+        Returns once the KV acknowledged the write. ``ttl`` (seconds) overrides the bucket's
+        time to live where the KV supports per-key TTLs.
+        """
+        self._check_open()
+        raw = self._encode(key, value)
+        revision = self.kv.put(key, value, ttl=ttl)
+        self._wrote(key, raw, revision)
+        return revision
+
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
+        """Write several keys in one KV round trip; all are checked before any is written."""
+        self._check_open()
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        raws = [self._encode(k, v) for k, v in pairs]
+        revisions = self.kv.put_many(pairs, ttl=ttl)
+        for (key, _), raw, revision in zip(pairs, raws, revisions, strict=True):
+            self._wrote(key, raw, revision)
+        return revisions
+
+    def update(self, key: str, value: Any, *, expected_revision: int) -> int:
+        """Compare-and-set: write only if ``key`` is at ``expected_revision``."""
+        self._check_open()
+        raw = self._encode(key, value)
+        revision = self.kv.update(key, value, expected_revision=expected_revision)
+        self._wrote(key, raw, revision)
+        return revision
+
+    def update_with(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        resolver: Resolver | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Updated:
+        """Read-modify-write with conflict resolution (:func:`msstore.conflicts.update_with`).
+
+        A key that only SQL still holds is hydrated into KV first, so ``fn`` sees its value.
+        """
+        self._check_open()
+        if self.kv.get(key) is None:
+            self.cache.get_with_revision(key)
+        result = update_with(self.kv, key, fn, resolver=resolver, policy=policy)
+        if result.written:
+            self._wrote(key, self._encode(key, result.value), result.revision)
+        return result
+
+    def delete(self, key: str) -> int:
+        """Delete ``key`` in KV now and in SQL with the next flush; return the marker revision."""
+        self._check_open()
+        keygrammar.check_key(key)
+        revision = self.kv.delete(key)
+        self.dirty.add(key, b"", revision, deleted=True)
+        self.cache.invalidate(key, revision)
+        return revision
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of ``key`` (L1, KV, then SQL with hydration); ``None`` if none has it."""
+        self._check_open()
+        return self.cache.get(key)
+
+    def get_with_revision(self, key: str) -> tuple[Any, int, str] | None:
+        """``(value, kv_revision, tier)`` or ``None``; see :meth:`TieredCache.get_with_revision`."""
+        self._check_open()
+        return self.cache.get_with_revision(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        self._check_open()
+        return self.cache.get_many(keys)
+
+    # Flushing and recovery ---------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until every write made before this call is committed to SQL."""
+        self._check_open()
+        self.flusher.flush(timeout)
+
+    def reconcile(self) -> ReconcileReport:
+        """Run a recovery pass now (see :mod:`msstore.recovery`)."""
+        if self._position is None:
+            return ReconcileReport(0, 0, 0, 0)
+        assert isinstance(self.kv, ChangeFeed) and isinstance(self.storage, FlushLedger)
+        with self._lock:  # one pass at a time per manager
+            state = self.kv.feed_state()
+            if state.incarnation != self._position.incarnation:
+                log.warning(
+                    "bucket %s was re-created (%s -> %s); SQL versions move to a new offset",
+                    self.kv.name,
+                    self._position.incarnation,
+                    state.incarnation,
+                )
+                self._position = FeedPosition.claim(self.kv, self.kv.name, self.storage)
+            return reconcile(self.kv, self.storage, self.storage, self._position)
+
+    # Reporting and closing ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """``{"flush": ..., "cache": ..., "consistency": ...}``: the flusher's, the tiered
+        cache's and the consistency monitor's stats dicts."""
+        with self.dirty:
+            self.monitor.pending_since(self.dirty.oldest())
+        return {
+            "flush": self.flusher.stats(),
+            "cache": self.cache.stats(),
+            "consistency": self.monitor.stats(),
+        }
+
+    def health(self) -> HealthStatus:
+        """HEALTHY, DEGRADED (lag p95 or the oldest pending write over the window) or
+        UNHEALTHY (a write pending for longer than the monitor's ``unhealthy_after``)."""
+        return HealthStatus(self.stats()["consistency"]["status"])
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush pending writes (up to ``timeout``), stop the flusher and the cache's watch.
+
+        If the flush does not finish, ``OutcomeUnknown`` is raised after closing: the writes are
+        in KV, and the next manager's recovery pass will move them to SQL.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flusher.close(timeout)
+        finally:
+            self.cache.close()
+            if self._owns:
+                self.kv.close()
+                self.storage.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
