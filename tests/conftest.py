@@ -197,3 +197,20 @@ def hybrid_stores(
             with contextlib.suppress(Exception):  # already gone is fine
                 thing.destroy()
         thing.close()
+
+
+_REPORTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def crash_reports(request: pytest.FixtureRequest) -> list[str]:
+    """Lines printed in the terminal summary (acknowledged vs persisted counts)."""
+    return request.config.stash.setdefault(_REPORTS, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    reports = config.stash.get(_REPORTS, [])
+    if reports:
+        terminalreporter.section("msstore crash recovery")
+        for line in reports:
+            terminalreporter.write_line(line)
