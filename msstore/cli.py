@@ -44,11 +44,18 @@ def demo(agents: int, writes: int, as_json: bool) -> None:
 @main.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def bench(name: str, as_json: bool) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG chart to this file (flush-thresholds; needs msstore[plot]).",
+)
+def bench(name: str, as_json: bool, plot: str | None) -> None:
     """Run benchmark NAME and print its figures (with their raw baselines)."""
-    from msstore.bench import load  # noqa: PLC0415
+    from msstore.bench import PLOTTABLE, load  # noqa: PLC0415
 
-    figures = load(name)()
+    if plot and name not in PLOTTABLE:
+        raise click.UsageError(f"--plot works with {', '.join(PLOTTABLE)}, not {name}")
+    figures = load(name)(plot=plot) if plot else load(name)()
     if as_json:
         click.echo(json.dumps(figures))
     else:

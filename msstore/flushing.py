@@ -88,7 +88,7 @@ class Flusher:
         self._reconcile = reconcile
         self._stop = False
         self._wanted = 0  # flush() asked for every write up to this seq
-        self._last_error: BaseException | None = None
+        self._last_error: Exception | None = None
         self.failed: list[Pending] = []
         self._stats = {
             "batches": 0,
@@ -137,7 +137,7 @@ class Flusher:
                     timeout = (
                         next_reconcile - now if due is None else min(due, next_reconcile - now)
                     )
-                    self._dirty.wait(timeout)
+                    self._dirty.wait(None if timeout == float("inf") else timeout)
                 batch = self._dirty.take() if due == 0.0 else []
             if now >= next_reconcile and self._reconcile is not None:
                 self._run_reconcile()
@@ -146,8 +146,8 @@ class Flusher:
                 continue
             try:
                 self._write(batch)
-            except MsstoreError as err:
-                if self._give_up(batch, err):
+            except Exception as err:
+                if isinstance(err, MsstoreError) and self._give_up(batch, err):
                     attempt = 0
                     continue
                 attempt += 1
@@ -155,7 +155,7 @@ class Flusher:
                 self._last_error = err
                 pause = self._wait_for(attempt)
                 log.warning(
-                    "flush of %d keys failed (%s); retry %d in %.2fs",
+                    "flush of %d keys failed (%r); retry %d in %.2fs",
                     len(batch),
                     err,
                     attempt,

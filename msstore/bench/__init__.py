@@ -11,14 +11,17 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BENCHMARKS", "load"]
+__all__ = ["BENCHMARKS", "PLOTTABLE", "load"]
 
 BENCHMARKS: dict[str, str] = {
+    "flush-thresholds": "msstore.bench.flush_thresholds:run",
     "memory-kv": "msstore.bench.memory_kv:run",
     "nats-kv": "msstore.bench.nats_kv:run",
     "pg-upsert": "msstore.bench.pg_upsert:run",
     "resolvers": "msstore.bench.resolvers:run",
 }
+
+PLOTTABLE = ("flush-thresholds",)
 
 
 def load(name: str) -> Callable[..., dict[str, Any]]:

@@ -13,6 +13,7 @@ import sys
 
 from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresStateStore
+
 from msstore.buckets import BucketConfig
 from msstore.flushing import FlushPolicy
 from msstore.hybrid import HybridStateManager

@@ -1,0 +1,160 @@
+"""Hybrid writes on NATS + PostgreSQL across flush thresholds, against raw nats-py puts.
+
+Starts its own servers from the ``embedded`` extra (or uses ``NATS_URL`` / ``MSSTORE_PG_DSN``).
+For each threshold a raw round (nats-py ``await kv.put()`` one at a time, on its own event loop)
+and a msstore round (``HybridStateManager.put`` one at a time, the flusher running) alternate,
+so that machine noise hits both alike; ``write_ratio`` is the msstore round over its own raw
+round, ``raw_put_per_s`` the median raw round.
+
+* ``writes_per_s``: acknowledged ``put`` calls per second (the flush continues in the background).
+* ``lag_p50_ms`` / ``lag_p95_ms``: KV acknowledgement to SQL commit, from the consistency monitor.
+* ``tx_per_1k_writes``: SQL transactions (batches) per 1,000 writes.
+* ``paced_1k_lag_p95_ms``: lag p95 at the default policy when writes arrive at 1,000/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from msstore.bench.nats_kv import _server as _nats_server
+from msstore.bench.pg_upsert import _database
+
+THRESHOLDS = (1, 10, 50, 100, 500)
+
+
+def _value(i: int) -> dict[str, Any]:
+    return {"agent": f"a{i % 100}", "step": i, "status": "running", "note": "x" * 120}
+
+
+@contextmanager
+def _servers() -> Iterator[tuple[str, str]]:
+    from msstore.backends.postgres import Migrator  # noqa: PLC0415
+
+    with _nats_server() as url, _database() as dsn:
+        Migrator(dsn).up()
+        yield url, dsn
+
+
+def run(
+    *, writes: int = 3000, paced_seconds: float = 3.0, plot: str | None = None
+) -> dict[str, Any]:
+    import nats  # noqa: PLC0415
+    import orjson  # noqa: PLC0415
+
+    from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
+    from msstore.backends.postgres import PostgresStateStore  # noqa: PLC0415
+    from msstore.buckets import BucketConfig  # noqa: PLC0415
+    from msstore.flushing import FlushPolicy  # noqa: PLC0415
+    from msstore.hybrid import HybridStateManager  # noqa: PLC0415
+
+    keys = [f"a{i % 100}.k{i}" for i in range(writes)]
+    values = [_value(i) for i in range(writes)]
+    raws = [orjson.dumps(v) for v in values]
+
+    async def raw_round(url: str) -> float:
+        nc = await nats.connect(url)
+        kv = await nc.jetstream().create_key_value(bucket="BENCH_RAW_FLUSH", history=1)
+        start = time.perf_counter()
+        for k, raw in zip(keys, raws, strict=True):
+            await kv.put(k, raw)
+        rate = writes / (time.perf_counter() - start)
+        await nc.close()
+        return rate
+
+    rows: list[dict[str, Any]] = []
+    raw_rates: list[float] = []
+    with _servers() as (url, dsn):
+        client = NatsClient(NatsConfig(servers=[url]))
+        kv = NatsKV.open(client, BucketConfig(name="BENCH_FLUSH", history=1))
+        storage = PostgresStateStore(dsn)
+        try:
+            for threshold in THRESHOLDS:
+                raw = asyncio.run(raw_round(url))
+                raw_rates.append(raw)
+                policy = FlushPolicy(threshold=threshold, reconcile_every=0)
+                with HybridStateManager(kv, storage, policy=policy, recover=False) as m:
+                    m.put("warm.up", 0)
+                    m.flush()
+                    m.monitor.reset()
+                    batches = m.flusher.stats()["batches"]
+                    start = time.perf_counter()
+                    for k, v in zip(keys, values, strict=True):
+                        m.put(k, v)
+                    rate = writes / (time.perf_counter() - start)
+                    m.flush()
+                    lag = m.monitor.stats()
+                    tx = m.flusher.stats()["batches"] - batches
+                rows.append(
+                    {
+                        "threshold": threshold,
+                        "writes_per_s": round(rate),
+                        "write_ratio": round(rate / raw, 3),
+                        "lag_p50_ms": round(lag["p50_ms"], 2),
+                        "lag_p95_ms": round(lag["p95_ms"], 2),
+                        "tx_per_1k_writes": round(tx * 1000 / writes, 1),
+                    }
+                )
+            with HybridStateManager(kv, storage, recover=False) as m:  # the default policy
+                m.monitor.reset()
+                interval = 0.001
+                n = int(paced_seconds / interval)
+                start = time.perf_counter()
+                for i in range(n):
+                    due = start + i * interval
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    m.put(keys[i % writes], values[i % writes])
+                paced_rate = n / (time.perf_counter() - start)
+                m.flush()
+                paced = m.monitor.stats()
+        finally:
+            kv.destroy()
+            kv.close()
+            storage.close()
+            client.close()
+    figures: dict[str, Any] = {
+        "writes": writes,
+        "value_bytes": len(raws[0]),
+        "raw_put_per_s": round(statistics.median(raw_rates)),
+        "thresholds": rows,
+        "paced_rate_per_s": round(paced_rate),
+        "paced_1k_lag_p50_ms": round(paced["p50_ms"], 2),
+        "paced_1k_lag_p95_ms": round(paced["p95_ms"], 2),
+    }
+    if plot:
+        _plot(rows, plot)
+        figures["plot"] = plot
+    return figures
+
+
+def _plot(rows: list[dict[str, Any]], path: str) -> None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        from msstore.errors import Unsupported  # noqa: PLC0415
+
+        raise Unsupported("--plot needs matplotlib", hint="pip install 'msstore[plot]'") from None
+    thresholds = [r["threshold"] for r in rows]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.set_xscale("log")
+    left.set_xlabel("flush threshold (dirty keys)")
+    left.plot(thresholds, [r["writes_per_s"] for r in rows], "o-", color="tab:blue")
+    left.set_ylabel("writes/s", color="tab:blue")
+    right = left.twinx()
+    right.plot(thresholds, [r["lag_p95_ms"] for r in rows], "s--", color="tab:red", label="p95")
+    right.plot(thresholds, [r["lag_p50_ms"] for r in rows], "^:", color="tab:orange", label="p50")
+    right.set_ylabel("KV -> SQL lag (ms)", color="tab:red")
+    right.legend(loc="upper center")
+    left.set_title("msstore hybrid writes: throughput and lag against flush threshold")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
