@@ -100,19 +100,7 @@ def run(
                     }
                 )
             with HybridStateManager(kv, storage, recover=False) as m:  # the default policy
-                m.monitor.reset()
-                interval = 0.001
-                n = int(paced_seconds / interval)
-                start = time.perf_counter()
-                for i in range(n):
-                    due = start + i * interval
-                    pause = due - time.perf_counter()
-                    if pause > 0:
-                        time.sleep(pause)
-                    m.put(keys[i % writes], values[i % writes])
-                paced_rate = n / (time.perf_counter() - start)
-                m.flush()
-                paced = m.monitor.stats()
+                paced_rate, paced = _paced(m, keys, values, paced_seconds)
         finally:
             kv.destroy()
             kv.close()
@@ -131,6 +119,25 @@ def run(
         _plot(rows, plot)
         figures["plot"] = plot
     return figures
+
+
+def _paced(
+    m: Any, keys: list[str], values: list[Any], seconds: float
+) -> tuple[float, dict[str, Any]]:
+    """Writes at 1,000/s for ``seconds``; the achieved rate and the monitor's stats."""
+    m.monitor.reset()
+    interval = 0.001
+    n = int(seconds / interval)
+    start = time.perf_counter()
+    for i in range(n):
+        pause = start + i * interval - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        m.put(keys[i % len(keys)], values[i % len(values)])
+    rate = n / (time.perf_counter() - start)
+    m.flush()
+    stats: dict[str, Any] = m.monitor.stats()
+    return rate, stats
 
 
 def _plot(rows: list[dict[str, Any]], path: str) -> None:
