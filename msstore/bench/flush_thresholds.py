@@ -117,7 +117,7 @@ def run(
     }
     if plot:
         _plot(rows, plot)
-        figures["plot"] = plot
+        return {**figures, "plot": plot}
     return figures
 
 
