@@ -20,10 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from msstore.capabilities import Capability
-from msstore.records import Entry, FeedState, Hit, Query, Record, UpsertResult
+from msstore.records import Checkpoint, Entry, FeedState, Hit, Query, Record, UpsertResult
 
 __all__ = [
     "ChangeFeed",
+    "CheckpointStore",
     "ConflictResolver",
     "DataStorage",
     "Embedder",
@@ -198,6 +199,19 @@ class DataStorage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where checkpoints are kept (the table store: ``agents.checkpoints`` in PostgreSQL)."""
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint: ...
+
+    def load_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None: ...
+
+    def list_checkpoints(self, agent: str) -> list[Checkpoint]:
+        """The agent's checkpoints, newest first."""
+        ...
 
 
 @runtime_checkable

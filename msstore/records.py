@@ -10,7 +10,16 @@ import attrs
 
 from msstore.codec import default_codec
 
-__all__ = ["Entry", "FeedState", "Hit", "Operation", "Query", "Record", "UpsertResult"]
+__all__ = [
+    "Checkpoint",
+    "Entry",
+    "FeedState",
+    "Hit",
+    "Operation",
+    "Query",
+    "Record",
+    "UpsertResult",
+]
 
 _UNDECODED: Any = object()
 
@@ -129,3 +138,17 @@ class FeedState:
 
     incarnation: str
     last_revision: int
+
+
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    """A snapshot of one agent's state: ``values`` by state name (the key without the agent
+    token), taken at KV revision ``kv_revision``."""
+
+    checkpoint_id: str
+    agent: str
+    values: dict[str, Any]
+    kv_revision: int
+    created_at: float
+    name: str | None = None
+    trigger: str | None = None

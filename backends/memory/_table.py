@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
+
+import attrs
 
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
@@ -13,7 +16,7 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import VersionConflict
 from msstore.filters import check_query, contains
 from msstore.kvbase import StoreBase
-from msstore.records import Query, Record, UpsertResult
+from msstore.records import Checkpoint, Query, Record, UpsertResult
 from msstore.ttl import check_ttl
 from msstore.upserts import check_version, newest_per_key
 
@@ -51,6 +54,7 @@ class MemoryTable(StoreBase):
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
         self._feeds: dict[str, tuple[str, int, int]] = {}
+        self._checkpoints: list[tuple[Checkpoint, bytes]] = []
         self._closed = False
 
     def __repr__(self) -> str:
@@ -114,6 +118,33 @@ class MemoryTable(StoreBase):
                 return False
             del self._rows[key]
             return True
+
+    # CheckpointStore ---------------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        raw = self._codec.encode(checkpoint.values)  # a copy: later changes do not leak in
+        self._check_open()
+        saved = attrs.evolve(checkpoint, checkpoint_id=str(uuid.uuid4()))
+        with self._lock:
+            self._checkpoints.append((saved, raw))
+        return saved
+
+    def _decoded(self, checkpoint: Checkpoint, raw: bytes) -> Checkpoint:
+        return attrs.evolve(checkpoint, values=self._codec.decode(raw))
+
+    def load_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:
+        self._check_open()
+        with self._lock:
+            for cp, raw in self._checkpoints:
+                if cp.agent == agent and cp.checkpoint_id == checkpoint_id:
+                    return self._decoded(cp, raw)
+        return None
+
+    def list_checkpoints(self, agent: str) -> list[Checkpoint]:
+        self._check_open()
+        with self._lock:
+            found = [self._decoded(cp, raw) for cp, raw in self._checkpoints if cp.agent == agent]
+        return found[::-1]
 
     # FlushLedger -----------------------------------------------------------------------------
 

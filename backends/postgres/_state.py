@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+import attrs
 import orjson
 import psycopg
 from psycopg import sql
@@ -40,7 +41,7 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import SerializationError, VersionConflict
 from msstore.filters import check_query
 from msstore.kvbase import StoreBase
-from msstore.records import Query, Record, UpsertResult
+from msstore.records import Checkpoint, Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.ttl import check_ttl
 from msstore.upserts import check_version, newest_per_key
@@ -370,6 +371,75 @@ class PostgresStateStore(StoreBase):
             f"upsert {len(newest)} rows", write_small if len(newest) <= SMALL_BATCH else write
         )
         return UpsertResult(written=written, skipped=total - written)
+
+    # CheckpointStore (agents.checkpoints) -----------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        text = jsonb_text(checkpoint.values, self._codec)
+        agent_key = checkpoint.agent + ".checkpoint"
+        keygrammar.check_key(agent_key)
+
+        def save(conn: psycopg.Connection[Any]) -> Checkpoint:
+            self._ensure_agents(conn, [agent_key])
+            row = conn.execute(
+                "INSERT INTO agents.checkpoints (agent_id, checkpoint_name, state_snapshot, "
+                "kv_revision, trigger_event, created_at) VALUES (%s, %s, %s::jsonb, %s, %s, %s) "
+                "RETURNING checkpoint_id",
+                (
+                    agent_id_for(agent_key),
+                    checkpoint.name,
+                    text,
+                    checkpoint.kv_revision,
+                    checkpoint.trigger,
+                    _ts(checkpoint.created_at),
+                ),
+            ).fetchone()
+            conn.commit()
+            assert row is not None
+            return attrs.evolve(checkpoint, checkpoint_id=str(row[0]))
+
+        result: Checkpoint = self._run(f"checkpoint agent {checkpoint.agent!r}", save)
+        return result
+
+    def _checkpoints(self, agent: str, checkpoint_id: str | None) -> list[Checkpoint]:
+        agent_key = agent + ".checkpoint"
+        keygrammar.check_key(agent_key)
+        try:
+            wanted = None if checkpoint_id is None else uuid.UUID(checkpoint_id)
+        except ValueError:
+            return []
+
+        def read(conn: psycopg.Connection[Any]) -> list[Checkpoint]:
+            rows = conn.execute(
+                "SELECT checkpoint_id, checkpoint_name, state_snapshot, kv_revision, "
+                "trigger_event, extract(epoch FROM created_at)::float8 FROM agents.checkpoints "
+                "WHERE agent_id = %s AND (%s::uuid IS NULL OR checkpoint_id = %s::uuid) "
+                "ORDER BY created_at DESC, checkpoint_id",
+                (agent_id_for(agent_key), wanted, wanted),
+            ).fetchall()
+            conn.rollback()
+            return [
+                Checkpoint(
+                    checkpoint_id=str(r[0]),
+                    agent=agent,
+                    name=r[1],
+                    values=r[2],
+                    kv_revision=r[3] or 0,
+                    trigger=r[4],
+                    created_at=r[5],
+                )
+                for r in rows
+            ]
+
+        result: list[Checkpoint] = self._run(f"read checkpoints of {agent!r}", read)
+        return result
+
+    def load_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:
+        found = self._checkpoints(agent, checkpoint_id)
+        return found[0] if found else None
+
+    def list_checkpoints(self, agent: str) -> list[Checkpoint]:
+        return self._checkpoints(agent, None)
 
     # FlushLedger (migration 0011) -------------------------------------------------------------
 
