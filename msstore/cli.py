@@ -29,14 +29,24 @@ def main() -> None:
     help="State writes per agent.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON only.")
-def demo(agents: int, writes: int, as_json: bool) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "embedded", "memory"]),
+    default="auto",
+    show_default=True,
+    help="embedded: NATS + PostgreSQL from the wheels (msstore[embedded]); auto: embedded "
+    "when installed, else memory.",
+)
+def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
     """Run a small multi-agent workload and print what happened."""
     import io  # noqa: PLC0415
 
     from msstore import demo as demo_module  # noqa: PLC0415
 
+    if backend == "embedded" and not demo_module.embedded_available():
+        raise click.UsageError("--backend embedded needs: pip install 'msstore[all]'")
     out = io.StringIO() if as_json else sys.stdout
-    figures = demo_module.run(agents=agents, writes=writes, out=out)
+    figures = demo_module.run(agents=agents, writes=writes, out=out, backend=backend)
     if as_json:
         click.echo(json.dumps(figures))
 

