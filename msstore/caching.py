@@ -151,9 +151,10 @@ class TieredCache:
             self._count("l1_hits")
             return self._codec.decode(cached[0]), cached[1], "l1"
         self._count("l1_misses")
-        return self._below_l1(key)
+        return self.load(key)
 
-    def _below_l1(self, key: str) -> tuple[Any, int, str] | None:
+    def load(self, key: str) -> tuple[Any, int, str] | None:
+        """Like :meth:`get_with_revision` without L1: KV, else SQL (hydrating KV)."""
         entry = self._latest(key)
         if entry is not None:
             self._count("kv_hits")
@@ -197,7 +198,7 @@ class TieredCache:
                     self.l1.put(key, entry.raw, entry.revision)
                     out[key] = entry.value
                 else:  # absent, expired or deleted: the single-key path tells which
-                    found = self._below_l1(key)
+                    found = self.load(key)
                     out[key] = None if found is None else found[0]
         return {k: out.get(k) for k in wanted}
 

@@ -28,7 +28,7 @@ import orjson
 
 from msstore.errors import InvalidArgument, SerializationError
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "Codec", "default_codec"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "Codec", "default_codec", "has_nul"]
 
 T = TypeVar("T")
 
@@ -157,3 +157,14 @@ class Codec:
 
 default_codec: Final = Codec()
 """The codec backends use unless given another."""
+
+
+def has_nul(value: Any) -> bool:
+    """True if any string in ``value`` (keys included) holds U+0000, which JSONB cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
+    return False

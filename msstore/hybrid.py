@@ -23,7 +23,7 @@ from typing import Any, Self
 from msstore import keys as keygrammar
 from msstore.caching import L1Cache, TieredCache
 from msstore.capabilities import Capability
-from msstore.codec import Codec, default_codec
+from msstore.codec import Codec, default_codec, has_nul
 from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
 from msstore.consistency import ConsistencyMonitor, HealthStatus
 from msstore.dirty import DirtySet
@@ -35,16 +35,6 @@ from msstore.recovery import FeedPosition, ReconcileReport, reconcile
 __all__ = ["HybridStateManager"]
 
 log = logging.getLogger("msstore.hybrid")
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class HybridStateManager:
@@ -115,7 +105,7 @@ class HybridStateManager:
     def _encode(self, key: str, value: Any) -> bytes:
         keygrammar.check_key(key)
         raw = self._codec.encode(value)
-        if self._check_nul and b"\\u0000" in raw and _has_nul(value):
+        if self._check_nul and b"\\u0000" in raw and has_nul(value):
             raise SerializationError(
                 f"{key!r}: the SQL tier cannot store U+0000 in a string",
                 key=key,
@@ -176,8 +166,7 @@ class HybridStateManager:
         A key that only SQL still holds is hydrated into KV first, so ``fn`` sees its value.
         """
         self._check_open()
-        if self.kv.get(key) is None:
-            self.cache.get_with_revision(key)
+        self.cache.load(key)  # KV, else SQL with hydration: L1 may outlive the KV entry
         result = update_with(self.kv, key, fn, resolver=resolver, policy=policy)
         if result.written:
             self._wrote(key, self._encode(key, result.value), result.revision)

@@ -320,25 +320,25 @@ class PostgresStateStore(StoreBase):
         if not newest:
             return UpsertResult(written=0, skipped=total)
 
+        # Built once, outside the retried function: the same rows for either path.
+        rows = [
+            (
+                agent_id_for(key),
+                key,
+                text,
+                rec.version,
+                _checksum(rec.value),
+                _ts(rec.updated_at),
+                _ts(rec.expires_at),
+            )
+            for key, (rec, text) in newest.items()
+        ]
+
         def write_small(conn: psycopg.Connection[Any]) -> int:
             self._ensure_agents(conn, newest)
-            columns: list[list[Any]] = [[], [], [], [], [], [], []]
-            for key, (rec, text) in newest.items():
-                for column, item in zip(
-                    columns,
-                    (
-                        agent_id_for(key),
-                        key,
-                        text,
-                        rec.version,
-                        _checksum(rec.value),
-                        _ts(rec.updated_at),
-                        _ts(rec.expires_at),
-                    ),
-                    strict=True,
-                ):
-                    column.append(item)
-            written = conn.execute(UNNEST_MERGE, columns).rowcount
+            written = conn.execute(
+                UNNEST_MERGE, [list(col) for col in zip(*rows, strict=True)]
+            ).rowcount
             conn.commit()
             return written
 
@@ -350,18 +350,8 @@ class PostgresStateStore(StoreBase):
                     copy.set_types(
                         ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
                     )
-                    for key, (rec, text) in newest.items():
-                        copy.write_row(
-                            (
-                                agent_id_for(key),
-                                key,
-                                text,
-                                rec.version,
-                                _checksum(rec.value),
-                                _ts(rec.updated_at),
-                                _ts(rec.expires_at),
-                            )
-                        )
+                    for row in rows:
+                        copy.write_row(row)
                 cur.execute(MERGE)
                 written = cur.rowcount
             conn.commit()

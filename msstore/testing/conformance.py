@@ -32,6 +32,7 @@ import pytest
 
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
+from msstore.codec import has_nul
 from msstore.errors import (
     DuplicateKey,
     InvalidArgument,
@@ -128,16 +129,6 @@ BAD_KEYS: list[Any] = [
 
 BAD_TTLS: list[Any] = [0, -1, 0.5, 0.999, float("nan"), float("inf"), "10", True, [5]]
 """TTLs every backend must refuse with ``InvalidArgument``, writing nothing."""
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
@@ -566,8 +557,8 @@ class DataStorageConformance:
 
     @pytest.mark.parametrize("value", JSON_VALUES, ids=repr)
     def test_json_value_round_trips(self, storage: DataStorage, value: Any) -> None:
-        has_nul = _has_nul(value)
-        if has_nul and Capability.NUL_IN_STRINGS not in storage.capabilities:
+        nul = has_nul(value)
+        if nul and Capability.NUL_IN_STRINGS not in storage.capabilities:
             with pytest.raises(SerializationError):
                 storage.store("doc", value)
             assert storage.retrieve("doc") is None
