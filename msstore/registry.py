@@ -1,4 +1,4 @@
-"""Open backends by URL scheme: ``memory://``, later ``nats://``, ``postgresql://``, ``pgvector://``.
+"""Open backends by URL scheme: ``memory://``, ``nats://``, ``postgresql://``, ``pgvector://``.
 
 Built-in schemes map to modules that are imported only when first used, so ``import msstore``
 pulls in no driver. A third-party package adds a scheme through the ``msstore.backends`` entry-point
@@ -33,6 +33,9 @@ _BUILTIN: dict[str, str] = {
     "memory": "msstore.backends.memory:MemoryBackend",
     "nats": "msstore.backends.nats:NatsBackend",
     "tls": "msstore.backends.nats:NatsBackend",
+    "postgresql": "msstore.backends.postgres:PostgresBackend",
+    "postgres": "msstore.backends.postgres:PostgresBackend",
+    "pgvector": "msstore.backends.postgres:PostgresBackend",
 }
 _registered: dict[str, object] = {}
 _loaded: dict[str, Backend] = {}

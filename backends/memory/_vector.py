@@ -7,9 +7,19 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from msstore.capabilities import Capability
-from msstore.errors import InvalidArgument, Unsupported
+from msstore.codec import default_codec
 from msstore.filters import contains
 from msstore.records import Hit
+from msstore.vectors import (
+    METRICS,
+    as_matrix,
+    check_dim,
+    check_ids,
+    check_k,
+    check_metadata,
+    check_metric,
+    numpy,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -17,18 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["METRICS", "MemoryVectorIndex"]
 
-METRICS: Final = ("cosine", "l2", "ip")
 CAPABILITIES: Final = frozenset({Capability.VECTOR_FILTER})
-
-
-def _numpy() -> Any:
-    try:
-        import numpy  # noqa: PLC0415 - numpy is optional: only vector users need it
-    except ImportError:
-        raise Unsupported(
-            "the memory vector index needs numpy", hint="pip install 'msstore[vector]'"
-        ) from None
-    return numpy
 
 
 class MemoryVectorIndex:
@@ -40,13 +39,9 @@ class MemoryVectorIndex:
     """
 
     def __init__(self, *, dim: int, metric: str = "cosine") -> None:
-        if type(dim) is not int or not 1 <= dim <= 16000:
-            raise InvalidArgument(f"dim must be an int from 1 to 16000, got {dim!r}")
-        if metric not in METRICS:
-            raise InvalidArgument(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-        self._np = _numpy()
-        self._dim = dim
-        self._metric = metric
+        self._dim = check_dim(dim)
+        self._metric = check_metric(metric)
+        self._np = numpy()
         self._lock = threading.RLock()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
@@ -66,38 +61,25 @@ class MemoryVectorIndex:
         return self._metric
 
     @property
+    def exact(self) -> bool:
+        """Always True: every search compares the query with every vector."""
+        return True
+
+    @property
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
-
-    def _matrix(self, vectors: Any, rows: int | None) -> npt.NDArray[np.float32]:
-        np_ = self._np
-        try:
-            arr = np_.asarray(vectors, dtype=np_.float32)
-        except (TypeError, ValueError) as err:
-            raise InvalidArgument(f"vectors must be numbers: {err}") from None
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape[1] != self._dim:
-            raise InvalidArgument(
-                f"expected vectors of dimension {self._dim}, got shape {tuple(arr.shape)}",
-                hint="embed with a model of the index's dimension",
-            )
-        if rows is not None and arr.shape[0] != rows:
-            raise InvalidArgument(f"{rows} ids but {arr.shape[0]} vectors")
-        if not np_.isfinite(arr).all():
-            raise InvalidArgument("vectors must be finite (no NaN or infinity)")
-        return arr  # type: ignore[no-any-return]
 
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
     ) -> None:
-        ids = list(ids)
-        if not all(type(i) is str and i for i in ids) or len(set(ids)) != len(ids):
-            raise InvalidArgument("ids must be distinct non-empty strings")
-        arr = self._matrix(vectors, len(ids))
-        metas = [dict(m) for m in metadata] if metadata is not None else [{} for _ in ids]
-        if len(metas) != len(ids):
-            raise InvalidArgument(f"{len(ids)} ids but {len(metas)} metadata mappings")
+        ids = check_ids(ids)
+        arr = as_matrix(vectors, dim=self._dim, rows=len(ids))
+        # Through the codec: what a SQL index would refuse is refused here too, and later
+        # changes to the caller's dicts do not reach the index.
+        metas = [
+            default_codec.decode(default_codec.encode(m))
+            for m in check_metadata(metadata, len(ids))
+        ]
         with self._lock:
             fresh = [i for i, id_ in enumerate(ids) if id_ not in self._pos]
             need = self._count + len(fresh)
@@ -134,9 +116,8 @@ class MemoryVectorIndex:
     def search(
         self, vector: Any, k: int = 10, *, where: Mapping[str, Any] | None = None
     ) -> list[Hit]:
-        if type(k) is not int or k < 1:
-            raise InvalidArgument(f"k must be an int >= 1, got {k!r}")
-        query = self._matrix(vector, 1)[0]
+        check_k(k)
+        query = as_matrix(vector, dim=self._dim, rows=1)[0]
         np_ = self._np
         with self._lock:
             if self._count == 0:

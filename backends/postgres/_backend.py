@@ -1,0 +1,79 @@
+"""The ``postgresql://`` and ``pgvector://`` URL schemes.
+
+* ``postgresql://user@host:5432/db`` opens :class:`PostgresStateStore` (``open_storage``).
+* ``pgvector://user@host:5432/db?collection=NAME&dim=384&metric=cosine`` opens
+  :class:`PgVectorIndex`; further options: ``vector_type`` (vector, halfvec), ``schema``,
+  ``m``, ``ef_construction``, ``ef_search``, ``iterative_scan``, ``max_scan_tuples``,
+  ``hnsw=false`` (exact scans, no ANN index). ``postgresql://`` accepts the same for vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult, urlunsplit
+
+from msstore.errors import InvalidArgument, Unsupported
+from msstore.options import check_known, opt_bool, opt_int
+
+from ._pgvector import HnswParams
+from ._state import PostgresStateStore
+from ._vector import PgVectorIndex
+
+__all__ = ["PostgresBackend"]
+
+_VECTOR_OPTIONS = {
+    "collection",
+    "dim",
+    "metric",
+    "vector_type",
+    "schema",
+    "hnsw",
+    "m",
+    "ef_construction",
+    "ef_search",
+    "iterative_scan",
+    "max_scan_tuples",
+}
+
+
+def _dsn(url: SplitResult) -> str:
+    return urlunsplit(url._replace(scheme="postgresql", query="", fragment=""))
+
+
+class PostgresBackend:
+    """Opens msstore's PostgreSQL stores by URL (see the module docstring)."""
+
+    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> Any:
+        raise Unsupported("PostgreSQL has no KV bucket here; use nats:// or memory://")
+
+    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> PostgresStateStore:
+        check_known(options, set(), backend="PostgreSQL state store")
+        return PostgresStateStore(_dsn(url))
+
+    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> PgVectorIndex:
+        check_known(options, _VECTOR_OPTIONS, backend="pgvector index")
+        dim = opt_int(options, "dim", None)
+        collection = options.get("collection")
+        if dim is None or not collection:
+            raise InvalidArgument("a pgvector URL needs collection=NAME and dim=N")
+        hnsw: HnswParams | None = None
+        if opt_bool(options, "hnsw", True):
+            defaults = HnswParams()
+            hnsw = HnswParams(
+                m=opt_int(options, "m", defaults.m) or defaults.m,
+                ef_construction=opt_int(options, "ef_construction", defaults.ef_construction)
+                or defaults.ef_construction,
+                ef_search=opt_int(options, "ef_search", defaults.ef_search) or defaults.ef_search,
+                iterative_scan=str(options.get("iterative_scan", defaults.iterative_scan)),
+                max_scan_tuples=opt_int(options, "max_scan_tuples", None),
+            )
+        return PgVectorIndex(
+            _dsn(url),
+            name=str(collection),
+            dim=dim,
+            metric=str(options.get("metric", "cosine")),
+            vector_type=str(options.get("vector_type", "vector")),
+            hnsw=hnsw,
+            schema=str(options.get("schema", "knowledge")),
+        )
