@@ -290,9 +290,21 @@ class ConflictResolver(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into vectors of a fixed dimension, a batch at a time."""
+    """Turns texts into vectors of a fixed dimension, a batch at a time.
+
+    ``model`` and ``version`` label the vectors it makes: stores reuse a stored vector for the
+    same text only when both match (see :mod:`msstore.embedding`).
+    """
 
     @property
     def dim(self) -> int: ...
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector of ``dim`` floats per text, in order; empty texts are refused."""
+        ...

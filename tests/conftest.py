@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -129,13 +130,37 @@ def storage_factory(request: pytest.FixtureRequest) -> Callable[[], DataStorage]
     return lambda: PostgresStateStore(dsn)
 
 
-@pytest.fixture(params=["memory"])
-def vector_factory(request: pytest.FixtureRequest) -> Callable[..., VectorIndex]:
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("pgvector", marks=pytest.mark.postgres),
+        pytest.param("pgvector-exact", marks=pytest.mark.postgres),
+    ]
+)
+def vector_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., VectorIndex]]:
+    """``make(dim=, metric=, **options)``: a fresh index. ``pgvector`` is HNSW (ANN, held to a
+    recall threshold); ``pgvector-exact`` keeps no ANN index, so its search is exact."""
     if request.param == "memory":
         from msstore.backends.memory import MemoryVectorIndex
 
-        return MemoryVectorIndex
-    raise AssertionError(request.param)
+        yield MemoryVectorIndex
+        return
+    from msstore.backends.postgres import PgVectorIndex
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    opened: list[PgVectorIndex] = []
+
+    def make(**options: Any) -> VectorIndex:
+        if request.param == "pgvector-exact":
+            options.setdefault("hnsw", None)
+        index = PgVectorIndex(dsn, name=f"t{uuid.uuid4().hex[:16]}", **options)
+        opened.append(index)
+        return index
+
+    yield make
+    for index in opened:
+        index.drop()
+        index.close()
 
 
 @pytest.fixture(
@@ -214,3 +239,53 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("msstore crash recovery")
         for line in reports:
             terminalreporter.write_line(line)
+
+
+KNOWLEDGE_DIM = 256
+
+
+@pytest.fixture(scope="session")
+def pg_knowledge_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
+    """A database migrated with ``embedding_dim=256`` for the knowledge-base cases."""
+    import psycopg
+    from msstore.backends.postgres import Migrator
+
+    name = "msstore_knowledge"
+    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = psycopg.conninfo.make_conninfo(msstore_postgres_dsn, dbname=name)
+    Migrator(dsn, parameters={"embedding_dim": KNOWLEDGE_DIM}).up()
+    yield dsn
+    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fact_store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """``make()``: an empty fact store of dimension ``KNOWLEDGE_DIM`` (memory, or PostgreSQL +
+    pgvector with the knowledge tables emptied first)."""
+    opened: list[Any] = []
+    if request.param == "memory":
+        from msstore.backends.memory import MemoryFactStore
+
+        def make() -> Any:
+            return MemoryFactStore(dim=KNOWLEDGE_DIM)
+
+        yield make
+        return
+    import psycopg
+    from msstore.backends.postgres import PostgresFactStore
+
+    dsn = request.getfixturevalue("pg_knowledge_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE knowledge.facts CASCADE")
+
+    def make_pg() -> Any:
+        store = PostgresFactStore(dsn)
+        opened.append(store)
+        return store
+
+    yield make_pg
+    for store in opened:
+        store.close()

@@ -3,6 +3,7 @@
 * :class:`MemoryKV` - a KV bucket with JetStream KV semantics (``memory://bucket``).
 * :class:`MemoryTable` - a version-guarded table store with the SQL tier's semantics.
 * :class:`MemoryVectorIndex` - an exact vector index on numpy (needs ``msstore[vector]``).
+* :class:`MemoryFactStore` - the knowledge base's fact store: exact vectors, BM25 text search.
 
 URL options: ``memory://NAME?history=5&ttl=1800&max_value_bytes=1048576&per_key_ttl=true`` for
 KV; ``memory://NAME?dim=384&metric=cosine`` for vectors. Each ``open_*`` call makes a new,
@@ -19,11 +20,12 @@ from msstore.buckets import BucketConfig
 from msstore.errors import InvalidArgument
 from msstore.options import check_known, opt_bool, opt_int
 
+from ._facts import MemoryFactStore
 from ._kv import MemoryKV
 from ._table import MemoryTable
 from ._vector import MemoryVectorIndex
 
-__all__ = ["MemoryBackend", "MemoryKV", "MemoryTable", "MemoryVectorIndex"]
+__all__ = ["MemoryBackend", "MemoryFactStore", "MemoryKV", "MemoryTable", "MemoryVectorIndex"]
 
 
 def _name(url: SplitResult, default: str) -> str:

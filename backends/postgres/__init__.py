@@ -1,4 +1,4 @@
-"""The PostgreSQL backend (in progress). Needs ``msstore[postgres]``.
+"""The PostgreSQL backend. Needs ``msstore[postgres]`` (and ``msstore[vector]`` for vectors).
 
 * :class:`Migrator` applies, rolls back and reports msstore's versioned migrations
   (``msstore migrate up|down|status``).
@@ -9,13 +9,21 @@
   bulk ``upsert_many`` (binary COPY + one merge) the flusher uses.
 * :func:`transaction` runs a function in one transaction at an isolation level, retrying
   serialization failures, deadlocks and lost connections.
+* :class:`PgVectorIndex` is ``VectorIndex`` on pgvector (HNSW, cosine / L2 / inner product,
+  ``vector`` or ``halfvec``, filtered iterative scans, binary ``COPY`` loads); :class:`HnswParams`
+  holds its index settings. ``pgvector://`` and ``postgresql://`` URLs open both stores
+  (:class:`PostgresBackend`). :class:`PostgresFactStore` keeps the knowledge base's facts and
+  embeddings (knowledge.facts, knowledge.embeddings).
 * :func:`dsn_from_env` builds a connection string from the reference ``PG_*`` variables.
 """
 
 from __future__ import annotations
 
+from ._backend import PostgresBackend
 from ._config import dsn_from_env
+from ._facts import PostgresFactStore
 from ._migrate import MigrationReport, MigrationStatus, Migrator
+from ._pgvector import HnswParams
 from ._pools import (
     Health,
     Pools,
@@ -26,16 +34,21 @@ from ._pools import (
 )
 from ._state import PostgresStateStore, agent_id_for, jsonb_text
 from ._tx import Isolation, classify, transaction
+from ._vector import PgVectorIndex
 
 __all__ = [
     "Health",
+    "HnswParams",
     "Isolation",
     "MigrationReport",
     "MigrationStatus",
     "Migrator",
+    "PgVectorIndex",
     "PoolSettings",
     "PoolSizeRecommendation",
     "Pools",
+    "PostgresBackend",
+    "PostgresFactStore",
     "PostgresStateStore",
     "agent_id_for",
     "classify",
