@@ -106,7 +106,9 @@ class SentenceTransformerEmbedder:
     def __init__(
         self, model: Any, *, model_name: str, version: str = "1", batch_size: int = 64
     ) -> None:
-        dim = model.get_sentence_embedding_dimension()
+        # sentence-transformers renamed the method (v5); both spellings are in use.
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        dim = get_dim() if get_dim is not None else model.get_sentence_embedding_dimension()
         self._model = model
         self._dim = check_dim(int(dim))
         self._name = model_name

@@ -280,9 +280,11 @@ class PgVectorIndex:
                 for chunk in chunks:
                     out.write(chunk)
 
+        bulk = len(ids) >= BULK_BUILD_ROWS and self._run("look at " + self.name, self._empty)
+
         def write(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
-                if len(ids) >= BULK_BUILD_ROWS and self._empty(cur, lock=True):
+                if bulk and self._claim_empty(cur):
                     # Load first, then build the graph: pgvector's advice for bulk loads.
                     if self._hnsw is not None:
                         cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(self._index))
@@ -310,14 +312,24 @@ class PgVectorIndex:
 
         self._run(f"add {len(ids)} vectors to {self.name!r}", write)
 
-    def _empty(self, cur: psycopg.Cursor[Any], *, lock: bool) -> bool:
-        query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(self._table)
-        row = cur.execute(query).fetchone()
-        if not (row and row[0]) or not lock:
-            return bool(row and row[0])
-        # Empty at first sight: lock out other writers, then look again.
-        cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._table))
-        row = cur.execute(query).fetchone()
+    def _empty(self, conn: psycopg.Connection[Any]) -> bool:
+        """A first look, in its own short transaction (no lock kept)."""
+        row = conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(self._table)
+        ).fetchone()
+        conn.rollback()
+        return bool(row and row[0])
+
+    def _claim_empty(self, cur: psycopg.Cursor[Any]) -> bool:
+        """Lock the table for a bulk load if it is still empty.
+
+        The exclusive lock comes before any read in this transaction: taking it after a read
+        would upgrade a shared lock, and two loaders doing that deadlock each other.
+        """
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table))
+        row = cur.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(self._table)
+        ).fetchone()
         return bool(row and row[0])
 
     def search(

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "nats-kv": "msstore.bench.nats_kv:run",
     "pg-upsert": "msstore.bench.pg_upsert:run",
     "resolvers": "msstore.bench.resolvers:run",
+    "vector": "msstore.bench.vector:run",
 }
 
 PLOTTABLE = ("flush-thresholds",)
