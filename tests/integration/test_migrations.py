@@ -44,9 +44,9 @@ def scalar(dsn: str, query: str) -> object:
 
 
 def without_vector(dsn: str) -> set[str]:
-    """Migrations that stay pending on this server: the vector one where pgvector is absent."""
+    """Migrations that stay pending on this server: the vector ones where pgvector is absent."""
     has = scalar(dsn, "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
-    return set() if has else {"knowledge_vectors"}
+    return set() if has else {"knowledge_vectors", "knowledge_search"}
 
 
 def copy_migrations(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
