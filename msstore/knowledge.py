@@ -268,6 +268,12 @@ def _fact_for_key(key: str, value: Any, **fields: Any) -> Fact:
     )
 
 
+def _starting(moment: float) -> float:
+    """A millisecond before ``moment``: timestamps round to microseconds on their way to SQL,
+    and a fact must read as valid at the very moment it was stored."""
+    return moment - 0.001
+
+
 class KnowledgeStorage:
     """The KNOWLEDGE_BASE route as ``DataStorage``: one current fact per key.
 
@@ -308,9 +314,7 @@ class KnowledgeStorage:
             key,
             value,
             version=version,
-            # A millisecond back: timestamps round to microseconds on the way to SQL, and a
-            # fact must read as valid at the very moment it was stored.
-            valid_from=now - 0.001,
+            valid_from=_starting(now),
             valid_until=None if seconds is None else now + seconds,
         )
         return self._record(self._kb.add(fact))
@@ -339,12 +343,13 @@ class KnowledgeStorage:
             total += 1
             if rec.key not in newest or newest[rec.key].version < rec.version:
                 newest[rec.key] = rec
+        now = self._clock()
         facts = [
             _fact_for_key(
                 r.key,
                 r.value,
                 version=r.version,
-                valid_from=min(r.updated_at, self._clock()) if r.updated_at else None,
+                valid_from=_starting(min(r.updated_at or now, now)),
                 valid_until=r.expires_at,
             )
             for r in newest.values()
