@@ -38,7 +38,7 @@ from msstore.fusion import RRF_K, reciprocal_rank_fusion
 from msstore.protocols import Embedder
 from msstore.records import Query, Record, UpsertResult
 from msstore.ttl import check_ttl
-from msstore.upserts import check_version
+from msstore.upserts import check_version, newest_per_key
 from msstore.vectors import as_matrix, check_k
 
 __all__ = ["MODES", "KnowledgeBase", "KnowledgeStorage"]
@@ -121,9 +121,9 @@ class KnowledgeBase:
         if not checked:
             return []
         model, version = self._embedder.model, self._embedder.version
-        hashes = list(dict.fromkeys(content_hash(f.content) for f in checked))
+        texts = {content_hash(text): text for text in (f.content for f in checked)}
+        hashes = list(texts)
         known = self._store.known_hashes(hashes, model=model, version=version)
-        texts = {content_hash(f.content): f.content for f in checked}
         fresh = [h for h in hashes if h not in known]
         vectors: dict[str, Any] = {}
         if fresh:
@@ -337,12 +337,7 @@ class KnowledgeStorage:
         return [self._record(h.fact) for h in hits]
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        newest: dict[str, Record] = {}
-        total = 0
-        for rec in records:
-            total += 1
-            if rec.key not in newest or newest[rec.key].version < rec.version:
-                newest[rec.key] = rec
+        newest, total = newest_per_key(records, lambda value: value)
         now = self._clock()
         facts = [
             _fact_for_key(
@@ -352,7 +347,7 @@ class KnowledgeStorage:
                 valid_from=_starting(min(r.updated_at or now, now)),
                 valid_until=r.expires_at,
             )
-            for r in newest.values()
+            for r, _ in newest.values()
         ]
         stored = self._kb.add_many(facts, skip_stale=True)
         return UpsertResult(written=len(stored), skipped=total - len(stored))

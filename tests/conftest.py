@@ -98,21 +98,29 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
         store.destroy()
 
 
-@pytest.fixture(scope="session")
-def pg_state_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
-    """A database with msstore's migrations applied, shared by the postgres storage cases."""
+@contextlib.contextmanager
+def migrated_database(server: str, name: str, **parameters: Any) -> Iterator[str]:
+    """A new database ``name`` on ``server`` with msstore's migrations applied; dropped after."""
     import psycopg
     from msstore.backends.postgres import Migrator
 
-    name = "msstore_conformance"
-    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
-    dsn = psycopg.conninfo.make_conninfo(msstore_postgres_dsn, dbname=name)
-    Migrator(dsn).up()
-    yield dsn
-    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    dsn = psycopg.conninfo.make_conninfo(server, dbname=name)
+    Migrator(dsn, parameters=parameters).up()
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg_state_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
+    """A database with msstore's migrations applied, shared by the postgres storage cases."""
+    with migrated_database(msstore_postgres_dsn, "msstore_conformance") as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -247,18 +255,10 @@ KNOWLEDGE_DIM = 256
 @pytest.fixture(scope="session")
 def pg_knowledge_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
     """A database migrated with ``embedding_dim=256`` for the knowledge-base cases."""
-    import psycopg
-    from msstore.backends.postgres import Migrator
-
-    name = "msstore_knowledge"
-    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = psycopg.conninfo.make_conninfo(msstore_postgres_dsn, dbname=name)
-    Migrator(dsn, parameters={"embedding_dim": KNOWLEDGE_DIM}).up()
-    yield dsn
-    with psycopg.connect(msstore_postgres_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with migrated_database(
+        msstore_postgres_dsn, "msstore_knowledge", embedding_dim=KNOWLEDGE_DIM
+    ) as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -85,6 +85,7 @@ class MemoryFactStore:
         self._keys: dict[str, str] = {}
         self._vectors: dict[str, _Vector] = {}  # by fact id
         self._terms: dict[str, Counter[str]] = {}  # by fact id
+        self._holders: dict[tuple[str, str, str], set[str]] = {}  # (hash, model, version) -> ids
 
     def __repr__(self) -> str:
         return f"MemoryFactStore(dim={self._dim}, facts={len(self._facts)})"
@@ -94,19 +95,12 @@ class MemoryFactStore:
         return self._dim
 
     def _stored_vector(self, h: str, model: str, version: str) -> Any:
-        for v in self._vectors.values():
-            if (v.hash, v.model, v.version) == (h, model, version):
-                return v.vector
-        return None
+        holders = self._holders.get((h, model, version))
+        return self._vectors[next(iter(holders))].vector if holders else None
 
     def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
-        wanted = set(hashes)
         with self._lock:
-            return {
-                v.hash
-                for v in self._vectors.values()
-                if v.hash in wanted and (v.model, v.version) == (model, version)
-            }
+            return {h for h in hashes if self._holders.get((h, model, version))}
 
     def insert(
         self,
@@ -168,6 +162,7 @@ class MemoryFactStore:
                 if stored.key is not None:
                     self._keys[stored.key] = stored.fact_id
                 self._vectors[stored.fact_id] = _Vector(model, version, h, vector)
+                self._holders.setdefault((h, model, version), set()).add(stored.fact_id)
                 self._terms[stored.fact_id] = Counter(_terms(stored.content))
                 out.append(stored)
             return out
@@ -176,7 +171,12 @@ class MemoryFactStore:
         fact = self._facts.pop(fact_id, None)
         if fact is None:
             return False
-        self._vectors.pop(fact_id, None)
+        held = self._vectors.pop(fact_id, None)
+        if held is not None:
+            holders = self._holders.get((held.hash, held.model, held.version), set())
+            holders.discard(fact_id)
+            if not holders:
+                self._holders.pop((held.hash, held.model, held.version), None)
         self._terms.pop(fact_id, None)
         if fact.key is not None:
             self._keys.pop(fact.key, None)
