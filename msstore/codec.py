@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Final, TypeVar
+from collections.abc import Iterable
+from typing import Any, Final, NamedTuple, TypeVar
 
 import cattrs.preconf.orjson
 import orjson
 
 from msstore.errors import InvalidArgument, SerializationError
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_DEPTH", "Codec", "default_codec", "has_nul"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_DEPTH",
+    "Codec",
+    "Encoded",
+    "default_codec",
+    "has_nul",
+]
 
 T = TypeVar("T")
 
@@ -41,46 +49,89 @@ _UINT64_MAX: Final = 2**64 - 1
 # A per-read scan for long digit runs instead costs about a third of a 1 KiB read.
 _EXACT_MARK: Final = b" "
 _ORJSON_OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_BIG_INT: Final = 1
+_EXPONENT: Final = 2
+# orjson, like repr(), writes a float of this magnitude or more with a positive exponent.
+_EXPONENT_FROM: Final = 1e16
+
+
+class Encoded(NamedTuple):
+    """A value's stored form, and what validating it found out."""
+
+    data: bytes
+    exponent_floats: bool
+    """It holds a float written with a positive exponent (``1e+16``): a reader that parses
+    JSON numbers as decimals (PostgreSQL's JSONB) turns such a float into an integer."""
 
 
 def _reject(obj: object) -> None:
     raise TypeError(f"{type(obj).__name__} is not a JSON type")
 
 
-def _check(value: object, depth: int) -> bool:  # noqa: PLR0911 - one exit per JSON kind
-    """Validate a JSON document; return True if it holds an integer beyond 64 bits."""
+def _check(value: object, depth: int) -> int:
+    """Validate a JSON document; return flags: ``_BIG_INT`` if it holds an integer beyond
+    64 bits, ``_EXPONENT`` if a float whose JSON form has a positive exponent.
+
+    Containers check their plain leaves (str, bool, None, int, float) inline: a call per
+    element costs more than the rest of a small document's encoding.
+    """
     t = type(value)
-    if t is str or t is bool or value is None:
-        return False
-    if t is int:
-        return not (_INT64_MIN <= value <= _UINT64_MAX)  # type: ignore[operator]
-    if t is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise SerializationError(
-                f"{value!r} is not a JSON number", hint="store NaN or infinity as a string or null"
-            )
-        return False
+    items: Iterable[object]
+    if t is dict:
+        _check_keys(value)  # type: ignore[arg-type]
+        items = value.values()  # type: ignore[attr-defined]
+    elif t is list or t is tuple:
+        items = value  # type: ignore[assignment]
+    else:
+        return _check_other(value, depth)
     if depth >= MAX_DEPTH:
         raise SerializationError(f"value is nested deeper than {MAX_DEPTH} levels")
-    if t is dict or isinstance(value, dict):
-        big = False
-        for k, item in value.items():  # type: ignore[attr-defined]
-            if type(k) is not str and not isinstance(k, str):
-                raise SerializationError(
-                    f"dict key {k!r} is a {type(k).__name__}, not a str",
-                    hint="JSON object keys are strings",
-                )
-            big = _check(item, depth + 1) or big
-        return big
-    if t is list or t is tuple or isinstance(value, (list, tuple)):
-        big = False
-        for item in value:  # type: ignore[attr-defined]
-            big = _check(item, depth + 1) or big
-        return big
-    if isinstance(value, (str, int)):  # str / int subclasses such as StrEnum, IntEnum
-        return isinstance(value, int) and not (_INT64_MIN <= value <= _UINT64_MAX)
+    flags = 0
+    for item in items:
+        ti = type(item)
+        if ti is str or ti is bool or item is None:
+            continue
+        if ti is int:
+            if not (_INT64_MIN <= item <= _UINT64_MAX):  # type: ignore[operator]
+                flags |= _BIG_INT
+        elif ti is float:
+            if not (-_EXPONENT_FROM < item < _EXPONENT_FROM):  # type: ignore[operator]
+                flags |= _float_flags(item)  # type: ignore[arg-type]
+        else:
+            flags |= _check(item, depth + 1)
+    return flags
+
+
+def _check_keys(value: dict[object, object]) -> None:
+    for k in value:
+        if type(k) is not str and not isinstance(k, str):
+            raise SerializationError(
+                f"dict key {k!r} is a {type(k).__name__}, not a str",
+                hint="JSON object keys are strings",
+            )
+
+
+def _float_flags(value: float) -> int:
+    if not math.isfinite(value):
+        raise SerializationError(
+            f"{value!r} is not a JSON number", hint="store NaN or infinity as a string or null"
+        )
+    return _EXPONENT if abs(value) >= _EXPONENT_FROM else 0
+
+
+def _check_other(value: object, depth: int) -> int:
+    """``_check`` for a top-level scalar and for subclasses of the JSON types."""
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, (str, int)):  # also str / int subclasses such as StrEnum, IntEnum
+        big = isinstance(value, int) and not (_INT64_MIN <= value <= _UINT64_MAX)
+        return _BIG_INT if big else 0
     if isinstance(value, float):
-        return _check(float(value), depth)
+        return _float_flags(float(value))
+    if isinstance(value, dict):
+        return _check(dict(value), depth)
+    if isinstance(value, (list, tuple)):
+        return _check(list(value), depth)
     raise SerializationError(
         f"a {type(value).__name__} is not a JSON value",
         hint="convert it to dict/list/str/int/float/bool/None first",
@@ -102,17 +153,30 @@ class Codec:
 
     def encode(self, value: object) -> bytes:
         """Return the stored form of ``value`` or raise :class:`SerializationError`."""
+        return self._encode(value, sort_keys=False).data
+
+    def encode_canonical(self, value: object) -> Encoded:
+        """Like :meth:`encode`, with object keys sorted: equal values give equal bytes (what
+        checksums are taken of), for stores that keep no key order anyway (JSONB)."""
+        return self._encode(value, sort_keys=True)
+
+    def _encode(self, value: object, *, sort_keys: bool) -> Encoded:
         try:
-            big = _check(value, 0)
+            flags = _check(value, 0)
         except RecursionError:
             raise SerializationError("value is too deeply nested") from None
         try:
-            if big:
+            if flags & _BIG_INT:
                 data = _EXACT_MARK + json.dumps(
-                    value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+                    value,
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                    allow_nan=False,
+                    sort_keys=sort_keys,
                 ).encode("utf-8")
             else:
-                data = orjson.dumps(value, default=_reject, option=_ORJSON_OPTS)
+                options = _ORJSON_OPTS | orjson.OPT_SORT_KEYS if sort_keys else _ORJSON_OPTS
+                data = orjson.dumps(value, default=_reject, option=options)
         except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
             raise SerializationError(f"value cannot be encoded as JSON: {err}") from None
         if len(data) > self.max_value_bytes:
@@ -121,7 +185,7 @@ class Codec:
                 hint="split the value or raise max_value_bytes (NATS caps payloads at 1 MiB "
                 "unless the server's max_payload is raised)",
             )
-        return data
+        return Encoded(data, bool(flags & _EXPONENT))
 
     def decode(self, data: bytes | bytearray | memoryview | str) -> Any:
         """Return the value stored as ``data``; raise :class:`SerializationError` if not JSON."""

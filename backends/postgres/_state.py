@@ -30,14 +30,13 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 import attrs
-import orjson
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
-from msstore.codec import Codec, default_codec
+from msstore.codec import Codec, Encoded, default_codec
 from msstore.errors import SerializationError, VersionConflict
 from msstore.filters import check_query
 from msstore.kvbase import StoreBase
@@ -136,27 +135,28 @@ def _dump(value: Any, out: list[str]) -> None:
 
 def jsonb_text(value: Any, codec: Codec = default_codec) -> str:
     """``value`` as JSON text PostgreSQL's JSONB stores without loss, or ``SerializationError``."""
-    raw = codec.encode(value)  # validation, size limit, encoding: once, shared with every tier
+    return _jsonb(codec.encode_canonical(value), value)
+
+
+def jsonb_row(value: Any, codec: Codec = default_codec) -> tuple[str, str]:
+    """``jsonb_text(value)`` and the SHA-256 (hex) of the canonical JSON (keys sorted, compact):
+    the state table's checksum, taken of the same, single encoding."""
+    encoded = codec.encode_canonical(value)
+    return _jsonb(encoded, value), hashlib.sha256(encoded.data.lstrip(b" ")).hexdigest()
+
+
+def _jsonb(encoded: Encoded, value: Any) -> str:
+    raw = encoded.data  # validation, size limit, encoding: once, shared with every tier
     if b"\\u0000" in raw:
         raise SerializationError(
             "PostgreSQL JSONB cannot store U+0000 in a string",
             hint="strip or replace NUL characters before storing",
         )
-    if _POSITIVE_EXPONENT.search(raw) is None:
-        return raw.decode("utf-8").lstrip(" ")
+    if not encoded.exponent_floats or _POSITIVE_EXPONENT.search(raw) is None:
+        return raw.decode("utf-8").lstrip(" ")  # (the space marks big integers; see codec)
     out: list[str] = []
     _dump(value, out)
     return "".join(out)
-
-
-def _checksum(value: Any) -> str:
-    try:
-        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits
-        canonical = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
-    return hashlib.sha256(canonical).hexdigest()
 
 
 def _ts(seconds: float | None) -> datetime.datetime | None:
@@ -214,11 +214,10 @@ class PostgresStateStore(StoreBase):
         self, key: str, value: Any, *, version: int | None = None, ttl: float | None = None
     ) -> Record:
         keygrammar.check_key(key)
-        text = jsonb_text(value, self._codec)
+        text, checksum = jsonb_row(value, self._codec)
         if version is not None:
             check_version(version)
         seconds = check_ttl(ttl)
-        checksum = _checksum(value)
 
         def write(conn: psycopg.Connection[Any]) -> Record:
             self._ensure_agents(conn, [key])
@@ -316,7 +315,7 @@ class PostgresStateStore(StoreBase):
         return result
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        newest, total = newest_per_key(records, lambda v: jsonb_text(v, self._codec))
+        newest, total = newest_per_key(records, lambda v: jsonb_row(v, self._codec))
         if not newest:
             return UpsertResult(written=0, skipped=total)
 
@@ -327,11 +326,11 @@ class PostgresStateStore(StoreBase):
                 key,
                 text,
                 rec.version,
-                _checksum(rec.value),
+                checksum,
                 _ts(rec.updated_at),
                 _ts(rec.expires_at),
             )
-            for key, (rec, text) in newest.items()
+            for key, (rec, (text, checksum)) in newest.items()
         ]
 
         def write_small(conn: psycopg.Connection[Any]) -> int:

@@ -42,6 +42,37 @@ def test_integers_at_and_past_64_bits_round_trip(n: int) -> None:
         assert got == value and type(got if not isinstance(got, (list, dict)) else n) is int
 
 
+@given(json_values)
+def test_canonical_form_sorts_keys_and_decodes_to_the_same_value(value: Any) -> None:
+    encoded = default_codec.encode_canonical(value)
+    assert default_codec.decode(encoded.data) == value
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(encoded.data) == json.loads(expected)
+    reordered = json.loads(expected, object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+    assert default_codec.encode_canonical(reordered).data == encoded.data
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [
+        (1e15, False),
+        (9999999999999998.0, False),
+        (1e16, True),
+        (-1e16, True),
+        (1.5e300, True),
+        (1e-7, False),  # a negative exponent keeps its '.' through JSONB
+        ({"a": [1, {"b": 2.5e20}]}, True),
+        ({"a": [1, {"b": 2.5}], "n": 10**30}, False),
+        ("1e+16", False),
+    ],
+)
+def test_the_walk_reports_floats_written_with_a_positive_exponent(value: Any, flag: bool) -> None:
+    encoded = default_codec.encode_canonical(value)
+    assert encoded.exponent_floats is flag
+    if isinstance(value, float):
+        assert (b"e+" in encoded.data) is flag  # what orjson writes is what the flag says
+
+
 def test_digit_runs_inside_strings_decode_exactly() -> None:
     value = {"phone": "12345678901234567890123", "f": 0.1}
     assert default_codec.decode(default_codec.encode(value)) == value
