@@ -143,23 +143,34 @@ def test_changes_land_in_the_outbox_in_the_same_transaction(
     with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE messages.outbox")
     now = time.time()
-    store.upsert_many([Record(f"agent-o.k{i}", {"i": i}, 1, now) for i in range(300)])
-    store.store("agent-o.k0", {"i": "changed"})
-    store.remove("agent-o.k1")
+    batch = [Record(f"agent-o.k{i:04}", {"i": i}, 1, now) for i in range(1200)]
+    store.upsert_many([*batch, Record("agent-p.k", 1, 7, now)])
+    store.store("agent-o.k0000", {"i": "changed"})
+    store.remove("agent-o.k0001")
     with pytest.raises(SerializationError):  # refused before the transaction: no event
-        store.store("agent-o.k2", "nul\x00")
+        store.store("agent-o.k0002", "nul\x00")
     with psycopg.connect(pg_state_dsn) as conn:
         events = conn.execute(
-            "SELECT subject, payload->>'operation', payload->>'state_key' "
-            "FROM messages.outbox ORDER BY outbox_id"
+            "SELECT subject, payload FROM messages.outbox ORDER BY outbox_id"
         ).fetchall()
         ids = conn.execute("SELECT count(DISTINCT msg_id) FROM messages.outbox").fetchone()[0]
-    agent = str(agent_id_for("agent-o.x"))
-    assert len(events) == 302 and ids == 302  # one de-duplication id per event
-    assert {e[0] for e in events} == {f"agents.state.{agent}"}
-    assert [e[1] for e in events].count("INSERT") == 300
-    assert events[-2][1:] == ("UPDATE", "agent-o.k0")
-    assert events[-1][1:] == ("DELETE", "agent-o.k1")
+    o, p = (str(agent_id_for(f"{a}.x")) for a in ("agent-o", "agent-p"))
+    assert ids == len(events) == 6  # one de-duplication id per event
+    inserts = [e for e in events if e[1]["operation"] == "INSERT"]
+    # One event per agent and statement, at most 500 keys each, in key order.
+    assert sorted((s, len(e["state_keys"])) for s, e in inserts) == sorted(
+        [(f"agents.state.{o}", n) for n in (500, 500, 200)] + [(f"agents.state.{p}", 1)]
+    )
+    keys = sorted(k for _, e in inserts for k in e["state_keys"])
+    assert keys == sorted([r.key for r in batch] + ["agent-p.k"])
+    by_key = {k: v for _, e in inserts for k, v in zip(e["state_keys"], e["versions"], strict=True)}
+    assert by_key["agent-p.k"] == 7 and by_key["agent-o.k0042"] == 1
+    assert all(e["agent_id"] == s.rsplit(".", 1)[1] for s, e in inserts)
+    assert all(e["state_keys"] == sorted(e["state_keys"]) for _, e in inserts)
+    assert [(e[0], e[1]["operation"], e[1]["state_keys"]) for e in events[-2:]] == [
+        (f"agents.state.{o}", "UPDATE", ["agent-o.k0000"]),
+        (f"agents.state.{o}", "DELETE", ["agent-o.k0001"]),
+    ]
 
 
 def test_task_events_and_monitoring(pg_state_dsn: str) -> None:
