@@ -9,7 +9,7 @@ from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument
 from msstore.records import Record
 
-__all__ = ["check_version", "newest_per_key"]
+__all__ = ["check_version", "newest_per_key", "newest_records"]
 
 T = TypeVar("T")
 
@@ -38,4 +38,30 @@ def newest_per_key(
         seen = newest.get(rec.key)
         if seen is None or rec.version > seen[0].version:
             newest[rec.key] = (rec, encoded)
+    return newest, total
+
+
+def newest_records(
+    records: Iterable[Record], check_dropped: Callable[[object], object]
+) -> tuple[dict[str, Record], int]:
+    """Like :func:`newest_per_key` for a store that encodes the surviving values itself, later
+    (while its database works on earlier ones): keys and versions are checked here, and so is
+    every value that loses to a newer version of its key (``check_dropped``), so that nothing is
+    stored if any record is invalid."""
+    newest: dict[str, Record] = {}
+    total = 0
+    for rec in records:
+        total += 1
+        if not isinstance(rec, Record):
+            raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
+        keygrammar.check_key(rec.key)
+        check_version(rec.version)
+        seen = newest.get(rec.key)
+        if seen is None:
+            newest[rec.key] = rec
+        elif rec.version > seen.version:
+            check_dropped(seen.value)
+            newest[rec.key] = rec
+        else:
+            check_dropped(rec.value)
     return newest, total

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import itertools
 import json
 import re
 import uuid
@@ -43,7 +44,7 @@ from msstore.kvbase import StoreBase
 from msstore.records import Checkpoint, Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.ttl import check_ttl
-from msstore.upserts import check_version, newest_per_key
+from msstore.upserts import check_version, newest_records
 
 from ._tx import classify
 
@@ -84,6 +85,8 @@ ON CONFLICT (agent_id, state_key) DO UPDATE SET
 WHERE s.version < EXCLUDED.version
 """
 SMALL_BATCH: Final = 256
+CHUNK: Final = 4096
+STAGE_TYPES: Final = ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
 ENSURE_AGENTS: Final = """
 INSERT INTO agents.registry (agent_id, agent_type, agent_name)
 SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
@@ -199,14 +202,18 @@ class PostgresStateStore(StoreBase):
     def _run(self, what: str, fn: Any) -> Any:
         self._check_open()
         try:
-            with self._pool.connection() as conn:
-                return fn(conn)
-        except psycopg.errors.ForeignKeyViolation:
-            self._known_agents.clear()  # a registry row went away under us: once more, anew
-            with self._pool.connection() as conn:
-                return fn(conn)
-        except psycopg.Error as err:
-            raise classify(err, what=what) from err
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except psycopg.errors.ForeignKeyViolation:
+                self._known_agents.clear()  # a registry row went away under us: once more, anew
+                with self._pool.connection() as conn:
+                    return fn(conn)
+        except BaseException as err:
+            self._known_agents.clear()  # rolled back, with any registry rows it had added
+            if isinstance(err, psycopg.Error):
+                raise classify(err, what=what) from err
+            raise
 
     # DataStorage -----------------------------------------------------------------------------
 
@@ -315,51 +322,69 @@ class PostgresStateStore(StoreBase):
         return result
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        newest, total = newest_per_key(records, lambda v: jsonb_row(v, self._codec))
+        """Version-guarded bulk upsert in one transaction.
+
+        Up to ``SMALL_BATCH`` rows: every value encoded first, then one statement over binary
+        arrays. Larger batches go in chunks of ``CHUNK`` rows: binary ``COPY`` of a chunk into
+        a temp table, then its merge is sent (pipeline mode) and the next chunk is encoded
+        while PostgreSQL merges, so the client's encoding overlaps the server's work. A value
+        that cannot be stored raises ``SerializationError`` and rolls the transaction back:
+        nothing is written either way.
+        """
+        newest, total = newest_records(records, self._codec.encode)
         if not newest:
             return UpsertResult(written=0, skipped=total)
+        if len(newest) <= SMALL_BATCH:
+            rows = [self._row(key, rec) for key, rec in newest.items()]  # raises before writing
 
-        # Built once, outside the retried function: the same rows for either path.
-        rows = [
-            (
-                agent_id_for(key),
-                key,
-                text,
-                rec.version,
-                checksum,
-                _ts(rec.updated_at),
-                _ts(rec.expires_at),
-            )
-            for key, (rec, (text, checksum)) in newest.items()
-        ]
+            def write_small(conn: psycopg.Connection[Any]) -> int:
+                self._ensure_agents(conn, newest)
+                written = conn.execute(
+                    UNNEST_MERGE, [list(col) for col in zip(*rows, strict=True)]
+                ).rowcount
+                conn.commit()
+                return written
 
-        def write_small(conn: psycopg.Connection[Any]) -> int:
-            self._ensure_agents(conn, newest)
-            written = conn.execute(
-                UNNEST_MERGE, [list(col) for col in zip(*rows, strict=True)]
-            ).rowcount
-            conn.commit()
-            return written
+            written: int = self._run(f"upsert {len(newest)} rows", write_small)
+        else:
+            written = self._run(f"upsert {len(newest)} rows", lambda c: self._merge(c, newest))
+        return UpsertResult(written=written, skipped=total - written)
 
-        def write(conn: psycopg.Connection[Any]) -> int:
-            self._ensure_agents(conn, newest)
-            conn.execute(STAGE)
-            with conn.cursor() as cur:
+    def _row(self, key: str, rec: Record) -> tuple[Any, ...]:
+        text, checksum = jsonb_row(rec.value, self._codec)
+        return (
+            agent_id_for(key),
+            key,
+            text,
+            rec.version,
+            checksum,
+            _ts(rec.updated_at),
+            _ts(rec.expires_at),
+        )
+
+    def _merge(self, conn: psycopg.Connection[Any], newest: dict[str, Record]) -> int:
+        self._ensure_agents(conn, newest)
+        conn.execute(STAGE)
+        items = iter(newest.items())
+
+        def chunk() -> list[tuple[Any, ...]]:
+            return [self._row(key, rec) for key, rec in itertools.islice(items, CHUNK)]
+
+        written = 0
+        rows = chunk()
+        with conn.cursor() as cur, conn.cursor() as merge:
+            while rows:
                 with cur.copy("COPY msstore_state_stage FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(
-                        ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
-                    )
+                    copy.set_types(STAGE_TYPES)
                     for row in rows:
                         copy.write_row(row)
-                cur.execute(MERGE)
-                written = cur.rowcount
-            conn.commit()
-            return written
-
-        written: int = self._run(
-            f"upsert {len(newest)} rows", write_small if len(newest) <= SMALL_BATCH else write
-        )
-        return UpsertResult(written=written, skipped=total - written)
+                with conn.pipeline():  # sent now; results read when the block ends
+                    merge.execute(MERGE)
+                    cur.execute("TRUNCATE msstore_state_stage")
+                    rows = chunk()  # meanwhile, the server merges
+                written += merge.rowcount
+        conn.commit()
+        return written
 
     # CheckpointStore (agents.checkpoints) -----------------------------------------------------
 

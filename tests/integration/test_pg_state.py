@@ -137,6 +137,44 @@ def test_bulk_upsert_details(store: PostgresStateStore, pg_state_dsn: str) -> No
     assert (stale.written, stale.skipped) == (0, 1)
 
 
+def test_large_batches_go_in_chunks_and_a_bad_value_late_in_one_writes_nothing(
+    store: PostgresStateStore, pg_state_dsn: str
+) -> None:
+    from msstore.backends.postgres._state import CHUNK
+
+    def snapshot() -> tuple[Any, ...]:
+        with psycopg.connect(pg_state_dsn) as conn:
+            return (
+                rows(pg_state_dsn),
+                conn.execute("SELECT count(*) FROM agents.registry").fetchone()[0],
+                conn.execute("SELECT count(*) FROM messages.outbox").fetchone()[0],
+            )
+
+    now = time.time()
+    n = 2 * CHUNK + 100  # three chunks
+    first = [Record(f"agent-c{i % 3}.k{i:05}", {"i": i, "f": 1e16}, 2, now) for i in range(n)]
+    assert store.upsert_many(first).written == n
+    second = [Record(r.key, {"i": -r.value["i"], "f": 2.5e20}, 3, now) for r in first]
+    second[7] = Record(first[7].key, "stale", 1, now)  # older than stored: skipped
+    second += [Record(f"agent-new.k{i}", i, 1, now) for i in range(10)]
+    before = snapshot()
+    for bad in ({"t": "nul\x00"}, float("nan"), {1, 2}):
+        poisoned = [*second[: 2 * CHUNK + 50], Record("agent-c0.bad", bad, 1, now)]
+        with pytest.raises(SerializationError):  # in the third chunk: two were merged already
+            store.upsert_many([*poisoned, *second[2 * CHUNK + 50 :]])
+        assert snapshot() == before  # no row, no registry row, no event
+    with pytest.raises(SerializationError):  # a bad value that a newer version replaces
+        store.upsert_many([*second, Record("agent-c0.k00000", {1}, 1, now)])
+    assert snapshot() == before
+    result = store.upsert_many(second)
+    assert (result.written, result.skipped) == (n - 1 + 10, 1)
+    got = {key: (value, version) for key, value, version in rows(pg_state_dsn)}
+    assert got[first[7].key] == ({"i": 7, "f": 1e16}, 2)
+    assert got[first[-1].key] == ({"i": -(n - 1), "f": 2.5e20}, 3)
+    assert type(store.retrieve(first[0].key).value["f"]) is float  # type: ignore[union-attr]
+    assert got["agent-new.k9"] == (9, 1)  # its registry row was made anew
+
+
 def test_changes_land_in_the_outbox_in_the_same_transaction(
     store: PostgresStateStore, pg_state_dsn: str
 ) -> None:
