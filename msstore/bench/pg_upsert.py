@@ -5,7 +5,8 @@ that exist (newer versions), half inserting. Each method starts from the same ta
 rows preloaded, untimed); figures are medians of three alternating rounds.
 
 * ``upsert_many_per_s``: ``PostgresStateStore.upsert_many`` (validation, encoding, checksums,
-  duplicate collapse, binary COPY, one version-guarded merge).
+  duplicate collapse; then chunks of binary COPY and version-guarded merge, the next chunk
+  encoded while the server merges the last; one transaction).
 * ``raw_copy_merge_per_s``: raw psycopg, values already encoded: binary COPY into a temp table
   and the same ``INSERT ... ON CONFLICT DO UPDATE ... WHERE version <``.
 * ``raw_row_loop_per_s``: raw psycopg, one ``INSERT ... ON CONFLICT`` per row in one
