@@ -25,6 +25,7 @@ class Capability(enum.Enum):
     TRANSACTIONS = "transactions"
     VECTOR_FILTER = "vector_filter"  # metadata filters on vector search
     NUL_IN_STRINGS = "nul_in_strings"  # strings may hold U+0000 (PostgreSQL JSONB cannot)
+    ENCODED_VALUES = "encoded_values"  # upsert_many stores codec.Encoded values as they are
 
 
 def require(capabilities: Set[Capability], capability: Capability, *, backend: str) -> None:

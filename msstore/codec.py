@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, TypeVar
 
+import attrs
 import cattrs.preconf.orjson
 import orjson
 
@@ -55,13 +56,25 @@ _EXPONENT: Final = 2
 _EXPONENT_FROM: Final = 1e16
 
 
-class Encoded(NamedTuple):
-    """A value's stored form, and what validating it found out."""
+@attrs.frozen(slots=True)
+class Encoded:
+    """A value's stored form, as a :class:`Codec` made it, and what validating it found out.
+
+    Stores take it in place of a value and store ``data`` as it is (after the size limit), so a
+    value encoded once (by the hybrid manager, say) is not encoded again by each tier.
+    """
 
     data: bytes
     exponent_floats: bool
     """It holds a float written with a positive exponent (``1e+16``): a reader that parses
     JSON numbers as decimals (PostgreSQL's JSONB) turns such a float into an integer."""
+    canonical: bool = False
+    """Object keys are sorted (:meth:`Codec.encode_canonical`): equal values, equal bytes."""
+
+    @classmethod
+    def canonical_bytes(cls, data: bytes) -> Encoded:
+        """``data`` that :meth:`Codec.encode_canonical` returned earlier (kept as bytes)."""
+        return cls(data, b"e+" in data, canonical=True)  # orjson and repr() write 1e+16
 
 
 def _reject(obj: object) -> None:
@@ -152,13 +165,32 @@ class Codec:
         self._converter = cattrs.preconf.orjson.make_converter()
 
     def encode(self, value: object) -> bytes:
-        """Return the stored form of ``value`` or raise :class:`SerializationError`."""
+        """Return the stored form of ``value`` or raise :class:`SerializationError`.
+
+        An :class:`Encoded` value is returned as it is, once its size is checked.
+        """
+        if type(value) is Encoded:
+            self._check_size(value.data)
+            return value.data
         return self._encode(value, sort_keys=False).data
 
     def encode_canonical(self, value: object) -> Encoded:
         """Like :meth:`encode`, with object keys sorted: equal values give equal bytes (what
         checksums are taken of), for stores that keep no key order anyway (JSONB)."""
+        if type(value) is Encoded:
+            if value.canonical:
+                self._check_size(value.data)
+                return value
+            value = self.decode(value.data)
         return self._encode(value, sort_keys=True)
+
+    def _check_size(self, data: bytes) -> None:
+        if len(data) > self.max_value_bytes:
+            raise SerializationError(
+                f"encoded value is {len(data)} bytes, over the {self.max_value_bytes} byte limit",
+                hint="split the value or raise max_value_bytes (NATS caps payloads at 1 MiB "
+                "unless the server's max_payload is raised)",
+            )
 
     def _encode(self, value: object, *, sort_keys: bool) -> Encoded:
         try:
@@ -179,13 +211,8 @@ class Codec:
                 data = orjson.dumps(value, default=_reject, option=options)
         except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
             raise SerializationError(f"value cannot be encoded as JSON: {err}") from None
-        if len(data) > self.max_value_bytes:
-            raise SerializationError(
-                f"encoded value is {len(data)} bytes, over the {self.max_value_bytes} byte limit",
-                hint="split the value or raise max_value_bytes (NATS caps payloads at 1 MiB "
-                "unless the server's max_payload is raised)",
-            )
-        return Encoded(data, bool(flags & _EXPONENT))
+        self._check_size(data)
+        return Encoded(data, bool(flags & _EXPONENT), canonical=sort_keys)
 
     def decode(self, data: bytes | bytearray | memoryview | str) -> Any:
         """Return the value stored as ``data``; raise :class:`SerializationError` if not JSON."""

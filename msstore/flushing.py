@@ -24,7 +24,8 @@ from typing import Any
 
 import attrs
 
-from msstore.codec import default_codec
+from msstore.capabilities import Capability
+from msstore.codec import Encoded, default_codec
 from msstore.consistency import ConsistencyMonitor
 from msstore.dirty import DirtySet, Pending
 from msstore.errors import InvalidArgument, MsstoreError, OutcomeUnknown
@@ -192,9 +193,14 @@ class Flusher:
         dels = [p for p in batch if p.deleted]
         version_of = self._version_of
         if puts:
+            # The manager's one encoding goes through as it is where the store takes it.
+            value: Callable[[bytes], Any] = (
+                Encoded.canonical_bytes
+                if Capability.ENCODED_VALUES in self._storage.capabilities
+                else default_codec.decode
+            )
             result = self._storage.upsert_many(
-                Record(p.key, default_codec.decode(p.raw), version_of(p.revision), p.wall)
-                for p in puts
+                Record(p.key, value(p.raw), version_of(p.revision), p.wall) for p in puts
             )
             self._stats["rows_written"] += result.written
             self._stats["rows_skipped"] += result.skipped

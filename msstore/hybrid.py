@@ -23,12 +23,13 @@ from typing import Any, Self
 from msstore import keys as keygrammar
 from msstore.caching import L1Cache, TieredCache
 from msstore.capabilities import Capability
-from msstore.codec import Codec, default_codec, has_nul
+from msstore.codec import Codec, Encoded, default_codec, has_nul
 from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
 from msstore.consistency import ConsistencyMonitor, HealthStatus
 from msstore.dirty import DirtySet
 from msstore.errors import MsstoreError, SerializationError
 from msstore.flushing import Flusher, FlushPolicy
+from msstore.kvbase import KVBase
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.recovery import FeedPosition, ReconcileReport, reconcile
 
@@ -71,6 +72,8 @@ class HybridStateManager:
         self._closed = False
         self._lock = threading.Lock()
         self._check_nul = Capability.NUL_IN_STRINGS not in storage.capabilities
+        # msstore's own KV stores take a value encoded once here as it is (codec.Encoded).
+        self._kv_takes_encoded = isinstance(kv, KVBase)
         self._position: FeedPosition | None = None
         if isinstance(kv, ChangeFeed) and isinstance(storage, FlushLedger):
             self._position = FeedPosition.claim(kv, kv.name, storage)
@@ -102,24 +105,31 @@ class HybridStateManager:
 
     # Writing -----------------------------------------------------------------------------------
 
-    def _encode(self, key: str, value: Any) -> bytes:
+    def _encode(self, key: str, value: Any) -> Encoded:
+        """The one encoding of a write: KV stores these bytes, L1 caches them, the flusher
+        hands them to the SQL tier (canonical, so the SQL tier can checksum them as they are).
+        """
         keygrammar.check_key(key)
-        raw = self._codec.encode(value)
+        encoded = self._codec.encode_canonical(value)
+        raw = encoded.data
         if self._check_nul and b"\\u0000" in raw and has_nul(value):
             raise SerializationError(
                 f"{key!r}: the SQL tier cannot store U+0000 in a string",
                 key=key,
                 hint="strip NUL characters or encode the text (base64)",
             )
-        return raw
+        return encoded
 
     def _check_open(self) -> None:
         if self._closed:
             raise MsstoreError(f"{self!r} is closed", hint="open a new manager")
 
-    def _wrote(self, key: str, raw: bytes, revision: int) -> None:
-        self.dirty.add(key, raw, revision)
-        self.cache.wrote(key, raw, revision)
+    def _for_kv(self, encoded: Encoded, value: Any) -> Any:
+        return encoded if self._kv_takes_encoded else value
+
+    def _wrote(self, key: str, encoded: Encoded, revision: int) -> None:
+        self.dirty.add(key, encoded.data, revision)
+        self.cache.wrote(key, encoded.data, revision)
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         """Write ``value`` to KV and mark it for flushing; return the KV revision.
@@ -128,9 +138,9 @@ class HybridStateManager:
         time to live where the KV supports per-key TTLs.
         """
         self._check_open()
-        raw = self._encode(key, value)
-        revision = self.kv.put(key, value, ttl=ttl)
-        self._wrote(key, raw, revision)
+        encoded = self._encode(key, value)
+        revision = self.kv.put(key, self._for_kv(encoded, value), ttl=ttl)
+        self._wrote(key, encoded, revision)
         return revision
 
     def put_many(
@@ -139,18 +149,22 @@ class HybridStateManager:
         """Write several keys in one KV round trip; all are checked before any is written."""
         self._check_open()
         pairs = list(items.items() if isinstance(items, Mapping) else items)
-        raws = [self._encode(k, v) for k, v in pairs]
-        revisions = self.kv.put_many(pairs, ttl=ttl)
-        for (key, _), raw, revision in zip(pairs, raws, revisions, strict=True):
-            self._wrote(key, raw, revision)
+        encoded = [self._encode(k, v) for k, v in pairs]
+        revisions = self.kv.put_many(
+            [(k, self._for_kv(e, v)) for (k, v), e in zip(pairs, encoded, strict=True)], ttl=ttl
+        )
+        for (key, _), e, revision in zip(pairs, encoded, revisions, strict=True):
+            self._wrote(key, e, revision)
         return revisions
 
     def update(self, key: str, value: Any, *, expected_revision: int) -> int:
         """Compare-and-set: write only if ``key`` is at ``expected_revision``."""
         self._check_open()
-        raw = self._encode(key, value)
-        revision = self.kv.update(key, value, expected_revision=expected_revision)
-        self._wrote(key, raw, revision)
+        encoded = self._encode(key, value)
+        revision = self.kv.update(
+            key, self._for_kv(encoded, value), expected_revision=expected_revision
+        )
+        self._wrote(key, encoded, revision)
         return revision
 
     def update_with(

@@ -23,7 +23,13 @@ from msstore.upserts import check_version, newest_per_key
 __all__ = ["MemoryTable"]
 
 CAPABILITIES: Final = frozenset(
-    {Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH, Capability.NUL_IN_STRINGS}
+    {
+        Capability.SEARCH,
+        Capability.TRANSACTIONS,
+        Capability.BATCH,
+        Capability.NUL_IN_STRINGS,
+        Capability.ENCODED_VALUES,
+    }
 )
 
 

@@ -50,7 +50,9 @@ from ._tx import classify
 
 __all__ = ["PostgresStateStore", "agent_id_for", "jsonb_text"]
 
-CAPABILITIES: Final = frozenset({Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH})
+CAPABILITIES: Final = frozenset(
+    {Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH, Capability.ENCODED_VALUES}
+)
 AGENT_NAMESPACE: Final = uuid.UUID("6d737374-6f72-4500-8000-6167656e7473")
 _POSITIVE_EXPONENT: Final = re.compile(rb"[0-9][eE]\+?[0-9]")
 
@@ -74,7 +76,7 @@ WHERE s.version < EXCLUDED.version
 # Small batches (the flusher's usual 50 rows) skip the temp table: one statement over
 # binary-bound arrays costs one round trip where staging + COPY + merge cost four.
 UNNEST_MERGE: Final = """
-INSERT INTO agents.state AS s
+{}INSERT INTO agents.state AS s
   (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
 SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[]::jsonb[], %b::int8[], %b::text[],
                      %b::timestamptz[], %b::timestamptz[])
@@ -83,6 +85,14 @@ ON CONFLICT (agent_id, state_key) DO UPDATE SET
   checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
   expires_at = EXCLUDED.expires_at
 WHERE s.version < EXCLUDED.version
+"""
+# The same statement registering unknown agents first (a data-modifying CTE: still one
+# statement, so one round trip in autocommit, and the foreign key check at its end sees them).
+WITH_AGENTS: Final = """WITH registered AS (
+  INSERT INTO agents.registry (agent_id, agent_type, agent_name)
+  SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
+  ON CONFLICT (agent_id) DO NOTHING
+)
 """
 SMALL_BATCH: Final = 256
 CHUNK: Final = 4096
@@ -137,18 +147,20 @@ def _dump(value: Any, out: list[str]) -> None:
 
 
 def jsonb_text(value: Any, codec: Codec = default_codec) -> str:
-    """``value`` as JSON text PostgreSQL's JSONB stores without loss, or ``SerializationError``."""
-    return _jsonb(codec.encode_canonical(value), value)
+    """``value`` as JSON text PostgreSQL's JSONB stores without loss, or ``SerializationError``.
+
+    ``value`` may be an :class:`~msstore.codec.Encoded` (used as it is when canonical)."""
+    return _jsonb(codec.encode_canonical(value), codec)
 
 
 def jsonb_row(value: Any, codec: Codec = default_codec) -> tuple[str, str]:
     """``jsonb_text(value)`` and the SHA-256 (hex) of the canonical JSON (keys sorted, compact):
     the state table's checksum, taken of the same, single encoding."""
     encoded = codec.encode_canonical(value)
-    return _jsonb(encoded, value), hashlib.sha256(encoded.data.lstrip(b" ")).hexdigest()
+    return _jsonb(encoded, codec), hashlib.sha256(encoded.data.lstrip(b" ")).hexdigest()
 
 
-def _jsonb(encoded: Encoded, value: Any) -> str:
+def _jsonb(encoded: Encoded, codec: Codec) -> str:
     raw = encoded.data  # validation, size limit, encoding: once, shared with every tier
     if b"\\u0000" in raw:
         raise SerializationError(
@@ -158,7 +170,7 @@ def _jsonb(encoded: Encoded, value: Any) -> str:
     if not encoded.exponent_floats or _POSITIVE_EXPONENT.search(raw) is None:
         return raw.decode("utf-8").lstrip(" ")  # (the space marks big integers; see codec)
     out: list[str] = []
-    _dump(value, out)
+    _dump(codec.decode(raw), out)
     return "".join(out)
 
 
@@ -189,12 +201,17 @@ class PostgresStateStore(StoreBase):
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
 
-    def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
+    def _unknown_agents(self, keys: Iterable[str]) -> dict[uuid.UUID, str]:
+        """The agents of ``keys`` this store has not registered yet: id -> name."""
         wanted = {}
         for key in keys:
             agent = agent_id_for(key)
             if agent not in self._known_agents:
                 wanted[agent] = key.split(".", 1)[0][:255]
+        return wanted
+
+    def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
+        wanted = self._unknown_agents(keys)
         if wanted:
             conn.execute(ENSURE_AGENTS, (list(wanted), list(wanted.values())))
             self._known_agents.update(wanted)
@@ -336,13 +353,24 @@ class PostgresStateStore(StoreBase):
             return UpsertResult(written=0, skipped=total)
         if len(newest) <= SMALL_BATCH:
             rows = [self._row(key, rec) for key, rec in newest.items()]  # raises before writing
+            columns = [list(col) for col in zip(*rows, strict=True)]
 
             def write_small(conn: psycopg.Connection[Any]) -> int:
-                self._ensure_agents(conn, newest)
-                written = conn.execute(
-                    UNNEST_MERGE, [list(col) for col in zip(*rows, strict=True)]
-                ).rowcount
-                conn.commit()
+                # One statement is its own transaction: one round trip, where BEGIN, the
+                # statement and COMMIT would cost three (most of a small flush's time).
+                agents = self._unknown_agents(newest)
+                conn.autocommit = True
+                try:
+                    if agents:
+                        statement = UNNEST_MERGE.format(WITH_AGENTS)
+                        params = [list(agents), list(agents.values()), *columns]
+                        written = conn.execute(statement, params).rowcount
+                        self._known_agents.update(agents)
+                    else:
+                        written = conn.execute(UNNEST_MERGE.format(""), columns).rowcount
+                finally:
+                    if not conn.closed:  # (a lost connection's error is the one to raise)
+                        conn.autocommit = False
                 return written
 
             written: int = self._run(f"upsert {len(newest)} rows", write_small)

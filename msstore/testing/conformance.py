@@ -32,7 +32,7 @@ import pytest
 
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
-from msstore.codec import has_nul
+from msstore.codec import Encoded, default_codec, has_nul
 from msstore.errors import (
     DuplicateKey,
     InvalidArgument,
@@ -622,6 +622,33 @@ class DataStorageConformance:
         with pytest.raises(InvalidArgument):
             storage.upsert_many([Record("ok", 1, 1, now), Record("v0", 1, 0, now)])
         assert storage.retrieve("ok") is None
+
+    def test_upsert_many_takes_encoded_values_as_they_are(self, storage: DataStorage) -> None:
+        if Capability.ENCODED_VALUES not in storage.capabilities:
+            pytest.skip(f"{storage!r} does not declare encoded_values")
+        value = {"z": 1, "a": [1.5e300, 2**70, -0.5, "ü"], "m": {"b": None, "t": True}}
+        now = time.time()
+        result = storage.upsert_many(
+            [
+                Record("enc.canonical", default_codec.encode_canonical(value), 1, now),
+                Record(
+                    "enc.bytes",
+                    Encoded.canonical_bytes(default_codec.encode_canonical(value).data),
+                    1,
+                    now,
+                ),
+                Record("enc.plain", Encoded(default_codec.encode(value), False), 1, now),
+            ]
+        )
+        assert result.written == 3
+        for key in ("enc.canonical", "enc.bytes", "enc.plain"):
+            rec = storage.retrieve(key)
+            assert rec is not None and rec.value == value
+            assert [type(x) for x in rec.value["a"]] == [float, int, float, str]
+        too_big = Encoded(b'"' + b"x" * default_codec.max_value_bytes + b'"', False, canonical=True)
+        with pytest.raises(SerializationError):
+            storage.upsert_many([Record("enc.ok", 1, 1, now), Record("enc.big", too_big, 1, now)])
+        assert storage.retrieve("enc.ok") is None
 
     def test_ttl_is_honoured_on_read(self, storage: DataStorage) -> None:
         storage.store("short", 1, ttl=1)

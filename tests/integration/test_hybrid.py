@@ -142,6 +142,36 @@ def test_delete_removes_the_row_with_the_next_flush(hybrid_stores: Make) -> None
         assert storage.retrieve("a1.k").value == 2  # type: ignore[union-attr]
 
 
+def test_a_write_is_encoded_once_and_every_tier_holds_it_exactly(hybrid_stores: Make) -> None:
+    import hashlib
+
+    from msstore.codec import default_codec
+
+    kv, storage = hybrid_stores()
+    value = {"z": [1e16, 2**70, -0.5], "a": {"y": "ü", "b": None}}
+    canonical = default_codec.encode_canonical(value).data
+    with manager(kv, storage) as m:
+        m.put("a1.exact", value)
+        m.put_many({"a1.many": value})
+        m.flush()
+    for key in ("a1.exact", "a1.many"):
+        entry = kv.get(key)
+        assert entry is not None and entry.raw == canonical  # the bytes the flusher handed on
+        rec = storage.retrieve(key)
+        assert rec is not None and rec.value == value
+        assert [type(x) for x in rec.value["z"]] == [float, int, float]
+    pool = getattr(storage, "_pool", None)
+    if pool is not None:  # PostgreSQL: the checksum of the canonical JSON, from those bytes
+        with pool.connection() as conn:
+            checksums = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT checksum FROM agents.state WHERE state_key LIKE 'a1.%'"
+                ).fetchall()
+            }
+        assert checksums == {hashlib.sha256(canonical.lstrip(b" ")).hexdigest()}
+
+
 def test_bad_input_is_refused_before_anything_is_written(hybrid_stores: Make) -> None:
     kv, storage = hybrid_stores()
     with manager(kv, storage) as m:

@@ -137,6 +137,22 @@ def test_bulk_upsert_details(store: PostgresStateStore, pg_state_dsn: str) -> No
     assert (stale.written, stale.skipped) == (0, 1)
 
 
+def test_a_small_batch_is_one_statement_that_registers_its_agents(
+    store: PostgresStateStore, pg_state_dsn: str
+) -> None:
+    now = time.time()
+    assert store.upsert_many([Record(f"agent-s{i}.k", i, 1, now) for i in range(3)]).written == 3
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        names = conn.execute("SELECT agent_name FROM agents.registry ORDER BY 1").fetchall()
+        assert names == [("agent-s0",), ("agent-s1",), ("agent-s2",)]
+        conn.execute("DELETE FROM agents.registry WHERE agent_name = 'agent-s1'")  # cascades
+    # The store still believes agent-s1 registered: the foreign key refuses, it registers anew.
+    assert store.upsert_many([Record("agent-s1.k", "again", 2, now)]).written == 1
+    assert store.retrieve("agent-s1.k").value == "again"  # type: ignore[union-attr]
+    with store._pool.connection() as conn:  # the pooled connection is back out of autocommit
+        assert conn.autocommit is False
+
+
 def test_large_batches_go_in_chunks_and_a_bad_value_late_in_one_writes_nothing(
     store: PostgresStateStore, pg_state_dsn: str
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from msstore.codec import MAX_DEPTH, Codec, default_codec
+from msstore.codec import MAX_DEPTH, Codec, Encoded, default_codec
 from msstore.errors import InvalidArgument, SerializationError
 
 json_values = st.recursive(
@@ -71,6 +71,40 @@ def test_the_walk_reports_floats_written_with_a_positive_exponent(value: Any, fl
     assert encoded.exponent_floats is flag
     if isinstance(value, float):
         assert (b"e+" in encoded.data) is flag  # what orjson writes is what the flag says
+
+
+def test_an_encoded_value_is_stored_as_it_is_once_its_size_is_checked() -> None:
+    value = {"b": [1, 2.5e20], "a": "x"}
+    canonical = default_codec.encode_canonical(value)
+    assert canonical.canonical and canonical.exponent_floats
+    assert canonical.data == b'{"a":"x","b":[1,2.5e+20]}'
+    assert default_codec.encode(canonical) is canonical.data
+    assert default_codec.encode_canonical(canonical) is canonical
+    assert Encoded.canonical_bytes(canonical.data) == canonical
+    plain = Encoded(default_codec.encode(value), exponent_floats=True)  # keys as given
+    assert plain.data == b'{"b":[1,2.5e+20],"a":"x"}'
+    assert default_codec.encode_canonical(plain) == canonical  # re-encoded with keys sorted
+    small = Codec(max_value_bytes=10)
+    with pytest.raises(SerializationError, match="byte limit"):
+        small.encode(canonical)
+    with pytest.raises(SerializationError, match="byte limit"):
+        small.encode_canonical(canonical)
+    with pytest.raises(SerializationError):  # an Encoded inside a document is not JSON
+        default_codec.encode([canonical])
+
+
+def test_kv_stores_take_an_encoded_value_as_it_is() -> None:
+    from msstore.backends.memory import MemoryKV
+
+    from msstore.buckets import BucketConfig
+
+    kv = MemoryKV(BucketConfig(name="enc"))
+    encoded = default_codec.encode_canonical({"b": 1, "a": 2})
+    kv.put("k", encoded)
+    kv.put_many([("m", encoded)])
+    for key in ("k", "m"):
+        entry = kv.get(key)
+        assert entry is not None and entry.raw == encoded.data and entry.value == {"a": 2, "b": 1}
 
 
 def test_digit_runs_inside_strings_decode_exactly() -> None:
