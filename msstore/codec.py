@@ -15,6 +15,10 @@ back as a float, so such tools should write huge numbers as strings.
 
 Records (attrs classes such as a user's agent model) are (un)structured by a cattrs converter
 configured for orjson (``cattrs.preconf.orjson``) and then go through the same rules.
+
+Encode once: :meth:`Codec.encode_canonical` returns an :class:`Encoded` (keys sorted, so equal
+values give equal bytes), and every store takes an ``Encoded`` in place of a value and keeps its
+bytes as they are. The hybrid manager encodes each write this way once for KV, L1 and SQL.
 """
 
 from __future__ import annotations
