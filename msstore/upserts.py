@@ -21,6 +21,15 @@ def check_version(version: object) -> int:
     return version
 
 
+def _checked(rec: object) -> Record:
+    """A record whose key and version are valid (values are the caller's to check)."""
+    if not isinstance(rec, Record):
+        raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
+    keygrammar.check_key(rec.key)
+    check_version(rec.version)
+    return rec
+
+
 def newest_per_key(
     records: Iterable[Record], encode: Callable[[object], T]
 ) -> tuple[dict[str, tuple[Record, T]], int]:
@@ -28,12 +37,9 @@ def newest_per_key(
     to the newest version per key; returns those and how many records came in."""
     newest: dict[str, tuple[Record, T]] = {}
     total = 0
-    for rec in records:
+    for item in records:
         total += 1
-        if not isinstance(rec, Record):
-            raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
-        keygrammar.check_key(rec.key)
-        check_version(rec.version)
+        rec = _checked(item)
         encoded = encode(rec.value)
         seen = newest.get(rec.key)
         if seen is None or rec.version > seen[0].version:
@@ -50,12 +56,9 @@ def newest_records(
     stored if any record is invalid."""
     newest: dict[str, Record] = {}
     total = 0
-    for rec in records:
+    for item in records:
         total += 1
-        if not isinstance(rec, Record):
-            raise InvalidArgument(f"upsert_many takes Record objects, not {rec!r}")
-        keygrammar.check_key(rec.key)
-        check_version(rec.version)
+        rec = _checked(item)
         seen = newest.get(rec.key)
         if seen is None:
             newest[rec.key] = rec

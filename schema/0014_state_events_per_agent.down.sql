@@ -22,3 +22,5 @@ BEGIN
   RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
+
+DROP FUNCTION messages.add_state_events(TEXT, UUID[], TEXT[], BIGINT[]);

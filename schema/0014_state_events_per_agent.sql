@@ -9,32 +9,33 @@
 --    "versions": [...], "timestamp": ...}
 -- on subject agents.state.<agent_id>, at most 500 keys per event (keys are at most 1,024
 -- characters, so an event stays under NATS's default 1 MiB payload limit).
+CREATE FUNCTION messages.add_state_events(
+  operation TEXT, agent_ids UUID[], state_keys TEXT[], versions BIGINT[]
+) RETURNS VOID AS $$
+  INSERT INTO messages.outbox (subject, payload)
+  SELECT 'agents.state.' || c.agent_id::text,
+         jsonb_build_object('operation', operation, 'agent_id', c.agent_id,
+                            'state_keys', jsonb_agg(c.state_key ORDER BY c.state_key),
+                            'versions', jsonb_agg(c.version ORDER BY c.state_key),
+                            'timestamp', extract(epoch FROM now()))
+  FROM (SELECT u.agent_id, u.state_key, u.version,
+               (row_number() OVER (PARTITION BY u.agent_id ORDER BY u.state_key) - 1) / 500
+                 AS chunk
+        FROM unnest(agent_ids, state_keys, versions) AS u(agent_id, state_key, version)) c
+  GROUP BY c.agent_id, c.chunk;
+$$ LANGUAGE sql;
+
+-- Transition tables differ by event (old_rows exists only for DELETE here), hence two calls.
 CREATE OR REPLACE FUNCTION messages.outbox_state_changes() RETURNS TRIGGER AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO messages.outbox (subject, payload)
-    SELECT 'agents.state.' || c.agent_id::text,
-           jsonb_build_object('operation', TG_OP, 'agent_id', c.agent_id,
-                              'state_keys', jsonb_agg(c.state_key ORDER BY c.state_key),
-                              'versions', jsonb_agg(c.version ORDER BY c.state_key),
-                              'timestamp', extract(epoch FROM now()))
-    FROM (SELECT o.agent_id, o.state_key, o.version,
-                 (row_number() OVER (PARTITION BY o.agent_id ORDER BY o.state_key) - 1) / 500
-                   AS chunk
-          FROM old_rows o) c
-    GROUP BY c.agent_id, c.chunk;
+    PERFORM messages.add_state_events(TG_OP, array_agg(agent_id), array_agg(state_key),
+                                      array_agg(version))
+    FROM old_rows;
   ELSE
-    INSERT INTO messages.outbox (subject, payload)
-    SELECT 'agents.state.' || c.agent_id::text,
-           jsonb_build_object('operation', TG_OP, 'agent_id', c.agent_id,
-                              'state_keys', jsonb_agg(c.state_key ORDER BY c.state_key),
-                              'versions', jsonb_agg(c.version ORDER BY c.state_key),
-                              'timestamp', extract(epoch FROM now()))
-    FROM (SELECT n.agent_id, n.state_key, n.version,
-                 (row_number() OVER (PARTITION BY n.agent_id ORDER BY n.state_key) - 1) / 500
-                   AS chunk
-          FROM new_rows n) c
-    GROUP BY c.agent_id, c.chunk;
+    PERFORM messages.add_state_events(TG_OP, array_agg(agent_id), array_agg(state_key),
+                                      array_agg(version))
+    FROM new_rows;
   END IF;
   PERFORM pg_notify('msstore_outbox', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
   RETURN NULL;
