@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from msstore import keys as keygrammar
 from msstore.caching import L1Cache, TieredCache
@@ -35,6 +35,7 @@ from msstore.recovery import FeedPosition, ReconcileReport, reconcile
 
 __all__ = ["HybridStateManager"]
 
+_RECOVERY_RETRY: Final = RetryPolicy(attempts=6, base=0.05, multiplier=2.0, cap=1.0, jitter=0.05)
 log = logging.getLogger("msstore.hybrid")
 
 
@@ -85,7 +86,9 @@ class HybridStateManager:
         self.cache = TieredCache(kv, storage, l1=l1, watch=watch, codec=self._codec)
         self.last_recovery: ReconcileReport | None = None
         if recover and self._position is not None:
-            self.last_recovery = self.reconcile()
+            # A transient failure (a deadlock with another process's flush, a dropped
+            # connection) is retried rather than failing the manager's start.
+            self.last_recovery = _RECOVERY_RETRY.retrying()(self.reconcile)
         self.flusher = Flusher(
             name=kv.name,
             dirty=self.dirty,

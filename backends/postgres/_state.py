@@ -7,9 +7,9 @@ each agent the store meets (``agent_type`` ``msstore``).
 
 Writes are version-guarded: a row is replaced only by a strictly newer version, so an old flush
 never overwrites newer data. :meth:`PostgresStateStore.upsert_many` is the flusher's path: rows
-collapsed to the newest version per key, binary ``COPY`` into a temp table, one
-``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE version < EXCLUDED.version``, one
-transaction.
+collapsed to the newest version per key, then ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
+version < EXCLUDED.version`` from binary arrays (small batches, one statement) or from a temp
+table filled by binary ``COPY`` chunk by chunk (large ones, one transaction).
 
 JSONB limits, handled before anything is written: it cannot hold U+0000 in a string
 (``SerializationError``; the store does not declare ``nul_in_strings``), and it prints numbers
@@ -66,7 +66,7 @@ MERGE: Final = """
 INSERT INTO agents.state AS s
   (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
 SELECT agent_id, state_key, state_value::jsonb, version, checksum, updated_at, expires_at
-FROM msstore_state_stage
+FROM msstore_state_stage ORDER BY state_key COLLATE "C"
 ON CONFLICT (agent_id, state_key) DO UPDATE SET
   state_value = EXCLUDED.state_value, version = EXCLUDED.version,
   checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
@@ -79,7 +79,8 @@ UNNEST_MERGE: Final = """
 {}INSERT INTO agents.state AS s
   (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
 SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[]::jsonb[], %b::int8[], %b::text[],
-                     %b::timestamptz[], %b::timestamptz[])
+                     %b::timestamptz[], %b::timestamptz[]) AS u(a, k, v, n, c, t, e)
+ORDER BY k COLLATE "C"
 ON CONFLICT (agent_id, state_key) DO UPDATE SET
   state_value = EXCLUDED.state_value, version = EXCLUDED.version,
   checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
@@ -208,7 +209,7 @@ class PostgresStateStore(StoreBase):
             agent = agent_id_for(key)
             if agent not in self._known_agents:
                 wanted[agent] = key.split(".", 1)[0][:255]
-        return wanted
+        return dict(sorted(wanted.items()))  # in one order everywhere: no deadlock between two
 
     def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
         wanted = self._unknown_agents(keys)
@@ -339,20 +340,24 @@ class PostgresStateStore(StoreBase):
         return result
 
     def upsert_many(self, records: Iterable[Record]) -> UpsertResult:
-        """Version-guarded bulk upsert in one transaction.
+        """Version-guarded bulk upsert, all or nothing.
 
         Up to ``SMALL_BATCH`` rows: every value encoded first, then one statement over binary
-        arrays. Larger batches go in chunks of ``CHUNK`` rows: binary ``COPY`` of a chunk into
-        a temp table, then its merge is sent (pipeline mode) and the next chunk is encoded
-        while PostgreSQL merges, so the client's encoding overlaps the server's work. A value
-        that cannot be stored raises ``SerializationError`` and rolls the transaction back:
-        nothing is written either way.
+        arrays, in autocommit (a statement is atomic; one round trip). Larger batches go in
+        chunks of ``CHUNK`` rows in one transaction: binary ``COPY`` of a chunk into a temp
+        table, then its merge is sent (pipeline mode) and the next chunk is encoded while
+        PostgreSQL merges, so the client's encoding overlaps the server's work. A value that
+        cannot be stored raises ``SerializationError`` and rolls the transaction back: nothing
+        is written either way.
         """
         newest, total = newest_records(records, self._codec.encode)
         if not newest:
             return UpsertResult(written=0, skipped=total)
-        if len(newest) <= SMALL_BATCH:
-            rows = [self._row(key, rec) for key, rec in newest.items()]  # raises before writing
+        # Rows are written in key order (byte order, as COLLATE "C"), so that two concurrent
+        # upserts of overlapping keys lock them in the same order and cannot deadlock.
+        items = sorted(newest.items())
+        if len(items) <= SMALL_BATCH:
+            rows = [self._row(key, rec) for key, rec in items]  # raises before writing
             columns = [list(col) for col in zip(*rows, strict=True)]
 
             def write_small(conn: psycopg.Connection[Any]) -> int:
@@ -373,9 +378,9 @@ class PostgresStateStore(StoreBase):
                         conn.autocommit = False
                 return written
 
-            written: int = self._run(f"upsert {len(newest)} rows", write_small)
+            written: int = self._run(f"upsert {len(items)} rows", write_small)
         else:
-            written = self._run(f"upsert {len(newest)} rows", lambda c: self._merge(c, newest))
+            written = self._run(f"upsert {len(items)} rows", lambda c: self._merge(c, items))
         return UpsertResult(written=written, skipped=total - written)
 
     def _row(self, key: str, rec: Record) -> tuple[Any, ...]:
@@ -390,13 +395,13 @@ class PostgresStateStore(StoreBase):
             _ts(rec.expires_at),
         )
 
-    def _merge(self, conn: psycopg.Connection[Any], newest: dict[str, Record]) -> int:
-        self._ensure_agents(conn, newest)
+    def _merge(self, conn: psycopg.Connection[Any], items: list[tuple[str, Record]]) -> int:
+        self._ensure_agents(conn, (key for key, _ in items))
         conn.execute(STAGE)
-        items = iter(newest.items())
+        pending = iter(items)
 
         def chunk() -> list[tuple[Any, ...]]:
-            return [self._row(key, rec) for key, rec in itertools.islice(items, CHUNK)]
+            return [self._row(key, rec) for key, rec in itertools.islice(pending, CHUNK)]
 
         written = 0
         rows = chunk()

@@ -153,6 +153,38 @@ def test_a_small_batch_is_one_statement_that_registers_its_agents(
         assert conn.autocommit is False
 
 
+@pytest.mark.parametrize("size", [200, 5000], ids=["one-statement", "chunked"])
+def test_concurrent_upserts_of_the_same_keys_in_opposite_orders_do_not_deadlock(
+    store: PostgresStateStore, pg_state_dsn: str, size: int
+) -> None:
+    import threading
+
+    keys = [f"agent-d{i % 5}.k{i:05}" for i in range(size)]
+    errors: list[BaseException] = []
+
+    def write(order: list[str], offset: int) -> None:
+        other = PostgresStateStore(pg_state_dsn)
+        try:
+            for round_ in range(1, 9 if size < 1000 else 4):
+                version = 2 * round_ + offset
+                other.upsert_many([Record(k, version, version, time.time()) for k in order])
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            other.close()
+
+    threads = [
+        threading.Thread(target=write, args=(keys, 0)),
+        threading.Thread(target=write, args=(keys[::-1], 1)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []  # both lock rows in key order, whatever order they were given in
+    assert {v for _, v, _ in rows(pg_state_dsn)} == {17 if size < 1000 else 7}
+
+
 def test_large_batches_go_in_chunks_and_a_bad_value_late_in_one_writes_nothing(
     store: PostgresStateStore, pg_state_dsn: str
 ) -> None:
