@@ -165,3 +165,16 @@ def test_a_refused_row_is_isolated_and_the_rest_stored() -> None:
         assert len(table.search("a.k")) == 9
         assert m.stats()["flush"]["failed"] == 1
         assert [p.key for p in m.flusher.failed] == ["a.bad"]
+
+
+def test_a_transient_failure_of_the_opening_recovery_is_retried() -> None:
+    kv = MemoryKV()
+    kv.put("a.k", 1)  # acknowledged by a process that died before flushing
+    table = FlakyTable(failures=2)  # e.g. a deadlock with another process's flush
+    with HybridStateManager(kv, table) as m:
+        assert m.last_recovery is not None and m.last_recovery.written == 1
+    assert table.calls == 3 and table.retrieve("a.k").value == 1  # type: ignore[union-attr]
+    never = FlakyTable(failures=10**6)
+    with pytest.raises(ConnectionFailed):  # a lasting one still fails the start, after retries
+        HybridStateManager(kv, never)
+    assert never.calls == 6
