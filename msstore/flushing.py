@@ -87,6 +87,12 @@ class Flusher:
         self._monitor = monitor
         self._version_of = version_of
         self._reconcile = reconcile
+        # The manager's one encoding goes through as it is where the store takes it.
+        self._value: Callable[[bytes], Any] = (
+            Encoded.canonical_bytes
+            if Capability.ENCODED_VALUES in storage.capabilities
+            else default_codec.decode
+        )
         self._stop = False
         self._wanted = 0  # flush() asked for every write up to this seq
         self._last_error: Exception | None = None
@@ -193,12 +199,7 @@ class Flusher:
         dels = [p for p in batch if p.deleted]
         version_of = self._version_of
         if puts:
-            # The manager's one encoding goes through as it is where the store takes it.
-            value: Callable[[bytes], Any] = (
-                Encoded.canonical_bytes
-                if Capability.ENCODED_VALUES in self._storage.capabilities
-                else default_codec.decode
-            )
+            value = self._value
             result = self._storage.upsert_many(
                 Record(p.key, value(p.raw), version_of(p.revision), p.wall) for p in puts
             )

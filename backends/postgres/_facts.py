@@ -193,12 +193,7 @@ class PostgresFactStore:
         return self._vec.dim
 
     def _run(self, what: str, fn: Any) -> Any:
-        with self._pool.connection() as conn:
-            try:
-                self._vec.register(conn)
-                return fn(conn)
-            except psycopg.Error as err:
-                raise classify(err, what=what) from err
+        return self._vec.run(self._pool, what, fn)
 
     # writes ----------------------------------------------------------------------------------
 

@@ -95,6 +95,8 @@ WITH_AGENTS: Final = """WITH registered AS (
   ON CONFLICT (agent_id) DO NOTHING
 )
 """
+MERGE_ROWS: Final = UNNEST_MERGE.format("")
+MERGE_ROWS_AND_AGENTS: Final = UNNEST_MERGE.format(WITH_AGENTS)
 SMALL_BATCH: Final = 256
 CHUNK: Final = 4096
 STAGE_TYPES: Final = ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
@@ -367,12 +369,11 @@ class PostgresStateStore(StoreBase):
                 conn.autocommit = True
                 try:
                     if agents:
-                        statement = UNNEST_MERGE.format(WITH_AGENTS)
                         params = [list(agents), list(agents.values()), *columns]
-                        written = conn.execute(statement, params).rowcount
+                        written = conn.execute(MERGE_ROWS_AND_AGENTS, params).rowcount
                         self._known_agents.update(agents)
                     else:
-                        written = conn.execute(UNNEST_MERGE.format(""), columns).rowcount
+                        written = conn.execute(MERGE_ROWS, columns).rowcount
                 finally:
                     if not conn.closed:  # (a lost connection's error is the one to raise)
                         conn.autocommit = False

@@ -251,12 +251,7 @@ class PgVectorIndex:
     def _run(self, what: str, fn: Any) -> Any:
         if self._closed:
             raise MsstoreError(f"{self!r} is closed")
-        with self._pool.connection() as conn:
-            try:
-                self._vec.register(conn)
-                return fn(conn)
-            except psycopg.Error as err:
-                raise classify(err, what=what) from err
+        return self._vec.run(self._pool, what, fn)
 
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
