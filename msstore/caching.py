@@ -7,8 +7,12 @@ invalidation leaves a marker with the revision it saw, so a slow reader cannot p
 older than one already seen.
 
 :class:`TieredCache` reads through the tiers. A KV hit is promoted to L1. A SQL hit hydrates:
-the row is created in KV (``create``, so a concurrent newer write is never overwritten) together
-with the agent's other rows (the key's first token names the agent), and promoted to L1.
+the row is copied into KV with ``update(expected_revision=0)``, which JetStream refuses when the
+key has any entry, a newer value or a delete marker (``create`` would write over a marker and
+bring a deleted value back), together with the agent's other rows (the key's first token names
+the agent), and promoted to L1. A row with its own expiry goes to KV with what remains of its
+TTL, or is served from SQL without a KV copy when the KV cannot expire single keys. KV entries
+and L1 entries are never served past their own TTL.
 Writes made through the hybrid manager refresh L1 in process; with ``watch=True`` a KV watch
 invalidates L1 entries that other processes overwrite.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,9 +29,9 @@ from typing import Any
 
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
-from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError
+from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
 from msstore.protocols import ChangeFeed, DataStorage, KeyValueStore
-from msstore.records import Entry, Query
+from msstore.records import Entry, Query, Record
 
 __all__ = ["L1Cache", "TieredCache"]
 
@@ -71,9 +76,12 @@ class L1Cache:
             self._items.move_to_end(key)
             return raw, revision
 
-    def put(self, key: str, raw: bytes | None, revision: int) -> None:
+    def put(
+        self, key: str, raw: bytes | None, revision: int, *, lifetime: float | None = None
+    ) -> None:
         """Cache ``raw`` at ``revision`` unless a newer revision was seen; ``raw=None`` marks the
-        key as changed at ``revision`` without a value (an invalidation)."""
+        key as changed at ``revision`` without a value (an invalidation). ``lifetime`` (seconds)
+        is what remains of the value's own TTL: it is not cached past it."""
         if not self.max_size:
             return
         with self._lock:
@@ -81,7 +89,11 @@ class L1Cache:
             now = self._clock()
             if item is not None and item[1] > revision and item[2] > now:
                 return
-            self._items[key] = (raw, revision, now + self.ttl)
+            ttl = self.ttl if lifetime is None else min(self.ttl, lifetime)
+            if ttl <= 0:
+                self._items.pop(key, None)
+                return
+            self._items[key] = (raw, revision, now + ttl)
             self._items.move_to_end(key)
             while len(self._items) > self.max_size:
                 self._items.popitem(last=False)
@@ -116,6 +128,7 @@ class TieredCache:
         hydrate_agent: bool = True,
         hydrate_limit: int = 1_000,
         codec: Codec | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.kv = kv
         self.storage = storage
@@ -123,6 +136,7 @@ class TieredCache:
         self._codec = codec or default_codec
         self._hydrate_agent = hydrate_agent
         self._hydrate_limit = hydrate_limit
+        self._wall = wall
         self._lock = threading.Lock()
         self._stats = {f"{tier}_{kind}": 0 for tier in _TIERS for kind in ("hits", "misses")}
         self._stats["hydrated"] = 0
@@ -158,25 +172,34 @@ class TieredCache:
         entry = self._latest(key)
         if entry is not None:
             self._count("kv_hits")
-            if entry.is_marker:  # deleted, not expired: SQL's row is on its way out
-                self.l1.put(key, None, entry.revision)
-                return None
-            self.l1.put(key, entry.raw, entry.revision)
-            return entry.value, entry.revision, "kv"
+            return self._from_kv(key, entry)
         self._count("kv_misses")
         record = self.storage.retrieve(key)
         if record is None:
             self._count("sql_misses")
             return None
         self._count("sql_hits")
-        revision = self._hydrate(key, record.value)
-        if revision is None:  # someone wrote the key meanwhile: theirs is newer
-            entry = self.kv.get(key)
-            if entry is not None:
-                self.l1.put(key, entry.raw, entry.revision)
-                return entry.value, entry.revision, "kv"
-            return record.value, 0, "sql"
-        return record.value, revision, "sql"
+        revision = self._hydrate(key, record)
+        if revision is not None:
+            return record.value, revision, "sql"
+        entry = self._latest(key)  # someone wrote the key meanwhile, or it stays out of KV
+        return (record.value, 0, "sql") if entry is None else self._from_kv(key, entry)
+
+    def _from_kv(self, key: str, entry: Entry) -> tuple[Any, int, str] | None:
+        """What KV's newest ``entry`` of ``key`` reads as: nothing for a delete marker (SQL's
+        row is on its way out) or a value past its own TTL; else its value, cached in L1."""
+        left = self._lifetime(entry)
+        if entry.is_marker or (left is not None and left <= 0):
+            self.l1.put(key, None, entry.revision)
+            return None
+        self.l1.put(key, entry.raw, entry.revision, lifetime=left)
+        return entry.value, entry.revision, "kv"
+
+    def _lifetime(self, entry: Entry) -> float | None:
+        """What remains of ``entry``'s own TTL (seconds), ``None`` when it has none."""
+        if entry.ttl is None:
+            return None
+        return entry.created + entry.ttl - self._wall()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Several keys; KV is read in one batch for the L1 misses."""
@@ -193,9 +216,10 @@ class TieredCache:
         self._count("l1_misses", len(missing))
         if missing:
             for key, entry in self.kv.get_many(missing).items():
-                if entry is not None:
+                left = None if entry is None else self._lifetime(entry)
+                if entry is not None and (left is None or left > 0):
                     self._count("kv_hits")
-                    self.l1.put(key, entry.raw, entry.revision)
+                    self.l1.put(key, entry.raw, entry.revision, lifetime=left)
                     out[key] = entry.value
                 else:  # absent, expired or deleted: the single-key path tells which
                     found = self.load(key)
@@ -207,37 +231,46 @@ class TieredCache:
             return self.kv.latest(key)
         return self.kv.get(key)
 
-    def _hydrate(self, key: str, value: Any) -> int | None:
-        """Create ``key`` (and its agent's other rows) in KV; the key's new revision, or
-        ``None`` if KV already had a live value for it."""
-        revision = None
+    def copy_to_kv(self, record: Record) -> int | None:
+        """Write a SQL row into KV only where KV has no entry for its key at all (not even a
+        delete marker: ``expected_revision=0``), with what remains of its TTL; the new revision,
+        or ``None`` if KV has an entry or the row cannot carry its expiry there."""
+        ttl = None
+        if record.expires_at is not None:
+            left = record.expires_at - self._wall()
+            if left <= 0 or Capability.PER_KEY_TTL not in self.kv.capabilities:
+                return None  # served from SQL; a KV copy would outlive the value
+            ttl = max(1, math.ceil(left))
         try:
-            revision = self.kv.create(key, value)
-            self.l1.put(key, self._codec.encode(value), revision)
-            self._count("hydrated")
-        except DuplicateKey:
-            pass
+            revision = self.kv.update(record.key, record.value, expected_revision=0, ttl=ttl)
+        except (VersionConflict, DuplicateKey):
+            return None
+        self._count("hydrated")
+        return revision
+
+    def _hydrate(self, key: str, record: Record) -> int | None:
+        """Copy ``record`` (and its agent's other rows) into KV; the key's new revision, or
+        ``None`` if it was not copied (see :meth:`copy_to_kv`)."""
+        revision = self.copy_to_kv(record)
+        if revision is not None:
+            left = None if record.expires_at is None else record.expires_at - self._wall()
+            self.l1.put(key, self._codec.encode(record.value), revision, lifetime=left)
         if self._hydrate_agent and "." in key:
             agent = key.split(".", 1)[0] + "."
             try:
                 rows = self.storage.search(Query(prefix=agent, limit=self._hydrate_limit))
                 for row in rows:
-                    if row.key == key:
-                        continue
-                    try:
-                        self.kv.create(row.key, row.value)
-                        self._count("hydrated")
-                    except DuplicateKey:
-                        pass
+                    if row.key != key:
+                        self.copy_to_kv(row)
             except MsstoreError as err:  # the key itself is served; its neighbours can wait
                 log.warning("hydrating agent %s into KV failed: %s", agent[:-1], err)
         return revision
 
     # Writing and invalidation -----------------------------------------------------------------
 
-    def wrote(self, key: str, raw: bytes, revision: int) -> None:
-        """This process wrote ``key``: L1 now holds the new value."""
-        self.l1.put(key, raw, revision)
+    def wrote(self, key: str, raw: bytes, revision: int, *, lifetime: float | None = None) -> None:
+        """This process wrote ``key`` (with ``lifetime`` seconds to live): L1 now holds it."""
+        self.l1.put(key, raw, revision, lifetime=lifetime)
 
     def invalidate(self, key: str, revision: int | None = None) -> None:
         """Drop ``key`` from L1 (remembering ``revision`` so older reads are not cached)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -27,7 +27,8 @@ class Pending:
     ``revision`` is the KV revision; ``first_at`` is when the oldest write to the key that this
     one covers happened (``time.monotonic()``), the start of its consistency lag; ``wall`` is
     the write's Unix time; ``seq`` orders writes within this process and ``first_seq`` is the
-    ``seq`` of the oldest write it covers.
+    ``seq`` of the oldest write it covers; ``expires_at`` is the value's own expiry (Unix
+    seconds; a write with a ``ttl``).
     """
 
     key: str
@@ -38,19 +39,29 @@ class Pending:
     seq: int
     first_seq: int
     deleted: bool = False
+    expires_at: float | None = None
 
 
 class DirtySet(threading.Condition):
     """Pending writes by key, with the counters the flush policy reads (thread-safe)."""
 
-    def __init__(self, *, threshold: int) -> None:
+    def __init__(self, *, threshold: int, wall: Callable[[], float] = time.time) -> None:
         super().__init__(threading.Lock())
+        self._wall = wall
         self.threshold = threshold
         self._items: dict[str, Pending] = {}
         self._seq = 0
         self._inflight: list[Pending] = []
 
-    def add(self, key: str, raw: bytes, revision: int, *, deleted: bool = False) -> Pending:
+    def add(
+        self,
+        key: str,
+        raw: bytes,
+        revision: int,
+        *,
+        deleted: bool = False,
+        expires_at: float | None = None,
+    ) -> Pending:
         """Record an acknowledged write; wakes the flusher when it has work to start or do."""
         now = time.monotonic()
         with self:
@@ -63,10 +74,11 @@ class DirtySet(threading.Condition):
                 raw,
                 revision,
                 old.first_at if old else now,
-                time.time(),
+                self._wall(),
                 self._seq,
                 old.first_seq if old else self._seq,
                 deleted,
+                expires_at,
             )
             self._items[key] = pending
             count = len(self._items)

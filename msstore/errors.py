@@ -16,13 +16,16 @@ from typing import Any, ClassVar
 __all__ = [
     "ConnectionFailed",
     "ConsistencyViolation",
+    "DeadlineExceeded",
     "DuplicateKey",
+    "FlushError",
     "InvalidArgument",
     "InvalidKey",
     "MsstoreError",
     "NotFound",
     "OutcomeUnknown",
     "SerializationError",
+    "StoreClosed",
     "TTLExpired",
     "Unsupported",
     "VersionConflict",
@@ -102,6 +105,22 @@ class OutcomeUnknown(MsstoreError):
 
     Re-read the key before writing again; a blind retry of a non-idempotent write can apply twice.
     """
+
+
+class DeadlineExceeded(MsstoreError):
+    """A server did not answer a read within its deadline (field ``limit``, in seconds); the
+    connection was dropped. Nothing was changed, so the read can be repeated."""
+
+    retryable = True
+
+
+class StoreClosed(MsstoreError):
+    """The store (or a store the caller depends on) was closed; open a new one."""
+
+
+class FlushError(MsstoreError):
+    """``flush()`` could not store some writes in the SQL tier (field ``failures``: the
+    :class:`~msstore.records.FlushFailure` of each). They stay in KV; the rest were stored."""
 
 
 class InvalidArgument(MsstoreError, ValueError):

@@ -3,14 +3,16 @@
 One thread per hybrid manager. It sleeps on the dirty set and wakes when the set reaches the
 threshold, when its oldest write is ``max_lag`` old, when someone calls :meth:`Flusher.flush`,
 and every ``reconcile_every`` seconds for a recovery pass (:mod:`msstore.recovery`). A batch is
-one ``upsert_many`` (one transaction) for the writes and one guarded ``remove`` per delete.
+one ``upsert_many`` (one transaction) through :func:`msstore.batching.write_batch`, deletes
+included as tombstones (so the version guard refuses any older write of a deleted key).
 
 A batch that fails with a retryable error (PostgreSQL down, a lost connection) goes back into
 the dirty set and is retried after an exponential backoff with full jitter, for as long as it
 takes: nothing acknowledged is dropped, and the
 writes stay in KV meanwhile. A batch that fails permanently (a row the SQL tier refuses) is split
 in halves until the refused rows are isolated; those are logged at ERROR, counted in
-``stats()["failed"]``, kept in :attr:`Flusher.failed`, and not retried.
+``stats()["failed"]``, kept in :attr:`Flusher.failed` and the ledger's failure table, raised by
+the next ``flush()`` as :class:`~msstore.errors.FlushError`, and not retried.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from typing import Any
 
 import attrs
 
+from msstore.batching import write_batch
 from msstore.capabilities import Capability
 from msstore.codec import Encoded, default_codec
 from msstore.consistency import ConsistencyMonitor
 from msstore.dirty import DirtySet, Pending
-from msstore.errors import InvalidArgument, MsstoreError, OutcomeUnknown
-from msstore.protocols import DataStorage
-from msstore.records import Record
+from msstore.errors import FlushError, InvalidArgument, MsstoreError, OutcomeUnknown
+from msstore.protocols import DataStorage, FlushLedger
+from msstore.records import FlushFailure, Record
+from msstore.upserts import check_retention
 
 __all__ = ["FlushPolicy", "Flusher"]
 
@@ -44,7 +48,10 @@ class FlushPolicy:
     ``threshold``: flush when this many keys are dirty. ``max_lag``: flush when the oldest
     dirty write is this many seconds old. ``reconcile_every``: seconds between recovery passes
     (0 disables the periodic pass; the one at open still runs). ``retry_initial`` /
-    ``retry_max``: backoff bounds in seconds after a failed batch.
+    ``retry_max``: backoff bounds in seconds after a failed batch. ``tombstone_retention``:
+    seconds a delete's tombstone stays in SQL at least (one day; it must exceed the bucket TTL,
+    which bounds how long a delete marker stays in KV, and any flush outage you mean to ride
+    out, or a write older than the delete could land after the tombstone is gone).
     """
 
     threshold: int = 50
@@ -52,6 +59,7 @@ class FlushPolicy:
     reconcile_every: float = 30.0
     retry_initial: float = 0.05
     retry_max: float = 2.0
+    tombstone_retention: float = 86_400.0
 
     def __attrs_post_init__(self) -> None:
         if type(self.threshold) is not int or self.threshold < 1:
@@ -61,6 +69,7 @@ class FlushPolicy:
                 raise InvalidArgument(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.reconcile_every >= 0:
             raise InvalidArgument(f"reconcile_every must be >= 0, got {self.reconcile_every!r}")
+        check_retention(self.tombstone_retention)
 
 
 class Flusher:
@@ -96,7 +105,9 @@ class Flusher:
         self._stop = False
         self._wanted = 0  # flush() asked for every write up to this seq
         self._last_error: Exception | None = None
-        self.failed: list[Pending] = []
+        self._name = name
+        self._failures: list[tuple[int, FlushFailure]] = []  # (seq of the write, failure)
+        self._reported = 0  # failures up to here were raised by a flush() already
         self._stats = {
             "batches": 0,
             "rows_written": 0,
@@ -154,9 +165,6 @@ class Flusher:
             try:
                 self._write(batch)
             except Exception as err:
-                if isinstance(err, MsstoreError) and self._give_up(batch, err):
-                    attempt = 0
-                    continue
                 attempt += 1
                 self._stats["retries"] += 1
                 self._last_error = err
@@ -195,45 +203,45 @@ class Flusher:
             log.warning("periodic reconcile failed (%s); next pass will retry", err)
 
     def _write(self, batch: list[Pending]) -> None:
-        puts = [p for p in batch if not p.deleted]
-        dels = [p for p in batch if p.deleted]
+        """One batch through the shared batch writer: writes and tombstones in one upsert;
+        the records the store refuses are set aside (see :meth:`_set_aside`)."""
         version_of = self._version_of
-        if puts:
-            value = self._value
-            result = self._storage.upsert_many(
-                Record(p.key, value(p.raw), version_of(p.revision), p.wall) for p in puts
-            )
-            self._stats["rows_written"] += result.written
-            self._stats["rows_skipped"] += result.skipped
-        for p in dels:
-            self._stats["rows_removed"] += self._storage.remove(
-                p.key, below_version=version_of(p.revision)
-            )
+        value = self._value
+        records = [
+            Record(p.key, None, version_of(p.revision), p.wall, deleted=True)
+            if p.deleted
+            else Record(p.key, value(p.raw), version_of(p.revision), p.wall, p.expires_at)
+            for p in batch
+        ]
+        outcome = write_batch(self._storage, records)
+        self._stats["rows_written"] += outcome.written
+        self._stats["rows_skipped"] += outcome.skipped
+        self._stats["rows_removed"] += sum(p.deleted for p in batch)
+        if outcome.refused:
+            refused = {r.key: str(err) for r, err in outcome.refused}
+            self._set_aside([(p, refused[p.key]) for p in batch if p.key in refused])
         done = time.monotonic()
         self._stats["batches"] += 1
         self._monitor.record(done - p.first_at for p in batch)
 
-    def _give_up(self, batch: list[Pending], err: MsstoreError) -> bool:
-        """For a permanent error: store what can be stored, set aside what cannot; True if so."""
-        if err.retryable or isinstance(err, OutcomeUnknown):
-            return False
-        if len(batch) > 1:
-            half = len(batch) // 2
-            for part in (batch[:half], batch[half:]):
-                try:
-                    self._write(part)
-                except MsstoreError as inner:
-                    if not self._give_up(part, inner):
-                        raise
-        else:
+    def _set_aside(self, refused: list[tuple[Pending, str]]) -> None:
+        """Writes the SQL tier refused for good: logged, kept for ``flush()`` to report and in
+        the ledger for an operator, and not retried (they stay in KV)."""
+        failures = []
+        for pending, reason in refused:
             log.error(
-                "the SQL tier refused %r (revision %d): %s", batch[0].key, batch[0].revision, err
+                "the SQL tier refused %r (revision %d): %s", pending.key, pending.revision, reason
             )
-            self.failed.append(batch[0])
-            self._stats["failed"] += 1
-        with self._dirty:
-            self._dirty.done()
-        return True
+            failure = FlushFailure(self._name, pending.key, pending.revision, reason, time.time())
+            failures.append(failure)
+            with self._dirty:
+                self._failures.append((pending.seq, failure))
+        self._stats["failed"] += len(failures)
+        if isinstance(self._storage, FlushLedger):
+            try:
+                self._storage.record_failures(failures)
+            except MsstoreError as err:
+                log.warning("could not record %d flush failures: %s", len(failures), err)
 
     # Control ---------------------------------------------------------------------------------
 
@@ -251,6 +259,16 @@ class Flusher:
             while True:
                 lowest = self._dirty.lowest_seq()
                 if lowest is None or lowest > target:
+                    failed = [f for seq, f in self._failures[self._reported :] if seq <= target]
+                    self._reported = len(self._failures)
+                    if failed:
+                        raise FlushError(
+                            f"{len(failed)} writes could not be stored in SQL: "
+                            + ", ".join(f"{f.key!r} ({f.reason})" for f in failed[:5])
+                            + (" ..." if len(failed) > 5 else ""),
+                            failures=failed,
+                            hint="they stay in KV; see stats()['flush']['failures']",
+                        )
                     return
                 if not self._thread.is_alive():
                     raise OutcomeUnknown("the flusher thread is not running", hint="reopen")
@@ -278,7 +296,22 @@ class Flusher:
                 self._dirty.notify_all()
             self._thread.join(5.0)
 
+    @property
+    def failed(self) -> list[FlushFailure]:
+        """Every write the SQL tier refused, oldest first."""
+        with self._dirty:
+            return [f for _, f in self._failures]
+
     def stats(self) -> dict[str, Any]:
-        """``batches``, ``rows_written``, ``rows_skipped`` (older than SQL), ``rows_removed``,
-        ``retries``, ``failed`` (refused rows), ``reconciles``, ``pending`` (dirty keys)."""
-        return {**self._stats, "pending": len(self._dirty)}
+        """``batches``, ``rows_written``, ``rows_skipped`` (older than SQL), ``rows_removed``
+        (tombstones written), ``retries``, ``failed`` (refused rows), ``reconciles``,
+        ``pending`` (dirty keys), ``failures`` (the last 100 refused writes: key, revision,
+        reason) and ``last_error``."""
+        failures = [attrs.asdict(f) for f in self.failed[-100:]]
+        last = None if self._last_error is None else repr(self._last_error)
+        return {
+            **self._stats,
+            "pending": len(self._dirty),
+            "failures": failures,
+            "last_error": last,
+        }

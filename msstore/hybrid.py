@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Self
+
+import attrs
 
 from msstore import keys as keygrammar
 from msstore.caching import L1Cache, TieredCache
@@ -27,14 +30,17 @@ from msstore.codec import Codec, Encoded, default_codec, has_nul
 from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
 from msstore.consistency import ConsistencyMonitor, HealthStatus
 from msstore.dirty import DirtySet
-from msstore.errors import MsstoreError, SerializationError
+from msstore.errors import SerializationError, StoreClosed
 from msstore.flushing import Flusher, FlushPolicy
 from msstore.kvbase import KVBase
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
+from msstore.records import FlushFailure
 from msstore.recovery import FeedPosition, ReconcileReport, reconcile
+from msstore.ttl import check_ttl
 
 __all__ = ["HybridStateManager"]
 
+_KEY_LOCKS: Final = 64
 _RECOVERY_RETRY: Final = RetryPolicy(attempts=6, base=0.05, multiplier=2.0, cap=1.0, jitter=0.05)
 log = logging.getLogger("msstore.hybrid")
 
@@ -63,13 +69,19 @@ class HybridStateManager:
         recover: bool = True,
         owns_stores: bool = False,
         codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.kv = kv
         self.storage = storage
         self.policy = policy or FlushPolicy()
         self.monitor = monitor or ConsistencyMonitor()
         self._codec = codec or default_codec
+        self._clock = clock
         self._owns = owns_stores
+        # update_with of one key from threads of this process queue here instead of fighting
+        # each other through the server (striped: a bounded number of locks for any keys).
+        self._key_locks = tuple(threading.Lock() for _ in range(_KEY_LOCKS))
+        self.recovery_failures: list[FlushFailure] = []
         self._closed = False
         self._lock = threading.Lock()
         self._check_nul = Capability.NUL_IN_STRINGS not in storage.capabilities
@@ -82,8 +94,8 @@ class HybridStateManager:
             log.warning(
                 "%r or %r cannot replay unflushed writes: a crash may lose them", kv, storage
             )
-        self.dirty = DirtySet(threshold=self.policy.threshold)
-        self.cache = TieredCache(kv, storage, l1=l1, watch=watch, codec=self._codec)
+        self.dirty = DirtySet(threshold=self.policy.threshold, wall=clock)
+        self.cache = TieredCache(kv, storage, l1=l1, watch=watch, codec=self._codec, wall=clock)
         self.last_recovery: ReconcileReport | None = None
         if recover and self._position is not None:
             # A transient failure (a deadlock with another process's flush, a dropped
@@ -96,7 +108,7 @@ class HybridStateManager:
             policy=self.policy,
             monitor=self.monitor,
             version_of=self.version_of,
-            reconcile=self.reconcile if self._position is not None else None,
+            reconcile=self._periodic_pass if self._position is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -125,25 +137,37 @@ class HybridStateManager:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new manager")
+            raise StoreClosed(f"{self!r} is closed", hint="open a new manager")
+        for store in (self.storage, self.kv):
+            if getattr(store, "closed", False):
+                raise StoreClosed(
+                    f"{store!r} under {self!r} was closed; nothing was written",
+                    hint="close the manager and open a new one over open stores",
+                )
 
     def _for_kv(self, encoded: Encoded, value: Any) -> Any:
         return encoded if self._kv_takes_encoded else value
 
-    def _wrote(self, key: str, encoded: Encoded, revision: int) -> None:
-        self.dirty.add(key, encoded.data, revision)
-        self.cache.wrote(key, encoded.data, revision)
+    def _wrote(
+        self, key: str, encoded: Encoded, revision: int, ttl: int | None = None, at: float = 0.0
+    ) -> None:
+        expires_at = None if ttl is None else at + ttl
+        self.dirty.add(key, encoded.data, revision, expires_at=expires_at)
+        self.cache.wrote(key, encoded.data, revision, lifetime=ttl)
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         """Write ``value`` to KV and mark it for flushing; return the KV revision.
 
-        Returns once the KV acknowledged the write. ``ttl`` (seconds) overrides the bucket's
-        time to live where the KV supports per-key TTLs.
+        Returns once the KV acknowledged the write. ``ttl`` (whole seconds) is the value's own
+        expiry: KV drops it then, SQL keeps it as ``expires_at``, and no read returns it after
+        (the bucket TTL, by contrast, only ends the value's time in the hot tier).
         """
         self._check_open()
         encoded = self._encode(key, value)
-        revision = self.kv.put(key, self._for_kv(encoded, value), ttl=ttl)
-        self._wrote(key, encoded, revision)
+        seconds = check_ttl(ttl)
+        at = self._clock()
+        revision = self.kv.put(key, self._for_kv(encoded, value), ttl=seconds)
+        self._wrote(key, encoded, revision, seconds, at)
         return revision
 
     def put_many(
@@ -153,11 +177,14 @@ class HybridStateManager:
         self._check_open()
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         encoded = [self._encode(k, v) for k, v in pairs]
+        seconds = check_ttl(ttl)
+        at = self._clock()
         revisions = self.kv.put_many(
-            [(k, self._for_kv(e, v)) for (k, v), e in zip(pairs, encoded, strict=True)], ttl=ttl
+            [(k, self._for_kv(e, v)) for (k, v), e in zip(pairs, encoded, strict=True)],
+            ttl=seconds,
         )
         for (key, _), e, revision in zip(pairs, encoded, revisions, strict=True):
-            self._wrote(key, e, revision)
+            self._wrote(key, e, revision, seconds, at)
         return revisions
 
     def update(self, key: str, value: Any, *, expected_revision: int) -> int:
@@ -181,12 +208,25 @@ class HybridStateManager:
         """Read-modify-write with conflict resolution (:func:`msstore.conflicts.update_with`).
 
         A key that only SQL still holds is hydrated into KV first, so ``fn`` sees its value.
+        Each value is checked (and encoded once) before it is written, as ``put`` does. Calls
+        for one key from threads of this process take turns; across processes, compare-and-set
+        conflicts settle through ``resolver``.
         """
         self._check_open()
-        self.cache.load(key)  # KV, else SQL with hydration: L1 may outlive the KV entry
-        result = update_with(self.kv, key, fn, resolver=resolver, policy=policy)
-        if result.written:
-            self._wrote(key, self._encode(key, result.value), result.revision)
+        keygrammar.check_key(key)
+        encoded: list[Encoded] = []
+
+        def prepare(value: Any) -> Any:
+            encoded[:] = [self._encode(key, value)]
+            return self._for_kv(encoded[0], value)
+
+        with self._key_locks[hash(key) % _KEY_LOCKS]:
+            self.cache.load(key)  # KV, else SQL with hydration: L1 may outlive the KV entry
+            result = update_with(
+                self.kv, key, fn, resolver=resolver, policy=policy, prepare=prepare
+            )
+            if result.written:
+                self._wrote(key, encoded[0], result.revision)
         return result
 
     def delete(self, key: str) -> int:
@@ -217,9 +257,22 @@ class HybridStateManager:
     # Flushing and recovery ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Block until every write made before this call is committed to SQL."""
+        """Block until every write made before this call is committed to SQL.
+
+        Raises :class:`~msstore.errors.FlushError` naming the writes the SQL tier refused
+        (the others were stored), ``OutcomeUnknown`` if ``timeout`` passed first, and
+        ``StoreClosed`` if a store under the manager was closed.
+        """
         self._check_open()
         self.flusher.flush(timeout)
+
+    def sweep(self) -> int:
+        """Drop expired rows and tombstones past ``policy.tombstone_retention`` from the SQL
+        tier (see :mod:`msstore.recovery`); how many rows went. The flusher runs it after each
+        periodic reconcile pass."""
+        if not isinstance(self.storage, FlushLedger):
+            return 0
+        return self.storage.sweep(tombstone_retention=self.policy.tombstone_retention)
 
     def reconcile(self) -> ReconcileReport:
         """Run a recovery pass now (see :mod:`msstore.recovery`)."""
@@ -236,19 +289,31 @@ class HybridStateManager:
                     state.incarnation,
                 )
                 self._position = FeedPosition.claim(self.kv, self.kv.name, self.storage)
-            return reconcile(self.kv, self.storage, self.storage, self._position)
+            report = reconcile(self.kv, self.storage, self.storage, self._position)
+            self.recovery_failures.extend(report.failures)
+            del self.recovery_failures[:-100]
+            return report
+
+    def _periodic_pass(self) -> None:
+        self.reconcile()
+        self.sweep()
 
     # Reporting and closing ---------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """``{"flush": ..., "cache": ..., "consistency": ...}``: the flusher's, the tiered
-        cache's and the consistency monitor's stats dicts."""
+        """``{"flush": ..., "cache": ..., "consistency": ..., "recovery": ...}``: the flusher's,
+        the tiered cache's and the consistency monitor's stats dicts, and the recovery
+        watermark with the entries recovery set aside (``failures``: key, revision, reason)."""
         with self.dirty:
             self.monitor.pending_since(self.dirty.oldest())
         return {
             "flush": self.flusher.stats(),
             "cache": self.cache.stats(),
             "consistency": self.monitor.stats(),
+            "recovery": {
+                "watermark": None if self._position is None else self._position.watermark,
+                "failures": [attrs.asdict(f) for f in self.recovery_failures],
+            },
         }
 
     def health(self) -> HealthStatus:

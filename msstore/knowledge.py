@@ -348,9 +348,17 @@ class KnowledgeStorage:
                 valid_until=r.expires_at,
             )
             for r, _ in newest.values()
+            if not r.deleted
         ]
-        stored = self._kb.add_many(facts, skip_stale=True)
-        return UpsertResult(written=len(stored), skipped=total - len(stored))
+        stored = self._kb.add_many(facts, skip_stale=True) if facts else []
+        # Facts keep no tombstones: a delete removes the older fact and is forgotten.
+        removed = sum(
+            self._kb.remove_key(r.key, below_version=r.version)
+            for r, _ in newest.values()
+            if r.deleted
+        )
+        written = len(stored) + removed
+        return UpsertResult(written=written, skipped=total - written)
 
     def close(self) -> None:
         self._kb.close()

@@ -15,7 +15,7 @@ from msstore import keys as keygrammar
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
-from msstore.errors import InvalidArgument, MsstoreError, VersionConflict
+from msstore.errors import InvalidArgument, StoreClosed, VersionConflict
 from msstore.ttl import check_ttl
 
 __all__ = ["KVBase", "StoreBase", "check_revision", "stale_revision"]
@@ -34,10 +34,10 @@ def stale_revision(key: str, expected: int, current: int | None) -> VersionConfl
     )
 
 
-def check_revision(revision: object, name: str = "expected_revision") -> int:
-    """A revision argument: an ``int`` of at least 1 (bools and floats refused)."""
-    if type(revision) is not int or revision < 1:
-        raise InvalidArgument(f"{name} must be an int >= 1, got {revision!r}")
+def check_revision(revision: object, name: str = "expected_revision", *, minimum: int = 1) -> int:
+    """A revision argument: an ``int`` of at least ``minimum`` (bools and floats refused)."""
+    if type(revision) is not int or revision < minimum:
+        raise InvalidArgument(f"{name} must be an int >= {minimum}, got {revision!r}")
     return revision
 
 
@@ -46,9 +46,14 @@ class StoreBase:
 
     _closed: bool = False
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
-            raise MsstoreError(f"{self!r} is closed", hint="open a new store")
+            raise StoreClosed(f"{self!r} is closed", hint="open a new store")
 
     def close(self) -> None:
         self._closed = True
@@ -107,7 +112,8 @@ class KVBase(StoreBase):
             self._require(Capability.CAS)
         keygrammar.check_key(key)
         if expected_revision is not _UNCONDITIONAL:
-            check_revision(expected_revision)
+            # 0: the key has no retained entry at all, not even a delete marker.
+            check_revision(expected_revision, minimum=0)
         raw = self._codec.encode(value)
         seconds = self._ttl(ttl)
         self._check_open()

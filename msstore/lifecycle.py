@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from msstore import keys as keygrammar
-from msstore.errors import ConsistencyViolation, DuplicateKey, InvalidArgument, NotFound
+from msstore.errors import ConsistencyViolation, InvalidArgument, NotFound
 from msstore.hybrid import HybridStateManager
 from msstore.protocols import ChangeFeed, CheckpointStore
 from msstore.records import Checkpoint, Query
@@ -106,14 +106,8 @@ class StateLifecycleManager:
         self._move(self._check_agent(agent), LifecycleState.HYDRATING)
         try:
             rows = self.manager.storage.search(Query(prefix=agent + ".", limit=self._hydrate_limit))
-            copied = 0
-            kv = self.manager.kv
-            for row in rows:
-                try:
-                    kv.create(row.key, row.value)
-                    copied += 1
-                except DuplicateKey:  # KV already has a newer value
-                    pass
+            # Never over an entry KV already has (a newer value, or a delete marker).
+            copied = sum(self.manager.cache.copy_to_kv(row) is not None for row in rows)
         except BaseException:
             self._move(agent, LifecycleState.COLD)
             raise

@@ -20,7 +20,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from msstore.capabilities import Capability
-from msstore.records import Checkpoint, Entry, FeedState, Hit, Query, Record, UpsertResult
+from msstore.records import (
+    Checkpoint,
+    Entry,
+    FeedState,
+    FlushFailure,
+    Hit,
+    Query,
+    Record,
+    UpsertResult,
+)
 
 __all__ = [
     "ChangeFeed",
@@ -90,7 +99,9 @@ class KeyValueStore(Protocol):
     ) -> int:
         """Write only if the key's latest revision is ``expected_revision``.
 
-        Else raise ``VersionConflict`` and change nothing.
+        Else raise ``VersionConflict`` and change nothing. ``expected_revision=0`` writes only
+        if the key has no retained entry at all, not even a delete marker (``create`` writes
+        over a marker): what a copy from the SQL tier uses, so it never revives a delete.
         """
         ...
 
@@ -179,10 +190,11 @@ class DataStorage(Protocol):
         ...
 
     def remove(self, key: str, *, below_version: int | None = None) -> bool:
-        """Delete the row; ``True`` if there was one. Idempotent.
+        """Delete the row; ``True`` if there was a live one. Idempotent.
 
-        With ``below_version`` the row is deleted only if its version is lower (a delete that
-        raced a newer write leaves the newer row in place).
+        With ``below_version`` (the delete's own version) the row is replaced by a tombstone at
+        that version, only if its version is lower: a delete that raced a newer write leaves
+        the newer row in place, and a write older than the delete is refused afterwards.
         """
         ...
 
@@ -194,7 +206,8 @@ class DataStorage(Protocol):
         """Bulk, version-guarded upsert in one transaction (the flusher's path).
 
         Duplicate keys collapse to their newest version; rows whose version is not newer
-        than the stored one are skipped. Nothing is written if any row is invalid.
+        than the stored one (a row or a tombstone) are skipped. A record with ``deleted`` set
+        writes a tombstone. Nothing is written if any row is invalid.
         """
         ...
 
@@ -232,6 +245,19 @@ class FlushLedger(Protocol):
 
     def advance_feed(self, bucket: str, incarnation: str, watermark: int) -> None:
         """Record that every revision up to ``watermark`` is stored (never moves back)."""
+        ...
+
+    def record_failures(self, failures: Sequence[FlushFailure]) -> None:
+        """Keep entries that could not be stored, for an operator (idempotent per revision)."""
+        ...
+
+    def flush_failures(self, bucket: str) -> list[FlushFailure]:
+        """The bucket's recorded failures, oldest revision first."""
+        ...
+
+    def sweep(self, *, tombstone_retention: float) -> int:
+        """Drop expired rows, and tombstones older than ``tombstone_retention`` seconds whose
+        version every bucket's watermark has passed; return how many rows went."""
         ...
 
 

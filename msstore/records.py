@@ -14,6 +14,7 @@ __all__ = [
     "Checkpoint",
     "Entry",
     "FeedState",
+    "FlushFailure",
     "Hit",
     "Operation",
     "Query",
@@ -41,6 +42,9 @@ class Entry:
     ``raw`` holds the stored bytes; ``value`` decodes them on first access (each ``get`` hands
     out its own Entry, so the decoded value is the caller's to mutate). Delete and purge markers
     have ``operation`` DEL / PURGE and ``value`` ``None``. Times are Unix seconds.
+    ``expires_at`` is when the KV drops this revision (its own TTL, else the bucket's); ``ttl`` is
+    the revision's own TTL in seconds, ``None`` when only the bucket's applies: a value with a
+    ``ttl`` expires for good, while the bucket TTL only ends its time in the hot tier.
     """
 
     bucket: str
@@ -50,6 +54,7 @@ class Entry:
     created: float
     operation: Operation = Operation.PUT
     expires_at: float | None = None
+    ttl: float | None = None
     _value: Any = attrs.field(init=False, default=_UNDECODED, eq=False)
 
     @property
@@ -78,6 +83,9 @@ class Record:
     """One row of a table store (the SQL tier): a key's latest durable value and its version.
 
     ``version`` only grows; stores refuse to replace a row with an older or equal version.
+    ``expires_at`` (Unix seconds) is the value's own expiry, after which no read returns it.
+    ``deleted`` marks a tombstone: the key was deleted at ``version`` (``value`` is ``None``),
+    and the version guard keeps refusing older writes of it until the tombstone is swept.
     """
 
     key: str
@@ -85,6 +93,7 @@ class Record:
     version: int
     updated_at: float
     expires_at: float | None = None
+    deleted: bool = False
 
 
 @attrs.frozen
@@ -152,3 +161,16 @@ class Checkpoint:
     created_at: float
     name: str | None = None
     trigger: str | None = None
+
+
+@attrs.frozen
+class FlushFailure:
+    """A KV entry the SQL tier could not take: bytes msstore cannot decode, or a value the
+    store refuses. Set aside (logged, listed in ``stats()``, kept by the flush ledger) so that
+    the entries around it are stored and the watermark moves past it."""
+
+    bucket: str
+    key: str
+    revision: int
+    reason: str
+    seen_at: float = 0.0

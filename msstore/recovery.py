@@ -6,8 +6,20 @@ JetStream stream on disk, replicated when configured) and, in PostgreSQL, a wate
 A reconcile pass reads the bucket's retained entries above the watermark in revision order,
 keeps the newest per key, upserts them through the same version-guarded bulk path the flusher
 uses (so it never overwrites anything newer, and a write both a live flusher and the pass carry is
-stored once), deletes rows whose key's newest entry is a delete marker, then advances the
-watermark to the highest revision it read.
+stored once), writes a tombstone for each key whose newest entry is a delete marker, then
+advances the watermark to the highest revision it read. Entries it cannot store (bytes msstore
+cannot decode, a value the SQL tier refuses) are set aside in the ledger's failure list and the
+watermark moves past them.
+
+Deletes and expiries are durable facts. A delete becomes a tombstone row at the delete's version,
+so the version guard refuses every older write of the key, whoever flushes it and whenever (a
+late flush of another process, a recovery pass, a hydration). Tombstones are swept
+(``FlushLedger.sweep``) once they are older than the tombstone retention and every bucket's
+watermark is past them; the retention must exceed the bucket TTL (how long a delete marker stays
+in KV) and the longest a live flusher may hold a write. A per-write ``ttl`` is the value's own
+expiry: it is kept in SQL as ``expires_at``, honoured by every read, passed on (what remains of
+it) when a SQL row is hydrated into KV, and swept with the tombstones. The bucket TTL is only how
+long a value stays in the hot tier; after it, reads find the value in SQL.
 
 It runs when a manager opens (recovering whatever a killed predecessor left) and then
 periodically in every manager (recovering writes of a process that died while others run).
@@ -30,11 +42,13 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from msstore.batching import write_batch
 from msstore.codec import default_codec
+from msstore.errors import MsstoreError
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger
-from msstore.records import Entry, Record
+from msstore.records import Entry, FlushFailure, Record
 
-__all__ = ["FeedPosition", "ReconcileReport", "reconcile", "records_for"]
+__all__ = ["FeedPosition", "ReconcileReport", "reconcile", "record_of", "records_for"]
 
 log = logging.getLogger("msstore.recovery")
 
@@ -57,33 +71,45 @@ class FeedPosition:
 
 @attrs.frozen
 class ReconcileReport:
-    """What one pass did: ``read`` entries, ``written`` rows, ``removed`` rows, new watermark."""
+    """What one pass did: ``read`` entries, ``written`` rows, ``removed`` keys (tombstones
+    written), the new ``watermark``, and the entries it had to set aside (``failures``)."""
 
     read: int
     written: int
     removed: int
     watermark: int
+    failures: tuple[FlushFailure, ...] = ()
+
+
+def record_of(entry: Entry, offset: int, decode: Callable[[bytes], object]) -> Record:
+    """The SQL record of KV entry ``entry``: its value (decoded; raises ``SerializationError``
+    for bytes msstore cannot decode), or a tombstone for a delete or purge marker. A revision
+    with its own TTL keeps it as the row's ``expires_at``."""
+    version = offset + entry.revision
+    if entry.is_marker:
+        return Record(entry.key, None, version, entry.created, deleted=True)
+    expires_at = None if entry.ttl is None else entry.created + entry.ttl
+    return Record(entry.key, decode(entry.raw), version, entry.created, expires_at)
 
 
 def records_for(
     entries: Sequence[Entry], offset: int, decode: Callable[[bytes], object]
-) -> tuple[list[Record], dict[str, int]]:
-    """The newest entry per key as SQL records to upsert, and the keys whose newest entry is a
-    delete marker (with the version below which their row is to go)."""
+) -> tuple[list[Record], list[tuple[Entry, str]]]:
+    """The newest entry per key as SQL records (tombstones for markers), and the entries that
+    cannot become records, each with the reason."""
     newest: dict[str, Entry] = {}
     for entry in entries:
         seen = newest.get(entry.key)
         if seen is None or entry.revision > seen.revision:
             newest[entry.key] = entry
     records = []
-    removed = {}
-    for key, entry in newest.items():
-        version = offset + entry.revision
-        if entry.is_marker:
-            removed[key] = version
-        else:
-            records.append(Record(key, decode(entry.raw), version, entry.created))
-    return records, removed
+    poison = []
+    for entry in newest.values():
+        try:
+            records.append(record_of(entry, offset, decode))
+        except MsstoreError as err:
+            poison.append((entry, f"undecodable value: {err}"))
+    return records, poison
 
 
 def reconcile(
@@ -94,17 +120,38 @@ def reconcile(
     *,
     chunk: int = 5_000,
 ) -> ReconcileReport:
-    """Replay everything above ``position.watermark`` into ``storage``; advance the watermark."""
+    """Replay everything above ``position.watermark`` into ``storage``; advance the watermark.
+
+    Entries that cannot be stored (undecodable bytes, values the store refuses) are recorded in
+    ``ledger`` and passed over: one bad entry never stops the pass.
+    """
     read = written = removed = 0
+    failures: list[FlushFailure] = []
     while True:
         entries = kv.changes(position.watermark, limit=chunk)
         if not entries:
             break
-        records, deletes = records_for(entries, position.offset, default_codec.decode)
-        if records:
-            written += storage.upsert_many(records).written
-        for key, version in deletes.items():
-            removed += storage.remove(key, below_version=version)
+        records, poison = records_for(entries, position.offset, default_codec.decode)
+        outcome = write_batch(storage, records)
+        written += outcome.written
+        removed += sum(1 for r in records if r.deleted)
+        found = [
+            FlushFailure(position.bucket, e.key, e.revision, reason) for e, reason in poison
+        ] + [
+            FlushFailure(position.bucket, r.key, r.version - position.offset, str(err))
+            for r, err in outcome.refused
+        ]
+        if found:
+            for failure in found:
+                log.error(
+                    "bucket %s: %r (revision %d) cannot be stored and is set aside: %s",
+                    failure.bucket,
+                    failure.key,
+                    failure.revision,
+                    failure.reason,
+                )
+            ledger.record_failures(found)
+            failures.extend(found)
         read += len(entries)
         position.watermark = max(e.revision for e in entries)
         ledger.advance_feed(position.bucket, position.incarnation, position.watermark)
@@ -119,4 +166,4 @@ def reconcile(
             removed,
             position.watermark,
         )
-    return ReconcileReport(read, written, removed, position.watermark)
+    return ReconcileReport(read, written, removed, position.watermark, tuple(failures))

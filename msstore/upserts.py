@@ -9,7 +9,7 @@ from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument
 from msstore.records import Record
 
-__all__ = ["check_version", "newest_per_key", "newest_records"]
+__all__ = ["check_retention", "check_version", "newest_per_key", "newest_records"]
 
 T = TypeVar("T")
 
@@ -19,6 +19,19 @@ def check_version(version: object) -> int:
     if type(version) is not int or version < 1:
         raise InvalidArgument(f"version must be an int >= 1, got {version!r}")
     return version
+
+
+def check_retention(seconds: object) -> float:
+    """A tombstone retention: a finite number of seconds >= 0 (bools refused)."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds < float("inf")
+    ):
+        raise InvalidArgument(
+            f"tombstone_retention must be a finite number of seconds >= 0, got {seconds!r}"
+        )
+    return float(seconds)
 
 
 def _checked(rec: object) -> Record:

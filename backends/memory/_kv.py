@@ -94,7 +94,14 @@ class MemoryKV(KVBase):
         self._seq += 1
         ttl = key_ttl if key_ttl is not None else self.config.ttl
         entry = Entry(
-            self.config.name, key, raw, self._seq, now, op, None if ttl is None else now + ttl
+            self.config.name,
+            key,
+            raw,
+            self._seq,
+            now,
+            op,
+            None if ttl is None else now + ttl,
+            None if key_ttl is None else float(key_ttl),
         )
         hist = self._hist.get(key)
         if hist is None or op is Operation.PURGE:
@@ -110,9 +117,9 @@ class MemoryKV(KVBase):
 
     def _expect(self, key: str, expected: int, now: float) -> None:
         hist = self._live(key, now)
-        current = hist[-1].revision if hist else None
+        current = hist[-1].revision if hist else 0  # 0: no entry at all, not even a marker
         if current != expected:
-            raise stale_revision(key, expected, current)
+            raise stale_revision(key, expected, current or None)
 
     # KeyValueStore ---------------------------------------------------------------------------
 
@@ -129,15 +136,11 @@ class MemoryKV(KVBase):
                 if hist and hist[-1].operation is Operation.PUT:
                     # A fresh Entry per read: the lazily decoded value belongs to this caller.
                     e = hist[-1]
-                    return Entry(
-                        e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at
-                    )
+                    return _copy(e)
                 return None
             for e in hist:
                 if e.revision == revision:
-                    return Entry(
-                        e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at
-                    )
+                    return _copy(e)
             return None
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
@@ -202,10 +205,7 @@ class MemoryKV(KVBase):
         keygrammar.check_key(key)
         self._check_open()
         with self._lock:
-            return [
-                Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at)
-                for e in self._live(key, self._clock())
-            ]
+            return [_copy(e) for e in self._live(key, self._clock())]
 
     def watch(self, pattern: str = ">", *, include_history: bool = False) -> QueueWatcher:
         self._require(Capability.WATCH)
@@ -257,7 +257,7 @@ class MemoryKV(KVBase):
             if not hist:
                 return None
             e = hist[-1]
-            return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at)
+            return _copy(e)
 
     def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
         if type(after) is not int or after < 0 or type(limit) is not int or limit < 1:
@@ -277,3 +277,8 @@ class MemoryKV(KVBase):
             watchers, self._watchers = self._watchers, []
         for watcher in watchers:
             watcher.stop()
+
+
+def _copy(e: Entry) -> Entry:
+    """A fresh Entry per read: the lazily decoded value belongs to the caller."""
+    return Entry(e.bucket, e.key, e.raw, e.revision, e.created, e.operation, e.expires_at, e.ttl)

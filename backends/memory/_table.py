@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -16,9 +16,9 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import VersionConflict
 from msstore.filters import check_query, contains
 from msstore.kvbase import StoreBase
-from msstore.records import Checkpoint, Query, Record, UpsertResult
+from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.ttl import check_ttl
-from msstore.upserts import check_version, newest_per_key
+from msstore.upserts import check_retention, check_version, newest_per_key
 
 __all__ = ["MemoryTable"]
 
@@ -38,6 +38,7 @@ class _Row(NamedTuple):
     version: int
     updated_at: float
     expires_at: float | None
+    deleted: bool = False
 
 
 class MemoryTable(StoreBase):
@@ -60,6 +61,7 @@ class MemoryTable(StoreBase):
         self._lock = threading.RLock()
         self._rows: dict[str, _Row] = {}
         self._feeds: dict[str, tuple[str, int, int]] = {}
+        self._failures: dict[tuple[str, int], FlushFailure] = {}
         self._checkpoints: list[tuple[Checkpoint, bytes]] = []
         self._closed = False
 
@@ -75,7 +77,7 @@ class MemoryTable(StoreBase):
 
     def _alive(self, key: str, now: float) -> _Row | None:
         row = self._rows.get(key)
-        if row is not None and row.expires_at is not None and row.expires_at <= now:
+        if row is None or row.deleted or (row.expires_at is not None and row.expires_at <= now):
             return None
         return row
 
@@ -120,10 +122,14 @@ class MemoryTable(StoreBase):
         self._check_open()
         with self._lock:
             row = self._rows.get(key)
-            if row is None or (below_version is not None and row.version >= below_version):
+            if below_version is None:
+                self._rows.pop(key, None)
+                return row is not None and not row.deleted
+            if row is not None and row.version >= below_version:
                 return False
-            del self._rows[key]
-            return True
+            # A tombstone at the delete's version: older writes of the key stay refused.
+            self._rows[key] = _Row(b"null", below_version, self._clock(), None, True)
+            return row is not None and not row.deleted
 
     # CheckpointStore ---------------------------------------------------------------------------
 
@@ -170,6 +176,44 @@ class MemoryTable(StoreBase):
             if claimed is not None and claimed[0] == incarnation and watermark > claimed[2]:
                 self._feeds[bucket] = (incarnation, claimed[1], watermark)
 
+    def record_failures(self, failures: Sequence[FlushFailure]) -> None:
+        self._check_open()
+        with self._lock:
+            for failure in failures:
+                self._failures[(failure.bucket, failure.revision)] = attrs.evolve(
+                    failure, seen_at=failure.seen_at or self._clock()
+                )
+
+    def flush_failures(self, bucket: str) -> list[FlushFailure]:
+        self._check_open()
+        with self._lock:
+            return sorted(
+                (f for f in self._failures.values() if f.bucket == bucket),
+                key=lambda f: f.revision,
+            )
+
+    def sweep(self, *, tombstone_retention: float) -> int:
+        check_retention(tombstone_retention)
+        self._check_open()
+        with self._lock:
+            now = self._clock()
+            covered = min(
+                (offset + watermark for _, offset, watermark in self._feeds.values()), default=0
+            )
+            gone = [
+                key
+                for key, row in self._rows.items()
+                if (row.expires_at is not None and row.expires_at <= now)
+                or (
+                    row.deleted
+                    and row.updated_at <= now - tombstone_retention
+                    and row.version <= covered
+                )
+            ]
+            for key in gone:
+                del self._rows[key]
+            return len(gone)
+
     def search(self, query: Query | str) -> list[Record]:
         query = check_query(query)
         if query.text is not None:
@@ -201,6 +245,8 @@ class MemoryTable(StoreBase):
                 current = self._rows.get(key)
                 if current is not None and rec.version <= current.version:
                     continue
-                self._rows[key] = _Row(raw, rec.version, rec.updated_at, rec.expires_at)
+                self._rows[key] = _Row(
+                    raw, rec.version, rec.updated_at, rec.expires_at, rec.deleted
+                )
                 written += 1
         return UpsertResult(written=written, skipped=total - written)

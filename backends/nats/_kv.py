@@ -248,9 +248,8 @@ class NatsKV(KVBase):
             meta = msg.metadata
             seq = meta.sequence.stream
             created = meta.timestamp.timestamp()
-        ttl = _ttl_seconds(headers.get(MSG_TTL))
-        if ttl is None:
-            ttl = self.config.ttl
+        key_ttl = _ttl_seconds(headers.get(MSG_TTL))
+        ttl = self.config.ttl if key_ttl is None else key_ttl
         op = _operation(headers)
         return Entry(
             self.name,
@@ -260,6 +259,7 @@ class NatsKV(KVBase):
             created,
             op,
             None if ttl is None else created + ttl,
+            key_ttl,
         )
 
     async def _get(self, c: Conn, key: str, revision: int | None = None) -> Entry | None:

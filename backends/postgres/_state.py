@@ -27,7 +27,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -41,10 +41,10 @@ from msstore.codec import Codec, Encoded, default_codec
 from msstore.errors import SerializationError, VersionConflict
 from msstore.filters import check_query
 from msstore.kvbase import StoreBase
-from msstore.records import Checkpoint, Query, Record, UpsertResult
+from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.ttl import check_ttl
-from msstore.upserts import check_version, newest_records
+from msstore.upserts import check_retention, check_version, newest_records
 
 from ._tx import classify
 
@@ -59,32 +59,33 @@ _POSITIVE_EXPONENT: Final = re.compile(rb"[0-9][eE]\+?[0-9]")
 STAGE: Final = """
 CREATE TEMP TABLE IF NOT EXISTS msstore_state_stage (
   agent_id uuid, state_key text, state_value text, version bigint, checksum text,
-  updated_at timestamptz, expires_at timestamptz
+  updated_at timestamptz, expires_at timestamptz, deleted boolean
 ) ON COMMIT DELETE ROWS
 """
 MERGE: Final = """
 INSERT INTO agents.state AS s
-  (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
-SELECT agent_id, state_key, state_value::jsonb, version, checksum, updated_at, expires_at
+  (agent_id, state_key, state_value, version, checksum, updated_at, expires_at, deleted)
+SELECT agent_id, state_key, state_value::jsonb, version, checksum, updated_at, expires_at,
+       deleted
 FROM msstore_state_stage ORDER BY state_key COLLATE "C"
 ON CONFLICT (agent_id, state_key) DO UPDATE SET
   state_value = EXCLUDED.state_value, version = EXCLUDED.version,
   checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
-  expires_at = EXCLUDED.expires_at
+  expires_at = EXCLUDED.expires_at, deleted = EXCLUDED.deleted
 WHERE s.version < EXCLUDED.version
 """
 # Small batches (the flusher's usual 50 rows) skip the temp table: one statement over
 # binary-bound arrays costs one round trip where staging + COPY + merge cost four.
 UNNEST_MERGE: Final = """
 {}INSERT INTO agents.state AS s
-  (agent_id, state_key, state_value, version, checksum, updated_at, expires_at)
+  (agent_id, state_key, state_value, version, checksum, updated_at, expires_at, deleted)
 SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[]::jsonb[], %b::int8[], %b::text[],
-                     %b::timestamptz[], %b::timestamptz[]) AS u(a, k, v, n, c, t, e)
+                     %b::timestamptz[], %b::timestamptz[], %b::bool[]) AS u(a, k, v, n, c, t, e, d)
 ORDER BY k COLLATE "C"
 ON CONFLICT (agent_id, state_key) DO UPDATE SET
   state_value = EXCLUDED.state_value, version = EXCLUDED.version,
   checksum = EXCLUDED.checksum, updated_at = EXCLUDED.updated_at,
-  expires_at = EXCLUDED.expires_at
+  expires_at = EXCLUDED.expires_at, deleted = EXCLUDED.deleted
 WHERE s.version < EXCLUDED.version
 """
 # The same statement registering unknown agents first (a data-modifying CTE: still one
@@ -99,13 +100,32 @@ MERGE_ROWS: Final = UNNEST_MERGE.format("")
 MERGE_ROWS_AND_AGENTS: Final = UNNEST_MERGE.format(WITH_AGENTS)
 SMALL_BATCH: Final = 256
 CHUNK: Final = 4096
-STAGE_TYPES: Final = ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
+STAGE_TYPES: Final = ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz", "bool"]
 ENSURE_AGENTS: Final = """
 INSERT INTO agents.registry (agent_id, agent_type, agent_name)
 SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
 ON CONFLICT (agent_id) DO NOTHING
 """
-LIVE: Final = "(expires_at IS NULL OR expires_at > now())"
+LIVE: Final = "NOT deleted AND (expires_at IS NULL OR expires_at > now())"
+TOMBSTONE: Final = """
+INSERT INTO agents.state AS s (agent_id, state_key, state_value, version, updated_at, deleted)
+VALUES (%s, %s, 'null', %s, now(), true)
+ON CONFLICT (agent_id, state_key) DO UPDATE SET
+  state_value = 'null', version = EXCLUDED.version, checksum = NULL, updated_at = now(),
+  expires_at = NULL, deleted = true
+WHERE s.version < EXCLUDED.version
+RETURNING (SELECT NOT o.deleted FROM agents.state o
+           WHERE o.agent_id = %s AND o.state_key = %s)
+"""
+SWEEP: Final = """
+WITH covered AS (
+  SELECT COALESCE(min(version_offset + watermark), 0) AS version FROM agents.flush_progress
+)
+DELETE FROM agents.state s USING covered
+WHERE (s.expires_at IS NOT NULL AND s.expires_at <= now())
+   OR (s.deleted AND s.updated_at <= now() - make_interval(secs => %s)
+       AND s.version <= covered.version)
+"""
 
 
 def agent_id_for(key: str) -> uuid.UUID:
@@ -255,7 +275,7 @@ class PostgresStateStore(StoreBase):
                 "ON CONFLICT (agent_id, state_key) DO UPDATE SET "
                 "state_value = EXCLUDED.state_value, checksum = EXCLUDED.checksum, "
                 "updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at, "
-                "version = CASE WHEN %s::bigint IS NULL THEN s.version + 1 "
+                "deleted = false, version = CASE WHEN %s::bigint IS NULL THEN s.version + 1 "
                 "ELSE EXCLUDED.version END "
                 "WHERE %s::bigint IS NULL OR s.version < EXCLUDED.version "
                 "RETURNING version, extract(epoch FROM updated_at)::float8, "
@@ -303,14 +323,20 @@ class PostgresStateStore(StoreBase):
         if below_version is not None:
             check_version(below_version)
 
+        agent = agent_id_for(key)
+
         def delete(conn: psycopg.Connection[Any]) -> bool:
-            gone = conn.execute(
-                "DELETE FROM agents.state WHERE agent_id = %s AND state_key = %s "
-                "AND (%s::bigint IS NULL OR version < %s::bigint)",
-                (agent_id_for(key), key, below_version, below_version),
-            ).rowcount
+            if below_version is None:
+                gone = conn.execute(
+                    "DELETE FROM agents.state WHERE agent_id = %s AND state_key = %s "
+                    "RETURNING NOT deleted",
+                    (agent, key),
+                ).fetchone()
+            else:  # a tombstone at the delete's version (migration 0016)
+                self._ensure_agents(conn, [key])
+                gone = conn.execute(TOMBSTONE, (agent, key, below_version, agent, key)).fetchone()
             conn.commit()
-            return gone > 0
+            return bool(gone and gone[0])
 
         result: bool = self._run(f"remove {key!r}", delete)
         return result
@@ -385,7 +411,10 @@ class PostgresStateStore(StoreBase):
         return UpsertResult(written=written, skipped=total - written)
 
     def _row(self, key: str, rec: Record) -> tuple[Any, ...]:
-        text, checksum = jsonb_row(rec.value, self._codec)
+        if rec.deleted:
+            text, checksum = "null", None
+        else:
+            text, checksum = jsonb_row(rec.value, self._codec)
         return (
             agent_id_for(key),
             key,
@@ -394,6 +423,7 @@ class PostgresStateStore(StoreBase):
             checksum,
             _ts(rec.updated_at),
             _ts(rec.expires_at),
+            rec.deleted,
         )
 
     def _merge(self, conn: psycopg.Connection[Any], items: list[tuple[str, Record]]) -> int:
@@ -531,6 +561,51 @@ class PostgresStateStore(StoreBase):
             conn.commit()
 
         self._run(f"advance flush progress of {bucket}", advance)
+
+    def record_failures(self, failures: Sequence[FlushFailure]) -> None:
+        if not failures:
+            return
+        columns = (
+            [f.bucket for f in failures],
+            [f.key for f in failures],
+            [f.revision for f in failures],
+            [f.reason[:2000] for f in failures],
+        )
+
+        def record(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "INSERT INTO agents.flush_failures (bucket, state_key, revision, reason) "
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::int8[], %b::text[]) "
+                "ON CONFLICT (bucket, revision) DO NOTHING",
+                columns,
+            )
+            conn.commit()
+
+        self._run(f"record {len(failures)} flush failures", record)
+
+    def flush_failures(self, bucket: str) -> list[FlushFailure]:
+        def read(conn: psycopg.Connection[Any]) -> list[FlushFailure]:
+            rows = conn.execute(
+                "SELECT bucket, state_key, revision, reason, extract(epoch FROM seen_at)::float8 "
+                "FROM agents.flush_failures WHERE bucket = %s ORDER BY revision",
+                (bucket,),
+            ).fetchall()
+            conn.rollback()
+            return [FlushFailure(*row) for row in rows]
+
+        result: list[FlushFailure] = self._run(f"read flush failures of {bucket}", read)
+        return result
+
+    def sweep(self, *, tombstone_retention: float) -> int:
+        seconds = check_retention(tombstone_retention)
+
+        def sweep(conn: psycopg.Connection[Any]) -> int:
+            gone = conn.execute(SWEEP, (seconds,)).rowcount
+            conn.commit()
+            return gone
+
+        result: int = self._run("sweep expired rows and old tombstones", sweep)
+        return result
 
     def close(self) -> None:
         super().close()

@@ -107,56 +107,54 @@ def update_with(
     *,
     resolver: Resolver | None = None,
     policy: RetryPolicy | None = None,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> Updated:
     """Atomically replace ``key``'s value with one derived from it, settling conflicts.
 
     Reads the key, builds our value (``resolver.apply``; plain ``fn(current)`` without a
     resolver) and writes it with the revision it read (``create`` if the key was absent). When
-    another writer got in first (``VersionConflict``), the key is read again and our value is
-    settled against the new one (``resolver.resolve``; without a resolver ``fn`` runs again on
-    it), then written again, waiting and giving up as ``policy`` says (``RetryPolicy()`` by
-    default). If the settled value is the one already stored, nothing is written.
+    another writer got in first (``VersionConflict``), it waits as ``policy`` says
+    (``RetryPolicy()`` by default), then reads the key again and settles our value against the
+    new one (``resolver.resolve``; without a resolver ``fn`` runs again on it) and writes with
+    that fresh revision: reading after the wait, not before it, keeps the revision a retry names
+    as young as it can be, so that hot keys do not starve. If the settled value is the one
+    already stored, nothing is written. ``prepare`` turns each value about to be written into
+    what the KV is handed (the hybrid manager checks and encodes it there, before any write).
 
     Errors that are not retryable (bad input, ``OutcomeUnknown``, ...) surface at once; after
     the last attempt the last ``VersionConflict`` is raised.
     """
     strategy: Resolver = resolver if resolver is not None else _Reapply(fn)
     policy = policy or RetryPolicy()
-    entry = kv.get(key)
-    state = {
-        "entry": entry,
-        "ours": strategy.apply(key, None if entry is None else entry.value, fn),
-        "attempts": 0,
-    }
+    attempts = 0
+    ours: Any = None
 
     def attempt() -> Updated:
-        state["attempts"] += 1
-        current = state["entry"]
-        ours = state["ours"]
+        nonlocal attempts, ours
+        attempts += 1
+        current = kv.get(key)
+        if attempts == 1 or current is None:  # first, or deleted meanwhile: build afresh
+            ours = strategy.apply(key, None if current is None else current.value, fn)
+        else:
+            settled = strategy.resolve(key, ours, current.value)
+            if settled == current.value:
+                return Updated(current.value, current.revision, attempts, written=False)
+            ours = settled
+        value = ours if prepare is None else prepare(ours)
         try:
             if current is None:
-                revision = kv.create(key, ours)
+                revision = kv.create(key, value)
             else:
-                revision = kv.update(key, ours, expected_revision=current.revision)
-            return Updated(ours, revision, state["attempts"])
+                revision = kv.update(key, value, expected_revision=current.revision)
         except (VersionConflict, DuplicateKey) as err:
-            fresh = kv.get(key)
-            state["entry"] = fresh
-            if fresh is None:  # deleted meanwhile: build ours afresh on nothing
-                state["ours"] = strategy.apply(key, None, fn)
-            else:
-                settled = strategy.resolve(key, ours, fresh.value)
-                if settled == fresh.value:
-                    state["settled"] = Updated(
-                        fresh.value, fresh.revision, state["attempts"], written=False
-                    )
-                    return state["settled"]  # type: ignore[no-any-return]
-                state["ours"] = settled
             raise VersionConflict(
-                f"{key!r} changed while being updated",
+                f"{key!r} changed while being updated ({attempts} attempts)",
                 key=key,
+                expected=None if current is None else current.revision,
+                current=None,
                 hint="raise RetryPolicy.attempts for hot keys",
             ) from err
+        return Updated(ours, revision, attempts)
 
     result: Updated = policy.retrying()(attempt)
     return result

@@ -11,11 +11,13 @@ import pytest
 from msstore.backends.memory import MemoryKV, MemoryTable
 
 from msstore.caching import L1Cache
+from msstore.codec import default_codec
 from msstore.consistency import ConsistencyMonitor, HealthStatus, percentile
 from msstore.dirty import DirtySet
 from msstore.errors import (
     ConnectionFailed,
     ConsistencyViolation,
+    FlushError,
     InvalidArgument,
     SerializationError,
 )
@@ -92,16 +94,31 @@ def test_flush_policy_refuses_bad_settings(bad: dict[str, Any]) -> None:
         FlushPolicy(**bad)
 
 
-def test_records_for_keeps_the_newest_entry_and_turns_markers_into_removals() -> None:
+def test_records_for_keeps_the_newest_entry_and_turns_markers_into_tombstones() -> None:
     entries = [
         Entry("b", "a.x", b"1", 1, 10.0),
         Entry("b", "a.y", b"2", 2, 11.0),
         Entry("b", "a.x", b"3", 3, 12.0),
         Entry("b", "a.y", b"", 4, 13.0, Operation.DEL),
     ]
-    records, removed = records_for(entries, 100, int)
-    assert records == [Record("a.x", 3, 103, 12.0)]
-    assert removed == {"a.y": 104}
+    records, poison = records_for(entries, 100, int)
+    assert records == [
+        Record("a.x", 3, 103, 12.0),
+        Record("a.y", None, 104, 13.0, deleted=True),
+    ]
+    assert poison == []
+
+
+def test_records_for_keeps_a_revisions_own_ttl_and_sets_undecodable_bytes_aside() -> None:
+    entries = [
+        Entry("b", "a.t", b"1", 1, 10.0, expires_at=15.0, ttl=5.0),
+        Entry("b", "a.h", b"2", 2, 11.0, expires_at=1811.0),  # only the bucket's TTL
+        Entry("b", "a.bad", b"\x00not json", 3, 12.0),
+    ]
+    records, poison = records_for(entries, 0, default_codec.decode)
+    assert records == [Record("a.t", 1, 1, 10.0, 15.0), Record("a.h", 2, 2, 11.0)]
+    assert [(e.key, e.revision) for e, _ in poison] == [("a.bad", 3)]
+    assert "not valid JSON" in poison[0][1]
 
 
 def test_lifecycle_transitions() -> None:
@@ -161,10 +178,14 @@ def test_a_refused_row_is_isolated_and_the_rest_stored() -> None:
     policy = FlushPolicy(threshold=10, max_lag=10)
     with HybridStateManager(MemoryKV(), table, policy=policy) as m:
         m.put_many({f"a.k{i}": i for i in range(9)} | {"a.bad": "x"})
-        m.flush()
+        with pytest.raises(FlushError, match="a.bad") as raised:
+            m.flush()
+        assert [f.key for f in raised.value.failures] == ["a.bad"]  # type: ignore[attr-defined]
         assert len(table.search("a.k")) == 9
         assert m.stats()["flush"]["failed"] == 1
-        assert [p.key for p in m.flusher.failed] == ["a.bad"]
+        assert [f.key for f in m.flusher.failed] == ["a.bad"]
+        assert [f.key for f in table.flush_failures(m.kv.name)] == ["a.bad"]
+        m.flush()  # reported once: the next flush has nothing new to say
 
 
 def test_a_transient_failure_of_the_opening_recovery_is_retried() -> None:

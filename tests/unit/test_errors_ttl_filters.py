@@ -35,7 +35,7 @@ def test_errors_pickle_with_fields(cls: type[errors.MsstoreError]) -> None:
 
 def test_retryable_flags() -> None:
     retryable = {c.__name__ for c in ALL_ERRORS if c.retryable}
-    assert retryable == {"VersionConflict", "ConnectionFailed"}
+    assert retryable == {"VersionConflict", "ConnectionFailed", "DeadlineExceeded"}
 
 
 def test_message_says_what_to_do() -> None:
