@@ -237,10 +237,11 @@ class TieredCache:
         or ``None`` if KV has an entry or the row cannot carry its expiry there."""
         ttl = None
         if record.expires_at is not None:
-            left = record.expires_at - self._wall()
-            if left <= 0 or Capability.PER_KEY_TTL not in self.kv.capabilities:
+            # Whole seconds, rounded down: the copy expires no later than the value (SQL has
+            # the exact expiry and serves the value until then).
+            ttl = math.floor(record.expires_at - self._wall())
+            if ttl < 1 or Capability.PER_KEY_TTL not in self.kv.capabilities:
                 return None  # served from SQL; a KV copy would outlive the value
-            ttl = max(1, math.ceil(left))
         try:
             revision = self.kv.update(record.key, record.value, expected_revision=0, ttl=ttl)
         except (VersionConflict, DuplicateKey):

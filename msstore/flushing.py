@@ -302,6 +302,17 @@ class Flusher:
         with self._dirty:
             return [f for _, f in self._failures]
 
+    def abandon(self) -> list[Pending]:
+        """Stop as a killed process would: drop the pending writes (returned) and stop the
+        thread without flushing them. They stay in KV, where recovery finds them."""
+        with self._dirty:
+            dropped = self._dirty.take()
+            self._dirty.done()
+            self._stop = True
+            self._dirty.notify_all()
+        self._thread.join(5.0)
+        return dropped
+
     def stats(self) -> dict[str, Any]:
         """``batches``, ``rows_written``, ``rows_skipped`` (older than SQL), ``rows_removed``
         (tombstones written), ``retries``, ``failed`` (refused rows), ``reconciles``,

@@ -338,6 +338,13 @@ class HybridStateManager:
                 self.kv.close()
                 self.storage.close()
 
+    def abandon(self) -> None:
+        """Drop the manager as a killed process would (for crash tests): pending writes are
+        forgotten here, not flushed; they stay in KV and the next recovery pass stores them."""
+        self._closed = True
+        self.flusher.abandon()
+        self.cache.close()
+
     def __enter__(self) -> Self:
         return self
 

@@ -74,6 +74,8 @@ class KeyValueStore(Protocol):
     Revisions are bucket-wide, strictly increasing and never reused. A delete writes a marker
     (history kept); a purge writes a marker and drops the key's earlier history. ``ttl`` is in
     whole seconds (see :mod:`msstore.ttl`); a write without ``ttl`` falls back to the bucket's.
+    A write with its own ``ttl`` drops the key's earlier history too (a roll-up), so that when
+    it expires no value it overwrote shows through.
     """
 
     @property

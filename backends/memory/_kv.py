@@ -104,7 +104,9 @@ class MemoryKV(KVBase):
             None if key_ttl is None else float(key_ttl),
         )
         hist = self._hist.get(key)
-        if hist is None or op is Operation.PURGE:
+        # A purge, or a revision with its own TTL (a roll-up, as the NATS backend writes it:
+        # when it expires, no revision it overwrote shows through), replaces the history.
+        if hist is None or op is Operation.PURGE or key_ttl is not None:
             self._hist[key] = [entry]
         else:
             hist.append(entry)

@@ -94,6 +94,12 @@ def _ttl_seconds(text: str | None) -> float | None:
         return None
 
 
+def _ttl_headers(seconds: int) -> dict[str, str]:
+    """A revision with its own TTL rolls up the key's history: when it expires, no older
+    revision (one it overwrote) shows through as the key's value."""
+    return {MSG_TTL: str(seconds), ROLLUP: "sub"}
+
+
 def _operation(headers: Mapping[str, str] | None) -> Operation:
     if not headers:
         return Operation.PUT
@@ -337,7 +343,7 @@ class NatsKV(KVBase):
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         raw, seconds = self._prepare(key, value, ttl)
-        headers = None if seconds is None else {MSG_TTL: str(seconds)}
+        headers = None if seconds is None else _ttl_headers(seconds)
         return self._client.run(
             lambda c: self._publish(c, key, raw, headers),
             write=True,
@@ -355,7 +361,7 @@ class NatsKV(KVBase):
     async def _create(self, c: Conn, key: str, raw: bytes, seconds: int | None) -> int:
         headers = {EXPECTED_LAST: "0"}
         if seconds is not None:
-            headers[MSG_TTL] = str(seconds)
+            headers.update(_ttl_headers(seconds))
         try:
             return await self._publish(c, key, raw, headers)
         except VersionConflict:
@@ -385,7 +391,7 @@ class NatsKV(KVBase):
         raw, seconds = self._prepare(key, value, ttl, cas=True, expected_revision=expected_revision)
         headers = {EXPECTED_LAST: str(expected_revision)}
         if seconds is not None:
-            headers[MSG_TTL] = str(seconds)
+            headers.update(_ttl_headers(seconds))
         return self._client.run(
             lambda c: self._cas(c, key, raw, headers, expected_revision),
             write=True,
@@ -604,7 +610,7 @@ class NatsKV(KVBase):
         encoded = self._encode_batch(items)
         seconds = self._ttl(ttl)
         self._check_open()
-        headers = None if seconds is None else {MSG_TTL: str(seconds)}
+        headers = None if seconds is None else _ttl_headers(seconds)
 
         async def batch(c: Conn) -> list[int | BaseException]:
             return await asyncio.gather(

@@ -104,7 +104,16 @@ def run(*, rows: int = ROWS, rounds: int = 3) -> dict[str, Any]:
                 with conn.cursor() as cur:
                     with cur.copy("COPY msstore_state_stage FROM STDIN (FORMAT BINARY)") as cp:
                         cp.set_types(
-                            ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz"]
+                            [
+                                "uuid",
+                                "text",
+                                "text",
+                                "int8",
+                                "text",
+                                "timestamptz",
+                                "timestamptz",
+                                "bool",
+                            ]
                         )
                         for rec, text in zip(batch, encoded, strict=True):
                             cp.write_row(
@@ -116,6 +125,7 @@ def run(*, rows: int = ROWS, rounds: int = 3) -> dict[str, Any]:
                                     None,
                                     None,
                                     None,
+                                    False,
                                 )
                             )
                     cur.execute(MERGE)

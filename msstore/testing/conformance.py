@@ -523,7 +523,7 @@ class KeyValueConformance:
             kv.put("t", 1, ttl=ttl)
         assert kv.get("t") is None
 
-    @pytest.mark.parametrize("revision", [0, -1, "1", True, 1.0, None])
+    @pytest.mark.parametrize("revision", [-1, "1", True, 1.0, None])
     def test_bad_revision_is_rejected(self, kv: KeyValueStore, revision: Any) -> None:
         if Capability.CAS not in kv.capabilities:
             pytest.skip("store does not declare cas")
@@ -532,6 +532,30 @@ class KeyValueConformance:
             kv.update("r", 2, expected_revision=revision)
         entry = kv.get("r")
         assert entry is not None and (entry.value, entry.revision) == (1, rev)
+
+    def test_update_at_revision_zero_writes_only_a_key_with_no_entry(
+        self, kv: KeyValueStore
+    ) -> None:
+        if Capability.CAS not in kv.capabilities:
+            pytest.skip("store does not declare cas")
+        rev = kv.update("z.new", 1, expected_revision=0)
+        with pytest.raises(VersionConflict):
+            kv.update("z.new", 2, expected_revision=0)  # it has a value now
+        kv.delete("z.new")
+        with pytest.raises(VersionConflict):
+            kv.update("z.new", 3, expected_revision=0)  # a delete marker counts (create would not)
+        assert kv.get("z.new") is None
+        assert [e.revision for e in kv.history("z.new")][0] == rev
+
+    def test_a_write_with_its_own_ttl_rolls_up_the_keys_history(self, kv: KeyValueStore) -> None:
+        if Capability.PER_KEY_TTL not in kv.capabilities:
+            pytest.skip("store does not declare per_key_ttl")
+        kv.put("z.ttl", "durable")
+        rev = kv.put("z.ttl", "short", ttl=60)
+        # When "short" expires, "durable" must not show through as the key's value.
+        assert [(e.revision, e.value) for e in kv.history("z.ttl")] == [(rev, "short")]
+        entry = kv.get("z.ttl")
+        assert entry is not None and entry.ttl == 60.0
 
     def test_bad_patterns_are_rejected(self, kv: KeyValueStore) -> None:
         for pattern in ["a.>.b", "a*", "", "a..b", "> "]:
@@ -589,6 +613,46 @@ class DataStorageConformance:
         assert storage.remove("r") is True
         assert storage.remove("r") is False
         assert storage.retrieve("r") is None
+
+    def test_a_tombstone_refuses_older_writes_until_a_newer_one(self, storage: DataStorage) -> None:
+        storage.store("t.k", "v3", version=3)
+        assert storage.remove("t.k", below_version=5) is True  # a tombstone at version 5
+        assert storage.remove("t.k", below_version=5) is False  # idempotent
+        assert storage.retrieve("t.k") is None
+        assert storage.search("t.") == []
+        now = time.time()
+        late = storage.upsert_many([Record("t.k", "late v4", 4, now)])  # a late flush
+        assert (late.written, late.skipped) == (0, 1)
+        assert storage.retrieve("t.k") is None
+        with pytest.raises(VersionConflict):
+            storage.store("t.k", "late", version=5)
+        storage.upsert_many([Record("t.k", "v6", 6, now)])
+        rec = storage.retrieve("t.k")
+        assert rec is not None and (rec.value, rec.version) == ("v6", 6)
+
+    def test_a_delete_never_seen_as_a_row_still_leaves_a_tombstone(
+        self, storage: DataStorage
+    ) -> None:
+        now = time.time()
+        written = storage.upsert_many([Record("t.gone", None, 7, now, deleted=True)])
+        assert written.written == 1
+        assert storage.upsert_many([Record("t.gone", "older", 2, now)]).written == 0
+        assert storage.retrieve("t.gone") is None
+        assert storage.remove("t.never", below_version=3) is False  # no live row was there
+        assert storage.upsert_many([Record("t.never", "older", 2, now)]).written == 0
+
+    def test_a_rows_own_expiry_is_honoured(self, storage: DataStorage) -> None:
+        now = time.time()
+        storage.upsert_many(
+            [
+                Record("e.past", "x", 1, now - 10, now - 1),
+                Record("e.future", "y", 1, now, now + 600),
+            ]
+        )
+        assert storage.retrieve("e.past") is None
+        assert [r.key for r in storage.search("e.")] == ["e.future"]
+        rec = storage.retrieve("e.future")
+        assert rec is not None and rec.expires_at == pytest.approx(now + 600, abs=1e-3)
 
     def test_upsert_many_guards_versions_and_collapses_duplicates(
         self, storage: DataStorage

@@ -198,12 +198,7 @@ def test_an_abandoned_managers_writes_are_recovered_by_the_next(hybrid_stores: M
         crashed.put(key, value)
     crashed.delete("a1.k0")
     del acknowledged["a1.k0"]
-    with crashed.dirty:  # the process "dies": its dirty set is lost, its flusher stops
-        crashed.dirty.take()  # (under the lock: setting _stop alone would make the flusher
-        crashed.dirty.done()  # flush everything, as close() does, if it woke up meanwhile)
-        crashed.flusher._stop = True
-        crashed.dirty.notify_all()
-    crashed.flusher._thread.join(5)
+    crashed.abandon()  # the process "dies": its dirty set is lost, its flusher stops
     assert storage.search("a1.") == []
     with HybridStateManager(kv, storage) as recovered:
         report = recovered.last_recovery

@@ -32,16 +32,24 @@ def test_expiry_uses_the_injected_clock() -> None:
     assert kv.get("bucket.ttl") is None and kv.keys() == []
 
 
-def test_expired_revision_drops_out_of_history_like_jetstream() -> None:
+def test_an_expired_revision_with_its_own_ttl_leaves_nothing_behind() -> None:
     clock = FakeClock()
     kv = MemoryKV(BucketConfig(name="b", history=5), clock=clock)
     kv.put("k", "durable")
-    kv.put("k", "short", ttl=2)
+    kv.put("k", "short", ttl=2)  # rolls up the history, as the NATS backend writes it
     clock.now += 3
-    # JetStream removes the expired message; the older revision is the latest left.
-    entry = kv.get("k")
-    assert entry is not None and entry.value == "durable"
-    assert [e.value for e in kv.history("k")] == ["durable"]
+    assert kv.get("k") is None and kv.latest("k") is None  # "durable" does not come back
+    assert kv.history("k") == []
+
+
+def test_an_expired_revision_drops_out_of_history_like_jetstream() -> None:
+    clock = FakeClock()
+    kv = MemoryKV(BucketConfig(name="b", history=5, ttl=10), clock=clock)
+    kv.put("k", "old")
+    clock.now += 6
+    kv.put("k", "new")
+    clock.now += 6  # "old" aged out with the bucket TTL; "new" has 4 s left
+    assert [e.value for e in kv.history("k")] == ["new"]
 
 
 def test_narrowed_capabilities_raise_unsupported() -> None:
