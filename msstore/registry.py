@@ -8,6 +8,7 @@ group (``redis = "msstore_redis:RedisBackend"``) or at run time with :func:`regi
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -57,8 +58,14 @@ class Backend(Protocol):
     def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> VectorIndex: ...
 
 
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: the only form msstore logs or raises."""
+    """``url`` with any password replaced by ``***``: the only form msstore logs or raises
+    (a libpq ``key=value`` string's ``password`` too)."""
+    if "://" not in url:
+        return _KV_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:

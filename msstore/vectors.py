@@ -27,6 +27,7 @@ __all__ = [
     "check_metadata",
     "check_metric",
     "check_vector_type",
+    "check_where",
     "numpy",
 ]
 
@@ -73,6 +74,13 @@ def check_k(k: object) -> int:
     if type(k) is not int or k < 1:
         raise InvalidArgument(f"k must be an int >= 1, got {k!r}")
     return k
+
+
+def check_where(where: object) -> Mapping[str, Any] | None:
+    """A metadata filter: ``None`` or a mapping (JSON containment); anything else refused."""
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidArgument(f"where must be a mapping, not {type(where).__name__}")
+    return where
 
 
 def check_ids(ids: Sequence[str]) -> list[str]:

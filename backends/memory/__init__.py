@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
-from msstore.buckets import BucketConfig
+from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument
-from msstore.options import check_known, opt_bool, opt_int
+from msstore.options import check_known, opt_int
 
 from ._facts import MemoryFactStore
 from ._kv import MemoryKV
@@ -36,17 +36,10 @@ class MemoryBackend:
     """The ``memory://`` scheme."""
 
     def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryKV:
-        check_known(
-            options, {"history", "ttl", "max_value_bytes", "per_key_ttl"}, backend="memory KV"
-        )
-        config = BucketConfig(
-            name=_name(url, "memory"),
-            history=opt_int(options, "history", 1) or 1,
-            ttl=opt_int(options, "ttl", None),
-            max_value_bytes=opt_int(options, "max_value_bytes", 1024 * 1024) or 0,
-            per_key_ttl=opt_bool(options, "per_key_ttl", True),
-        )
-        return MemoryKV(config)
+        # The same bucket options as nats://, read by the same code: the memory KV refuses
+        # exactly what the NATS one refuses (storage, replicas, compression change nothing here).
+        check_known(options, set(BUCKET_OPTIONS), backend="memory KV")
+        return MemoryKV(BucketConfig.from_options(_name(url, "memory"), options))
 
     def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryTable:
         check_known(options, set(), backend="memory table")

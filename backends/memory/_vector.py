@@ -18,6 +18,7 @@ from msstore.vectors import (
     check_k,
     check_metadata,
     check_metric,
+    check_where,
     numpy,
 )
 
@@ -118,6 +119,7 @@ class MemoryVectorIndex:
     ) -> list[Hit]:
         check_k(k)
         query = as_matrix(vector, dim=self._dim, rows=1)[0]
+        where = check_where(where)
         np_ = self._np
         with self._lock:
             if self._count == 0:

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
-from msstore.buckets import BucketConfig
+from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.options import check_known, opt_bool, opt_int
+from msstore.options import check_known, opt_bool, opt_float
 
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size
@@ -38,17 +38,7 @@ __all__ = [
     "stream_config",
 ]
 
-_KV_OPTIONS = {
-    "history",
-    "ttl",
-    "max_value_bytes",
-    "replicas",
-    "storage",
-    "per_key_ttl",
-    "compression",
-    "create",
-    "request_timeout",
-}
+_KV_OPTIONS = BUCKET_OPTIONS | {"create", "request_timeout", "connect_timeout"}
 
 
 def _servers(url: SplitResult) -> list[str]:
@@ -67,30 +57,25 @@ class NatsBackend:
             raise InvalidArgument("a nats:// KV URL names its bucket: nats://host:4222/BUCKET")
         overrides: dict[str, Any] = {"servers": _servers(url)}
         if "request_timeout" in options:
-            overrides["request_timeout"] = float(options["request_timeout"])
+            overrides["request_timeout"] = opt_float(
+                options, "request_timeout", 5.0, maximum=3600.0
+            )
+        if "connect_timeout" in options:
+            overrides["connect_timeout"] = opt_float(
+                options, "connect_timeout", 2.0, maximum=3600.0
+            )
         nats_config = NatsConfig.from_env(**overrides)
-        ttl = opt_int(
+        minutes = nats_config.kv_ttl_minutes
+        config = BucketConfig.from_options(
+            nats_config.bucket_prefix + name,
             options,
-            "ttl",
-            None if nats_config.kv_ttl_minutes is None else nats_config.kv_ttl_minutes * 60,
+            ttl=None if minutes is None else minutes * 60,
+            replicas=nats_config.kv_replicas,
         )
-        config = BucketConfig(
-            name=nats_config.bucket_prefix + name,
-            history=opt_int(options, "history", 1) or 1,
-            ttl=ttl or None,
-            max_value_bytes=opt_int(options, "max_value_bytes", 1024 * 1024) or 0,
-            per_key_ttl=opt_bool(options, "per_key_ttl", True),
-            storage=str(options.get("storage", "file")),  # type: ignore[arg-type]
-            replicas=opt_int(options, "replicas", nats_config.kv_replicas) or 1,
-            compression=opt_bool(options, "compression", False),
-        )
-        if config.storage not in ("file", "memory"):
-            raise InvalidArgument(f"storage must be file or memory, got {config.storage!r}")
+        create = opt_bool(options, "create", True)
         client = NatsClient(nats_config)
         try:
-            return NatsKV.open(
-                client, config, create=opt_bool(options, "create", True), owns_client=True
-            )
+            return NatsKV.open(client, config, create=create, owns_client=True)
         except BaseException:
             client.close()
             raise

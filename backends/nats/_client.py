@@ -49,18 +49,25 @@ class Conn:
     js: JetStreamContext
 
 
-def translate(err: BaseException, *, what: str, write: bool) -> MsstoreError:  # noqa: PLR0911
-    """A driver error as the msstore error a caller should see."""
+def translate(  # noqa: PLR0911
+    err: BaseException, *, what: str, write: bool, limit: float | None = None
+) -> MsstoreError:
+    """A driver error as the msstore error a caller should see (``limit``: the request
+    timeout a timed-out request ran into, named in the message)."""
     if isinstance(err, MsstoreError):
         return err
     if isinstance(err, (nats.errors.TimeoutError, TimeoutError)):
+        within = "in time" if limit is None else f"within the {limit:g} s request timeout"
         if write:
             return OutcomeUnknown(
-                f"{what}: no answer in time",
+                f"{what}: no answer {within}",
+                limit=limit,
                 hint="the write may still land; re-read before writing again",
             )
         return ConnectionFailed(
-            f"{what}: no answer in time", hint="the NATS server may be down or overloaded"
+            f"{what}: no answer {within}",
+            limit=limit,
+            hint="the NATS server may be down or overloaded",
         )
     if isinstance(err, nats.errors.NoRespondersError):
         return ConnectionFailed(
@@ -147,7 +154,7 @@ class NatsClient:
         except MsstoreError:
             raise
         except Exception as err:
-            raise translate(err, what=what, write=write) from err
+            raise translate(err, what=what, write=write, limit=self.config.request_timeout) from err
 
     def run_shared(self, make: Callable[[Conn], Coroutine[Any, Any, T]], *, what: str) -> T:
         """Run ``make(conn)`` on the bridge's connection (for watches, which outlive a call)."""
@@ -234,6 +241,8 @@ def _has_input(conn: Conn) -> bool:
     sock = writer.get_extra_info("socket") if writer is not None else None
     if sock is None:
         return False
+    if sock.fileno() < 0:  # closed under us (the server went away): let the loop see it
+        return True
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
     return bool(poller.poll(0))

@@ -43,8 +43,14 @@ def parse_size(text: str) -> int:
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise InvalidArgument(f"{attribute.name} must be a positive number, got {value!r}")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 < value < float("inf")
+    ):
+        raise InvalidArgument(
+            f"{attribute.name} must be a finite number of seconds > 0, got {value!r}"
+        )
 
 
 def _servers(value: object) -> tuple[str, ...]:

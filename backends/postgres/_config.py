@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from msstore.errors import InvalidArgument
 
-__all__ = ["dsn_from_env"]
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "check_dsn", "dsn_from_env"]
+
+DEFAULT_CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails this fast, not a pool's 30 s
 
 _ENV = {
     "PG_HOST": "host",
@@ -42,3 +44,34 @@ def dsn_from_env(environ: Mapping[str, str] | None = None) -> str:
             "PG_USER (and PG_PASSWORD, PG_PORT ...)"
         )
     return make_conninfo(**params)
+
+
+def check_dsn(dsn: object, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> str:
+    """``dsn`` checked (a libpq key=value string or a ``postgresql://`` URL; anything else is an
+    ``InvalidArgument`` saying so), with ``connect_timeout`` added where it names none."""
+    from psycopg import ProgrammingError  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: PLC0415
+
+    from msstore.registry import redact_url  # noqa: PLC0415
+
+    if not isinstance(dsn, str) or not dsn.strip():
+        raise InvalidArgument(f"a PostgreSQL DSN must be a non-empty string, got {dsn!r}")
+    scheme, sep, _ = dsn.partition("://")
+    if sep and scheme not in ("postgresql", "postgres"):
+        raise InvalidArgument(
+            f"{redact_url(dsn)} is not a PostgreSQL DSN (scheme {scheme!r})",
+            hint="use postgresql://user@host:5432/db or 'host=... dbname=...'",
+        )
+    try:
+        params = conninfo_to_dict(dsn)
+    except ProgrammingError as err:
+        raise InvalidArgument(
+            f"cannot read {redact_url(dsn) if sep else 'the DSN'} as a PostgreSQL DSN: "
+            f"{str(err).strip().splitlines()[0]}",
+            hint="use postgresql://user@host:5432/db or 'host=... dbname=...'",
+        ) from None
+    if params.get("connect_timeout"):
+        return dsn
+    if sep:  # keep the URL form (what repr and errors show, password redacted)
+        return f"{dsn}{'&' if '?' in dsn else '?'}connect_timeout={connect_timeout}"
+    return make_conninfo(dsn, connect_timeout=str(connect_timeout))

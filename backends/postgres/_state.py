@@ -38,7 +38,13 @@ from psycopg_pool import ConnectionPool
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, Encoded, default_codec
-from msstore.errors import SerializationError, VersionConflict
+from msstore.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    OutcomeUnknown,
+    SerializationError,
+    VersionConflict,
+)
 from msstore.filters import check_query
 from msstore.kvbase import StoreBase
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
@@ -46,6 +52,8 @@ from msstore.registry import redact_url
 from msstore.ttl import check_ttl
 from msstore.upserts import check_retention, check_version, newest_records
 
+from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
+from ._deadline import guard
 from ._tx import classify
 
 __all__ = ["PostgresStateStore", "agent_id_for", "jsonb_text"]
@@ -106,6 +114,7 @@ INSERT INTO agents.registry (agent_id, agent_type, agent_name)
 SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
 ON CONFLICT (agent_id) DO NOTHING
 """
+DEFAULT_DEADLINE: Final = 15.0  # seconds a call may wait for PostgreSQL, on the client
 LIVE: Final = "NOT deleted AND (expires_at IS NULL OR expires_at > now())"
 TOMBSTONE: Final = """
 INSERT INTO agents.state AS s (agent_id, state_key, state_value, version, updated_at, deleted)
@@ -126,6 +135,10 @@ WHERE (s.expires_at IS NOT NULL AND s.expires_at <= now())
    OR (s.deleted AND s.updated_at <= now() - make_interval(secs => %s)
        AND s.version <= covered.version)
 """
+
+
+class _CutOff(Exception):
+    """A call whose connection the deadline watchdog cut (internal)."""
 
 
 def agent_id_for(key: str) -> uuid.UUID:
@@ -208,12 +221,41 @@ class PostgresStateStore(StoreBase):
     which the store opens a small pool of its own.
     """
 
-    def __init__(self, pool: ConnectionPool[Any] | str, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool[Any] | str,
+        *,
+        codec: Codec | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
+        connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        if deadline is not None and (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, (int, float))
+            or not 0 < deadline < float("inf")
+        ):
+            raise InvalidArgument(
+                f"deadline must be a finite number of seconds > 0 or None, got {deadline!r}"
+            )
+        if type(connect_timeout) is not int or not 1 <= connect_timeout <= 3600:
+            raise InvalidArgument(
+                f"connect_timeout must be whole seconds from 1 to 3600, got {connect_timeout!r}"
+            )
         self._owns_pool = isinstance(pool, str)
         if isinstance(pool, str):
-            pool = ConnectionPool(pool, min_size=1, max_size=4, name="msstore-state", open=True)
+            pool = ConnectionPool(
+                check_dsn(pool, connect_timeout=connect_timeout),
+                min_size=1,
+                max_size=4,
+                name="msstore-state",
+                # An unreachable server fails a call within the connect timeout (the pool
+                # keeps trying to connect meanwhile), not after the pool's default 30 s.
+                timeout=connect_timeout,
+                open=True,
+            )
         self._pool: ConnectionPool[Any] = pool
         self._codec = codec or default_codec
+        self._deadline = None if deadline is None else float(deadline)
         self._known_agents: set[uuid.UUID] = set()
         self._closed = False
 
@@ -239,21 +281,42 @@ class PostgresStateStore(StoreBase):
             conn.execute(ENSURE_AGENTS, (list(wanted), list(wanted.values())))
             self._known_agents.update(wanted)
 
-    def _run(self, what: str, fn: Any) -> Any:
+    def _run(self, what: str, fn: Any, *, write: bool = False) -> Any:
+        """``fn(conn)`` on a pooled connection, under the store's client-side deadline, with
+        psycopg's errors translated (a call cut off at its deadline: ``DeadlineExceeded`` for
+        a read, ``OutcomeUnknown`` for a write, both naming the limit)."""
         self._check_open()
         try:
             try:
-                with self._pool.connection() as conn:
-                    return fn(conn)
+                return self._guarded(fn)
             except psycopg.errors.ForeignKeyViolation:
                 self._known_agents.clear()  # a registry row went away under us: once more, anew
-                with self._pool.connection() as conn:
-                    return fn(conn)
+                return self._guarded(fn)
         except BaseException as err:
             self._known_agents.clear()  # rolled back, with any registry rows it had added
+            if isinstance(err, _CutOff):
+                limit = self._deadline
+                text = f"{what}: no answer from PostgreSQL within the {limit:g} s deadline"
+                hint = "the connection was dropped; the call can be repeated"
+                if write:
+                    raise OutcomeUnknown(
+                        text + "; the write may or may not have been committed",
+                        limit=limit,
+                        hint=hint,
+                    ) from err.__cause__
+                raise DeadlineExceeded(text, limit=limit, hint=hint) from err.__cause__
             if isinstance(err, psycopg.Error):
                 raise classify(err, what=what) from err
             raise
+
+    def _guarded(self, fn: Any) -> Any:
+        with self._pool.connection() as conn, guard(conn, self._deadline) as deadline:
+            try:
+                return fn(conn)
+            except psycopg.Error as err:
+                if deadline is not None and deadline.fired:
+                    raise _CutOff() from err
+                raise
 
     # DataStorage -----------------------------------------------------------------------------
 
@@ -299,7 +362,7 @@ class PostgresStateStore(StoreBase):
             conn.commit()
             return Record(key, json.loads(text), row[0], row[1], row[2])
 
-        result: Record = self._run(f"store {key!r}", write)
+        result: Record = self._run(f"store {key!r}", write, write=True)
         return result
 
     def retrieve(self, key: str) -> Record | None:
@@ -338,7 +401,7 @@ class PostgresStateStore(StoreBase):
             conn.commit()
             return bool(gone and gone[0])
 
-        result: bool = self._run(f"remove {key!r}", delete)
+        result: bool = self._run(f"remove {key!r}", delete, write=True)
         return result
 
     def search(self, query: Query | str) -> list[Record]:
@@ -405,9 +468,11 @@ class PostgresStateStore(StoreBase):
                         conn.autocommit = False
                 return written
 
-            written: int = self._run(f"upsert {len(items)} rows", write_small)
+            written: int = self._run(f"upsert {len(items)} rows", write_small, write=True)
         else:
-            written = self._run(f"upsert {len(items)} rows", lambda c: self._merge(c, items))
+            written = self._run(
+                f"upsert {len(items)} rows", lambda c: self._merge(c, items), write=True
+            )
         return UpsertResult(written=written, skipped=total - written)
 
     def _row(self, key: str, rec: Record) -> tuple[Any, ...]:
@@ -476,7 +541,7 @@ class PostgresStateStore(StoreBase):
             assert row is not None
             return attrs.evolve(checkpoint, checkpoint_id=str(row[0]))
 
-        result: Checkpoint = self._run(f"checkpoint agent {checkpoint.agent!r}", save)
+        result: Checkpoint = self._run(f"checkpoint agent {checkpoint.agent!r}", save, write=True)
         return result
 
     def _checkpoints(self, agent: str, checkpoint_id: str | None) -> list[Checkpoint]:
@@ -548,7 +613,7 @@ class PostgresStateStore(StoreBase):
             conn.commit()
             return offset, 0
 
-        result: tuple[int, int] = self._run(f"claim flush progress of {bucket}", claim)
+        result: tuple[int, int] = self._run(f"claim flush progress of {bucket}", claim, write=True)
         return result
 
     def advance_feed(self, bucket: str, incarnation: str, watermark: int) -> None:
@@ -560,7 +625,7 @@ class PostgresStateStore(StoreBase):
             )
             conn.commit()
 
-        self._run(f"advance flush progress of {bucket}", advance)
+        self._run(f"advance flush progress of {bucket}", advance, write=True)
 
     def record_failures(self, failures: Sequence[FlushFailure]) -> None:
         if not failures:
@@ -581,7 +646,7 @@ class PostgresStateStore(StoreBase):
             )
             conn.commit()
 
-        self._run(f"record {len(failures)} flush failures", record)
+        self._run(f"record {len(failures)} flush failures", record, write=True)
 
     def flush_failures(self, bucket: str) -> list[FlushFailure]:
         def read(conn: psycopg.Connection[Any]) -> list[FlushFailure]:
@@ -604,7 +669,7 @@ class PostgresStateStore(StoreBase):
             conn.commit()
             return gone
 
-        result: int = self._run("sweep expired rows and old tombstones", sweep)
+        result: int = self._run("sweep expired rows and old tombstones", sweep, write=True)
         return result
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ from msstore.vectors import (
     check_metadata,
     check_metric,
     check_vector_type,
+    check_where,
 )
 
 from ._pgvector import OPERATORS, HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
@@ -333,8 +334,7 @@ class PgVectorIndex:
         """The ``k`` nearest rows whose metadata contains ``where`` (JSON containment)."""
         check_k(k)
         query = as_matrix(vector, dim=self._dim, rows=1)[0]
-        if where is not None and not isinstance(where, Mapping):
-            raise InvalidArgument(f"where must be a mapping, not {type(where).__name__}")
+        where = check_where(where)
         params: list[Any] = [self._vec.param(query)]
         if where is not None:
             params.append(jsonb_text(dict(where), self._codec_json))
