@@ -13,6 +13,21 @@ from msstore.bench import BENCHMARKS
 __all__ = ["main"]
 
 
+class _Failed(click.ClickException):
+    """One line on stderr, no traceback: exit 2 for bad input (as click does for bad options),
+    1 for everything else (a server down, a refused migration)."""
+
+    def __init__(self, err: Exception) -> None:
+        from msstore.errors import InvalidArgument  # noqa: PLC0415
+
+        super().__init__(" ".join(str(err).split()))
+        self.bad_input = isinstance(err, InvalidArgument)
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 2 if self.bad_input else 1
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="msstore")
 def main() -> None:
@@ -107,11 +122,11 @@ def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
             "provisioning needs nats-py: pip install 'msstore[nats]'"
         ) from None
     except MsstoreError as err:
-        raise click.ClickException(str(err)) from None
+        raise _Failed(err) from None
     try:
         report = apply(client, config, dry_run=dry_run)
     except MsstoreError as err:
-        raise click.ClickException(str(err)) from None
+        raise _Failed(err) from None
     finally:
         client.close()
     for change in report:
@@ -182,7 +197,7 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
             else migrator.down(steps=steps, dry_run=dry_run)
         )
     except MsstoreError as err:
-        raise click.ClickException(str(err)) from None
+        raise _Failed(err) from None
     verb = {"up": "applied", "down": "rolled back"}[direction]
     if dry_run:
         verb = f"would be {verb}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from msstore.errors import InvalidArgument
@@ -17,7 +17,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def check_known(options: Mapping[str, Any], known: set[str], *, backend: str) -> None:
+def check_known(options: Mapping[str, Any], known: Set[str], *, backend: str) -> None:
     """Reject options the backend does not understand (a typo must not pass silently)."""
     unknown = set(options) - known
     if unknown:

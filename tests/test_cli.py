@@ -111,3 +111,11 @@ def test_pg_upsert_bench_reports_ratios(msstore_postgres_dsn: str, monkeypatch: 
     for key in ("upsert_many_per_s", "raw_copy_merge_per_s", "raw_row_loop_per_s"):
         assert figures[key] > 0
     assert figures["copy_ratio"] > 0 and figures["vs_row_loop"] > 0
+
+
+@pytest.mark.parametrize("dsn", ["garbage", "mysql://u@h/db"])
+def test_migrate_with_a_bad_dsn_prints_one_line_and_exits_2(dsn: str) -> None:
+    result = CliRunner().invoke(main, ["migrate", "up", "--dsn", dsn])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert "PostgreSQL DSN" in result.output

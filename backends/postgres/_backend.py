@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.options import check_known, opt_bool, opt_int
+from msstore.options import check_known, opt_bool, opt_float, opt_int
 
+from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._pgvector import HnswParams
-from ._state import PostgresStateStore
+from ._state import DEFAULT_DEADLINE, PostgresStateStore
 from ._vector import PgVectorIndex
 
 __all__ = ["PostgresBackend"]
@@ -48,8 +49,18 @@ class PostgresBackend:
         raise Unsupported("PostgreSQL has no KV bucket here; use nats:// or memory://")
 
     def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> PostgresStateStore:
-        check_known(options, set(), backend="PostgreSQL state store")
-        return PostgresStateStore(_dsn(url))
+        check_known(options, {"deadline", "connect_timeout"}, backend="PostgreSQL state store")
+        return PostgresStateStore(
+            _dsn(url),
+            deadline=opt_float(options, "deadline", DEFAULT_DEADLINE, maximum=86_400.0),
+            connect_timeout=opt_int(  # type: ignore[arg-type]
+                options,
+                "connect_timeout",
+                DEFAULT_CONNECT_TIMEOUT,
+                minimum=1,
+                maximum=3600,
+            ),
+        )
 
     def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> PgVectorIndex:
         check_known(options, _VECTOR_OPTIONS, backend="pgvector index")
@@ -60,11 +71,12 @@ class PostgresBackend:
         hnsw: HnswParams | None = None
         if opt_bool(options, "hnsw", True):
             defaults = HnswParams()
-            hnsw = HnswParams(
-                m=opt_int(options, "m", defaults.m) or defaults.m,
-                ef_construction=opt_int(options, "ef_construction", defaults.ef_construction)
-                or defaults.ef_construction,
-                ef_search=opt_int(options, "ef_search", defaults.ef_search) or defaults.ef_search,
+            hnsw = HnswParams(  # (HnswParams checks the ranges; nothing is changed here)
+                m=opt_int(options, "m", defaults.m),  # type: ignore[arg-type]
+                ef_construction=opt_int(  # type: ignore[arg-type]
+                    options, "ef_construction", defaults.ef_construction
+                ),
+                ef_search=opt_int(options, "ef_search", defaults.ef_search),  # type: ignore[arg-type]
                 iterative_scan=str(options.get("iterative_scan", defaults.iterative_scan)),
                 max_scan_tuples=opt_int(options, "max_scan_tuples", None),
             )

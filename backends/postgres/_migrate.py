@@ -35,6 +35,8 @@ from msstore.migrations import (
 )
 from msstore.registry import redact_url
 
+from ._config import check_dsn
+
 __all__ = ["MigrationReport", "MigrationStatus", "Migrator"]
 
 log = logging.getLogger("msstore.postgres")
@@ -121,7 +123,7 @@ class Migrator:
             from msstore.schema import migration_files  # noqa: PLC0415
 
             files = migration_files()
-        self.dsn = dsn
+        self.dsn = check_dsn(dsn, connect_timeout=max(1, int(connect_timeout)))
         self.migrations: list[Migration] = discover(files)
         self.parameters = {
             **DEFAULT_PARAMETERS,
@@ -144,7 +146,7 @@ class Migrator:
             return psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
             )
-        except psycopg.OperationalError as err:
+        except psycopg.Error as err:
             raise ConnectionFailed(
                 f"cannot connect to PostgreSQL at {redact_url(self.dsn)}: "
                 f"{str(err).strip().splitlines()[0]}"

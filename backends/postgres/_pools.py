@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from msstore.errors import ConnectionFailed, InvalidArgument
 from msstore.registry import redact_url
 
-from ._config import dsn_from_env
+from ._config import check_dsn, dsn_from_env
 
 __all__ = [
     "HEALTHY_MS",
@@ -209,7 +209,7 @@ class Pools:
             conn.autocommit = False
 
         return ConnectionPool(
-            dsn,
+            check_dsn(dsn),
             name=name,
             min_size=s.min_size,
             max_size=s.max_size,

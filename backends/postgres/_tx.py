@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import PoolTimeout
 
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import (
@@ -61,6 +62,11 @@ def classify(err: psycopg.Error, *, what: str) -> MsstoreError:
         return DuplicateKey(f"{what}: {first}", sqlstate=state)
     if state.startswith("23"):
         return InvalidArgument(f"{what}: constraint violated ({state}): {first}", sqlstate=state)
+    if isinstance(err, PoolTimeout):
+        return ConnectionFailed(
+            f"{what}: no connection to PostgreSQL: {first}",
+            hint="the server is unreachable or every pooled connection is busy",
+        )
     if (
         state.startswith("08")
         or state in _CONNECTION_LOST

@@ -55,11 +55,18 @@ def test_reads_fall_back_to_the_primary(msstore_postgres_dsn: str) -> None:
         pools.close()
 
 
-def test_health_classes_latency(msstore_postgres_dsn: str) -> None:
+def test_health_reports_a_measured_latency_classed_by_its_thresholds(
+    msstore_postgres_dsn: str,
+) -> None:
     with Pools(msstore_postgres_dsn, settings=TINY) as pools:
         health = pools.health()
-        assert health.status == "healthy" and health.latency_ms is not None
-        assert health.latency_ms < 10 and "primary" in health.pools
+        # How fast the machine answers is not the claim (a busy machine is slow); that the
+        # report classes what it measured by the thresholds is.
+        assert health.latency_ms is not None and "primary" in health.pools
+        assert health.status == latency_status(health.latency_ms)
+
+
+def test_latency_thresholds_and_an_unreachable_server() -> None:
     assert [latency_status(x) for x in (0.5, 9.99, 10, 99.9, 100, None)] == [
         "healthy",
         "healthy",
