@@ -72,6 +72,16 @@ class FlushPolicy:
         check_retention(self.tombstone_retention)
 
 
+def _flush_error(failed: list[FlushFailure]) -> FlushError:
+    return FlushError(
+        f"{len(failed)} writes could not be stored in SQL: "
+        + ", ".join(f"{f.key!r} ({f.reason})" for f in failed[:5])
+        + (" ..." if len(failed) > 5 else ""),
+        failures=failed,
+        hint="they stay in KV; see stats()['flush']['failures']",
+    )
+
+
 class Flusher:
     """Runs the flush loop on a daemon thread; see the module docstring.
 
@@ -202,7 +212,7 @@ class Flusher:
         except MsstoreError as err:
             log.warning("periodic reconcile failed (%s); next pass will retry", err)
 
-    def _write(self, batch: list[Pending]) -> None:
+    def _write(self, batch: list[Pending]) -> list[FlushFailure]:
         """One batch through the shared batch writer: writes and tombstones in one upsert;
         the records the store refuses are set aside (see :meth:`_set_aside`)."""
         version_of = self._version_of
@@ -217,14 +227,24 @@ class Flusher:
         self._stats["rows_written"] += outcome.written
         self._stats["rows_skipped"] += outcome.skipped
         self._stats["rows_removed"] += sum(p.deleted for p in batch)
+        failures = []
         if outcome.refused:
             refused = {r.key: str(err) for r, err in outcome.refused}
-            self._set_aside([(p, refused[p.key]) for p in batch if p.key in refused])
+            failures = self._set_aside([(p, refused[p.key]) for p in batch if p.key in refused])
         done = time.monotonic()
         self._stats["batches"] += 1
         self._monitor.record(done - p.first_at for p in batch)
+        return failures
 
-    def _set_aside(self, refused: list[tuple[Pending, str]]) -> None:
+    def write_now(self, batch: list[Pending]) -> None:
+        """Write ``batch`` on the caller's thread, now (the manager's write-through of values
+        with their own TTL). Raises what the store raised, or ``FlushError`` for refused rows;
+        those are not reported again by ``flush()``."""
+        failures = self._write(batch)
+        if failures:
+            raise _flush_error(failures)
+
+    def _set_aside(self, refused: list[tuple[Pending, str]]) -> list[FlushFailure]:
         """Writes the SQL tier refused for good: logged, kept for ``flush()`` to report and in
         the ledger for an operator, and not retried (they stay in KV)."""
         failures = []
@@ -242,6 +262,7 @@ class Flusher:
                 self._storage.record_failures(failures)
             except MsstoreError as err:
                 log.warning("could not record %d flush failures: %s", len(failures), err)
+        return failures
 
     # Control ---------------------------------------------------------------------------------
 
@@ -259,16 +280,13 @@ class Flusher:
             while True:
                 lowest = self._dirty.lowest_seq()
                 if lowest is None or lowest > target:
-                    failed = [f for seq, f in self._failures[self._reported :] if seq <= target]
+                    # (seq -1: a write-through, whose own call raised already)
+                    failed = [
+                        f for seq, f in self._failures[self._reported :] if 0 <= seq <= target
+                    ]
                     self._reported = len(self._failures)
                     if failed:
-                        raise FlushError(
-                            f"{len(failed)} writes could not be stored in SQL: "
-                            + ", ".join(f"{f.key!r} ({f.reason})" for f in failed[:5])
-                            + (" ..." if len(failed) > 5 else ""),
-                            failures=failed,
-                            hint="they stay in KV; see stats()['flush']['failures']",
-                        )
+                        raise _flush_error(failed)
                     return
                 if not self._thread.is_alive():
                     raise OutcomeUnknown("the flusher thread is not running", hint="reopen")

@@ -29,10 +29,16 @@ from msstore.capabilities import Capability
 from msstore.codec import Codec, Encoded, default_codec, has_nul
 from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
 from msstore.consistency import ConsistencyMonitor, HealthStatus
-from msstore.dirty import DirtySet
-from msstore.errors import SerializationError, StoreClosed
+from msstore.dirty import DirtySet, Pending
+from msstore.errors import (
+    FlushError,
+    MsstoreError,
+    OutcomeUnknown,
+    SerializationError,
+    StoreClosed,
+)
 from msstore.flushing import Flusher, FlushPolicy
-from msstore.kvbase import KVBase
+from msstore.kvbase import KVBase, StoreBase
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.records import FlushFailure
 from msstore.recovery import FeedPosition, ReconcileReport, reconcile
@@ -78,6 +84,7 @@ class HybridStateManager:
         self._codec = codec or default_codec
         self._clock = clock
         self._owns = owns_stores
+        self._closables = tuple(s for s in (storage, kv) if isinstance(s, StoreBase))
         # update_with of one key from threads of this process queue here instead of fighting
         # each other through the server (striped: a bounded number of locks for any keys).
         self._key_locks = tuple(threading.Lock() for _ in range(_KEY_LOCKS))
@@ -138,8 +145,8 @@ class HybridStateManager:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed(f"{self!r} is closed", hint="open a new manager")
-        for store in (self.storage, self.kv):
-            if getattr(store, "closed", False):
+        for store in self._closables:
+            if store.closed:
                 raise StoreClosed(
                     f"{store!r} under {self!r} was closed; nothing was written",
                     hint="close the manager and open a new one over open stores",
@@ -148,26 +155,55 @@ class HybridStateManager:
     def _for_kv(self, encoded: Encoded, value: Any) -> Any:
         return encoded if self._kv_takes_encoded else value
 
-    def _wrote(
-        self, key: str, encoded: Encoded, revision: int, ttl: int | None = None, at: float = 0.0
-    ) -> None:
-        expires_at = None if ttl is None else at + ttl
-        self.dirty.add(key, encoded.data, revision, expires_at=expires_at)
-        self.cache.wrote(key, encoded.data, revision, lifetime=ttl)
+    def _wrote(self, key: str, encoded: Encoded, revision: int) -> None:
+        self.dirty.add(key, encoded.data, revision)
+        self.cache.wrote(key, encoded.data, revision)
+
+    def _wrote_through(self, writes: list[tuple[str, Encoded, int]], ttl: int, at: float) -> None:
+        """Values with their own TTL are committed to SQL before the write returns. Were one
+        to expire in KV unflushed (its process killed, and no recovery pass reading it in
+        time), no tier would remember that it overwrote an older value, and the older value
+        would read again from SQL: a write-through closes that window."""
+        expires_at = at + ttl
+        now = time.monotonic()
+        batch = [
+            Pending(key, e.data, revision, now, at, -1, -1, False, expires_at)
+            for key, e, revision in writes
+        ]
+        for key, e, revision in writes:
+            self.cache.wrote(key, e.data, revision, lifetime=ttl)
+        try:
+            self.flusher.write_now(batch)
+        except FlushError:
+            raise
+        except MsstoreError as err:
+            for p in batch:  # the flusher keeps at it; the values are in KV meanwhile
+                self.dirty.add(p.key, p.raw, p.revision, expires_at=expires_at)
+            raise OutcomeUnknown(
+                f"{len(batch)} writes with a ttl are in KV but not yet in SQL: {err}",
+                hint="they stay pending and the flusher retries; re-read before writing again",
+            ) from err
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         """Write ``value`` to KV and mark it for flushing; return the KV revision.
 
         Returns once the KV acknowledged the write. ``ttl`` (whole seconds) is the value's own
         expiry: KV drops it then, SQL keeps it as ``expires_at``, and no read returns it after
-        (the bucket TTL, by contrast, only ends the value's time in the hot tier).
+        (the bucket TTL, by contrast, only ends the value's time in the hot tier). A write with
+        a ``ttl`` is committed to SQL too before ``put`` returns (see :meth:`_wrote_through`);
+        if SQL cannot take it now, ``OutcomeUnknown`` is raised and the flusher keeps trying.
         """
         self._check_open()
         encoded = self._encode(key, value)
+        if ttl is None:
+            revision = self.kv.put(key, self._for_kv(encoded, value))
+            self._wrote(key, encoded, revision)
+            return revision
         seconds = check_ttl(ttl)
+        assert seconds is not None
         at = self._clock()
         revision = self.kv.put(key, self._for_kv(encoded, value), ttl=seconds)
-        self._wrote(key, encoded, revision, seconds, at)
+        self._wrote_through([(key, encoded, revision)], seconds, at)
         return revision
 
     def put_many(
@@ -183,8 +219,12 @@ class HybridStateManager:
             [(k, self._for_kv(e, v)) for (k, v), e in zip(pairs, encoded, strict=True)],
             ttl=seconds,
         )
-        for (key, _), e, revision in zip(pairs, encoded, revisions, strict=True):
-            self._wrote(key, e, revision, seconds, at)
+        if seconds is None:
+            for (key, _), e, revision in zip(pairs, encoded, revisions, strict=True):
+                self._wrote(key, e, revision)
+        else:
+            writes = [(k, e, r) for (k, _), e, r in zip(pairs, encoded, revisions, strict=True)]
+            self._wrote_through(writes, seconds, at)
         return revisions
 
     def update(self, key: str, value: Any, *, expected_revision: int) -> int:

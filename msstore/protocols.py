@@ -258,8 +258,9 @@ class FlushLedger(Protocol):
         ...
 
     def sweep(self, *, tombstone_retention: float) -> int:
-        """Drop expired rows, and tombstones older than ``tombstone_retention`` seconds whose
-        version every bucket's watermark has passed; return how many rows went."""
+        """Drop tombstones and expired rows older than ``tombstone_retention`` seconds whose
+        version every bucket's watermark has passed; return how many rows went. (An expired row
+        guards its version as a tombstone does, so it is kept as long.)"""
         ...
 
 

@@ -200,14 +200,14 @@ class MemoryTable(StoreBase):
             covered = min(
                 (offset + watermark for _, offset, watermark in self._feeds.values()), default=0
             )
+            before = now - tombstone_retention
             gone = [
                 key
                 for key, row in self._rows.items()
-                if (row.expires_at is not None and row.expires_at <= now)
-                or (
-                    row.deleted
-                    and row.updated_at <= now - tombstone_retention
-                    and row.version <= covered
+                if row.version <= covered
+                and (
+                    (row.deleted and row.updated_at <= before)
+                    or (row.expires_at is not None and row.expires_at <= before)
                 )
             ]
             for key in gone:

@@ -53,6 +53,13 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         )
 
 
+def _whole(name: str, value: object, *, minimum: int, maximum: int | None = None) -> bool:
+    if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidArgument(f"{name} must be an int {bound}, got {value!r}")
+    return True
+
+
 def _servers(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [s for s in value.split(",") if s.strip()]
@@ -86,11 +93,19 @@ class NatsConfig:
     connect_timeout: float = attrs.field(default=2.0, validator=_positive)
     request_timeout: float = attrs.field(default=5.0, validator=_positive)
     reconnect_wait: float = attrs.field(default=0.25, validator=_positive)
-    max_reconnect_attempts: int = -1  # forever: a restarted server is picked up again
+    max_reconnect_attempts: int = attrs.field(  # -1: forever, a restarted server is picked up
+        default=-1, validator=lambda _, a, v: _whole(a.name, v, minimum=-1)
+    )
     bucket_prefix: str = ""
-    kv_ttl_minutes: int | None = None
-    kv_replicas: int = 1
-    kv_max_bytes: int = -1
+    kv_ttl_minutes: int | None = attrs.field(
+        default=None, validator=lambda _, a, v: v is None or _whole(a.name, v, minimum=1)
+    )
+    kv_replicas: int = attrs.field(
+        default=1, validator=lambda _, a, v: _whole(a.name, v, minimum=1, maximum=5)
+    )
+    kv_max_bytes: int = attrs.field(
+        default=-1, validator=lambda _, a, v: v == -1 or _whole(a.name, v, minimum=1)
+    )
     loop: Literal["per-thread", "shared"] = attrs.field(default="per-thread")
 
     @loop.validator

@@ -131,9 +131,9 @@ WITH covered AS (
   SELECT COALESCE(min(version_offset + watermark), 0) AS version FROM agents.flush_progress
 )
 DELETE FROM agents.state s USING covered
-WHERE (s.expires_at IS NOT NULL AND s.expires_at <= now())
-   OR (s.deleted AND s.updated_at <= now() - make_interval(secs => %s)
-       AND s.version <= covered.version)
+WHERE s.version <= covered.version
+  AND ((s.deleted AND s.updated_at <= now() - make_interval(secs => %s))
+       OR s.expires_at <= now() - make_interval(secs => %s))
 """
 
 
@@ -665,7 +665,7 @@ class PostgresStateStore(StoreBase):
         seconds = check_retention(tombstone_retention)
 
         def sweep(conn: psycopg.Connection[Any]) -> int:
-            gone = conn.execute(SWEEP, (seconds,)).rowcount
+            gone = conn.execute(SWEEP, (seconds, seconds)).rowcount
             conn.commit()
             return gone
 

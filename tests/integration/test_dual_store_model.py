@@ -22,10 +22,16 @@ It runs on memory + memory (a fake clock shared by every tier) in the default su
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +47,7 @@ from hypothesis.stateful import (
 )
 from msstore.backends.memory import MemoryKV, MemoryTable
 
+from msstore import errors
 from msstore.buckets import BucketConfig
 from msstore.caching import L1Cache
 from msstore.capabilities import Capability
@@ -57,6 +64,96 @@ RETENTION = 100.0  # tombstone retention (> the bucket TTL)
 NAMES = ("a.x", "a.y", "b.x")  # two agents: hydration copies an agent's rows
 COUNTER = "c.n"
 POISON = "p.bad"
+
+
+CHILD = str(Path(__file__).with_name("hybrid_child.py"))
+
+
+class ManagerProcess:
+    """A hybrid manager in a process of its own (``hybrid_child.py serve``), called over pipes;
+    :meth:`abandon` kills it with SIGKILL. Errors come back as the msstore errors they were."""
+
+    def __init__(self, nats_url: str, dsn: str, bucket: str) -> None:
+        self._child = subprocess.Popen(
+            [sys.executable, CHILD, "serve", nats_url, dsn, bucket],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lock = threading.Lock()
+        assert self._read() == "ready"
+
+    def _read(self) -> Any:
+        assert self._child.stdout is not None
+        answer = json.loads(self._child.stdout.readline())
+        if "error" in answer:
+            raise getattr(errors, answer["error"], errors.MsstoreError)(answer["message"])
+        return answer["ok"]
+
+    def call(self, op: str, **args: Any) -> Any:
+        assert self._child.stdin is not None
+        with self._lock:
+            self._child.stdin.write(json.dumps({"op": op, **args}) + "\n")
+            self._child.stdin.flush()
+            return self._read()
+
+    def put(self, key: str, value: Any, *, ttl: int | None = None) -> int:
+        return int(self.call("put", key=key, value=value, ttl=ttl))
+
+    def delete(self, key: str) -> int:
+        return int(self.call("delete", key=key))
+
+    def get(self, key: str) -> Any:
+        return self.call("get", key=key)
+
+    def flush(self) -> None:
+        self.call("flush")
+
+    def reconcile(self) -> None:
+        self.call("reconcile")
+
+    def sweep(self) -> None:
+        self.call("sweep")
+
+    def abandon(self) -> None:
+        self._child.send_signal(signal.SIGKILL)
+        self._child.wait(30)
+        self._release()
+
+    def close(self) -> None:
+        assert self._child.stdin is not None
+        self._child.stdin.close()
+        self._child.wait(60)
+        self._release()
+
+    def _release(self) -> None:
+        for pipe in (self._child.stdin, self._child.stdout):
+            if pipe is not None and not pipe.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()
+
+
+Manager = HybridStateManager | ManagerProcess
+
+
+def _increment(m: Manager, key: str) -> None:
+    if isinstance(m, ManagerProcess):
+        m.call("increment", key=key)
+    else:
+        m.update_with(key, lambda v: (v or 0) + 1, policy=RetryPolicy.hot_key())
+
+
+def _write_with_update(m: Manager, key: str, value: Any) -> None:
+    if isinstance(m, ManagerProcess):
+        m.call("write", key=key, value=value)
+    else:
+        m.update_with(key, lambda _: value)
+
+
+def _refused(m: Manager) -> int:
+    if isinstance(m, ManagerProcess):
+        return int(m.call("failed"))
+    return int(m.stats()["flush"]["failed"])
 
 
 class Clock:
@@ -78,6 +175,7 @@ class DualStoreModel(RuleBasedStateMachine):
     make_stores: Callable[[], Stores]
     fake_clock: bool = True
     managers_wanted: int = 3
+    processes: tuple[str, str] | None = None  # (nats url, dsn): managers in processes of their own
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,14 +184,16 @@ class DualStoreModel(RuleBasedStateMachine):
         self.model: dict[str, tuple[Any, float | None]] = {}  # key -> (value, own expiry)
         self.counter = 0
         self.last_sync = self.clock()
-        self.managers: list[HybridStateManager] = []
+        self.managers: list[Manager] = []
         self.nul_refused = Capability.NUL_IN_STRINGS not in self.table.capabilities
 
     def key(self, name: str) -> str:
         agent, rest = name.split(".", 1)
         return f"{agent}{self.prefix}.{rest}"
 
-    def open_manager(self) -> HybridStateManager:
+    def open_manager(self) -> Manager:
+        if self.processes is not None:
+            return ManagerProcess(*self.processes, self.kv.name)
         policy = FlushPolicy(
             threshold=1_000_000, max_lag=3600, reconcile_every=0, tombstone_retention=RETENTION
         )
@@ -114,7 +214,7 @@ class DualStoreModel(RuleBasedStateMachine):
 
     managers_i = st.integers(min_value=0, max_value=2)
 
-    def m(self, i: int) -> HybridStateManager:
+    def m(self, i: int) -> Manager:
         return self.managers[i % len(self.managers)]
 
     # Writes ------------------------------------------------------------------------------------
@@ -160,9 +260,9 @@ class DualStoreModel(RuleBasedStateMachine):
         name = NAMES[0]
         if self.nul_refused:
             with pytest.raises(SerializationError):
-                self.m(i).update_with(self.key(name), lambda _: "nul\x00inside")
+                _write_with_update(self.m(i), self.key(name), "nul\x00inside")
         else:
-            self.m(i).update_with(self.key(name), lambda _: "nul\x00inside")
+            _write_with_update(self.m(i), self.key(name), "nul\x00inside")
             self.model[name] = ("nul\x00inside", None)
 
     @rule(
@@ -174,10 +274,10 @@ class DualStoreModel(RuleBasedStateMachine):
         key = self.key(COUNTER)
         errors: list[BaseException] = []
 
-        def work(m: HybridStateManager) -> None:
+        def work(m: Manager) -> None:
             try:
                 for _ in range(each):
-                    m.update_with(key, lambda v: (v or 0) + 1, policy=RetryPolicy.hot_key())
+                    _increment(m, key)
             except BaseException as err:
                 errors.append(err)
 
@@ -256,7 +356,7 @@ class DualStoreModel(RuleBasedStateMachine):
     @invariant()
     def the_watermark_is_never_stuck_behind_a_poison_entry(self) -> None:
         for m in self.managers:
-            assert m.stats()["flush"]["failed"] == 0  # managers' own writes are all storable
+            assert _refused(m) == 0  # managers' own writes are all storable
 
     def teardown(self) -> None:
         try:
@@ -298,18 +398,20 @@ def test_the_dual_store_matches_its_model_on_memory_backends() -> None:
     _run(examples=1000 if THOROUGH else 150, steps=60 if THOROUGH else 40)
 
 
-@pytest.mark.nats
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_the_dual_store_matches_its_model_on_nats_and_postgres(
-    nats_client: Any, pg_state_dsn: str
+def _on_real_servers(
+    nats_client: Any,
+    dsn: str,
+    *,
+    processes: tuple[str, str] | None,
+    examples: int,
+    steps: int,
 ) -> None:
     import time
 
     from msstore.backends.nats import NatsKV
     from msstore.backends.postgres import PostgresStateStore
 
-    store = PostgresStateStore(pg_state_dsn)
+    store = PostgresStateStore(dsn)
 
     def make() -> Stores:
         kv = NatsKV.open(nats_client, BucketConfig(name=f"model_{uuid.uuid4().hex[:8]}", history=5))
@@ -329,7 +431,40 @@ def test_the_dual_store_matches_its_model_on_nats_and_postgres(
     DualStoreModel.make_stores = staticmethod(make)  # type: ignore[assignment]
     DualStoreModel.raw_put = staticmethod(raw_put)  # type: ignore[attr-defined]
     DualStoreModel.fake_clock = False
+    DualStoreModel.processes = processes
     try:
-        _run(examples=60 if THOROUGH else 8, steps=40 if THOROUGH else 25)
+        _run(examples=examples, steps=steps)
     finally:
+        DualStoreModel.processes = None
         store.close()
+
+
+@pytest.mark.nats
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_dual_store_matches_its_model_on_nats_and_postgres(
+    nats_client: Any, pg_state_dsn: str
+) -> None:
+    _on_real_servers(
+        nats_client,
+        pg_state_dsn,
+        processes=None,
+        examples=60 if THOROUGH else 8,
+        steps=40 if THOROUGH else 25,
+    )
+
+
+@pytest.mark.nats
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_dual_store_matches_its_model_with_managers_in_separate_processes(
+    nats_client: Any, msstore_nats_url: str, pg_state_dsn: str
+) -> None:
+    # Crashes are real here: a manager's process is killed with SIGKILL, and a new one opens.
+    _on_real_servers(
+        nats_client,
+        pg_state_dsn,
+        processes=(msstore_nats_url, pg_state_dsn),
+        examples=25 if THOROUGH else 3,
+        steps=40 if THOROUGH else 15,
+    )

@@ -183,7 +183,8 @@ def test_bad_configs_are_refused_before_touching_the_server(
     config = tmp_path / "bad.toml"
     config.write_text(text)
     result = CliRunner().invoke(main, ["provision", "--nats", fresh_nats, "--config", str(config)])
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 2 and message in result.output  # bad input: one line, exit 2
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
 def test_json_config_and_python_objects(fresh_nats: str, tmp_path: Path) -> None:
