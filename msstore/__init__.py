@@ -43,9 +43,9 @@ from msstore.protocols import (
     VectorIndex,
     Watcher,
 )
-from msstore.records import Entry, Hit, Operation, Query, Record, UpsertResult
+from msstore.records import Entry, HealthStatus, Hit, Operation, Query, Record, UpsertResult
 from msstore.registry import open_kv, open_storage, open_vector, register_backend
-from msstore.routing import DataRouter, DataType, Route, StorageLayer
+from msstore.state import DataRouter, DataType, Route, StorageLayer
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,7 @@ __all__ = [
     "Embedder",
     "Entry",
     "FlushError",
+    "HealthStatus",
     "Hit",
     "InvalidArgument",
     "InvalidKey",

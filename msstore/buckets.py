@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import attrs
 
+from msstore._internal.options import opt_bool, opt_choice, opt_int
+from msstore._internal.ttl import MAX_TTL_SECONDS, check_ttl
 from msstore.codec import DEFAULT_MAX_VALUE_BYTES
 from msstore.errors import InvalidArgument
-from msstore.options import opt_bool, opt_choice, opt_int
-from msstore.ttl import MAX_TTL_SECONDS, check_ttl
 
 __all__ = ["BUCKET_OPTIONS", "MAX_HISTORY", "MAX_REPLICAS", "BucketConfig"]
 

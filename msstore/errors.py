@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BatchError",
+    "BridgeMisuse",
     "ConnectionFailed",
     "ConsistencyViolation",
     "DeadlineExceeded",
@@ -21,12 +23,16 @@ __all__ = [
     "FlushError",
     "InvalidArgument",
     "InvalidKey",
+    "MigrationError",
     "MsstoreError",
     "NotFound",
     "OutcomeUnknown",
     "SerializationError",
+    "ServerStartError",
+    "StaleVectors",
     "StoreClosed",
     "TTLExpired",
+    "TransactionConflict",
     "Unsupported",
     "VersionConflict",
 ]
@@ -144,3 +150,33 @@ class Unsupported(MsstoreError, NotImplementedError):
 
     Field ``capability`` names it; check ``store.capabilities`` before relying on it.
     """
+
+
+class TransactionConflict(MsstoreError):
+    """PostgreSQL aborted a transaction to settle a conflict with another one: a deadlock
+    (40P01) or a serialization failure (40001). Field ``sqlstate``. Nothing was committed; the
+    whole transaction can run again (``transaction()`` and the flusher do)."""
+
+    retryable = True
+
+
+class BatchError(MsstoreError):
+    """Some keys of a batch failed. Field ``results`` holds, in input order, each key's revision
+    or the error it met; the keys that succeeded were written."""
+
+
+class StaleVectors(MsstoreError):
+    """Vectors the caller meant to reuse were deleted meanwhile; field ``hashes`` lists the
+    contents that need embedding again."""
+
+
+class BridgeMisuse(MsstoreError):
+    """A blocking msstore call was made where it would deadlock (inside an event loop)."""
+
+
+class ServerStartError(MsstoreError):
+    """An embedded server did not come up; the message holds the end of its log."""
+
+
+class MigrationError(MsstoreError):
+    """The migrations on disk and the history in the database disagree, or a file is bad."""

@@ -73,7 +73,8 @@ class KeyValueStore(Protocol):
 
     Revisions are bucket-wide, strictly increasing and never reused. A delete writes a marker
     (history kept); a purge writes a marker and drops the key's earlier history. ``ttl`` is in
-    whole seconds (see :mod:`msstore.ttl`); a write without ``ttl`` falls back to the bucket's.
+    whole seconds (see :mod:`msstore._internal.ttl`); a write without ``ttl`` falls back to the
+    bucket's.
     A write with its own ``ttl`` drops the key's earlier history too (a roll-up), so that when
     it expires no value it overwrote shows through.
     """
@@ -234,7 +235,7 @@ class FlushLedger(Protocol):
     """Durable flush progress per KV bucket, kept next to the rows it describes.
 
     A table store that implements it lets the hybrid manager recover writes whose process died
-    before flushing them (see :mod:`msstore.recovery`).
+    before flushing them (see :mod:`msstore.state._recovery`).
     """
 
     def claim_feed(self, bucket: str, incarnation: str) -> tuple[int, int]:
@@ -322,7 +323,7 @@ class Embedder(Protocol):
     """Turns texts into vectors of a fixed dimension, a batch at a time.
 
     ``model`` and ``version`` label the vectors it makes: stores reuse a stored vector for the
-    same text only when both match (see :mod:`msstore.embedding`).
+    same text only when both match (see :mod:`msstore.knowledge._embedding`).
     """
 
     @property

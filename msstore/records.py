@@ -15,6 +15,7 @@ __all__ = [
     "Entry",
     "FeedState",
     "FlushFailure",
+    "HealthStatus",
     "Hit",
     "Operation",
     "Query",
@@ -23,6 +24,15 @@ __all__ = [
 ]
 
 _UNDECODED: Any = object()
+
+
+class HealthStatus(enum.Enum):
+    """What every health report says: the dual store's consistency monitor, the PostgreSQL
+    pools, and each later capability's ``health()``."""
+
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    UNHEALTHY = "UNHEALTHY"
 
 
 class Operation(enum.Enum):

@@ -30,14 +30,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "msstore.backends"
 
-_BUILTIN: dict[str, str] = {
-    "memory": "msstore.backends.memory:MemoryBackend",
-    "nats": "msstore.backends.nats:NatsBackend",
-    "tls": "msstore.backends.nats:NatsBackend",
-    "postgresql": "msstore.backends.postgres:PostgresBackend",
-    "postgres": "msstore.backends.postgres:PostgresBackend",
-    "pgvector": "msstore.backends.postgres:PostgresBackend",
-}
+# Built-in backends are found as third-party ones are: through the entry-point group (msstore's
+# own pyproject lists memory, nats, tls, postgresql, postgres and pgvector), so there is one table.
 _registered: dict[str, object] = {}
 _loaded: dict[str, Backend] = {}
 _lock = threading.Lock()
@@ -92,7 +86,7 @@ def _entry_point_schemes() -> dict[str, object]:
 
 def known_schemes() -> list[str]:
     """Every scheme that can be opened: built in, registered, or from entry points."""
-    return sorted({*_BUILTIN, *_registered, *_entry_point_schemes()})
+    return sorted({*_registered, *_entry_point_schemes()})
 
 
 def _resolve(target: object) -> Backend:
@@ -113,9 +107,7 @@ def _backend(scheme: str) -> Backend:
         found = _loaded.get(scheme)
         if found is not None:
             return found
-        target = _registered.get(scheme) or _BUILTIN.get(scheme)
-        if target is None:
-            target = _entry_point_schemes().get(scheme)
+        target = _registered.get(scheme) or _entry_point_schemes().get(scheme)
         if target is None:
             raise InvalidArgument(
                 f"no backend for scheme {scheme!r}; known schemes: {', '.join(known_schemes())}",

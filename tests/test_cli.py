@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from msstore import __version__
-from msstore.bench.memory_kv import run as bench_memory_kv
 from msstore.cli import main
+from msstore.cli.bench.memory_kv import run as bench_memory_kv
 
 
 def test_help_and_version() -> None:
@@ -94,7 +94,7 @@ def test_console_script_bench_json() -> None:
 
 
 def test_resolvers_bench_reports_every_crdt() -> None:
-    from msstore.bench.resolvers import run
+    from msstore.cli.bench.resolvers import run
 
     figures = run(n=200)
     for name in ("gcounter", "pncounter", "orset", "lwwmap", "lwwregister", "mvregister"):
@@ -103,7 +103,7 @@ def test_resolvers_bench_reports_every_crdt() -> None:
 
 
 def test_pg_upsert_bench_reports_ratios(msstore_postgres_dsn: str, monkeypatch: Any) -> None:
-    from msstore.bench.pg_upsert import run
+    from msstore.cli.bench.pg_upsert import run
 
     monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
     figures = run(rows=2000, rounds=1)

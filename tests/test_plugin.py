@@ -42,7 +42,7 @@ def test_unstartable_server_fails_not_skips(
 ) -> None:
     monkeypatch.delenv(env, raising=False)
     pytester.makeconftest(f"""
-        import msstore.embedded as e
+        import msstore.servers._embedded as e
         def broken(self, *, timeout=30.0):
             raise e.ServerStartError({reason!r})
         e.{server}.start = broken

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
+from msstore._internal.options import check_known, opt_int
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument
-from msstore.options import check_known, opt_int
 
 from ._facts import MemoryFactStore
 from ._kv import MemoryKV

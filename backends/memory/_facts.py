@@ -20,8 +20,8 @@ import attrs
 
 from msstore.codec import default_codec
 from msstore.errors import VersionConflict
-from msstore.facts import Fact, FactFilter, StaleVectors, content_hash
-from msstore.vectors import as_matrix, check_dim, check_k, numpy
+from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash
+from msstore.spi import as_matrix, check_dim, check_k, numpy
 
 __all__ = ["MemoryFactStore"]
 
@@ -144,7 +144,10 @@ class MemoryFactStore:
                 new_version = fact.version or ((current.version or 0) + 1 if current else 1)
                 plan.append((fact, new_version, vector, h))
             if missing:
-                raise StaleVectors(sorted(set(missing)))
+                raise StaleVectors(
+                    f"{len(set(missing))} stored vectors went away while adding facts",
+                    hashes=sorted(set(missing)),
+                )
             now = self._clock()
             out = []
             for fact, new_version, vector, h in plan:

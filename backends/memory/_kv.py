@@ -13,9 +13,8 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import DuplicateKey, InvalidArgument
-from msstore.kvbase import KVBase, check_revision, stale_revision
 from msstore.records import Entry, FeedState, Operation
-from msstore.watching import QueueWatcher
+from msstore.spi import KVBase, QueueWatcher, check_revision, stale_revision
 
 __all__ = ["MemoryKV"]
 

@@ -11,14 +11,19 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from msstore import keys as keygrammar
+from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
 from msstore.errors import VersionConflict
-from msstore.filters import check_query, contains
-from msstore.kvbase import StoreBase
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
-from msstore.ttl import check_ttl
-from msstore.upserts import check_retention, check_version, newest_per_key
+from msstore.spi import (
+    StoreBase,
+    check_query,
+    check_retention,
+    check_version,
+    contains,
+    newest_per_key,
+)
 
 __all__ = ["MemoryTable"]
 

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from msstore.capabilities import Capability
 from msstore.codec import default_codec
-from msstore.filters import contains
 from msstore.records import Hit
-from msstore.vectors import (
+from msstore.spi import (
     METRICS,
     as_matrix,
     check_dim,
@@ -19,6 +18,7 @@ from msstore.vectors import (
     check_metadata,
     check_metric,
     check_where,
+    contains,
     numpy,
 )
 

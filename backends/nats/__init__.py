@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
+from msstore._internal.options import check_known, opt_bool, opt_float
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.options import check_known, opt_bool, opt_float
 
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size

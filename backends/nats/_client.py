@@ -1,9 +1,10 @@
 """Connections to NATS, driven without a thread hop (default) or through the shared bridge.
 
 ``loop="per-thread"`` (default): each calling thread gets its own connection on its own loop and
-drives it during the call (:mod:`msstore.local_loops`); a blocking ``put`` costs what an awaited
-one does. ``loop="shared"``: one connection on the process's bridge loop
-(:mod:`msstore.bridge`), one thread hop per call, one connection however many threads call.
+drives it during the call (:mod:`msstore._internal.local_loops`); a blocking ``put`` costs what
+an awaited one does. ``loop="shared"``: one connection on the process's bridge loop
+(:mod:`msstore._internal.bridge`), one thread hop per call, one connection however many threads
+call.
 Watches always run on the bridge, since they deliver while the caller is elsewhere.
 """
 
@@ -24,9 +25,9 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from msstore.bridge import Bridge, get_bridge
+from msstore._internal.bridge import Bridge, get_bridge
+from msstore._internal.local_loops import LocalLoops
 from msstore.errors import ConnectionFailed, MsstoreError, NotFound, OutcomeUnknown
-from msstore.local_loops import LocalLoops
 from msstore.registry import redact_url
 
 from ._config import NatsConfig

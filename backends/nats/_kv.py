@@ -29,6 +29,7 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import (
+    BatchError,
     DuplicateKey,
     InvalidArgument,
     MsstoreError,
@@ -36,9 +37,8 @@ from msstore.errors import (
     SerializationError,
     VersionConflict,
 )
-from msstore.kvbase import KVBase, check_revision, stale_revision
 from msstore.records import Entry, FeedState, Operation
-from msstore.watching import QueueWatcher
+from msstore.spi import KVBase, QueueWatcher, check_revision, stale_revision
 
 from ._client import Conn, NatsClient, translate
 
@@ -63,11 +63,6 @@ BASE_CAPABILITIES: Final = frozenset(
         Capability.BATCH,
     }
 )
-
-
-class BatchError(MsstoreError):
-    """Some keys of a batch failed. ``results`` holds, in input order, each key's revision or
-    the error it met; the keys that succeeded were written."""
 
 
 def _timestamp(text: str | None) -> float:

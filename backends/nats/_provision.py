@@ -1,4 +1,4 @@
-"""Apply a :class:`~msstore.provisioning.ProvisionConfig` to a NATS server, idempotently.
+"""Apply a :class:`~msstore.ops.ProvisionConfig` to a NATS server, idempotently.
 
 Each resource is created when missing and left alone when present: one that differs from the
 configuration is reported, never changed (it may hold data another tool relies on). Replica
@@ -20,7 +20,7 @@ from nats.js import api
 
 from msstore.buckets import BucketConfig
 from msstore.errors import MsstoreError
-from msstore.provisioning import ConsumerSpec, ProvisionConfig, StreamSpec
+from msstore.ops import ConsumerSpec, ProvisionConfig, StreamSpec
 
 from ._client import Conn, NatsClient
 from ._kv import compare, stream_config

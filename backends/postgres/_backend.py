@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
+from msstore._internal.options import check_known, opt_bool, opt_float, opt_int
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.options import check_known, opt_bool, opt_float, opt_int
 
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._pgvector import HnswParams

@@ -26,9 +26,9 @@ from psycopg_pool import ConnectionPool
 
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument, NotFound, VersionConflict
-from msstore.facts import Fact, FactFilter, StaleVectors, content_hash, object_type
+from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, object_type
 from msstore.registry import redact_url
-from msstore.vectors import as_matrix, check_k
+from msstore.spi import as_matrix, check_k
 
 from ._pgvector import HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._state import ENSURE_AGENTS, _agent_of_token, jsonb_text
@@ -325,7 +325,10 @@ class PostgresFactStore:
         missing = [h for h in wanted if h not in source]
         if missing:
             conn.rollback()
-            raise StaleVectors(missing)
+            raise StaleVectors(
+                f"{len(missing)} stored vectors went away while adding facts",
+                hashes=list(missing),
+            )
         return source
 
     def _insert_vectors(

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from msstore import __version__
 from msstore.errors import ConnectionFailed, InvalidArgument
-from msstore.migrations import (
+from msstore.ops._migrations import (
     DEFAULT_PARAMETERS,
     Applied,
     Migration,

@@ -19,7 +19,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format, TransactionStatus
 
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.vectors import MAX_DIM
+from msstore.spi import MAX_DIM
 
 from ._tx import classify
 

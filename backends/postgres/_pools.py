@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from msstore.errors import ConnectionFailed, InvalidArgument
+from msstore.records import HealthStatus
 from msstore.registry import redact_url
 
 from ._config import check_dsn, dsn_from_env
@@ -139,16 +140,16 @@ def recommend_pool_size(
     )
 
 
-def latency_status(latency_ms: float | None) -> str:
-    """``healthy`` under 10 ms, ``degraded`` under 100 ms, else (or ``None``) ``unhealthy``."""
+def latency_status(latency_ms: float | None) -> HealthStatus:
+    """HEALTHY under 10 ms, DEGRADED under 100 ms, else (or ``None``) UNHEALTHY."""
     if latency_ms is None or latency_ms >= UNHEALTHY_MS:
-        return "unhealthy"
-    return "healthy" if latency_ms < HEALTHY_MS else "degraded"
+        return HealthStatus.UNHEALTHY
+    return HealthStatus.HEALTHY if latency_ms < HEALTHY_MS else HealthStatus.DEGRADED
 
 
 @attrs.frozen
 class Health:
-    status: str
+    status: HealthStatus
     latency_ms: float | None
     pools: Mapping[str, Mapping[str, int]]
     error: str | None = None
@@ -322,7 +323,7 @@ class Pools:
                 latency = (time.perf_counter() - start) * 1000
                 conn.rollback()
         except (ConnectionFailed, psycopg.Error) as err:
-            return Health("unhealthy", None, stats, str(err).splitlines()[0])
+            return Health(HealthStatus.UNHEALTHY, None, stats, str(err).splitlines()[0])
         return Health(latency_status(latency), round(latency, 3), stats)
 
     def close(self) -> None:

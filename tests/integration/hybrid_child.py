@@ -18,11 +18,9 @@ from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresStateStore
 
 from msstore.buckets import BucketConfig
-from msstore.caching import L1Cache
 from msstore.conflicts import RetryPolicy
 from msstore.errors import MsstoreError
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
+from msstore.state import FlushPolicy, HybridStateManager, L1Cache
 
 
 def serve(m: HybridStateManager) -> None:

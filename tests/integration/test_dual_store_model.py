@@ -49,14 +49,12 @@ from msstore.backends.memory import MemoryKV, MemoryTable
 
 from msstore import errors
 from msstore.buckets import BucketConfig
-from msstore.caching import L1Cache
 from msstore.capabilities import Capability
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import SerializationError
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import DataStorage, KeyValueStore
 from msstore.records import Operation
+from msstore.state import FlushPolicy, HybridStateManager, L1Cache
 
 THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
 BUCKET_TTL = 60  # seconds a value stays in the hot tier

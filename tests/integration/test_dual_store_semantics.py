@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
+from msstore.capabilities import Capability
 from msstore.errors import FlushError, SerializationError, StoreClosed
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import DataStorage, KeyValueStore
+from msstore.state import FlushPolicy, HybridStateManager
 
 Stores = Callable[..., tuple[KeyValueStore, DataStorage]]
 HELD = FlushPolicy(threshold=10_000, max_lag=3600, reconcile_every=0)  # flushes only when asked
@@ -62,15 +62,19 @@ def test_a_values_own_ttl_is_kept_in_sql(hybrid_stores: Stores) -> None:
         assert durable is not None and durable.expires_at is None  # the bucket TTL is not it
 
 
-def test_a_value_sql_cannot_hold_is_refused_before_the_kv_write(hybrid_stores: Stores) -> None:
+def test_update_with_checks_a_value_against_the_sql_tier_before_the_kv_write(
+    hybrid_stores: Stores,
+) -> None:
     kv, storage = hybrid_stores()
     with HybridStateManager(kv, storage, policy=HELD) as m:
         m.put("nul.k", "clean")
-        from msstore.capabilities import Capability
-
-        if Capability.NUL_IN_STRINGS in storage.capabilities:
-            pytest.skip(f"{storage!r} stores U+0000")
-        with pytest.raises(SerializationError):
+        if Capability.NUL_IN_STRINGS in storage.capabilities:  # this SQL tier holds U+0000
+            m.update_with("nul.k", lambda _: "a\x00b")
+            m.flush()
+            row = storage.retrieve("nul.k")
+            assert row is not None and row.value == "a\x00b"
+            return
+        with pytest.raises(SerializationError):  # PostgreSQL's JSONB cannot
             m.update_with("nul.k", lambda _: "a\x00b")
         entry = kv.get("nul.k")
         assert entry is not None and entry.value == "clean"  # nothing reached KV
@@ -92,12 +96,13 @@ def test_one_undecodable_entry_does_not_stop_recovery(hybrid_stores: Stores) -> 
     HybridStateManager(kv, storage).close()  # and the next manager opens too
 
 
-def test_a_refused_row_fails_flush_and_the_rest_are_stored(hybrid_stores: Stores) -> None:
+@pytest.mark.postgres
+@pytest.mark.parametrize("hybrid_stores", ["memory+postgres", "nats+postgres"], indirect=True)
+def test_a_row_postgresql_refuses_fails_flush_and_the_rest_are_stored(
+    hybrid_stores: Stores,
+) -> None:
     kv, storage = hybrid_stores()
-    from msstore.capabilities import Capability
-
-    if Capability.NUL_IN_STRINGS in storage.capabilities:
-        pytest.skip(f"{storage!r} stores U+0000")
+    assert Capability.NUL_IN_STRINGS not in storage.capabilities
     with HybridStateManager(kv, storage, policy=HELD) as m:
         m.put("rf.ok", 1)
         _put_raw(kv, "rf.nul", b'"a\\u0000b"')  # JSON that PostgreSQL's JSONB refuses
@@ -124,7 +129,6 @@ def test_a_manager_refuses_writes_once_its_store_is_closed(hybrid_stores: Stores
 def _put_raw(kv: KeyValueStore, key: str, raw: bytes) -> None:
     """Bytes as another client would write them, not through msstore's codec."""
     from msstore.backends.memory import MemoryKV
-
     from msstore.records import Operation
 
     if isinstance(kv, MemoryKV):

@@ -20,10 +20,9 @@ from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresStateStore
 
 from msstore.buckets import BucketConfig
-from msstore.embedded import EmbeddedNats
 from msstore.errors import ConnectionFailed, DeadlineExceeded, MsstoreError, OutcomeUnknown
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
+from msstore.servers import EmbeddedNats
+from msstore.state import FlushPolicy, HybridStateManager
 from msstore.testing.proxy import TcpProxy
 
 pytestmark = pytest.mark.slow

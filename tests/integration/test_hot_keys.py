@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 
 from msstore.conflicts import CRDTMerge, PNCounter, RetryPolicy, from_doc
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import DataStorage, KeyValueStore
+from msstore.state import HybridStateManager
 
 Stores = Callable[..., tuple[KeyValueStore, DataStorage]]
 

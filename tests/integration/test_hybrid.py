@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 
-from msstore.caching import L1Cache
 from msstore.capabilities import Capability
 from msstore.conflicts import CRDTMerge, PNCounter, RetryPolicy
 from msstore.conflicts.crdt import from_doc
 from msstore.errors import InvalidKey, SerializationError
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import DataStorage, KeyValueStore
+from msstore.state import FlushPolicy, HybridStateManager, L1Cache
 
 Make = Callable[..., tuple[KeyValueStore, DataStorage]]
 

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from msstore.buckets import BucketConfig
-from msstore.consistency import HealthStatus
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
+from msstore.state import FlushPolicy, HealthStatus, HybridStateManager
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -141,7 +139,7 @@ def test_postgres_restart_mid_load_loses_nothing_and_lag_recovers(
     from msstore.backends.nats import NatsKV
     from msstore.backends.postgres import Migrator, PostgresStateStore
 
-    from msstore.embedded import EmbeddedPostgres
+    from msstore.servers import EmbeddedPostgres
 
     with EmbeddedPostgres(base_dir=tmp_path) as pg:
         pg.start()

@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 
-from msstore.embedding import HashingEmbedder
 from msstore.errors import InvalidArgument, SerializationError, VersionConflict
-from msstore.facts import Fact
-from msstore.fusion import RRF_K
-from msstore.knowledge import KnowledgeBase, KnowledgeStorage
+from msstore.knowledge import RRF_K, Fact, HashingEmbedder, KnowledgeBase, KnowledgeStorage
 from msstore.records import Query, Record
 from tests.conftest import KNOWLEDGE_DIM
 

@@ -7,10 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from msstore.errors import ConsistencyViolation, InvalidArgument, NotFound, VersionConflict
-from msstore.hybrid import HybridStateManager
-from msstore.lifecycle import LifecycleState, StateLifecycleManager
 from msstore.protocols import DataStorage, KeyValueStore
-from msstore.repository import Agent, AgentRepository
+from msstore.repositories import Agent, AgentRepository
+from msstore.state import HybridStateManager, LifecycleState, StateLifecycleManager
 
 Make = Callable[..., tuple[KeyValueStore, DataStorage]]
 S = LifecycleState

@@ -17,7 +17,7 @@ psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
 
 from msstore.backends.postgres import Migrator  # noqa: E402
 
-from msstore.migrations import MigrationError  # noqa: E402
+from msstore.ops import MigrationError  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 SHIPPED = Path(__file__).parents[2] / "schema"
@@ -212,7 +212,7 @@ def test_cli_migrate(db: str) -> None:
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
-    from msstore.embedded import free_port
+    from msstore.servers import free_port
 
     result = CliRunner().invoke(
         main, ["migrate", "up", "--dsn", f"postgresql://app:s3cret@127.0.0.1:{free_port()}/x"]

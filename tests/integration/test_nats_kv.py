@@ -203,7 +203,7 @@ def test_create_races_resolve_to_one_winner(bucket: NatsKV) -> None:
 
 
 def test_connection_failure_names_server_without_password() -> None:
-    from msstore.embedded import free_port
+    from msstore.servers import free_port
 
     port = free_port()
     with pytest.raises(ConnectionFailed) as info:

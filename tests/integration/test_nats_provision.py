@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from msstore.cli import main
-from msstore.embedded import EmbeddedNats
+from msstore.servers import EmbeddedNats
 
 pytestmark = pytest.mark.nats
 NS = 1_000_000_000
@@ -191,7 +191,7 @@ def test_json_config_and_python_objects(fresh_nats: str, tmp_path: Path) -> None
     from msstore.backends.nats import NatsClient, NatsConfig, provision
 
     from msstore.buckets import BucketConfig
-    from msstore.provisioning import ConsumerSpec, ProvisionConfig, StreamSpec, load
+    from msstore.ops import ConsumerSpec, ProvisionConfig, StreamSpec, load
 
     path = tmp_path / "c.json"
     path.write_text('{"streams": [{"name": "EV", "subjects": ["ev.>"], "max_age": 60}]}')

@@ -10,8 +10,8 @@ import pytest
 from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 
 from msstore.buckets import BucketConfig
-from msstore.embedded import EmbeddedNats, EmbeddedNatsCluster
 from msstore.errors import ConnectionFailed, OutcomeUnknown
+from msstore.servers import EmbeddedNats, EmbeddedNatsCluster
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from msstore.backends.postgres import (
     latency_status,
     recommend_pool_size,
 )
-
-from msstore.embedded import free_port
 from msstore.errors import InvalidArgument
+from msstore.records import HealthStatus
+from msstore.servers import free_port
 
 pytestmark = pytest.mark.postgres
 SMALL = PoolSettings(min_size=1, max_size=2, acquire_timeout=2, idle_timeout=60, max_lifetime=600)
@@ -68,12 +68,12 @@ def test_health_reports_a_measured_latency_classed_by_its_thresholds(
 
 def test_latency_thresholds_and_an_unreachable_server() -> None:
     assert [latency_status(x) for x in (0.5, 9.99, 10, 99.9, 100, None)] == [
-        "healthy",
-        "healthy",
-        "degraded",
-        "degraded",
-        "unhealthy",
-        "unhealthy",
+        HealthStatus.HEALTHY,
+        HealthStatus.HEALTHY,
+        HealthStatus.DEGRADED,
+        HealthStatus.DEGRADED,
+        HealthStatus.UNHEALTHY,
+        HealthStatus.UNHEALTHY,
     ]
     dead = Pools(
         f"postgresql://x@127.0.0.1:{free_port()}/x",
@@ -86,7 +86,7 @@ def test_latency_thresholds_and_an_unreachable_server() -> None:
     )
     try:
         report = dead.health()
-        assert report.status == "unhealthy" and report.error
+        assert report.status is HealthStatus.UNHEALTHY and report.error
     finally:
         dead.close()
 

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
-from msstore.backends.postgres import Isolation, transaction  # noqa: E402
 from psycopg_pool import ConnectionPool  # noqa: E402
 
+from msstore.backends.postgres import Isolation, transaction  # noqa: E402
 from msstore.conflicts import RetryPolicy  # noqa: E402
 from msstore.errors import (  # noqa: E402
     ConnectionFailed,
     DuplicateKey,
     InvalidArgument,
-    VersionConflict,
+    TransactionConflict,
 )
 
 pytestmark = pytest.mark.postgres
@@ -114,7 +114,7 @@ def test_set_local_settings_and_read_only(pool: Any) -> None:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
     with pytest.raises(Exception, match="read-only"):
         transaction(pool, lambda c: c.execute("DELETE FROM doctors"), read_only=True)
-    with pytest.raises(VersionConflict):
+    with pytest.raises(TransactionConflict, match="deadlock"):
         # a statement timeout is not a conflict; a deadlock is: provoke one directly
         _deadlock(pool)
 
@@ -141,7 +141,7 @@ def _deadlock(pool: Any) -> None:
         t.start()
     for t in threads:
         t.join()
-    raise next(e for e in errors if isinstance(e, VersionConflict))
+    raise next(e for e in errors if isinstance(e, TransactionConflict))
 
 
 def test_lost_connection_is_retried_on_a_new_one(pool: Any) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from msstore.bridge import Bridge, BridgeMisuse, get_bridge
+from msstore._internal.bridge import Bridge, BridgeMisuse, get_bridge
 from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
 
 

@@ -10,10 +10,7 @@ from typing import Any
 import pytest
 from msstore.backends.memory import MemoryKV, MemoryTable
 
-from msstore.caching import L1Cache
 from msstore.codec import default_codec
-from msstore.consistency import ConsistencyMonitor, HealthStatus, percentile
-from msstore.dirty import DirtySet
 from msstore.errors import (
     ConnectionFailed,
     ConsistencyViolation,
@@ -21,11 +18,19 @@ from msstore.errors import (
     InvalidArgument,
     SerializationError,
 )
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
-from msstore.lifecycle import LifecycleState, check_transition
 from msstore.records import Entry, Operation, Record, UpsertResult
-from msstore.recovery import records_for
+from msstore.state import (
+    ConsistencyMonitor,
+    DirtySet,
+    FlushPolicy,
+    HealthStatus,
+    HybridStateManager,
+    L1Cache,
+    LifecycleState,
+    check_transition,
+    percentile,
+    records_for,
+)
 
 
 def test_dirty_set_keeps_the_newest_write_per_key_and_the_oldest_start() -> None:

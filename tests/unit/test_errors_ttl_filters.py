@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from msstore import errors
-from msstore.filters import contains
-from msstore.ttl import check_ttl, expiry
+from msstore._internal.ttl import check_ttl, expiry
+from msstore.spi import contains
 
 ALL_ERRORS = [getattr(errors, name) for name in errors.__all__]
 
@@ -35,7 +35,12 @@ def test_errors_pickle_with_fields(cls: type[errors.MsstoreError]) -> None:
 
 def test_retryable_flags() -> None:
     retryable = {c.__name__ for c in ALL_ERRORS if c.retryable}
-    assert retryable == {"VersionConflict", "ConnectionFailed", "DeadlineExceeded"}
+    assert retryable == {
+        "VersionConflict",
+        "ConnectionFailed",
+        "DeadlineExceeded",
+        "TransactionConflict",
+    }
 
 
 def test_message_says_what_to_do() -> None:
@@ -113,3 +118,14 @@ def test_key_ttl_wins_over_bucket_ttl() -> None:
 )
 def test_containment_follows_jsonb(doc: Any, sub: Any, expected: bool) -> None:
     assert contains(doc, sub) is expected
+
+
+def test_every_error_is_an_msstore_error_and_keeps_its_fields_across_pickling() -> None:
+    for cls in ALL_ERRORS:
+        assert issubclass(cls, errors.MsstoreError), cls
+    stale = pickle.loads(pickle.dumps(errors.StaleVectors("gone", hashes=["h1", "h2"])))
+    assert stale.fields == {"hashes": ["h1", "h2"]} and stale.hashes == ["h1", "h2"]  # type: ignore[attr-defined]
+    batch = pickle.loads(pickle.dumps(errors.BatchError("2 failed", results=[1, "x"])))
+    assert batch.results == [1, "x"]  # type: ignore[attr-defined]
+    conflict = errors.TransactionConflict("deadlock (40P01)", sqlstate="40P01")
+    assert conflict.retryable and not isinstance(conflict, errors.VersionConflict)

@@ -8,11 +8,18 @@ import math
 import attrs
 import pytest
 
-from msstore.embedding import HashingEmbedder, SentenceTransformerEmbedder
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.facts import Fact, FactFilter, check_fact, content_hash
-from msstore.fusion import RRF_K, reciprocal_rank_fusion
-from msstore.vectors import as_matrix, check_ids
+from msstore.knowledge import (
+    RRF_K,
+    Fact,
+    FactFilter,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+    check_fact,
+    content_hash,
+    reciprocal_rank_fusion,
+)
+from msstore.spi import as_matrix, check_ids
 
 np = pytest.importorskip("numpy", reason="the embedders need numpy")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from msstore.bridge import BridgeMisuse
+from msstore._internal.bridge import BridgeMisuse
+from msstore._internal.local_loops import LocalLoops
 from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
-from msstore.local_loops import LocalLoops
 
 
 class Conn:

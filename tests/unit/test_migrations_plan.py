@@ -5,14 +5,7 @@ from pathlib import Path
 import pytest
 
 from msstore.errors import InvalidArgument
-from msstore.migrations import (
-    Applied,
-    MigrationError,
-    discover,
-    plan_down,
-    plan_up,
-    render,
-)
+from msstore.ops import Applied, MigrationError, discover, plan_down, plan_up, render
 
 
 def write(tmp_path: Path, files: dict[str, str]) -> list[Path]:

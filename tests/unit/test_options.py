@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import msstore
+from msstore._internal.options import opt_float, opt_int
 from msstore.buckets import BucketConfig
 from msstore.errors import InvalidArgument
-from msstore.options import opt_float, opt_int
 
 BAD_BUCKET_OPTIONS = [
     ("history=0", "history"),

@@ -11,7 +11,7 @@ import pytest
 import msstore
 from msstore.errors import InvalidArgument, Unsupported
 from msstore.registry import known_schemes, redact_url, register_backend
-from msstore.routing import DataRouter, DataType, StorageLayer
+from msstore.state import DataRouter, DataType, StorageLayer
 
 
 def test_default_routes_follow_the_reference() -> None:
@@ -114,7 +114,7 @@ def test_passwords_are_redacted() -> None:
 
 def test_import_loads_no_driver() -> None:
     code = (
-        "import msstore, msstore.registry, msstore.routing, sys; "
+        "import msstore, msstore.registry, msstore.state._routing, sys; "
         "bad = {'psycopg', 'nats', 'numpy', 'psycopg_pool'} & set(sys.modules); "
         "assert not bad, bad"
     )

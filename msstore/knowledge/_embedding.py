@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.vectors import check_dim, numpy
+from msstore.spi import check_dim, numpy
 
 __all__ = ["HashingEmbedder", "SentenceTransformerEmbedder", "check_texts"]
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self
 
 from msstore import keys as keygrammar
+from msstore._internal.ttl import check_ttl
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
 from msstore.errors import InvalidArgument, StoreClosed, VersionConflict
-from msstore.ttl import check_ttl
 
 __all__ = ["KVBase", "StoreBase", "check_revision", "stale_revision"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
+from msstore._internal.ttl import check_ttl
 from msstore.errors import InvalidArgument
-from msstore.ttl import check_ttl
 
 __all__ = ["DEFAULT_ROUTES", "DataRouter", "DataType", "Route", "StorageLayer"]
 

@@ -2,8 +2,8 @@
 
 One thread per hybrid manager. It sleeps on the dirty set and wakes when the set reaches the
 threshold, when its oldest write is ``max_lag`` old, when someone calls :meth:`Flusher.flush`,
-and every ``reconcile_every`` seconds for a recovery pass (:mod:`msstore.recovery`). A batch is
-one ``upsert_many`` (one transaction) through :func:`msstore.batching.write_batch`, deletes
+and every ``reconcile_every`` seconds for a recovery pass (:mod:`msstore.state._recovery`). A batch
+is one ``upsert_many`` (one transaction) through :func:`msstore.state.write_batch`, deletes
 included as tombstones (so the version guard refuses any older write of a deleted key).
 
 A batch that fails with a retryable error (PostgreSQL down, a lost connection) goes back into
@@ -26,15 +26,16 @@ from typing import Any
 
 import attrs
 
-from msstore.batching import write_batch
 from msstore.capabilities import Capability
 from msstore.codec import Encoded, default_codec
-from msstore.consistency import ConsistencyMonitor
-from msstore.dirty import DirtySet, Pending
 from msstore.errors import FlushError, InvalidArgument, MsstoreError, OutcomeUnknown
 from msstore.protocols import DataStorage, FlushLedger
 from msstore.records import FlushFailure, Record
-from msstore.upserts import check_retention
+from msstore.spi import check_retention
+
+from ._batching import write_batch
+from ._consistency import ConsistencyMonitor
+from ._dirty import DirtySet, Pending
 
 __all__ = ["FlushPolicy", "Flusher"]
 

@@ -42,11 +42,12 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from msstore.batching import write_batch
 from msstore.codec import default_codec
 from msstore.errors import MsstoreError
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger
 from msstore.records import Entry, FlushFailure, Record
+
+from ._batching import write_batch
 
 __all__ = ["FeedPosition", "ReconcileReport", "reconcile", "record_of", "records_for"]
 

@@ -1,8 +1,8 @@
 """Caller-driven event loops: one private asyncio loop per calling thread, no thread hop.
 
-The shared bridge (:mod:`msstore.bridge`) pays two cross-thread wake-ups per blocking call; on a
-small VM a lock ping-pong between two threads alone costs ~50 us, against ~150 us for a whole
-JetStream round trip, so a bridged ``put`` cannot get within 15 % of raw nats-py. Here each
+The shared bridge (:mod:`msstore._internal.bridge`) pays two cross-thread wake-ups per blocking
+call; on a small VM a lock ping-pong between two threads alone costs ~50 us, against ~150 us for a
+whole JetStream round trip, so a bridged ``put`` cannot get within 15 % of raw nats-py. Here each
 thread that calls gets its own loop (and, in the NATS backend, its own connection) and drives it
 itself with ``run_until_complete`` for the length of the call: the I/O happens on the caller's
 thread, as in raw async code.
@@ -29,8 +29,9 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from msstore.bridge import BridgeMisuse
 from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
+
+from .bridge import BridgeMisuse
 
 __all__ = ["LocalLoop", "LocalLoops"]
 

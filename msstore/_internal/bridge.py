@@ -30,16 +30,12 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
+from msstore.errors import BridgeMisuse, ConnectionFailed, MsstoreError, OutcomeUnknown
 
 __all__ = ["Bridge", "BridgeMisuse", "get_bridge"]
 
 T = TypeVar("T")
 log = logging.getLogger("msstore.bridge")
-
-
-class BridgeMisuse(MsstoreError):
-    """A blocking msstore call was made where it would deadlock (inside an event loop)."""
 
 
 class Bridge:

@@ -14,12 +14,12 @@ from typing import Any
 __all__ = ["BENCHMARKS", "PLOTTABLE", "load"]
 
 BENCHMARKS: dict[str, str] = {
-    "flush-thresholds": "msstore.bench.flush_thresholds:run",
-    "memory-kv": "msstore.bench.memory_kv:run",
-    "nats-kv": "msstore.bench.nats_kv:run",
-    "pg-upsert": "msstore.bench.pg_upsert:run",
-    "resolvers": "msstore.bench.resolvers:run",
-    "vector": "msstore.bench.vector:run",
+    "flush-thresholds": "msstore.cli.bench.flush_thresholds:run",
+    "memory-kv": "msstore.cli.bench.memory_kv:run",
+    "nats-kv": "msstore.cli.bench.nats_kv:run",
+    "pg-upsert": "msstore.cli.bench.pg_upsert:run",
+    "resolvers": "msstore.cli.bench.resolvers:run",
+    "vector": "msstore.cli.bench.vector:run",
 }
 
 PLOTTABLE = ("flush-thresholds",)

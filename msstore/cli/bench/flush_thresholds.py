@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from msstore.bench.nats_kv import _server as _nats_server
-from msstore.bench.pg_upsert import _database
+from msstore.cli.bench.nats_kv import _server as _nats_server
+from msstore.cli.bench.pg_upsert import _database
 
 THRESHOLDS = (1, 10, 50, 100, 500)
 
@@ -49,8 +49,7 @@ def run(
     from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
     from msstore.backends.postgres import PostgresStateStore  # noqa: PLC0415
     from msstore.buckets import BucketConfig  # noqa: PLC0415
-    from msstore.flushing import FlushPolicy  # noqa: PLC0415
-    from msstore.hybrid import HybridStateManager  # noqa: PLC0415
+    from msstore.state import FlushPolicy, HybridStateManager  # noqa: PLC0415
 
     keys = [f"a{i % 100}.k{i}" for i in range(writes)]
     values = [_value(i) for i in range(writes)]

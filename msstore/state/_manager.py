@@ -2,12 +2,12 @@
 
 Write path: the key and value are checked (a value the SQL tier could not hold is refused here,
 before the KV sees it), the KV write is awaited, the key is recorded as dirty, and the KV revision
-is returned. The background :class:`~msstore.flushing.Flusher` moves dirty keys into the SQL tier
+is returned. The background :class:`~msstore.state.Flusher` moves dirty keys into the SQL tier
 in version-guarded batches (threshold, max lag, ``flush()``, ``close()``).
 
-Read path: :class:`~msstore.caching.TieredCache` (L1 -> KV -> SQL with hydration).
+Read path: :class:`~msstore.state.TieredCache` (L1 -> KV -> SQL with hydration).
 
-Crash safety: :mod:`msstore.recovery`. When the table store keeps a flush ledger
+Crash safety: :mod:`msstore.state._recovery`. When the table store keeps a flush ledger
 (``PostgresStateStore``, ``MemoryTable``) and the KV has a change feed (``NatsKV``, ``MemoryKV``),
 opening a manager replays writes its predecessors acknowledged but never flushed, and every
 manager repeats the pass periodically for the other processes sharing the bucket.
@@ -24,12 +24,10 @@ from typing import Any, Final, Self
 import attrs
 
 from msstore import keys as keygrammar
-from msstore.caching import L1Cache, TieredCache
+from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability
 from msstore.codec import Codec, Encoded, default_codec, has_nul
 from msstore.conflicts.update import Resolver, RetryPolicy, Updated, update_with
-from msstore.consistency import ConsistencyMonitor, HealthStatus
-from msstore.dirty import DirtySet, Pending
 from msstore.errors import (
     FlushError,
     MsstoreError,
@@ -37,12 +35,15 @@ from msstore.errors import (
     SerializationError,
     StoreClosed,
 )
-from msstore.flushing import Flusher, FlushPolicy
-from msstore.kvbase import KVBase, StoreBase
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.records import FlushFailure
-from msstore.recovery import FeedPosition, ReconcileReport, reconcile
-from msstore.ttl import check_ttl
+from msstore.spi import KVBase, StoreBase
+
+from ._caching import L1Cache, TieredCache
+from ._consistency import ConsistencyMonitor, HealthStatus
+from ._dirty import DirtySet, Pending
+from ._flushing import Flusher, FlushPolicy
+from ._recovery import FeedPosition, ReconcileReport, reconcile
 
 __all__ = ["HybridStateManager"]
 
@@ -122,7 +123,7 @@ class HybridStateManager:
         return f"HybridStateManager(kv={self.kv!r}, storage={self.storage!r})"
 
     def version_of(self, revision: int) -> int:
-        """The SQL version of KV revision ``revision`` (see :mod:`msstore.recovery`)."""
+        """The SQL version of KV revision ``revision`` (see :mod:`msstore.state._recovery`)."""
         return revision + (self._position.offset if self._position is not None else 0)
 
     # Writing -----------------------------------------------------------------------------------
@@ -308,14 +309,14 @@ class HybridStateManager:
 
     def sweep(self) -> int:
         """Drop expired rows and tombstones past ``policy.tombstone_retention`` from the SQL
-        tier (see :mod:`msstore.recovery`); how many rows went. The flusher runs it after each
-        periodic reconcile pass."""
+        tier (see :mod:`msstore.state._recovery`); how many rows went. The flusher runs it after
+        each periodic reconcile pass."""
         if not isinstance(self.storage, FlushLedger):
             return 0
         return self.storage.sweep(tombstone_retention=self.policy.tombstone_retention)
 
     def reconcile(self) -> ReconcileReport:
-        """Run a recovery pass now (see :mod:`msstore.recovery`)."""
+        """Run a recovery pass now (see :mod:`msstore.state._recovery`)."""
         if self._position is None:
             return ReconcileReport(0, 0, 0, 0)
         assert isinstance(self.kv, ChangeFeed) and isinstance(self.storage, FlushLedger)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from msstore.errors import ConsistencyViolation, InvalidArgument
+from msstore.errors import InvalidArgument, MigrationError
 
 __all__ = [
     "Applied",
@@ -43,10 +43,6 @@ _DIRECTIVE = re.compile(r"--\s*msstore:\s*(?P<key>[a-z-]+)\s+(?P<value>\S+)\s*$"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 TYPES = ("schema", "data", "index", "partition", "function")
 DEFAULT_PARAMETERS: Mapping[str, str] = {"embedding_dim": "1536"}
-
-
-class MigrationError(ConsistencyViolation):
-    """The migrations on disk and the history in the database disagree, or a file is bad."""
 
 
 @attrs.frozen

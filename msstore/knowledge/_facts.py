@@ -22,9 +22,8 @@ import attrs
 
 from msstore import keys as keygrammar
 from msstore.codec import default_codec
-from msstore.errors import InvalidArgument, MsstoreError
-from msstore.filters import contains
-from msstore.upserts import check_version
+from msstore.errors import InvalidArgument, StaleVectors
+from msstore.spi import check_version, contains
 
 __all__ = [
     "Fact",
@@ -204,14 +203,6 @@ class FactHit:
     distance: float | None = None
     vector_rank: int | None = None
     text_rank: int | None = None
-
-
-class StaleVectors(MsstoreError):
-    """Vectors the caller meant to reuse were deleted meanwhile; ``hashes`` need embedding."""
-
-    def __init__(self, hashes: Sequence[str]) -> None:
-        super().__init__(f"{len(hashes)} stored vectors went away while adding facts")
-        self.hashes = list(hashes)
 
 
 @runtime_checkable

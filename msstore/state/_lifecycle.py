@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 from msstore import keys as keygrammar
 from msstore.errors import ConsistencyViolation, InvalidArgument, NotFound
-from msstore.hybrid import HybridStateManager
 from msstore.protocols import ChangeFeed, CheckpointStore
 from msstore.records import Checkpoint, Query
+
+from ._manager import HybridStateManager
 
 __all__ = ["LifecycleState", "StateLifecycleManager", "check_transition"]
 

@@ -32,7 +32,7 @@ def _server() -> Iterator[str]:
     if url:
         yield url
         return
-    from msstore.embedded import EmbeddedNats  # noqa: PLC0415
+    from msstore.servers import EmbeddedNats  # noqa: PLC0415
 
     with EmbeddedNats() as server:
         server.start()

@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Self
 
-from msstore.errors import MsstoreError, Unsupported
+from msstore.errors import InvalidArgument, ServerStartError, Unsupported
 
 __all__ = [
     "EmbeddedNats",
@@ -44,10 +44,6 @@ __all__ = [
 log = logging.getLogger("msstore.embedded")
 
 _PG_USER = "embedded_postgres"
-
-
-class ServerStartError(MsstoreError):
-    """An embedded server did not come up; the message holds the end of its log."""
 
 
 def free_port() -> int:
@@ -337,7 +333,7 @@ class EmbeddedNatsCluster:
 
     def __init__(self, *, size: int = 3, name: str = "msstore-test") -> None:
         if size < 1:
-            raise ValueError("a cluster needs at least one node")
+            raise InvalidArgument(f"a cluster needs at least one node, got size={size!r}")
         self.dir = Path(tempfile.mkdtemp(prefix="msstore-nats-cluster-"))
         cluster_ports = [free_port() for _ in range(size)]
         routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in cluster_ports)

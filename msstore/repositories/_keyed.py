@@ -7,7 +7,7 @@ structured back on read (L1 -> KV -> SQL with hydration). Its key is
 agent registry: :class:`Agent` records plus :meth:`AgentRepository.state`, the agent's state keys.
 
 >>> from msstore.backends.memory import MemoryKV, MemoryTable
->>> from msstore.hybrid import HybridStateManager
+>>> from msstore.state import HybridStateManager
 >>> with HybridStateManager(MemoryKV(), MemoryTable()) as m:
 ...     agents = AgentRepository(m)
 ...     saved = agents.save(Agent(id="a1", type="planner", name="Ada"))
@@ -26,7 +26,7 @@ import cattrs
 
 from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument, NotFound, SerializationError
-from msstore.hybrid import HybridStateManager
+from msstore.state import HybridStateManager
 
 __all__ = ["Agent", "AgentRepository", "KeyedRepository"]
 

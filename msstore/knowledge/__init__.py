@@ -1,0 +1,38 @@
+"""The knowledge base: facts with embeddings, vector/text/hybrid search, embedders, rank fusion."""
+
+from __future__ import annotations
+
+from ._base import MODES, KnowledgeBase, KnowledgeStorage
+from ._embedding import HashingEmbedder, SentenceTransformerEmbedder, check_texts
+from ._facts import (
+    Fact,
+    FactFilter,
+    FactHit,
+    FactStore,
+    StaleVectors,
+    check_fact,
+    content_hash,
+    epoch,
+    object_type,
+)
+from ._fusion import RRF_K, reciprocal_rank_fusion
+
+__all__ = [
+    "MODES",
+    "RRF_K",
+    "Fact",
+    "FactFilter",
+    "FactHit",
+    "FactStore",
+    "HashingEmbedder",
+    "KnowledgeBase",
+    "KnowledgeStorage",
+    "SentenceTransformerEmbedder",
+    "StaleVectors",
+    "check_fact",
+    "check_texts",
+    "content_hash",
+    "epoch",
+    "object_type",
+    "reciprocal_rank_fusion",
+]
