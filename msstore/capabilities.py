@@ -25,7 +25,9 @@ class Capability(enum.Enum):
     TRANSACTIONS = "transactions"
     VECTOR_FILTER = "vector_filter"  # metadata filters on vector search
     NUL_IN_STRINGS = "nul_in_strings"  # strings may hold U+0000 (PostgreSQL JSONB cannot)
-    ENCODED_VALUES = "encoded_values"  # upsert_many stores codec.Encoded values as they are
+    # A KV's writes, or a table store's upsert_many, take codec.Encoded values as they are (the
+    # hybrid manager encodes a write once and hands the same bytes to every tier).
+    ENCODED_VALUES = "encoded_values"
 
 
 def require(capabilities: Set[Capability], capability: Capability, *, backend: str) -> None:

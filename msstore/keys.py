@@ -24,6 +24,7 @@ from msstore.errors import InvalidKey
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "agent_of",
     "check_key",
     "check_pattern",
     "check_prefix",
@@ -57,6 +58,12 @@ def check_key(key: object) -> str:
     if _KEY.fullmatch(key) is None:
         raise InvalidKey(f"invalid key {key!r}", key=key, hint=_HINT)
     return key
+
+
+def agent_of(key: str) -> str:
+    """The agent a key belongs to: its first token (``"a1"`` for ``"a1.plan.step"``). The one
+    place this rule lives: the SQL tier partitions by it, hydration copies an agent's keys."""
+    return key.split(".", 1)[0]
 
 
 def check_prefix(prefix: object) -> str:

@@ -27,6 +27,7 @@ ALL_CAPABILITIES: Final = frozenset(
         Capability.CAS,
         Capability.PURGE,
         Capability.BATCH,
+        Capability.ENCODED_VALUES,
     }
 )
 

@@ -61,6 +61,7 @@ BASE_CAPABILITIES: Final = frozenset(
         Capability.CAS,
         Capability.PURGE,
         Capability.BATCH,
+        Capability.ENCODED_VALUES,
     }
 )
 

@@ -141,7 +141,7 @@ class _CutOff(Exception):
 
 def agent_id_for(key: str) -> uuid.UUID:
     """The agent a key belongs to: its first token, as a UUID or derived from it."""
-    return _agent_of_token(key.split(".", 1)[0])
+    return _agent_of_token(keygrammar.agent_of(key))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -270,7 +270,7 @@ class PostgresStateStore(StoreBase):
         for key in keys:
             agent = agent_id_for(key)
             if agent not in self._known_agents:
-                wanted[agent] = key.split(".", 1)[0][:255]
+                wanted[agent] = keygrammar.agent_of(key)[:255]
         return dict(sorted(wanted.items()))  # in one order everywhere: no deadlock between two
 
     def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ._filters import check_query, contains
 from ._kvbase import KVBase, StoreBase, check_revision, stale_revision
-from ._upserts import check_retention, check_version, newest_per_key, newest_records
+from ._upserts import check_retention, check_version, newest, newest_per_key, newest_records
 from ._vectors import (
     MAX_DIM,
     METRICS,
@@ -43,6 +43,7 @@ __all__ = [
     "check_version",
     "check_where",
     "contains",
+    "newest",
     "newest_per_key",
     "newest_records",
     "numpy",

@@ -9,7 +9,7 @@ from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument
 from msstore.records import Record
 
-__all__ = ["check_retention", "check_version", "newest_per_key", "newest_records"]
+__all__ = ["check_retention", "check_version", "newest", "newest_per_key", "newest_records"]
 
 T = TypeVar("T")
 
@@ -43,21 +43,37 @@ def _checked(rec: object) -> Record:
     return rec
 
 
+def newest(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    version: Callable[[T], int],
+    *,
+    dropped: Callable[[T], object] | None = None,
+) -> dict[str, T]:
+    """The newest item per key (the one rule every batch of writes collapses by: the flusher's,
+    the recovery pass's, each store's ``upsert_many``). ``dropped`` sees each item that loses."""
+    found: dict[str, T] = {}
+    for item in items:
+        k = key(item)
+        seen = found.get(k)
+        if seen is None:
+            found[k] = item
+        elif version(item) > version(seen):
+            if dropped is not None:
+                dropped(seen)
+            found[k] = item
+        elif dropped is not None:
+            dropped(item)
+    return found
+
+
 def newest_per_key(
     records: Iterable[Record], encode: Callable[[object], T]
 ) -> tuple[dict[str, tuple[Record, T]], int]:
     """Every record checked and encoded (raising before anything is written), then collapsed
     to the newest version per key; returns those and how many records came in."""
-    newest: dict[str, tuple[Record, T]] = {}
-    total = 0
-    for item in records:
-        total += 1
-        rec = _checked(item)
-        encoded = encode(rec.value)
-        seen = newest.get(rec.key)
-        if seen is None or rec.version > seen[0].version:
-            newest[rec.key] = (rec, encoded)
-    return newest, total
+    pairs = [(rec, encode(rec.value)) for rec in map(_checked, records)]
+    return newest(pairs, lambda p: p[0].key, lambda p: p[0].version), len(pairs)
 
 
 def newest_records(
@@ -67,17 +83,14 @@ def newest_records(
     (while its database works on earlier ones): keys and versions are checked here, and so is
     every value that loses to a newer version of its key (``check_dropped``), so that nothing is
     stored if any record is invalid."""
-    newest: dict[str, Record] = {}
-    total = 0
-    for item in records:
-        total += 1
-        rec = _checked(item)
-        seen = newest.get(rec.key)
-        if seen is None:
-            newest[rec.key] = rec
-        elif rec.version > seen.version:
-            check_dropped(seen.value)
-            newest[rec.key] = rec
-        else:
-            check_dropped(rec.value)
-    return newest, total
+    checked = [_checked(rec) for rec in records]
+    found = newest(checked, _key, _version, dropped=lambda rec: check_dropped(rec.value))
+    return found, len(checked)
+
+
+def _key(rec: Record) -> str:
+    return rec.key
+
+
+def _version(rec: Record) -> int:
+    return rec.version

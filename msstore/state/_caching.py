@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from msstore import keys as keygrammar
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
 from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
@@ -242,22 +243,23 @@ class TieredCache:
             ttl = math.floor(record.expires_at - self._wall())
             if ttl < 1 or Capability.PER_KEY_TTL not in self.kv.capabilities:
                 return None  # served from SQL; a KV copy would outlive the value
+        encoded = self._codec.encode_canonical(record.value)  # once, for KV and L1 alike
+        value = encoded if Capability.ENCODED_VALUES in self.kv.capabilities else record.value
         try:
-            revision = self.kv.update(record.key, record.value, expected_revision=0, ttl=ttl)
+            revision = self.kv.update(record.key, value, expected_revision=0, ttl=ttl)
         except (VersionConflict, DuplicateKey):
             return None
         self._count("hydrated")
+        left = None if record.expires_at is None else record.expires_at - self._wall()
+        self.l1.put(record.key, encoded.data, revision, lifetime=left)
         return revision
 
     def _hydrate(self, key: str, record: Record) -> int | None:
         """Copy ``record`` (and its agent's other rows) into KV; the key's new revision, or
         ``None`` if it was not copied (see :meth:`copy_to_kv`)."""
         revision = self.copy_to_kv(record)
-        if revision is not None:
-            left = None if record.expires_at is None else record.expires_at - self._wall()
-            self.l1.put(key, self._codec.encode(record.value), revision, lifetime=left)
         if self._hydrate_agent and "." in key:
-            agent = key.split(".", 1)[0] + "."
+            agent = keygrammar.agent_of(key) + "."
             try:
                 rows = self.storage.search(Query(prefix=agent, limit=self._hydrate_limit))
                 for row in rows:

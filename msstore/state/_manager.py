@@ -37,7 +37,7 @@ from msstore.errors import (
 )
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.records import FlushFailure
-from msstore.spi import KVBase, StoreBase
+from msstore.spi import StoreBase
 
 from ._caching import L1Cache, TieredCache
 from ._consistency import ConsistencyMonitor, HealthStatus
@@ -94,7 +94,7 @@ class HybridStateManager:
         self._lock = threading.Lock()
         self._check_nul = Capability.NUL_IN_STRINGS not in storage.capabilities
         # msstore's own KV stores take a value encoded once here as it is (codec.Encoded).
-        self._kv_takes_encoded = isinstance(kv, KVBase)
+        self._kv_takes_encoded = Capability.ENCODED_VALUES in kv.capabilities
         self._position: FeedPosition | None = None
         if isinstance(kv, ChangeFeed) and isinstance(storage, FlushLedger):
             self._position = FeedPosition.claim(kv, kv.name, storage)

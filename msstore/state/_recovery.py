@@ -46,6 +46,7 @@ from msstore.codec import default_codec
 from msstore.errors import MsstoreError
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger
 from msstore.records import Entry, FlushFailure, Record
+from msstore.spi import newest
 
 from ._batching import write_batch
 
@@ -98,14 +99,9 @@ def records_for(
 ) -> tuple[list[Record], list[tuple[Entry, str]]]:
     """The newest entry per key as SQL records (tombstones for markers), and the entries that
     cannot become records, each with the reason."""
-    newest: dict[str, Entry] = {}
-    for entry in entries:
-        seen = newest.get(entry.key)
-        if seen is None or entry.revision > seen.revision:
-            newest[entry.key] = entry
     records = []
     poison = []
-    for entry in newest.values():
+    for entry in newest(entries, lambda e: e.key, lambda e: e.revision).values():
         try:
             records.append(record_of(entry, offset, decode))
         except MsstoreError as err:
