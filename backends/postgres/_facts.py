@@ -30,6 +30,7 @@ from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, obje
 from msstore.registry import redact_url
 from msstore.spi import as_matrix, check_k
 
+from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
 from ._pgvector import HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._state import ENSURE_AGENTS, _agent_of_token, jsonb_text
 from ._tx import classify
@@ -131,7 +132,7 @@ class _InsertPlan:
         ]
 
 
-class PostgresFactStore:
+class PostgresFactStore(PgStore):
     """Facts and their vectors in PostgreSQL with pgvector (see the module docstring).
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` or a DSN. ``search`` tunes the HNSW scans
@@ -148,7 +149,8 @@ class PostgresFactStore:
         self._owns_pool = isinstance(pool, str)
         if isinstance(pool, str):
             pool = ConnectionPool(pool, min_size=1, max_size=4, name="msstore-facts", open=True)
-        self._pool: ConnectionPool[Any] = pool
+        self._pool = pool
+        self._deadline = KNOWLEDGE_DEADLINE
         self._json = codec or default_codec
         try:
             self._vec, iterative = self._open()
@@ -192,8 +194,8 @@ class PostgresFactStore:
     def dim(self) -> int:
         return self._vec.dim
 
-    def _run(self, what: str, fn: Any) -> Any:
-        return self._vec.run(self._pool, what, fn)
+    def _prepare(self, conn: Conn) -> None:
+        self._vec.register(conn)
 
     # writes ----------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -21,12 +21,9 @@ from psycopg.pq import Format, TransactionStatus
 from msstore.errors import InvalidArgument, Unsupported
 from msstore.spi import MAX_DIM
 
-from ._tx import classify
-
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
 
@@ -121,16 +118,6 @@ class VectorCodec:
 
     def register(self, conn: psycopg.Connection[Any]) -> None:
         conn.adapters.register_dumper(_Param, self._dumper)
-
-    def run(self, pool: ConnectionPool[Any], what: str, fn: Callable[[Any], T]) -> T:
-        """``fn(conn)`` on a pooled connection that dumps this codec's vectors; a database
-        error comes out classified (:func:`classify`)."""
-        with pool.connection() as conn:
-            try:
-                self.register(conn)
-                return fn(conn)
-            except psycopg.Error as err:
-                raise classify(err, what=what) from err
 
     def param(self, vector: npt.NDArray[np.float32]) -> _Param:
         return _Param(self._header + vector.astype(self._dtype).tobytes())

@@ -27,8 +27,8 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
 import attrs
 import psycopg
@@ -40,9 +40,7 @@ from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, Encoded, default_codec
 from msstore.errors import (
-    DeadlineExceeded,
     InvalidArgument,
-    OutcomeUnknown,
     SerializationError,
     VersionConflict,
 )
@@ -50,11 +48,12 @@ from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResul
 from msstore.registry import redact_url
 from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
+from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
-from ._deadline import guard
-from ._tx import classify
 
 __all__ = ["PostgresStateStore", "agent_id_for", "jsonb_text"]
+
+T = TypeVar("T")
 
 CAPABILITIES: Final = frozenset(
     {Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH, Capability.ENCODED_VALUES}
@@ -135,10 +134,6 @@ WHERE s.version <= covered.version
 """
 
 
-class _CutOff(Exception):
-    """A call whose connection the deadline watchdog cut (internal)."""
-
-
 def agent_id_for(key: str) -> uuid.UUID:
     """The agent a key belongs to: its first token, as a UUID or derived from it."""
     return _agent_of_token(keygrammar.agent_of(key))
@@ -212,7 +207,7 @@ def _ts(seconds: float | None) -> datetime.datetime | None:
     return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
-class PostgresStateStore(StoreBase):
+class PostgresStateStore(PgStore, StoreBase):
     """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` (``Pools.pool("primary")``) or a DSN, for
@@ -279,42 +274,21 @@ class PostgresStateStore(StoreBase):
             conn.execute(ENSURE_AGENTS, (list(wanted), list(wanted.values())))
             self._known_agents.update(wanted)
 
-    def _run(self, what: str, fn: Any, *, write: bool = False) -> Any:
-        """``fn(conn)`` on a pooled connection, under the store's client-side deadline, with
-        psycopg's errors translated (a call cut off at its deadline: ``DeadlineExceeded`` for
-        a read, ``OutcomeUnknown`` for a write, both naming the limit)."""
+    def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
+        """:meth:`PgStore._run`, once more on a new connection when a registry row went away
+        under a write (a foreign key violation), forgetting the agents it believed registered."""
         self._check_open()
         try:
             try:
-                return self._guarded(fn)
-            except psycopg.errors.ForeignKeyViolation:
-                self._known_agents.clear()  # a registry row went away under us: once more, anew
-                return self._guarded(fn)
-        except BaseException as err:
+                return super()._run(what, fn, write=write)
+            except InvalidArgument as err:
+                if err.fields.get("sqlstate") != "23503":
+                    raise
+                self._known_agents.clear()
+                return super()._run(what, fn, write=write)
+        except BaseException:
             self._known_agents.clear()  # rolled back, with any registry rows it had added
-            if isinstance(err, _CutOff):
-                limit = self._deadline
-                text = f"{what}: no answer from PostgreSQL within the {limit:g} s deadline"
-                hint = "the connection was dropped; the call can be repeated"
-                if write:
-                    raise OutcomeUnknown(
-                        text + "; the write may or may not have been committed",
-                        limit=limit,
-                        hint=hint,
-                    ) from err.__cause__
-                raise DeadlineExceeded(text, limit=limit, hint=hint) from err.__cause__
-            if isinstance(err, psycopg.Error):
-                raise classify(err, what=what) from err
             raise
-
-    def _guarded(self, fn: Any) -> Any:
-        with self._pool.connection() as conn, guard(conn, self._deadline) as deadline:
-            try:
-                return fn(conn)
-            except psycopg.Error as err:
-                if deadline is not None and deadline.fired:
-                    raise _CutOff() from err
-                raise
 
     # DataStorage -----------------------------------------------------------------------------
 

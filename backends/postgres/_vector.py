@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import attrs
 import psycopg
@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool
 
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, MsstoreError
+from msstore.errors import InvalidArgument, StoreClosed
 from msstore.records import Hit
 from msstore.registry import redact_url
 from msstore.spi import (
@@ -49,9 +49,12 @@ from msstore.spi import (
     check_where,
 )
 
+from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
 from ._pgvector import OPERATORS, HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._state import jsonb_text
 from ._tx import classify
+
+T = TypeVar("T")
 
 __all__ = ["PgVectorIndex"]
 
@@ -63,7 +66,7 @@ DEFAULT_HNSW: Final = HnswParams()
 BULK_BUILD_ROWS: Final = 5000  # a first load at least this big builds the graph afterwards
 
 
-class PgVectorIndex:
+class PgVectorIndex(PgStore):
     """Vectors with ids and JSON metadata in PostgreSQL, searched through pgvector's HNSW.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` or a DSN (the index then owns a small pool).
@@ -109,7 +112,8 @@ class PgVectorIndex:
             pool = ConnectionPool(
                 pool, min_size=1, max_size=4, name=f"msstore-vec-{name}", open=True
             )
-        self._pool: ConnectionPool[Any] = pool
+        self._pool = pool
+        self._deadline = KNOWLEDGE_DEADLINE
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -249,10 +253,13 @@ class PgVectorIndex:
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
 
-    def _run(self, what: str, fn: Any) -> Any:
+    def _prepare(self, conn: Conn) -> None:
+        self._vec.register(conn)
+
+    def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
         if self._closed:
-            raise MsstoreError(f"{self!r} is closed")
-        return self._vec.run(self._pool, what, fn)
+            raise StoreClosed(f"{self!r} is closed", hint="open a new index")
+        return super()._run(what, fn, write=write)
 
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None

@@ -133,6 +133,13 @@ class CRDTMerge:
     ``fn`` receives the CRDT and returns the next state (``lambda c: c.increment("w1")``).
     """
 
+    #: After a failed compare-and-set, ``update_with`` applies ``fn`` again to the fresh state
+    #: instead of merging the state it built on its earlier read. A replicated JetStream bucket
+    #: gives no read-after-write (nats-server ADR-53): that read may lack this writer's own last
+    #: update, and merging such a state into the fresh one adds nothing, so the increment
+    #: would be lost while ``update_with`` reported it stored (seen on an R3 bucket, 2 in 2000).
+    rebase = True
+
     def __init__(self, factory: Callable[[], CRDT]) -> None:
         self.factory = factory
 

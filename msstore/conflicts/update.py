@@ -133,7 +133,9 @@ def update_with(
         nonlocal attempts, ours
         attempts += 1
         current = kv.get(key)
-        if attempts == 1 or current is None:  # first, or deleted meanwhile: build afresh
+        if attempts == 1 or current is None or getattr(strategy, "rebase", False):
+            # First, deleted meanwhile, or a strategy that applies fn again on the fresh state
+            # rather than settling a state built on an older read (see CRDTMerge.rebase).
             ours = strategy.apply(key, None if current is None else current.value, fn)
         else:
             settled = strategy.resolve(key, ours, current.value)

@@ -1,0 +1,72 @@
+"""What the PostgreSQL stores share: one typed way to run work on a pooled connection.
+
+:meth:`PgStore._run` takes a connection from the store's pool, runs ``fn(conn)`` under the
+store's client-side deadline (:mod:`._deadline`), and translates what psycopg raises into the
+msstore error a caller should see (:func:`._tx.classify`; a call cut off at its deadline is
+``DeadlineExceeded`` for a read and ``OutcomeUnknown`` for a write, both naming the limit).
+The pool's ``connection()`` block commits what ``fn`` left open, or rolls it back when ``fn``
+raised. Subclasses set ``_pool`` and ``_deadline`` and may prepare each connection
+(:meth:`PgStore._prepare`, e.g. to register the vector types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
+
+from ._deadline import guard
+from ._tx import classify
+
+__all__ = ["KNOWLEDGE_DEADLINE", "Conn", "PgStore"]
+
+# The knowledge stores load and index in bulk (a first load of many thousands of vectors builds
+# its HNSW graph in one statement), so their calls get a longer deadline than the state store's.
+KNOWLEDGE_DEADLINE = 300.0
+
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+
+
+class _CutOff(Exception):
+    """A call whose connection the deadline watchdog cut (internal)."""
+
+
+class PgStore:
+    """The shared run-on-a-connection of the PostgreSQL stores (see the module docstring)."""
+
+    _pool: ConnectionPool[Any]
+    _deadline: float | None = None
+
+    def _prepare(self, conn: Conn) -> None:
+        """Called on each connection before ``fn`` (nothing by default)."""
+
+    def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
+        """``fn(conn)`` on a pooled connection; errors as msstore errors (module docstring)."""
+        try:
+            with self._pool.connection() as conn, guard(conn, self._deadline) as deadline:
+                try:
+                    self._prepare(conn)
+                    return fn(conn)
+                except psycopg.Error as err:
+                    if deadline is not None and deadline.fired:
+                        raise _CutOff() from err
+                    raise
+        except _CutOff as cut:
+            raise self._cut_off(what, write) from cut.__cause__
+        except psycopg.Error as err:
+            raise classify(err, what=what) from err
+
+    def _cut_off(self, what: str, write: bool) -> MsstoreError:
+        limit = self._deadline
+        text = f"{what}: no answer from PostgreSQL within the {limit:g} s deadline"
+        hint = "the connection was dropped; the call can be repeated"
+        if write:
+            return OutcomeUnknown(
+                text + "; the write may or may not have been committed", limit=limit, hint=hint
+            )
+        return DeadlineExceeded(text, limit=limit, hint=hint)
