@@ -19,9 +19,11 @@
 
 from __future__ import annotations
 
+from ._agents import agent_id_for
 from ._backend import PostgresBackend
 from ._config import dsn_from_env
 from ._facts import PostgresFactStore
+from ._jsonb import jsonb_text
 from ._migrate import MigrationReport, MigrationStatus, Migrator
 from ._pgvector import HnswParams
 from ._pools import (
@@ -32,7 +34,7 @@ from ._pools import (
     latency_status,
     recommend_pool_size,
 )
-from ._state import PostgresStateStore, agent_id_for, jsonb_text
+from ._state import PostgresStateStore
 from ._tx import Isolation, classify, transaction
 from ._vector import PgVectorIndex
 

@@ -30,9 +30,10 @@ from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, obje
 from msstore.registry import redact_url
 from msstore.spi import as_matrix, check_k
 
+from ._agents import ENSURE_AGENTS, agent_of_token
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
+from ._jsonb import jsonb_text
 from ._pgvector import HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
-from ._state import ENSURE_AGENTS, _agent_of_token, jsonb_text
 from ._tx import classify
 
 __all__ = ["PostgresFactStore"]
@@ -114,7 +115,7 @@ class _InsertPlan:
         self, keep: Sequence[int], ids: Sequence[uuid.UUID], versions: Sequence[int]
     ) -> list[list[Any]]:
         kept = [self.facts[i] for i in keep]
-        agents = [None if f.source_agent is None else _agent_of_token(f.source_agent) for f in kept]
+        agents = [None if f.source_agent is None else agent_of_token(f.source_agent) for f in kept]
         return [
             list(ids),
             [f.entity_type for f in kept],
@@ -236,7 +237,7 @@ class PostgresFactStore(PgStore):
                 )
             kept = [facts[i] for i in keep]
             agents = {
-                _agent_of_token(f.source_agent): f.source_agent[:255]
+                agent_of_token(f.source_agent): f.source_agent[:255]
                 for f in kept
                 if f.source_agent is not None
             }
@@ -426,7 +427,7 @@ class PostgresFactStore(PgStore):
             params += [_ts(flt.valid_at)] * 2
         if flt.source_agent is not None:
             where.append(sql.SQL("f.source_agent_id = %s"))
-            params.append(_agent_of_token(flt.source_agent))
+            params.append(agent_of_token(flt.source_agent))
         if flt.key_prefix is not None:
             where.append(sql.SQL("f.fact_key LIKE %s"))
             params.append(re.sub(r"([\\%_])", r"\\\1", flt.key_prefix) + "%")

@@ -1,28 +1,19 @@
 """The SQL state store: ``DataStorage`` on ``agents.state`` (migration 0002).
 
-Keys map to rows as ``(agent_id, state_key)``: ``state_key`` is the whole key; ``agent_id`` is
-its first token when that is a UUID, else a UUID derived from it (uuid5), so one agent's keys
-share a partition and ``agents.hydrate_agent_state()`` finds them. A registry row is created for
-each agent the store meets (``agent_type`` ``msstore``).
+Keys map to rows as ``(agent_id, state_key)`` (:mod:`._agents`); values are JSONB text from
+their one canonical encoding (:mod:`._jsonb`). A delete is a tombstone row at its version
+(migration 0016), so the version guard refuses older writes of a deleted key.
 
 Writes are version-guarded: a row is replaced only by a strictly newer version, so an old flush
 never overwrites newer data. :meth:`PostgresStateStore.upsert_many` is the flusher's path: rows
 collapsed to the newest version per key, then ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
 version < EXCLUDED.version`` from binary arrays (small batches, one statement) or from a temp
 table filled by binary ``COPY`` chunk by chunk (large ones, one transaction).
-
-JSONB limits, handled before anything is written: it cannot hold U+0000 in a string
-(``SerializationError``; the store does not declare ``nul_in_strings``), and it prints numbers
-without exponents, so a float like ``1e300`` would read back as an integer: such floats are
-written in fixed-point with a fraction, which JSONB keeps and which parses back to the same
-float.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
-import hashlib
 import itertools
 import json
 import re
@@ -38,28 +29,27 @@ from psycopg_pool import ConnectionPool
 from msstore import keys as keygrammar
 from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
-from msstore.codec import Codec, Encoded, default_codec
+from msstore.codec import Codec, default_codec
 from msstore.errors import (
     InvalidArgument,
-    SerializationError,
     VersionConflict,
 )
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.registry import redact_url
 from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
+from ._agents import ENSURE_AGENTS, agent_id_for
 from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
+from ._jsonb import jsonb_row, jsonb_text
 
-__all__ = ["PostgresStateStore", "agent_id_for", "jsonb_text"]
+__all__ = ["PostgresStateStore"]
 
 T = TypeVar("T")
 
 CAPABILITIES: Final = frozenset(
     {Capability.SEARCH, Capability.TRANSACTIONS, Capability.BATCH, Capability.ENCODED_VALUES}
 )
-AGENT_NAMESPACE: Final = uuid.UUID("6d737374-6f72-4500-8000-6167656e7473")
-_POSITIVE_EXPONENT: Final = re.compile(rb"[0-9][eE]\+?[0-9]")
 
 STAGE: Final = """
 CREATE TEMP TABLE IF NOT EXISTS msstore_state_stage (
@@ -106,11 +96,6 @@ MERGE_ROWS_AND_AGENTS: Final = UNNEST_MERGE.format(WITH_AGENTS)
 SMALL_BATCH: Final = 256
 CHUNK: Final = 4096
 STAGE_TYPES: Final = ["uuid", "text", "text", "int8", "text", "timestamptz", "timestamptz", "bool"]
-ENSURE_AGENTS: Final = """
-INSERT INTO agents.registry (agent_id, agent_type, agent_name)
-SELECT id, 'msstore', name FROM unnest(%b::uuid[], %b::text[]) AS a(id, name)
-ON CONFLICT (agent_id) DO NOTHING
-"""
 DEFAULT_DEADLINE: Final = 15.0  # seconds a call may wait for PostgreSQL, on the client
 LIVE: Final = "NOT deleted AND (expires_at IS NULL OR expires_at > now())"
 TOMBSTONE: Final = """
@@ -132,75 +117,6 @@ WHERE s.version <= covered.version
   AND ((s.deleted AND s.updated_at <= now() - make_interval(secs => %s))
        OR s.expires_at <= now() - make_interval(secs => %s))
 """
-
-
-def agent_id_for(key: str) -> uuid.UUID:
-    """The agent a key belongs to: its first token, as a UUID or derived from it."""
-    return _agent_of_token(keygrammar.agent_of(key))
-
-
-@functools.lru_cache(maxsize=65536)
-def _agent_of_token(token: str) -> uuid.UUID:
-    # Cached: a flush names the same few agents thousands of times, and uuid5 costs a SHA-1.
-    try:
-        return uuid.UUID(token)
-    except ValueError:
-        return uuid.uuid5(AGENT_NAMESPACE, token)
-
-
-def _dump(value: Any, out: list[str]) -> None:
-    """JSON text with floats that JSONB keeps as floats (the slow path; see module doc)."""
-    if isinstance(value, float) and not isinstance(value, bool):
-        text = repr(value)
-        if "e" in text and "e-" not in text:  # a positive exponent: JSONB would drop the '.'
-            text = format(value, ".1f")
-        out.append(text)
-    elif isinstance(value, dict):
-        out.append("{")
-        for i, (k, v) in enumerate(value.items()):
-            if i:
-                out.append(",")
-            out.append(json.dumps(k, ensure_ascii=False))
-            out.append(":")
-            _dump(v, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _dump(item, out)
-        out.append("]")
-    else:
-        out.append(json.dumps(value, ensure_ascii=False))
-
-
-def jsonb_text(value: Any, codec: Codec = default_codec) -> str:
-    """``value`` as JSON text PostgreSQL's JSONB stores without loss, or ``SerializationError``.
-
-    ``value`` may be an :class:`~msstore.codec.Encoded` (used as it is when canonical)."""
-    return _jsonb(codec.encode_canonical(value), codec)
-
-
-def jsonb_row(value: Any, codec: Codec = default_codec) -> tuple[str, str]:
-    """``jsonb_text(value)`` and the SHA-256 (hex) of the canonical JSON (keys sorted, compact):
-    the state table's checksum, taken of the same, single encoding."""
-    encoded = codec.encode_canonical(value)
-    return _jsonb(encoded, codec), hashlib.sha256(encoded.data.lstrip(b" ")).hexdigest()
-
-
-def _jsonb(encoded: Encoded, codec: Codec) -> str:
-    raw = encoded.data  # validation, size limit, encoding: once, shared with every tier
-    if b"\\u0000" in raw:
-        raise SerializationError(
-            "PostgreSQL JSONB cannot store U+0000 in a string",
-            hint="strip or replace NUL characters before storing",
-        )
-    if not encoded.exponent_floats or _POSITIVE_EXPONENT.search(raw) is None:
-        return raw.decode("utf-8").lstrip(" ")  # (the space marks big integers; see codec)
-    out: list[str] = []
-    _dump(codec.decode(raw), out)
-    return "".join(out)
 
 
 def _ts(seconds: float | None) -> datetime.datetime | None:

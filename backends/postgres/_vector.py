@@ -50,8 +50,8 @@ from msstore.spi import (
 )
 
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
+from ._jsonb import jsonb_text
 from ._pgvector import OPERATORS, HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
-from ._state import jsonb_text
 from ._tx import classify
 
 T = TypeVar("T")
