@@ -22,8 +22,9 @@ from msstore.errors import InvalidArgument, Unsupported
 
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size
-from ._kv import BatchError, NatsKV, stream_config
+from ._kv import BatchError, NatsKV
 from ._provision import Change, cluster_size, provision
+from ._streams import stream_config
 
 __all__ = [
     "BatchError",

@@ -12,7 +12,6 @@ watches use ordered consumers filtered on the server by subject wildcard.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from collections.abc import Coroutine, Iterable, Mapping
@@ -41,17 +40,22 @@ from msstore.records import Entry, FeedState, Operation
 from msstore.spi import KVBase, QueueWatcher, check_revision, stale_revision
 
 from ._client import Conn, NatsClient, translate
+from ._streams import compare, stream_config, wait_for_leader
+from ._wire import (
+    EXPECTED_LAST,
+    KV_OP,
+    ROLLUP,
+    WRONG_LAST_SEQUENCE,
+    decode_entry,
+    drain,
+    from_raw,
+    ttl_headers,
+)
 
 __all__ = ["BatchError", "NatsKV"]
 
 log = logging.getLogger("msstore.nats")
 
-KV_OP: Final = "KV-Operation"
-MARKER_REASON: Final = "Nats-Marker-Reason"  # server-placed markers (2.11+ limit markers)
-EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
-ROLLUP: Final = "Nats-Rollup"
-MSG_TTL: Final = "Nats-TTL"
-WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 NO_RESPONDERS_BACKOFF: Final = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, None)  # ~1 s, then give up
 BASE_CAPABILITIES: Final = frozenset(
     {
@@ -64,50 +68,6 @@ BASE_CAPABILITIES: Final = frozenset(
         Capability.ENCODED_VALUES,
     }
 )
-
-
-def _timestamp(text: str | None) -> float:
-    if not text:
-        return 0.0
-    # RFC 3339 with nanoseconds; datetime takes at most microseconds.
-    head, _, frac = text.rstrip("Z").partition(".")
-    stamp = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC).timestamp()
-    return stamp + (float(f"0.{frac}") if frac else 0.0)
-
-
-def _ttl_seconds(text: str | None) -> float | None:
-    if not text:
-        return None
-    text = text.strip()
-    if text.lower() in {"never", "-1"}:
-        return None
-    if text[-1:].isdigit():
-        return float(text)
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    try:
-        return float(text[:-1]) * units[text[-1]]
-    except (KeyError, ValueError):
-        return None
-
-
-def _ttl_headers(seconds: int) -> dict[str, str]:
-    """A revision with its own TTL rolls up the key's history: when it expires, no older
-    revision (one it overwrote) shows through as the key's value."""
-    return {MSG_TTL: str(seconds), ROLLUP: "sub"}
-
-
-def _operation(headers: Mapping[str, str] | None) -> Operation:
-    if not headers:
-        return Operation.PUT
-    op = headers.get(KV_OP)
-    if op == "DEL":
-        return Operation.DEL
-    if op == "PURGE":
-        return Operation.PURGE
-    reason = headers.get(MARKER_REASON)
-    if reason:  # a server-placed marker: the key expired or was removed
-        return Operation.PURGE if reason == "Purge" else Operation.DEL
-    return Operation.PUT
 
 
 class NatsKV(KVBase):
@@ -178,7 +138,7 @@ class NatsKV(KVBase):
                 ) from None
             info = await js.add_stream(stream_config(config, client))
             if config.replicas > 1:
-                info = await _wait_for_leader(js, stream, client.config.request_timeout)
+                info = await wait_for_leader(js, stream, client.config.request_timeout)
             differences: list[str] = []
         else:
             differences = compare(config, info.config)
@@ -242,27 +202,7 @@ class NatsKV(KVBase):
         raise MsstoreError(f"write of {key!r} to bucket {self.name} failed: {text}", key=key)
 
     def _entry(self, msg: Msg | Any, key: str | None = None) -> Entry:
-        headers = msg.headers or {}
-        subject = headers.get("Nats-Subject") or msg.subject
-        seq = headers.get("Nats-Sequence")
-        created = _timestamp(headers.get("Nats-Time-Stamp"))
-        if seq is None:  # delivered by a consumer rather than a direct get
-            meta = msg.metadata
-            seq = meta.sequence.stream
-            created = meta.timestamp.timestamp()
-        key_ttl = _ttl_seconds(headers.get(MSG_TTL))
-        ttl = self.config.ttl if key_ttl is None else key_ttl
-        op = _operation(headers)
-        return Entry(
-            self.name,
-            key or subject[len(self._pre) :],
-            msg.data or b"",
-            int(seq),
-            created,
-            op,
-            None if ttl is None else created + ttl,
-            key_ttl,
-        )
+        return decode_entry(msg, self.name, len(self._pre), self.config.ttl, key)
 
     async def _get(self, c: Conn, key: str, revision: int | None = None) -> Entry | None:
         if self._direct:
@@ -290,7 +230,7 @@ class NatsKV(KVBase):
                 )
             except nats.js.errors.NotFoundError:
                 return None
-            msg = _from_raw(c, raw_msg)
+            msg = from_raw(c, raw_msg)
         entry = self._entry(msg)
         if entry.key != key:
             return None
@@ -318,7 +258,7 @@ class NatsKV(KVBase):
                 )
             except nats.js.errors.NotFoundError:
                 return entries
-            entries.append(self._entry(_from_raw(c, raw_msg), key))
+            entries.append(self._entry(from_raw(c, raw_msg), key))
             seq = (raw_msg.seq or seq) + 1
 
     # KeyValueStore ---------------------------------------------------------------------------
@@ -339,7 +279,7 @@ class NatsKV(KVBase):
 
     def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         raw, seconds = self._prepare(key, value, ttl)
-        headers = None if seconds is None else _ttl_headers(seconds)
+        headers = None if seconds is None else ttl_headers(seconds)
         return self._client.run(
             lambda c: self._publish(c, key, raw, headers),
             write=True,
@@ -357,7 +297,7 @@ class NatsKV(KVBase):
     async def _create(self, c: Conn, key: str, raw: bytes, seconds: int | None) -> int:
         headers = {EXPECTED_LAST: "0"}
         if seconds is not None:
-            headers.update(_ttl_headers(seconds))
+            headers.update(ttl_headers(seconds))
         try:
             return await self._publish(c, key, raw, headers)
         except VersionConflict:
@@ -387,7 +327,7 @@ class NatsKV(KVBase):
         raw, seconds = self._prepare(key, value, ttl, cas=True, expected_revision=expected_revision)
         headers = {EXPECTED_LAST: str(expected_revision)}
         if seconds is not None:
-            headers.update(_ttl_headers(seconds))
+            headers.update(ttl_headers(seconds))
         return self._client.run(
             lambda c: self._cas(c, key, raw, headers, expected_revision),
             write=True,
@@ -450,20 +390,7 @@ class NatsKV(KVBase):
             headers_only=headers_only,
             stream=self._stream,
         )
-        try:
-            info = await sub.consumer_info()
-            delivered = info.delivered.consumer_seq if info.delivered else 0
-            if info.num_pending == 0 and not delivered:
-                return []
-            found: list[Msg] = []
-            while True:
-                msg = await sub.next_msg(timeout=self._timeout)
-                found.append(msg)
-                if msg.metadata.num_pending == 0:
-                    return found
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        return await drain(sub, timeout=self._timeout)
 
     def keys(self, pattern: str | None = None, *, prefix: str | None = None) -> list[str]:
         self._check_listing(pattern, prefix)
@@ -580,20 +507,7 @@ class NatsKV(KVBase):
                     deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
                 ),
             )
-            try:
-                info = await sub.consumer_info()
-                if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
-                    return []
-                found: list[Entry] = []
-                while len(found) < limit:
-                    msg = await sub.next_msg(timeout=self._timeout)
-                    found.append(self._entry(msg))
-                    if msg.metadata.num_pending == 0:
-                        break
-                return found
-            finally:
-                with contextlib.suppress(nats.errors.Error):
-                    await sub.unsubscribe()
+            return [self._entry(m) for m in await drain(sub, timeout=self._timeout, limit=limit)]
 
         result: list[Entry] = self._client.run(
             replay, write=False, what=f"replay {self.name} after {after}"
@@ -606,7 +520,7 @@ class NatsKV(KVBase):
         encoded = self._encode_batch(items)
         seconds = self._ttl(ttl)
         self._check_open()
-        headers = None if seconds is None else _ttl_headers(seconds)
+        headers = None if seconds is None else ttl_headers(seconds)
 
         async def batch(c: Conn) -> list[int | BaseException]:
             return await asyncio.gather(
@@ -659,27 +573,6 @@ class NatsKV(KVBase):
         )
 
 
-async def _wait_for_leader(js: Any, stream: str, timeout: float) -> Any:
-    """A new replicated stream answers only once its group has elected a leader."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        info = await js.stream_info(stream)
-        if (info.cluster and info.cluster.leader) or asyncio.get_running_loop().time() > deadline:
-            return info
-        await asyncio.sleep(0.05)
-
-
-def _from_raw(c: Conn, raw_msg: Any) -> Msg:
-    """A message from the stream-get API (base64, no direct-get headers) as a direct get's."""
-    headers = dict(raw_msg.headers or {})
-    headers.setdefault("Nats-Sequence", str(raw_msg.seq))
-    headers.setdefault("Nats-Subject", raw_msg.subject or "")
-    if raw_msg.time is not None:
-        when = raw_msg.time.astimezone(datetime.UTC)
-        headers.setdefault("Nats-Time-Stamp", when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    return Msg(c.nc, subject=raw_msg.subject or "", data=raw_msg.data or b"", headers=headers)
-
-
 def _now() -> float:
     return datetime.datetime.now(datetime.UTC).timestamp()
 
@@ -699,49 +592,3 @@ def _batch_results(results: list[Any], keys: list[str], *, what: str, write: boo
         failed=failed,
         hint="the other keys succeeded; see .results",
     )
-
-
-def stream_config(config: BucketConfig, client: NatsClient) -> api.StreamConfig:
-    """The JetStream stream behind a KV bucket, as nats-server's own KV buckets are made."""
-    ttl = config.ttl
-    duplicate_window = float(min(120, ttl)) if ttl else 120.0
-    extra: dict[str, Any] = {}
-    if config.per_key_ttl and client.supports_per_key_ttl:
-        extra["allow_msg_ttl"] = True
-    if config.compression and client.server_version[:2] >= (2, 10):
-        extra["compression"] = api.StoreCompression.S2
-    return api.StreamConfig(
-        name=f"KV_{config.name}",
-        subjects=[f"$KV.{config.name}.>"],
-        allow_direct=True,
-        allow_rollup_hdrs=True,
-        deny_delete=True,
-        discard=api.DiscardPolicy.NEW,
-        duplicate_window=duplicate_window,
-        max_age=float(ttl) if ttl else None,
-        max_msg_size=config.max_value_bytes,
-        max_msgs=-1,
-        max_msgs_per_subject=config.history,
-        max_consumers=-1,
-        num_replicas=config.replicas,
-        storage=api.StorageType.MEMORY if config.storage == "memory" else api.StorageType.FILE,
-        **extra,
-    )
-
-
-def compare(config: BucketConfig, actual: api.StreamConfig) -> list[str]:
-    """Human-readable differences between the wanted bucket and the server's stream."""
-    diffs = []
-    want_ttl = float(config.ttl) if config.ttl else 0.0
-    if (actual.max_age or 0.0) != want_ttl:
-        diffs.append(f"ttl {actual.max_age or None} (wanted {config.ttl})")
-    if (actual.max_msgs_per_subject or 1) != config.history:
-        diffs.append(f"history {actual.max_msgs_per_subject} (wanted {config.history})")
-    storage = "memory" if actual.storage == api.StorageType.MEMORY else "file"
-    if storage != config.storage:
-        diffs.append(f"storage {storage} (wanted {config.storage})")
-    if (actual.num_replicas or 1) != config.replicas:
-        diffs.append(f"replicas {actual.num_replicas} (wanted {config.replicas})")
-    if (actual.max_msg_size or -1) not in (-1, config.max_value_bytes):
-        diffs.append(f"max_value_bytes {actual.max_msg_size} (wanted {config.max_value_bytes})")
-    return diffs

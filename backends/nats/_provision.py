@@ -23,7 +23,7 @@ from msstore.errors import MsstoreError
 from msstore.ops import ConsumerSpec, ProvisionConfig, StreamSpec
 
 from ._client import Conn, NatsClient
-from ._kv import compare, stream_config
+from ._streams import compare, stream_config
 
 __all__ = ["Change", "cluster_size", "provision"]
 
