@@ -10,12 +10,26 @@ round, ``raw_put_per_s`` the median raw round.
 * ``lag_p50_ms`` / ``lag_p95_ms``: KV acknowledgement to SQL commit, from the consistency monitor.
 * ``tx_per_1k_writes``: SQL transactions (batches) per 1,000 writes.
 * ``paced_1k_lag_p95_ms``: lag p95 at the default policy when writes arrive at 1,000/s.
+
+Raw nats-py alone pays nothing for PostgreSQL, so each threshold also runs a hand-written raw
+*dual* store in the same run: awaited nats-py puts on one asyncio loop (each value encoded with
+orjson in the loop), and every ``threshold`` writes one psycopg upsert of those rows (same
+table, columns, checksum and version guard, autocommit, one statement, the agents registered
+beforehand) handed through a queue to a second thread, as msstore's flusher works:
+
+* ``raw_dual_writes_per_s`` and ``write_ratio_vs_raw_dual``: msstore's rate over it;
+* ``writer_cpu_us_per_write`` and ``raw_dual_writer_cpu_us_per_write``: CPU time of the writing
+  process (every thread: the writer and the SQL thread alike) per write, during the timed puts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import hashlib
+import queue
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +52,117 @@ def _servers() -> Iterator[tuple[str, str]]:
     with _nats_server() as url, _database() as dsn:
         Migrator(dsn).up()
         yield url, dsn
+
+
+Batch = list[tuple[str, bytes, int]]  # (key, JSON bytes, KV revision) of acknowledged puts
+
+
+def _dual_upserts(dsn: str, batches: queue.Queue[Batch | None], base: int) -> None:
+    """The raw dual store's SQL thread: one upsert statement per batch, as msstore's flusher
+    writes a small batch (the same statement, so the same table, checksum and version guard)."""
+    import psycopg  # noqa: PLC0415
+
+    from msstore.backends.postgres._agents import agent_id_for  # noqa: PLC0415
+    from msstore.backends.postgres._state import MERGE_ROWS  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while (batch := batches.get()) is not None:
+            if not batch:
+                continue
+            when = datetime.datetime.now(datetime.UTC)
+            rows = [
+                (
+                    agent_id_for(k),
+                    k,
+                    raw.decode(),
+                    base + rev,
+                    hashlib.sha256(raw).hexdigest(),
+                    when,
+                    None,
+                    False,
+                )
+                for k, raw, rev in batch
+            ]
+            conn.execute(MERGE_ROWS, [list(c) for c in zip(*rows, strict=True)])
+
+
+def _register(dsn: str, keys: list[str]) -> None:
+    import psycopg  # noqa: PLC0415
+
+    from msstore.backends.postgres._agents import agent_id_for  # noqa: PLC0415
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO agents.registry (agent_id, agent_type, agent_name) "
+            "SELECT id, 'bench', 'raw-dual' FROM unnest(%b::uuid[]) AS a(id) "
+            "ON CONFLICT DO NOTHING",
+            [sorted({agent_id_for(k) for k in keys})],
+        )
+
+
+def _raw_dual_round(
+    *, url: str, dsn: str, keys: list[str], values: list[Any], threshold: int, base: int
+) -> tuple[float, float]:
+    """The raw dual store (module docstring): its put rate and process CPU us per write."""
+    import nats  # noqa: PLC0415
+    import orjson  # noqa: PLC0415
+
+    dual_keys = ["r" + k for k in keys]
+    _register(dsn, dual_keys)
+    batches: queue.Queue[Batch | None] = queue.Queue()
+    failed: list[BaseException] = []
+
+    def sql() -> None:
+        try:
+            _dual_upserts(dsn, batches, base)
+        except BaseException as err:  # surfaced after the round
+            failed.append(err)
+            while batches.get() is not None:
+                pass
+
+    async def puts() -> tuple[float, float]:
+        nc = await nats.connect(url)
+        kv = await nc.jetstream().create_key_value(bucket="BENCH_RAW_DUAL", history=1)
+        pending: Batch = []
+        cpu, start = time.process_time(), time.perf_counter()
+        for k, v in zip(dual_keys, values, strict=True):
+            raw = orjson.dumps(v)
+            pending.append((k, raw, await kv.put(k, raw)))
+            if len(pending) >= threshold:
+                batches.put(pending)
+                pending = []
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        batches.put(pending)
+        await nc.close()
+        return len(keys) / elapsed, cpu / len(keys) * 1e6
+
+    thread = threading.Thread(target=sql, name="raw-dual-sql")
+    thread.start()
+    try:
+        result = asyncio.run(puts())
+    finally:
+        batches.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    return result
+
+
+def _msstore_round(
+    m: Any, keys: list[str], values: list[Any]
+) -> tuple[float, float, dict[str, Any], int]:
+    """Timed ``put`` calls through a manager: rate, process CPU us per write, lag, batches."""
+    m.put("warm.up", 0)
+    m.flush()
+    m.monitor.reset()
+    batches = m.flusher.stats()["batches"]
+    cpu, start = time.process_time(), time.perf_counter()
+    for k, v in zip(keys, values, strict=True):
+        m.put(k, v)
+    rate = len(keys) / (time.perf_counter() - start)
+    cpu_us = (time.process_time() - cpu) / len(keys) * 1e6
+    m.flush()
+    return rate, cpu_us, m.monitor.stats(), m.flusher.stats()["batches"] - batches
 
 
 def run(
@@ -72,22 +197,20 @@ def run(
         kv = NatsKV.open(client, BucketConfig(name="BENCH_FLUSH", history=1))
         storage = PostgresStateStore(dsn)
         try:
-            for threshold in THRESHOLDS:
+            for n, threshold in enumerate(THRESHOLDS):
                 raw = asyncio.run(raw_round(url))
                 raw_rates.append(raw)
+                dual, dual_cpu = _raw_dual_round(
+                    url=url,
+                    dsn=dsn,
+                    keys=keys,
+                    values=values,
+                    threshold=threshold,
+                    base=(n + 1) * 10**9,
+                )
                 policy = FlushPolicy(threshold=threshold, reconcile_every=0)
                 with HybridStateManager(kv, storage, policy=policy, recover=False) as m:
-                    m.put("warm.up", 0)
-                    m.flush()
-                    m.monitor.reset()
-                    batches = m.flusher.stats()["batches"]
-                    start = time.perf_counter()
-                    for k, v in zip(keys, values, strict=True):
-                        m.put(k, v)
-                    rate = writes / (time.perf_counter() - start)
-                    m.flush()
-                    lag = m.monitor.stats()
-                    tx = m.flusher.stats()["batches"] - batches
+                    rate, cpu_us, lag, tx = _msstore_round(m, keys, values)
                 rows.append(
                     {
                         "threshold": threshold,
@@ -96,6 +219,10 @@ def run(
                         "lag_p50_ms": round(lag["p50_ms"], 2),
                         "lag_p95_ms": round(lag["p95_ms"], 2),
                         "tx_per_1k_writes": round(tx * 1000 / writes, 1),
+                        "raw_dual_writes_per_s": round(dual),
+                        "write_ratio_vs_raw_dual": round(rate / dual, 3),
+                        "writer_cpu_us_per_write": round(cpu_us, 1),
+                        "raw_dual_writer_cpu_us_per_write": round(dual_cpu, 1),
                     }
                 )
             with HybridStateManager(kv, storage, recover=False) as m:  # the default policy
