@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import (
@@ -80,7 +80,7 @@ def classify(err: psycopg.Error, *, what: str) -> MsstoreError:
 
 
 def transaction(
-    pool: Any,
+    pool: ConnectionPool[Any],
     fn: Callable[[psycopg.Connection[Any]], T],
     *,
     isolation: Isolation = Isolation.READ_COMMITTED,

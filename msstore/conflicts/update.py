@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
 from msstore.protocols import KeyValueStore
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["Resolver", "RetryPolicy", "Updated", "update_with"]
 
@@ -58,7 +61,9 @@ class RetryPolicy:
         """Many attempts, millisecond waits: for keys many writers update at once."""
         return cls(attempts=200, base=0.0005, multiplier=1.5, cap=0.02, jitter=0.002)
 
-    def retrying(self) -> Any:
+    def retrying(self) -> tenacity.Retrying:
+        """A tenacity ``Retrying`` that waits and gives up as this policy says, retrying only
+        retryable msstore errors."""
         import tenacity  # noqa: PLC0415 - loaded on first use, like every optional piece
 
         return tenacity.Retrying(

@@ -9,7 +9,7 @@ every backend alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from msstore import keys as keygrammar
 from msstore._internal.ttl import check_ttl
@@ -17,6 +17,9 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
 from msstore.errors import InvalidArgument, StoreClosed, VersionConflict
+
+if TYPE_CHECKING:  # (conflicts builds on the KV protocols: imported when called)
+    from msstore.conflicts.update import Resolver, RetryPolicy, Updated
 
 __all__ = ["KVBase", "StoreBase", "check_revision", "stale_revision"]
 
@@ -127,8 +130,13 @@ class KVBase(StoreBase):
         return [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
 
     def update_with(
-        self, key: str, fn: Callable[[Any], Any], *, resolver: Any = None, policy: Any = None
-    ) -> Any:
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        resolver: Resolver | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Updated:
         """Read, apply ``fn``, compare-and-set, settle conflicts: see
         :func:`msstore.conflicts.update_with`."""
         from msstore.conflicts.update import update_with  # noqa: PLC0415

@@ -13,23 +13,37 @@ from ._lifecycle import LifecycleState, StateLifecycleManager, check_transition
 from ._manager import HybridStateManager
 from ._recovery import FeedPosition, ReconcileReport, reconcile, record_of, records_for
 from ._routing import DEFAULT_ROUTES, DataRouter, DataType, Route, StorageLayer
+from ._stats import (
+    CacheStats,
+    ConsistencyStats,
+    FailureInfo,
+    FlushStats,
+    ManagerStats,
+    RecoveryStats,
+)
 
 __all__ = [
     "DEFAULT_ROUTES",
     "BatchOutcome",
+    "CacheStats",
     "ConsistencyMonitor",
+    "ConsistencyStats",
     "DataRouter",
     "DataType",
     "DirtySet",
+    "FailureInfo",
     "FeedPosition",
     "FlushPolicy",
+    "FlushStats",
     "Flusher",
     "HealthStatus",
     "HybridStateManager",
     "L1Cache",
     "LifecycleState",
+    "ManagerStats",
     "Pending",
     "ReconcileReport",
+    "RecoveryStats",
     "Route",
     "StateLifecycleManager",
     "StorageLayer",

@@ -34,6 +34,8 @@ from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionC
 from msstore.protocols import ChangeFeed, DataStorage, KeyValueStore
 from msstore.records import Entry, Query, Record
 
+from ._stats import CacheStats
+
 __all__ = ["L1Cache", "TieredCache"]
 
 log = logging.getLogger("msstore.cache")
@@ -298,17 +300,25 @@ class TieredCache:
 
     # Reporting and closing ---------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Hits and misses per tier (``l1_hits``, ``l1_misses``, ``kv_hits``, ``kv_misses``,
-        ``sql_hits``, ``sql_misses``), ``hydrated`` keys, ``invalidations``, ``l1_size``,
-        ``l1_evictions`` and ``l1_hit_ratio``."""
+    def stats(self) -> CacheStats:
+        """Hits and misses per tier, hydrated keys, invalidations, L1 size, evictions and hit
+        ratio (see :class:`~msstore.state.CacheStats`)."""
         with self._lock:
-            stats: dict[str, Any] = dict(self._stats)
-        lookups = stats["l1_hits"] + stats["l1_misses"]
-        stats["l1_size"] = len(self.l1)
-        stats["l1_evictions"] = self.l1.evictions
-        stats["l1_hit_ratio"] = stats["l1_hits"] / lookups if lookups else 0.0
-        return stats
+            n = dict(self._stats)
+        lookups = n["l1_hits"] + n["l1_misses"]
+        return CacheStats(
+            l1_hits=n["l1_hits"],
+            l1_misses=n["l1_misses"],
+            kv_hits=n["kv_hits"],
+            kv_misses=n["kv_misses"],
+            sql_hits=n["sql_hits"],
+            sql_misses=n["sql_misses"],
+            hydrated=n["hydrated"],
+            invalidations=n["invalidations"],
+            l1_size=len(self.l1),
+            l1_evictions=self.l1.evictions,
+            l1_hit_ratio=n["l1_hits"] / lookups if lookups else 0.0,
+        )
 
     def close(self) -> None:
         if self._watcher is not None:

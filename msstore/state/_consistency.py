@@ -13,10 +13,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 from msstore.errors import InvalidArgument
 from msstore.records import HealthStatus
+
+from ._stats import ConsistencyStats
 
 __all__ = ["ConsistencyMonitor", "HealthStatus", "percentile"]
 
@@ -70,7 +71,7 @@ class ConsistencyMonitor:
         """Tell the monitor when the oldest uncommitted write happened (``time.monotonic()``)."""
         self._oldest_pending = first_at
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ConsistencyStats:
         """``writes`` and ``violations`` (since start), ``window_ms``, over the recent sample
         ``p50_ms`` / ``p95_ms`` / ``p99_ms``, ``max_ms`` (since start), ``oldest_pending_ms``
         (age of the oldest write not yet in SQL, 0 if none) and ``status``."""
@@ -80,17 +81,17 @@ class ConsistencyMonitor:
         oldest = self._oldest_pending
         pending_ms = 0.0 if oldest is None else (time.monotonic() - oldest) * 1000
         p95 = percentile(ordered, 95) * 1000
-        return {
-            "writes": writes,
-            "violations": violations,
-            "window_ms": self.window * 1000,
-            "p50_ms": percentile(ordered, 50) * 1000,
-            "p95_ms": p95,
-            "p99_ms": percentile(ordered, 99) * 1000,
-            "max_ms": worst * 1000,
-            "oldest_pending_ms": pending_ms,
-            "status": self._status(p95, pending_ms).value,
-        }
+        return ConsistencyStats(
+            writes=writes,
+            violations=violations,
+            window_ms=self.window * 1000,
+            p50_ms=percentile(ordered, 50) * 1000,
+            p95_ms=p95,
+            p99_ms=percentile(ordered, 99) * 1000,
+            max_ms=worst * 1000,
+            oldest_pending_ms=pending_ms,
+            status=self._status(p95, pending_ms).value,
+        )
 
     def _status(self, p95_ms: float, pending_ms: float) -> HealthStatus:
         if pending_ms > self.unhealthy_after * 1000:

@@ -36,6 +36,7 @@ from msstore.spi import check_retention
 from ._batching import write_batch
 from ._consistency import ConsistencyMonitor
 from ._dirty import DirtySet, Pending
+from ._stats import FailureInfo, FlushStats
 
 __all__ = ["FlushPolicy", "Flusher"]
 
@@ -332,16 +333,31 @@ class Flusher:
         self._thread.join(5.0)
         return dropped
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> FlushStats:
         """``batches``, ``rows_written``, ``rows_skipped`` (older than SQL), ``rows_removed``
         (tombstones written), ``retries``, ``failed`` (refused rows), ``reconciles``,
         ``pending`` (dirty keys), ``failures`` (the last 100 refused writes: key, revision,
         reason) and ``last_error``."""
-        failures = [attrs.asdict(f) for f in self.failed[-100:]]
-        last = None if self._last_error is None else repr(self._last_error)
-        return {
-            **self._stats,
-            "pending": len(self._dirty),
-            "failures": failures,
-            "last_error": last,
-        }
+        counts = self._stats
+        return FlushStats(
+            batches=counts["batches"],
+            rows_written=counts["rows_written"],
+            rows_skipped=counts["rows_skipped"],
+            rows_removed=counts["rows_removed"],
+            retries=counts["retries"],
+            failed=counts["failed"],
+            reconciles=counts["reconciles"],
+            pending=len(self._dirty),
+            failures=[failure_info(f) for f in self.failed[-100:]],
+            last_error=None if self._last_error is None else repr(self._last_error),
+        )
+
+
+def failure_info(failure: FlushFailure) -> FailureInfo:
+    return FailureInfo(
+        bucket=failure.bucket,
+        key=failure.key,
+        revision=failure.revision,
+        reason=failure.reason,
+        seen_at=failure.seen_at,
+    )

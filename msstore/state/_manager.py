@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Self
 
-import attrs
-
 from msstore import keys as keygrammar
 from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability
@@ -42,8 +40,9 @@ from msstore.spi import StoreBase
 from ._caching import L1Cache, TieredCache
 from ._consistency import ConsistencyMonitor, HealthStatus
 from ._dirty import DirtySet, Pending
-from ._flushing import Flusher, FlushPolicy
+from ._flushing import Flusher, FlushPolicy, failure_info
 from ._recovery import FeedPosition, ReconcileReport, reconcile
+from ._stats import ManagerStats, RecoveryStats
 
 __all__ = ["HybridStateManager"]
 
@@ -341,21 +340,21 @@ class HybridStateManager:
 
     # Reporting and closing ---------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ManagerStats:
         """``{"flush": ..., "cache": ..., "consistency": ..., "recovery": ...}``: the flusher's,
         the tiered cache's and the consistency monitor's stats dicts, and the recovery
         watermark with the entries recovery set aside (``failures``: key, revision, reason)."""
         with self.dirty:
             self.monitor.pending_since(self.dirty.oldest())
-        return {
-            "flush": self.flusher.stats(),
-            "cache": self.cache.stats(),
-            "consistency": self.monitor.stats(),
-            "recovery": {
-                "watermark": None if self._position is None else self._position.watermark,
-                "failures": [attrs.asdict(f) for f in self.recovery_failures],
-            },
-        }
+        return ManagerStats(
+            flush=self.flusher.stats(),
+            cache=self.cache.stats(),
+            consistency=self.monitor.stats(),
+            recovery=RecoveryStats(
+                watermark=None if self._position is None else self._position.watermark,
+                failures=[failure_info(f) for f in self.recovery_failures],
+            ),
+        )
 
     def health(self) -> HealthStatus:
         """HEALTHY, DEGRADED (lag p95 or the oldest pending write over the window) or
