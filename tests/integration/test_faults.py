@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+
 from msstore.backends.memory import MemoryKV
 from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresStateStore
-
 from msstore.buckets import BucketConfig
 from msstore.errors import ConnectionFailed, DeadlineExceeded, MsstoreError, OutcomeUnknown
 from msstore.servers import EmbeddedNats
@@ -51,7 +51,7 @@ def proxied(dsn: str, port: int) -> str:
 def test_sql_calls_stay_bounded_while_postgresql_is_blackholed(pg_state_dsn: str) -> None:
     params = psycopg.conninfo.conninfo_to_dict(pg_state_dsn)
     deadline = 1.0
-    with TcpProxy(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))) as proxy:
+    with TcpProxy(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))) as proxy:  # type: ignore[arg-type]
         store = PostgresStateStore(proxied(pg_state_dsn, proxy.port), deadline=deadline)
         policy = FlushPolicy(
             threshold=5, max_lag=0.05, retry_initial=0.05, retry_max=0.3, reconcile_every=0
@@ -98,8 +98,10 @@ def test_kv_calls_stay_bounded_while_nats_is_blackholed(msstore_nats_url: str, l
     timeout = 1.0
     with TcpProxy(host, int(port)) as proxy:
         config = NatsConfig(
-            servers=[f"nats://127.0.0.1:{proxy.port}"], request_timeout=timeout, loop=loop
-        )  # type: ignore[arg-type]
+            servers=[f"nats://127.0.0.1:{proxy.port}"],
+            request_timeout=timeout,
+            loop=loop,  # type: ignore[arg-type]
+        )
         client = NatsClient(config)
         kv = NatsKV.open(client, BucketConfig(name=f"BLACKHOLE_{loop.replace('-', '_')}"))
         kv.put("k0", 0)

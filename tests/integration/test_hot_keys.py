@@ -29,7 +29,7 @@ def _increment(managers: list[HybridStateManager], threads: int, each: int) -> l
             for _ in range(each):
                 done = m.update_with(
                     "hot.visits",
-                    lambda c, w=f"w{i}": c.increment(w),
+                    lambda c, w=f"w{i}": c.increment(w),  # type: ignore[misc]
                     resolver=merge,
                     policy=RetryPolicy.hot_key(),
                 )

@@ -230,7 +230,7 @@ def test_concurrent_update_with_through_two_managers(hybrid_stores: Make) -> Non
             for _ in range(25):
                 m.update_with(
                     "a1.counter",
-                    lambda c, node=node: c.increment(node),
+                    lambda c, node=node: c.increment(node),  # type: ignore[misc]
                     resolver=resolver,
                     policy=RetryPolicy.hot_key(),
                 )
@@ -247,7 +247,7 @@ def test_concurrent_update_with_through_two_managers(hybrid_stores: Make) -> Non
     m2.close()
     stored = storage.retrieve("a1.counter")
     assert stored is not None
-    assert from_doc(stored.value).value == 50  # type: ignore[attr-defined]
+    assert from_doc(stored.value).value == 50
 
 
 def test_update_with_sees_a_value_only_sql_still_has(hybrid_stores: Make) -> None:

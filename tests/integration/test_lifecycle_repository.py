@@ -110,4 +110,4 @@ def attrs_evolve(agent: Agent | None, **changes: object) -> Agent:
     import attrs
 
     assert agent is not None
-    return attrs.evolve(agent, **changes)
+    return attrs.evolve(agent, **changes)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from msstore.backends.nats import BatchError, NatsClient, NatsConfig, NatsKV
 
+from msstore.backends.nats import BatchError, NatsClient, NatsConfig, NatsKV
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.errors import ConnectionFailed, DuplicateKey, Unsupported, VersionConflict
@@ -70,7 +70,8 @@ def test_limit_marker_after_ttl_reads_as_absent(
 def test_empty_values_round_trip_and_markers_are_not_values(
     bucket: NatsKV, msstore_nats_url: str
 ) -> None:
-    for value in ("", {}, [], 0, False, None):
+    values: tuple[object, ...] = ("", {}, [], 0, False, None)
+    for value in values:
         bucket.put("e", value)
         entry = bucket.get("e")
         assert entry is not None and entry.value == value and type(entry.value) is type(value)

@@ -7,8 +7,8 @@ import threading
 import time
 
 import pytest
-from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 
+from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.buckets import BucketConfig
 from msstore.errors import ConnectionFailed, OutcomeUnknown
 from msstore.servers import EmbeddedNats, EmbeddedNatsCluster
@@ -42,6 +42,7 @@ def test_store_carries_on_across_a_server_restart(caplog: pytest.LogCaptureFixtu
 
 def _leader(client: NatsClient, stream: str) -> str:
     info = client.run(lambda c: c.js.stream_info(stream), write=False, what="leader")
+    assert info.cluster is not None
     return str(info.cluster.leader)
 
 

@@ -25,7 +25,7 @@ def test_roles_sessions_and_round_robin_reads(msstore_postgres_dsn: str) -> None
     dsn = msstore_postgres_dsn
     with Pools(dsn, replicas=[dsn, dsn], settings=TINY, open_now=False).open() as pools:
         with pools.connection() as conn:
-            timeout, idle, app = conn.execute(
+            timeout, idle, app = conn.execute(  # type: ignore[misc]
                 "SELECT current_setting('statement_timeout'), "
                 "current_setting('idle_in_transaction_session_timeout'), "
                 "current_setting('application_name')"
@@ -34,10 +34,10 @@ def test_roles_sessions_and_round_robin_reads(msstore_postgres_dsn: str) -> None
         seen = []
         for _ in range(4):
             with pools.reader() as conn:
-                seen.append(conn.execute("SHOW application_name").fetchone()[0])
+                seen.append(conn.execute("SHOW application_name").fetchone()[0])  # type: ignore[index]
         assert seen == ["msstore-replica0", "msstore-replica1"] * 2
         with pools.connection("background") as conn:
-            assert conn.execute("SHOW application_name").fetchone()[0] == "msstore-background"
+            assert conn.execute("SHOW application_name").fetchone()[0] == "msstore-background"  # type: ignore[index]
         stats = pools.get_stats()
         assert set(stats) == {"primary", "background", "analytics", "replica0", "replica1"}
         assert stats["primary"]["pool_max"] == 2 and "requests_num" in stats["replica0"]
@@ -49,7 +49,7 @@ def test_reads_fall_back_to_the_primary(msstore_postgres_dsn: str) -> None:
     try:
         pools.pool("primary").open(wait=True)
         with pools.reader(timeout=1) as conn:
-            assert conn.execute("SHOW application_name").fetchone()[0] == "msstore-primary"
+            assert conn.execute("SHOW application_name").fetchone()[0] == "msstore-primary"  # type: ignore[index]
         assert "s3cret" not in repr(pools) and "***" in repr(pools)
     finally:
         pools.close()
@@ -110,7 +110,7 @@ def test_from_env_and_bad_settings(msstore_postgres_dsn: str) -> None:
     ).open() as pools:
         assert pools.get_stats()["primary"]["pool_max"] == 3
         with pools.connection() as conn:
-            assert conn.execute("SHOW application_name").fetchone()[0] == "agents-primary"
+            assert conn.execute("SHOW application_name").fetchone()[0] == "agents-primary"  # type: ignore[index]
     with pytest.raises(InvalidArgument):
         PoolSettings(min_size=3, max_size=2, acquire_timeout=1, idle_timeout=1, max_lifetime=1)
     with pytest.raises(InvalidArgument):

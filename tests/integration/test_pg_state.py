@@ -13,7 +13,6 @@ import pytest
 psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
 
 from msstore.backends.postgres import PostgresStateStore, agent_id_for  # noqa: E402
-
 from msstore.errors import InvalidKey, SerializationError  # noqa: E402
 from msstore.records import Query, Record  # noqa: E402
 
@@ -31,7 +30,7 @@ def store(pg_state_dsn: str) -> Iterator[PostgresStateStore]:
 
 def rows(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(
+        return conn.execute(  # type: ignore[no-any-return]
             "SELECT state_key, state_value, version FROM agents.state ORDER BY state_key"
         ).fetchall()
 

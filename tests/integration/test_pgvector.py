@@ -83,6 +83,7 @@ def test_filtered_search_keeps_scanning_until_k_rows(
     make: Callable[..., Any], pg_state_dsn: str
 ) -> None:
     import psycopg
+
     from msstore.backends.postgres import HnswParams
 
     n = 20_000
@@ -159,11 +160,11 @@ def test_bad_input_is_refused_and_nothing_is_written(make: Callable[..., Any]) -
     with pytest.raises(SerializationError):
         index.add(["a", "b"], [[1, 2, 3, 4]] * 2, [{"x": 1}, {"x": "nul\x00"}])
     with pytest.raises(InvalidArgument):
-        index.add(["a", "b"], [[1, 2, 3, 4]] * 2, [{"x": 1}, ["not", "a", "mapping"]])  # type: ignore[list-item]
+        index.add(["a", "b"], [[1, 2, 3, 4]] * 2, [{"x": 1}, ["not", "a", "mapping"]])
     with pytest.raises(InvalidArgument):
         index.add(["a", "a"], [[1, 2, 3, 4]] * 2)
     with pytest.raises(InvalidArgument):
-        index.search([1, 2, 3, 4], k=3, where=["x"])  # type: ignore[arg-type]
+        index.search([1, 2, 3, 4], k=3, where=["x"])
     assert index.count() == 1
     assert index.add([], []) is None and index.count() == 1
 

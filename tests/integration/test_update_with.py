@@ -44,7 +44,7 @@ def test_eight_threads_of_pncounter_increments_are_exact(kv: KeyValueStore) -> N
                 done = update_with(
                     kv,
                     "visits",
-                    lambda c, w=f"w{i}": c.increment(w),
+                    lambda c, w=f"w{i}": c.increment(w),  # type: ignore[misc]
                     resolver=merge,
                     policy=RetryPolicy.hot_key(),
                 )
@@ -123,7 +123,7 @@ def test_two_vector_clock_writers_make_siblings_then_a_merge_resolves(kv: KeyVal
     # a reader with a merge function collapses the siblings into one value
     merged = VectorClockResolver("c", merge=lambda vs: {k: v for d in vs for k, v in d.items()})
     seen: list[Any] = []
-    update_with(kv, "doc", lambda v: (seen.append(v), v)[1], resolver=merged)
+    update_with(kv, "doc", lambda v: (seen.append(v), v)[1], resolver=merged)  # type: ignore[func-returns-value]
     assert seen == [{"v": 0, "a": 1, "b": 1}]
     stored = kv.get("doc")
     assert stored is not None
@@ -132,7 +132,7 @@ def test_two_vector_clock_writers_make_siblings_then_a_merge_resolves(kv: KeyVal
     handed: list[Any] = []
     a2 = VectorClockResolver("a")
     kv.put("doc2", VectorClockResolver.siblings_doc([{"x": 1}, {"y": 2}]))
-    update_with(kv, "doc2", lambda v: (handed.append(v), {"z": 3})[1], resolver=a2)
+    update_with(kv, "doc2", lambda v: (handed.append(v), {"z": 3})[1], resolver=a2)  # type: ignore[func-returns-value]
     assert isinstance(handed[0], Siblings) and len(handed[0]) == 2
     assert VectorClockResolver.siblings(kv.get("doc2").value) == [{"z": 3}]  # type: ignore[union-attr]
 

@@ -4,6 +4,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,9 +18,9 @@ async def add(a: int, b: int) -> int:
 
 
 @pytest.fixture
-def bridge() -> Bridge:
+def bridge() -> Iterator[Bridge]:
     b = Bridge(name="test-bridge")
-    yield b  # type: ignore[misc]
+    yield b
     b.close()
 
 

@@ -17,7 +17,7 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(alphabet=st.characters(exclude_categories=("Cs",))),
+    | st.text(alphabet=st.characters(exclude_categories=("Cs",))),  # type: ignore[arg-type]
     lambda children: (
         st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
     ),
@@ -95,7 +95,6 @@ def test_an_encoded_value_is_stored_as_it_is_once_its_size_is_checked() -> None:
 
 def test_kv_stores_take_an_encoded_value_as_it_is() -> None:
     from msstore.backends.memory import MemoryKV
-
     from msstore.buckets import BucketConfig
 
     kv = MemoryKV(BucketConfig(name="enc"))

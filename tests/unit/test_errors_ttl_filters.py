@@ -124,8 +124,8 @@ def test_every_error_is_an_msstore_error_and_keeps_its_fields_across_pickling() 
     for cls in ALL_ERRORS:
         assert issubclass(cls, errors.MsstoreError), cls
     stale = pickle.loads(pickle.dumps(errors.StaleVectors("gone", hashes=["h1", "h2"])))
-    assert stale.fields == {"hashes": ["h1", "h2"]} and stale.hashes == ["h1", "h2"]  # type: ignore[attr-defined]
+    assert stale.fields == {"hashes": ["h1", "h2"]} and stale.hashes == ["h1", "h2"]
     batch = pickle.loads(pickle.dumps(errors.BatchError("2 failed", results=[1, "x"])))
-    assert batch.results == [1, "x"]  # type: ignore[attr-defined]
+    assert batch.results == [1, "x"]
     conflict = errors.TransactionConflict("deadlock (40P01)", sqlstate="40P01")
     assert conflict.retryable and not isinstance(conflict, errors.VersionConflict)

@@ -36,7 +36,7 @@ def test_rrf_sums_reciprocal_ranks() -> None:
 def test_rrf_weights_ties_and_duplicates() -> None:
     assert [i for i, _ in reciprocal_rank_fusion([["x", "y"], ["y", "x"]])] == ["x", "y"]
     only_second = reciprocal_rank_fusion([["x"], ["y"]], weights=[0.0, 1.0])
-    assert only_second[0] == ("y", pytest.approx(1 / (RRF_K + 1)))
+    assert only_second[0] == ("y", pytest.approx(1 / (RRF_K + 1)))  # type: ignore[comparison-overlap]
     assert dict(reciprocal_rank_fusion([["x", "x", "y"]]))["x"] == pytest.approx(1 / (RRF_K + 1))
     assert reciprocal_rank_fusion([]) == []
     with pytest.raises(InvalidArgument):

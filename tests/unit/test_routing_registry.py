@@ -96,7 +96,7 @@ class _Echo:
 def test_register_backend_extends_schemes() -> None:
     register_backend("echo", _Echo)
     assert "echo" in known_schemes()
-    assert msstore.open_kv("echo://host?a=1", b=2) == ("kv", "host", {"a": "1", "b": 2})
+    assert msstore.open_kv("echo://host?a=1", b=2) == ("kv", "host", {"a": "1", "b": 2})  # type: ignore[comparison-overlap]
     with pytest.raises(Unsupported):
         msstore.open_storage("echo://host")
 
