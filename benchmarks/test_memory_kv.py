@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from msstore.backends.memory import MemoryKV
 
+from msstore.backends.memory import MemoryKV
 from msstore.buckets import BucketConfig
 from msstore.cli.bench.memory_kv import KEYS, document
 

@@ -75,6 +75,7 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
         yield MemoryKV
         return
     import attrs
+
     from msstore.backends.nats import NatsKV
 
     r3 = request.param == "nats-r3"
@@ -102,6 +103,7 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
 def migrated_database(server: str, name: str, **parameters: Any) -> Iterator[str]:
     """A new database ``name`` on ``server`` with msstore's migrations applied; dropped after."""
     import psycopg
+
     from msstore.backends.postgres import Migrator
 
     with psycopg.connect(server, autocommit=True) as conn:
@@ -130,6 +132,7 @@ def storage_factory(request: pytest.FixtureRequest) -> Callable[[], DataStorage]
 
         return MemoryTable
     import psycopg
+
     from msstore.backends.postgres import PostgresStateStore
 
     dsn = request.getfixturevalue("pg_state_dsn")
@@ -198,6 +201,7 @@ def hybrid_stores(
 
     else:
         import psycopg
+
         from msstore.backends.postgres import PostgresStateStore
 
         dsn = request.getfixturevalue("pg_state_dsn")
@@ -275,6 +279,7 @@ def fact_store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], 
         yield make
         return
     import psycopg
+
     from msstore.backends.postgres import PostgresFactStore
 
     dsn = request.getfixturevalue("pg_knowledge_dsn")

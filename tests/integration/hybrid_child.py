@@ -16,7 +16,6 @@ from typing import Any
 
 from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresStateStore
-
 from msstore.buckets import BucketConfig
 from msstore.conflicts import RetryPolicy
 from msstore.errors import MsstoreError

@@ -138,7 +138,6 @@ def test_postgres_restart_mid_load_loses_nothing_and_lag_recovers(
 ) -> None:
     from msstore.backends.nats import NatsKV
     from msstore.backends.postgres import Migrator, PostgresStateStore
-
     from msstore.servers import EmbeddedPostgres
 
     with EmbeddedPostgres(base_dir=tmp_path) as pg:

@@ -16,7 +16,6 @@ from msstore.cli import main
 psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
 
 from msstore.backends.postgres import Migrator  # noqa: E402
-
 from msstore.ops import MigrationError  # noqa: E402
 
 pytestmark = pytest.mark.postgres

@@ -189,7 +189,6 @@ def test_bad_configs_are_refused_before_touching_the_server(
 
 def test_json_config_and_python_objects(fresh_nats: str, tmp_path: Path) -> None:
     from msstore.backends.nats import NatsClient, NatsConfig, provision
-
     from msstore.buckets import BucketConfig
     from msstore.ops import ConsumerSpec, ProvisionConfig, StreamSpec, load
 

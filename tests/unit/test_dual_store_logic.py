@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from msstore.backends.memory import MemoryKV, MemoryTable
 
+from msstore.backends.memory import MemoryKV, MemoryTable
 from msstore.codec import default_codec
 from msstore.errors import (
     ConnectionFailed,

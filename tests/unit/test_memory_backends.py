@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from msstore.backends.memory import MemoryKV, MemoryTable, MemoryVectorIndex
 
+from msstore.backends.memory import MemoryKV, MemoryTable, MemoryVectorIndex
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.errors import InvalidArgument, MsstoreError, Unsupported

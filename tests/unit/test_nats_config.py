@@ -5,7 +5,6 @@ import pytest
 pytest.importorskip("nats", reason="the NATS backend needs msstore[nats]")
 
 from msstore.backends.nats import NatsConfig, parse_size
-
 from msstore.errors import InvalidArgument
 
 
