@@ -3,91 +3,24 @@ lifecycle transitions, and the flusher's retry and isolation over a failing tabl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from msstore.backends.memory import MemoryKV, MemoryTable
-from msstore.codec import default_codec
 from msstore.errors import (
     ConnectionFailed,
-    ConsistencyViolation,
     FlushError,
     InvalidArgument,
     SerializationError,
 )
-from msstore.records import Entry, Operation, Record, UpsertResult
+from msstore.records import Record, UpsertResult
 from msstore.state import (
-    ConsistencyMonitor,
-    DirtySet,
     FlushPolicy,
     HealthStatus,
     HybridStateManager,
-    L1Cache,
-    LifecycleState,
-    check_transition,
-    percentile,
-    records_for,
 )
-
-
-def test_dirty_set_keeps_the_newest_write_per_key_and_the_oldest_start() -> None:
-    dirty = DirtySet(threshold=3)
-    first = dirty.add("a.k", b"1", 1)
-    dirty.add("a.k", b"2", 5)
-    stale = dirty.add("a.k", b"0", 3)  # an older revision arriving late changes nothing
-    assert stale.revision == 5
-    with dirty:
-        batch = dirty.take()
-        assert [(p.key, p.raw, p.revision) for p in batch] == [("a.k", b"2", 5)]
-        assert batch[0].first_at == first.first_at and batch[0].first_seq == first.seq
-        assert dirty.lowest_seq() == first.seq  # in flight still counts
-    dirty.add("a.k", b"3", 6)
-    with dirty:
-        dirty.restore(batch)  # failed: the newer pending write keeps the older start
-        assert len(dirty) == 1 and dirty.lowest_seq() == first.seq
-        assert dirty.take()[0].revision == 6
-
-
-def test_monitor_percentiles_violations_and_health() -> None:
-    assert percentile([], 95) == 0.0
-    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
-    monitor = ConsistencyMonitor(window=0.2)
-    monitor.record([0.01] * 95)
-    assert monitor.health() is HealthStatus.HEALTHY
-    monitor.record([0.5] * 10)
-    stats = monitor.stats()
-    assert stats["violations"] == 10 and stats["writes"] == 105
-    assert stats["p95_ms"] == 500.0 and stats["status"] == "DEGRADED"
-    monitor.pending_since(time.monotonic() - 60)
-    assert monitor.health() is HealthStatus.UNHEALTHY
-    monitor.pending_since(None)
-    monitor.reset()
-    assert monitor.stats()["writes"] == 0
-    with pytest.raises(ValueError, match="positive"):
-        ConsistencyMonitor(window=0)
-
-
-def test_l1_is_bounded_expires_and_never_goes_back() -> None:
-    now = [0.0]
-    l1 = L1Cache(max_size=2, ttl=10, clock=lambda: now[0])
-    l1.put("a", b"1", 1)
-    l1.put("b", b"2", 2)
-    assert l1.get("a") == (b"1", 1)  # a is now the most recent
-    l1.put("c", b"3", 3)
-    assert l1.get("b") is None and l1.evictions == 1
-    l1.put("a", None, 7)  # invalidated at revision 7
-    assert l1.get("a") is None
-    l1.put("a", b"old", 6)  # a slow reader's older value is refused
-    assert l1.get("a") is None
-    l1.put("a", b"new", 8)
-    assert l1.get("a") == (b"new", 8)
-    now[0] = 11
-    assert l1.get("a") is None
-    with pytest.raises(InvalidArgument):
-        L1Cache(max_size=-1)
 
 
 @pytest.mark.parametrize(
@@ -97,40 +30,6 @@ def test_l1_is_bounded_expires_and_never_goes_back() -> None:
 def test_flush_policy_refuses_bad_settings(bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         FlushPolicy(**bad)
-
-
-def test_records_for_keeps_the_newest_entry_and_turns_markers_into_tombstones() -> None:
-    entries = [
-        Entry("b", "a.x", b"1", 1, 10.0),
-        Entry("b", "a.y", b"2", 2, 11.0),
-        Entry("b", "a.x", b"3", 3, 12.0),
-        Entry("b", "a.y", b"", 4, 13.0, Operation.DEL),
-    ]
-    records, poison = records_for(entries, 100, int)
-    assert records == [
-        Record("a.x", 3, 103, 12.0),
-        Record("a.y", None, 104, 13.0, deleted=True),
-    ]
-    assert poison == []
-
-
-def test_records_for_keeps_a_revisions_own_ttl_and_sets_undecodable_bytes_aside() -> None:
-    entries = [
-        Entry("b", "a.t", b"1", 1, 10.0, expires_at=15.0, ttl=5.0),
-        Entry("b", "a.h", b"2", 2, 11.0, expires_at=1811.0),  # only the bucket's TTL
-        Entry("b", "a.bad", b"\x00not json", 3, 12.0),
-    ]
-    records, poison = records_for(entries, 0, default_codec.decode)
-    assert records == [Record("a.t", 1, 1, 10.0, 15.0), Record("a.h", 2, 2, 11.0)]
-    assert [(e.key, e.revision) for e, _ in poison] == [("a.bad", 3)]
-    assert "not valid JSON" in poison[0][1]
-
-
-def test_lifecycle_transitions() -> None:
-    check_transition("a", LifecycleState.COLD, LifecycleState.HYDRATING)
-    check_transition("a", LifecycleState.FLUSHING, LifecycleState.ACTIVE)
-    with pytest.raises(ConsistencyViolation, match="allowed: HYDRATING"):
-        check_transition("a", LifecycleState.COLD, LifecycleState.ACTIVE)
 
 
 class FlakyTable(MemoryTable):
