@@ -10,15 +10,16 @@ as they are: the caller retries the whole batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import attrs
 
 from msstore.errors import MsstoreError, OutcomeUnknown, StoreClosed
-from msstore.protocols import DataStorage
-from msstore.records import Record
+from msstore.protocols import DataStorage, FlushLedger
+from msstore.records import FlushFailure, Record
 
-__all__ = ["BatchOutcome", "refuses_rows", "write_batch"]
+__all__ = ["BatchOutcome", "refuses_rows", "set_aside", "write_batch"]
 
 
 @attrs.frozen
@@ -62,3 +63,18 @@ def write_batch(storage: DataStorage, records: Sequence[Record]) -> BatchOutcome
         half = len(records) // 2
         return write_batch(storage, records[:half]) + write_batch(storage, records[half:])
     return BatchOutcome(result.written, result.skipped)
+
+
+def set_aside(storage: DataStorage, failures: Sequence[FlushFailure], log: logging.Logger) -> None:
+    """Report entries that cannot be stored: each logged at ERROR, all kept by the store's
+    flush ledger (when it has one) for an operator. Raises what the ledger raises."""
+    for failure in failures:
+        log.error(
+            "bucket %s: %r (revision %d) cannot be stored and is set aside: %s",
+            failure.bucket,
+            failure.key,
+            failure.revision,
+            failure.reason,
+        )
+    if failures and isinstance(storage, FlushLedger):
+        storage.record_failures(failures)

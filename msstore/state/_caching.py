@@ -219,14 +219,12 @@ class TieredCache:
         self._count("l1_misses", len(missing))
         if missing:
             for key, entry in self.kv.get_many(missing).items():
-                left = None if entry is None else self._lifetime(entry)
-                if entry is not None and (left is None or left > 0):
+                if entry is not None:
                     self._count("kv_hits")
-                    self.l1.put(key, entry.raw, entry.revision, lifetime=left)
-                    out[key] = entry.value
+                    found = self._from_kv(key, entry)
                 else:  # absent, expired or deleted: the single-key path tells which
                     found = self.load(key)
-                    out[key] = None if found is None else found[0]
+                out[key] = None if found is None else found[0]
         return {k: out.get(k) for k in wanted}
 
     def _latest(self, key: str) -> Entry | None:
@@ -239,10 +237,11 @@ class TieredCache:
         delete marker: ``expected_revision=0``), with what remains of its TTL; the new revision,
         or ``None`` if KV has an entry or the row cannot carry its expiry there."""
         ttl = None
-        if record.expires_at is not None:
+        left = None if record.expires_at is None else record.expires_at - self._wall()
+        if left is not None:
             # Whole seconds, rounded down: the copy expires no later than the value (SQL has
             # the exact expiry and serves the value until then).
-            ttl = math.floor(record.expires_at - self._wall())
+            ttl = math.floor(left)
             if ttl < 1 or Capability.PER_KEY_TTL not in self.kv.capabilities:
                 return None  # served from SQL; a KV copy would outlive the value
         encoded = self._codec.encode_canonical(record.value)  # once, for KV and L1 alike
@@ -252,7 +251,6 @@ class TieredCache:
         except (VersionConflict, DuplicateKey):
             return None
         self._count("hydrated")
-        left = None if record.expires_at is None else record.expires_at - self._wall()
         self.l1.put(record.key, encoded.data, revision, lifetime=left)
         return revision
 

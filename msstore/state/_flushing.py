@@ -29,11 +29,11 @@ import attrs
 from msstore.capabilities import Capability
 from msstore.codec import Encoded, default_codec
 from msstore.errors import FlushError, InvalidArgument, MsstoreError, OutcomeUnknown
-from msstore.protocols import DataStorage, FlushLedger
+from msstore.protocols import DataStorage
 from msstore.records import FlushFailure, Record
 from msstore.spi import check_retention
 
-from ._batching import write_batch
+from ._batching import set_aside, write_batch
 from ._consistency import ConsistencyMonitor
 from ._dirty import DirtySet, Pending
 from ._stats import FailureInfo, FlushStats
@@ -249,21 +249,15 @@ class Flusher:
     def _set_aside(self, refused: list[tuple[Pending, str]]) -> list[FlushFailure]:
         """Writes the SQL tier refused for good: logged, kept for ``flush()`` to report and in
         the ledger for an operator, and not retried (they stay in KV)."""
-        failures = []
-        for pending, reason in refused:
-            log.error(
-                "the SQL tier refused %r (revision %d): %s", pending.key, pending.revision, reason
-            )
-            failure = FlushFailure(self._name, pending.key, pending.revision, reason, time.time())
-            failures.append(failure)
-            with self._dirty:
-                self._failures.append((pending.seq, failure))
+        now = time.time()
+        failures = [FlushFailure(self._name, p.key, p.revision, why, now) for p, why in refused]
+        with self._dirty:
+            self._failures.extend((p.seq, f) for (p, _), f in zip(refused, failures, strict=True))
         self._stats["failed"] += len(failures)
-        if isinstance(self._storage, FlushLedger):
-            try:
-                self._storage.record_failures(failures)
-            except MsstoreError as err:
-                log.warning("could not record %d flush failures: %s", len(failures), err)
+        try:
+            set_aside(self._storage, failures, log)
+        except MsstoreError as err:  # they are kept here and raised by flush() all the same
+            log.warning("could not record %d flush failures: %s", len(failures), err)
         return failures
 
     # Control ---------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from msstore.protocols import ChangeFeed, DataStorage, FlushLedger
 from msstore.records import Entry, FlushFailure, Record
 from msstore.spi import newest
 
-from ._batching import write_batch
+from ._batching import set_aside, write_batch
 
 __all__ = ["FeedPosition", "ReconcileReport", "reconcile", "record_of", "records_for"]
 
@@ -139,15 +139,7 @@ def reconcile(
             for r, err in outcome.refused
         ]
         if found:
-            for failure in found:
-                log.error(
-                    "bucket %s: %r (revision %d) cannot be stored and is set aside: %s",
-                    failure.bucket,
-                    failure.key,
-                    failure.revision,
-                    failure.reason,
-                )
-            ledger.record_failures(found)
+            set_aside(storage, found, log)  # (a ledger that fails: the pass is retried)
             failures.extend(found)
         read += len(entries)
         position.watermark = max(e.revision for e in entries)
