@@ -31,6 +31,7 @@ from msstore.errors import ConnectionFailed, MsstoreError, NotFound, OutcomeUnkn
 from msstore.registry import redact_url
 
 from ._config import NatsConfig
+from ._requests import Requests
 
 __all__ = ["Conn", "NatsClient", "translate"]
 
@@ -42,12 +43,43 @@ log = logging.getLogger("msstore.nats")
 PER_KEY_TTL_SINCE = (2, 11)
 
 
+class _InputProbe:
+    """A connection's socket, polled without blocking (the poll object kept per socket)."""
+
+    __slots__ = ("_fd", "_poller", "_sock")
+
+    def __init__(self) -> None:
+        self._sock: object = None
+        self._fd = -1
+        self._poller = select.poll()
+
+    def has_input(self, nc: Client) -> bool:
+        writer = getattr(nc._transport, "_io_writer", None)
+        sock = writer.get_extra_info("socket") if writer is not None else None
+        if sock is None:
+            return False
+        fd = sock.fileno()
+        if fd < 0:  # closed under us (the server went away): let the loop see it
+            return True
+        if sock is not self._sock or fd != self._fd:  # a new socket after a reconnect
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN | select.POLLPRI)
+            self._sock, self._fd = sock, fd
+        return bool(self._poller.poll(0))
+
+
 @attrs.frozen
 class Conn:
     """One live connection and its JetStream context, bound to one event loop."""
 
     nc: Client
     js: JetStreamContext
+    probe: _InputProbe = attrs.field(factory=_InputProbe, eq=False, repr=False)
+    requests: Requests = attrs.field(
+        default=attrs.Factory(lambda self: Requests(self.nc), takes_self=True),
+        eq=False,
+        repr=False,
+    )
 
 
 def translate(  # noqa: PLR0911
@@ -238,15 +270,7 @@ class NatsClient:
 
 def _has_input(conn: Conn) -> bool:
     """True if the connection's socket has unread input (data, or the server's goodbye)."""
-    writer = getattr(conn.nc._transport, "_io_writer", None)
-    sock = writer.get_extra_info("socket") if writer is not None else None
-    if sock is None:
-        return False
-    if sock.fileno() < 0:  # closed under us (the server went away): let the loop see it
-        return True
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-    return bool(poller.poll(0))
+    return conn.probe.has_input(conn.nc)
 
 
 async def _close(conn: Conn) -> None:

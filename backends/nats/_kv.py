@@ -179,7 +179,7 @@ class NatsKV(KVBase):
     async def _publish(self, c: Conn, key: str, raw: bytes, headers: dict[str, str] | None) -> int:
         for wait in NO_RESPONDERS_BACKOFF:
             try:
-                msg = await c.nc.request(
+                msg = await c.requests.request(
                     self._pre + key, raw, timeout=self._timeout, headers=headers
                 )
                 break
@@ -211,7 +211,7 @@ class NatsKV(KVBase):
             else:
                 subject = f"$JS.API.DIRECT.GET.{self._stream}"
                 payload = orjson.dumps({"seq": revision})
-            msg = await c.nc.request(subject, payload, timeout=self._timeout)
+            msg = await c.requests.request(subject, payload, timeout=self._timeout)
             status = (msg.headers or {}).get("Status")
             if status == "404":
                 return None

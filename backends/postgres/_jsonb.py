@@ -59,8 +59,13 @@ def jsonb_text(value: Any, codec: Codec = default_codec) -> str:
 def jsonb_row(value: Any, codec: Codec = default_codec) -> tuple[str, str]:
     """``jsonb_text(value)`` and the SHA-256 (hex) of the canonical JSON (keys sorted, compact):
     the state table's checksum, taken of the same, single encoding."""
-    encoded = codec.encode_canonical(value)
-    return _jsonb(encoded, codec), hashlib.sha256(encoded.data.lstrip(b" ")).hexdigest()
+    encoded = value if type(value) is Encoded and value.canonical else None
+    if encoded is None or len(encoded.data) > codec.max_value_bytes:
+        encoded = codec.encode_canonical(value)  # (raises on an oversize value)
+    data = encoded.data
+    if data[:1] == b" ":  # (the mark of a document with big integers; see the codec)
+        data = data.lstrip(b" ")
+    return _jsonb(encoded, codec), hashlib.sha256(data).hexdigest()
 
 
 def _jsonb(encoded: Encoded, codec: Codec) -> str:

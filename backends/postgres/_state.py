@@ -38,7 +38,7 @@ from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResul
 from msstore.registry import redact_url
 from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
-from ._agents import ENSURE_AGENTS, agent_id_for
+from ._agents import ENSURE_AGENTS, agent_id_for, agent_of_token
 from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
 from ._jsonb import jsonb_row, jsonb_text
@@ -165,7 +165,7 @@ class PostgresStateStore(PgStore, StoreBase):
         self._pool: ConnectionPool[Any] = pool
         self._codec = codec or default_codec
         self._deadline = None if deadline is None else float(deadline)
-        self._known_agents: set[uuid.UUID] = set()
+        self._known_agents: set[str] = set()  # agent tokens (first key tokens) registered
         self._closed = False
 
     def __repr__(self) -> str:
@@ -176,19 +176,21 @@ class PostgresStateStore(PgStore, StoreBase):
         return CAPABILITIES
 
     def _unknown_agents(self, keys: Iterable[str]) -> dict[uuid.UUID, str]:
-        """The agents of ``keys`` this store has not registered yet: id -> name."""
-        wanted = {}
-        for key in keys:
-            agent = agent_id_for(key)
-            if agent not in self._known_agents:
-                wanted[agent] = keygrammar.agent_of(key)[:255]
+        """The agents of ``keys`` this store has not registered yet: id -> token (its name)."""
+        return self._unknown_tokens({keygrammar.agent_of(key) for key in keys})
+
+    def _unknown_tokens(self, tokens: set[str]) -> dict[uuid.UUID, str]:
+        wanted = {agent_of_token(t): t for t in tokens.difference(self._known_agents)}
         return dict(sorted(wanted.items()))  # in one order everywhere: no deadlock between two
+
+    def _register(self, conn: psycopg.Connection[Any], wanted: dict[uuid.UUID, str]) -> None:
+        conn.execute(ENSURE_AGENTS, (list(wanted), [t[:255] for t in wanted.values()]))
+        self._known_agents.update(wanted.values())
 
     def _ensure_agents(self, conn: psycopg.Connection[Any], keys: Iterable[str]) -> None:
         wanted = self._unknown_agents(keys)
         if wanted:
-            conn.execute(ENSURE_AGENTS, (list(wanted), list(wanted.values())))
-            self._known_agents.update(wanted)
+            self._register(conn, wanted)
 
     def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
         """:meth:`PgStore._run`, once more on a new connection when a registry row went away
@@ -336,19 +338,19 @@ class PostgresStateStore(PgStore, StoreBase):
         # upserts of overlapping keys lock them in the same order and cannot deadlock.
         items = sorted(newest.items())
         if len(items) <= SMALL_BATCH:
-            rows = [self._row(key, rec) for key, rec in items]  # raises before writing
-            columns = [list(col) for col in zip(*rows, strict=True)]
+            columns, tokens = self._columns(items)  # raises before writing
 
             def write_small(conn: psycopg.Connection[Any]) -> int:
                 # One statement is its own transaction: one round trip, where BEGIN, the
                 # statement and COMMIT would cost three (most of a small flush's time).
-                agents = self._unknown_agents(newest)
+                agents = self._unknown_tokens(tokens)
                 conn.autocommit = True
                 try:
                     if agents:
-                        params = [list(agents), list(agents.values()), *columns]
+                        names = [t[:255] for t in agents.values()]
+                        params = [list(agents), names, *columns]
                         written = conn.execute(MERGE_ROWS_AND_AGENTS, params).rowcount
-                        self._known_agents.update(agents)
+                        self._known_agents.update(agents.values())
                     else:
                         written = conn.execute(MERGE_ROWS, columns).rowcount
                 finally:
@@ -362,6 +364,32 @@ class PostgresStateStore(PgStore, StoreBase):
                 f"upsert {len(items)} rows", lambda c: self._merge(c, items), write=True
             )
         return UpsertResult(written=written, skipped=total - written)
+
+    def _columns(self, items: list[tuple[str, Record]]) -> tuple[list[list[Any]], set[str]]:
+        """The statement's eight array parameters for ``items`` (what :meth:`_row` makes, by
+        column), and the agent tokens of their keys."""
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        agents, keys, texts, versions, sums, updated, expires, deleted = columns
+        tokens: set[str] = set()
+        codec = self._codec
+        fromtimestamp, UTC = datetime.datetime.fromtimestamp, datetime.UTC
+        for key, rec in items:
+            token = keygrammar.agent_of(key)
+            tokens.add(token)
+            agents.append(agent_of_token(token))
+            keys.append(key)
+            if rec.deleted:
+                texts.append("null")
+                sums.append(None)
+            else:
+                text, checksum = jsonb_row(rec.value, codec)
+                texts.append(text)
+                sums.append(checksum)
+            versions.append(rec.version)
+            updated.append(fromtimestamp(rec.updated_at, UTC))
+            expires.append(None if rec.expires_at is None else fromtimestamp(rec.expires_at, UTC))
+            deleted.append(rec.deleted)
+        return columns, tokens
 
     def _row(self, key: str, rec: Record) -> tuple[Any, ...]:
         if rec.deleted:

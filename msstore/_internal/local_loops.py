@@ -4,8 +4,10 @@ The shared bridge (:mod:`msstore._internal.bridge`) pays two cross-thread wake-u
 call; on a small VM a lock ping-pong between two threads alone costs ~50 us, against ~150 us for a
 whole JetStream round trip, so a bridged ``put`` cannot get within 15 % of raw nats-py. Here each
 thread that calls gets its own loop (and, in the NATS backend, its own connection) and drives it
-itself with ``run_until_complete`` for the length of the call: the I/O happens on the caller's
-thread, as in raw async code.
+itself for the length of the call: the I/O happens on the caller's thread, as in raw async code.
+A call costs the loop passes an awaited call costs, plus one: the call's task stops the loop as
+it ends (``run_until_complete`` would take a pass more, for its done callback), and one deadline
+timer per loop bounds every call, moved only when a call's deadline is earlier than its own.
 
 Between calls a thread's loop does not run, so a housekeeping thread *ticks* idle loops every
 ``tick_interval`` seconds (answering server PINGs, flushing writes buffered during a reconnect,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -52,6 +55,9 @@ class LocalLoop(Generic[S]):
         self.state: S | None = None
         self.last_used = time.monotonic()
         self.closed = False
+        self._current: tuple[_Call[Any], asyncio.Task[None]] | None = None
+        self._deadline = 0.0  # loop time the current call must end by
+        self._watch: asyncio.TimerHandle | None = None
 
     def run(
         self,
@@ -69,8 +75,8 @@ class LocalLoop(Generic[S]):
             if settle or time.monotonic() - self.last_used > SETTLE_AFTER_IDLE:
                 coro = _settled(coro)
             try:
-                return self.loop.run_until_complete(_bounded(coro, timeout))
-            except TimeoutError:
+                return self._drive(coro, timeout)
+            except _TimedOut:
                 if write:
                     raise OutcomeUnknown(
                         f"{what}: no answer within {timeout:g}s",
@@ -82,6 +88,57 @@ class LocalLoop(Generic[S]):
                 ) from None
             finally:
                 self.last_used = time.monotonic()
+
+    def _drive(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` to its end on this loop, within ``timeout`` seconds.
+
+        ``run_until_complete`` costs two loop passes more than an awaited call (one to stop the
+        loop from the task's done callback, one in the task an ``asyncio.timeout`` wrapper adds)
+        and a timer per call. Here the task stops the loop itself as it ends (the loop leaves
+        after the pass it ends in), and one watch timer, moved only when a call's deadline is
+        earlier than its own, cancels a call that overruns (see :meth:`_check_deadline`).
+        """
+        loop = self.loop
+        call = _Call(coro)
+        task = loop.create_task(call.drive(loop))
+        self._current = (call, task)
+        self._deadline = deadline = loop.time() + timeout
+        watch = self._watch
+        if watch is None or watch.when() > deadline:
+            if watch is not None:
+                watch.cancel()
+            self._watch = loop.call_at(deadline, self._check_deadline)
+        try:
+            loop.run_forever()
+        finally:
+            self._current = None
+            if not task.done():  # left early (KeyboardInterrupt in a callback): end it
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    while not task.done():
+                        loop.run_forever()  # the task stops the loop as it ends
+        if task.cancelled():
+            if call.expired:
+                raise _TimedOut
+            raise asyncio.CancelledError
+        error = task.exception()
+        if error is not None:
+            if call.expired:
+                raise _TimedOut from error
+            raise error
+        return call.result()
+
+    def _check_deadline(self) -> None:
+        """The watch timer: cancel the current call if it is past its deadline, else wait for
+        the current call's deadline (or for the next call to set one)."""
+        self._watch = None
+        current = self._current
+        if current is None:
+            return
+        if self.loop.time() >= self._deadline:
+            current[0].expire(current[1])
+        else:
+            self._watch = self.loop.call_at(self._deadline, self._check_deadline)
 
     def tick(self, seconds: float = 0.005) -> bool:
         """Drive the loop briefly if nobody else is; True if it ran."""
@@ -103,7 +160,7 @@ class LocalLoop(Generic[S]):
             self.closed = True
             try:
                 if closer is not None and self.state is not None:
-                    self.loop.run_until_complete(_bounded(closer(self.state), timeout))
+                    self._drive(closer(self.state), timeout)
             except (Exception, asyncio.CancelledError) as err:  # closing must not raise
                 log.info("closing a thread's loop: %s", err)
             finally:
@@ -124,9 +181,32 @@ async def _settled(coro: Coroutine[Any, Any, T]) -> T:
     return await coro
 
 
-async def _bounded(coro: Coroutine[Any, Any, T], timeout: float) -> T:
-    async with asyncio.timeout(timeout):
-        return await coro
+class _TimedOut(Exception):
+    """A driven call outran its timeout."""
+
+
+class _Call(Generic[T]):
+    """One driven coroutine: it stops the loop as it ends, whatever its outcome."""
+
+    __slots__ = ("_coro", "_value", "expired")
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self._coro = coro
+        self.expired = False
+
+    async def drive(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._value = await self._coro
+        finally:
+            loop.stop()
+
+    def expire(self, task: asyncio.Task[None]) -> None:
+        if not task.done():
+            self.expired = True
+            task.cancel()
+
+    def result(self) -> T:
+        return self._value
 
 
 class LocalLoops(Generic[S]):
@@ -152,18 +232,18 @@ class LocalLoops(Generic[S]):
         self._tick_interval = tick_interval
         self._lock = threading.Lock()
         self._loops: dict[int, LocalLoop[S]] = {}
-        self._pid = os.getpid()
         self._closed = False
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         _open_pools.add(self)
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's loops and sockets are not ours."""
+        self._loops = {}
+        self._housekeeper = None
+        self._lock = threading.Lock()
+
     def _mine(self) -> LocalLoop[S]:
-        if self._pid != os.getpid():  # forked: the parent's loops and sockets are not ours
-            self._loops = {}
-            self._pid = os.getpid()
-            self._housekeeper = None
-            self._lock = threading.Lock()
         ident = threading.get_ident()
         local = self._loops.get(ident)
         if local is not None and not local.closed:
@@ -197,11 +277,7 @@ class LocalLoops(Generic[S]):
         self, make: Callable[[S], Coroutine[Any, Any, T]], *, timeout: float, write: bool, what: str
     ) -> T:
         """Run ``make(state)`` on the calling thread's loop, within ``timeout`` seconds."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if asyncio.events._get_running_loop() is not None:
             raise BridgeMisuse(
                 "a blocking msstore call was made from inside a running event loop",
                 hint="call it through asyncio.to_thread(...) from async code",
@@ -262,4 +338,10 @@ def _close_at_exit() -> None:
             log.debug("closing a loop pool at exit: %r", err)
 
 
+def _forget_after_fork() -> None:
+    for pool in list(_open_pools):
+        pool._forget_after_fork()
+
+
 atexit.register(_close_at_exit)
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -41,6 +42,19 @@ def _checked(rec: object) -> Record:
     keygrammar.check_key(rec.key)
     check_version(rec.version)
     return rec
+
+
+def _all_checked(records: Iterable[object]) -> list[Record]:
+    """:func:`_checked` for each record; the common case (a valid ``Record``) inline."""
+    checked: list[Record] = []
+    check_key = keygrammar.check_key
+    for rec in records:
+        if type(rec) is Record and type(rec.version) is int and rec.version >= 1:
+            check_key(rec.key)
+            checked.append(rec)
+        else:
+            checked.append(_checked(rec))
+    return checked
 
 
 def newest(
@@ -83,14 +97,10 @@ def newest_records(
     (while its database works on earlier ones): keys and versions are checked here, and so is
     every value that loses to a newer version of its key (``check_dropped``), so that nothing is
     stored if any record is invalid."""
-    checked = [_checked(rec) for rec in records]
+    checked = _all_checked(records)
     found = newest(checked, _key, _version, dropped=lambda rec: check_dropped(rec.value))
     return found, len(checked)
 
 
-def _key(rec: Record) -> str:
-    return rec.key
-
-
-def _version(rec: Record) -> int:
-    return rec.version
+_key: Callable[[Record], str] = operator.attrgetter("key")
+_version: Callable[[Record], int] = operator.attrgetter("version")

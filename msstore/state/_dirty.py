@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from msstore.codec import Encoded
+
 __all__ = ["DirtySet", "Pending"]
 
 
@@ -40,6 +42,8 @@ class Pending:
     first_seq: int
     deleted: bool = False
     expires_at: float | None = None
+    encoded: Encoded | None = None
+    """``raw`` as the manager's codec returned it (saves the flusher building it again)."""
 
 
 class DirtySet(threading.Condition):
@@ -61,6 +65,7 @@ class DirtySet(threading.Condition):
         *,
         deleted: bool = False,
         expires_at: float | None = None,
+        encoded: Encoded | None = None,
     ) -> Pending:
         """Record an acknowledged write; wakes the flusher when it has work to start or do."""
         now = time.monotonic()
@@ -79,6 +84,7 @@ class DirtySet(threading.Condition):
                 old.first_seq if old else self._seq,
                 deleted,
                 expires_at,
+                encoded,
             )
             self._items[key] = pending
             count = len(self._items)

@@ -74,6 +74,14 @@ class FlushPolicy:
         check_retention(self.tombstone_retention)
 
 
+def _encoded(p: Pending) -> Encoded:
+    return p.encoded if p.encoded is not None else Encoded.canonical_bytes(p.raw)
+
+
+def _decoded(p: Pending) -> Any:
+    return default_codec.decode(p.raw)
+
+
 def _flush_error(failed: list[FlushFailure]) -> FlushError:
     return FlushError(
         f"{len(failed)} writes could not be stored in SQL: "
@@ -109,10 +117,8 @@ class Flusher:
         self._version_of = version_of
         self._reconcile = reconcile
         # The manager's one encoding goes through as it is where the store takes it.
-        self._value: Callable[[bytes], Any] = (
-            Encoded.canonical_bytes
-            if Capability.ENCODED_VALUES in storage.capabilities
-            else default_codec.decode
+        self._value: Callable[[Pending], Any] = (
+            _encoded if Capability.ENCODED_VALUES in storage.capabilities else _decoded
         )
         self._stop = False
         self._wanted = 0  # flush() asked for every write up to this seq
@@ -222,7 +228,7 @@ class Flusher:
         records = [
             Record(p.key, None, version_of(p.revision), p.wall, deleted=True)
             if p.deleted
-            else Record(p.key, value(p.raw), version_of(p.revision), p.wall, p.expires_at)
+            else Record(p.key, value(p), version_of(p.revision), p.wall, p.expires_at)
             for p in batch
         ]
         outcome = write_batch(self._storage, records)

@@ -156,7 +156,7 @@ class HybridStateManager:
         return encoded if self._kv_takes_encoded else value
 
     def _wrote(self, key: str, encoded: Encoded, revision: int) -> None:
-        self.dirty.add(key, encoded.data, revision)
+        self.dirty.add(key, encoded.data, revision, encoded=encoded)
         self.cache.wrote(key, encoded.data, revision)
 
     def _wrote_through(self, writes: list[tuple[str, Encoded, int]], ttl: int, at: float) -> None:
@@ -167,7 +167,7 @@ class HybridStateManager:
         expires_at = at + ttl
         now = time.monotonic()
         batch = [
-            Pending(key, e.data, revision, now, at, -1, -1, False, expires_at)
+            Pending(key, e.data, revision, now, at, -1, -1, False, expires_at, e)
             for key, e, revision in writes
         ]
         for key, e, revision in writes:
@@ -178,7 +178,7 @@ class HybridStateManager:
             raise
         except MsstoreError as err:
             for p in batch:  # the flusher keeps at it; the values are in KV meanwhile
-                self.dirty.add(p.key, p.raw, p.revision, expires_at=expires_at)
+                self.dirty.add(p.key, p.raw, p.revision, expires_at=expires_at, encoded=p.encoded)
             raise OutcomeUnknown(
                 f"{len(batch)} writes with a ttl are in KV but not yet in SQL: {err}",
                 hint="they stay pending and the flusher retries; re-read before writing again",

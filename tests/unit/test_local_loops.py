@@ -129,6 +129,44 @@ def test_timeouts_and_errors(loops: Any) -> None:
     assert loops.run(whoami, timeout=1, write=False, what="t")[0] == threading.get_ident()
 
 
+def test_a_call_with_an_earlier_deadline_than_the_last_one_still_times_out(loops: Any) -> None:
+    """One deadline timer per loop, moved earlier when a call needs it: a call that would
+    finish in 3 s with a 0.1 s timeout fails, right after a call with a 30 s timeout."""
+
+    async def three_seconds(_: Conn) -> str:
+        await asyncio.sleep(3)
+        return "finished"
+
+    assert loops.run(whoami, timeout=30, write=False, what="t")[1] == threading.get_ident()
+    with pytest.raises(OutcomeUnknown, match=r"no answer within 0\.1s"):
+        loops.run(three_seconds, timeout=0.1, write=True, what="put")
+
+
+def test_a_timed_out_call_leaves_the_loop_usable_for_many_more(loops: Any) -> None:
+    async def slow(_: Conn) -> None:
+        await asyncio.sleep(5)
+
+    async def quick(_: Conn) -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    with pytest.raises(ConnectionFailed):
+        loops.run(slow, timeout=0.05, write=False, what="get")
+    assert sum(loops.run(quick, timeout=1, write=False, what="q") for _ in range(500)) == 500
+
+
+def test_an_error_raised_by_the_call_comes_out_as_it_is(loops: Any) -> None:
+    class Odd(Exception):
+        pass
+
+    async def odd(_: Conn) -> None:
+        await asyncio.sleep(0)
+        raise Odd("kept")
+
+    with pytest.raises(Odd, match="kept"):
+        loops.run(odd, timeout=1, write=True, what="w")
+
+
 def test_calling_from_a_running_loop_raises(loops: Any) -> None:
     async def inside() -> None:
         loops.run(whoami, timeout=1, write=False, what="t")

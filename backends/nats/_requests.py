@@ -1,0 +1,97 @@
+"""Request/reply on nats-py's response inbox, at the cost of one awaited future per request.
+
+``Client.request`` wraps each reply future in ``asyncio.wait_for``: a timer, a second future
+and a done callback per request, and one more event-loop pass before the caller resumes. On a
+small machine that is a tenth of a KV put's client time. :class:`Requests` publishes to the
+same wildcard inbox subscription nats-py keeps (its ``_resp_map``, keyed by the reply token, is
+where nats-py's own callback delivers replies) and awaits the reply future itself. One timer
+per connection, moved only when a request's deadline is earlier than its own, fails requests
+that outlive their timeout with nats-py's ``TimeoutError``, as ``Client.request`` would.
+
+The inbox internals are nats-py's (2.x): if a release renames them, :class:`Requests` falls
+back to ``Client.request`` (checked once per connection), so a nats-py upgrade costs speed,
+never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+__all__ = ["Requests"]
+
+NO_RESPONDERS: Final = "503"
+
+
+class Requests:
+    """The request/reply path of one connection (bound to the loop it runs on)."""
+
+    __slots__ = ("_lean", "_loop", "_nc", "_pending", "_prefix", "_watch")
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._lean = all(hasattr(nc, a) for a in ("_resp_map", "_resp_sub_prefix", "_nuid"))
+        self._prefix = ""
+        self._pending: dict[str, tuple[float, asyncio.Future[Msg]]] = {}
+        self._watch: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> Msg:
+        """What ``nc.request(subject, payload, timeout=..., headers=...)`` returns or raises."""
+        nc = self._nc
+        if not self._lean:
+            return await nc.request(subject, payload, timeout=timeout, headers=headers)
+        if not self._prefix:
+            if not nc._resp_sub_prefix:
+                await nc._init_request_sub()
+            assert nc._resp_sub_prefix is not None
+            self._prefix = nc._resp_sub_prefix.decode()
+            self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
+        token = nc._nuid.next().decode()
+        future: asyncio.Future[Msg] = loop.create_future()
+        deadline = loop.time() + timeout
+        nc._resp_map[token] = future
+        self._pending[token] = (deadline, future)
+        watch = self._watch
+        if watch is None or watch.when() > deadline:
+            if watch is not None:
+                watch.cancel()
+            self._watch = loop.call_at(deadline, self._expire)
+        try:
+            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            msg = await future
+        finally:
+            nc._resp_map.pop(token, None)
+            del self._pending[token]
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            raise nats.errors.NoRespondersError
+        return msg
+
+    def _expire(self) -> None:
+        """The watch timer: fail the requests past their deadline, wait for the next one."""
+        self._watch = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        earliest: float | None = None
+        for deadline, future in list(self._pending.values()):
+            if deadline <= now:
+                if not future.done():
+                    future.set_exception(nats.errors.TimeoutError())
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._watch = loop.call_at(earliest, self._expire)
