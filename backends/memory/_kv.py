@@ -150,6 +150,13 @@ class MemoryKV(KVBase):
         with self._lock:
             return self._append(key, raw, Operation.PUT, key_ttl)
 
+    def _foreign_put(self, key: str, raw: bytes) -> int:
+        """``raw`` as the next revision, unchecked (:func:`msstore.testing.foreign.foreign_put`)."""
+        keygrammar.check_key(key)
+        self._check_open()
+        with self._lock:
+            return self._append(key, bytes(raw), Operation.PUT, None)
+
     def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         raw, key_ttl = self._prepare(key, value, ttl, cas=True)
         with self._lock:

@@ -286,6 +286,15 @@ class NatsKV(KVBase):
             what=f"put {key!r} to {self.name}",
         )
 
+    def _foreign_put(self, key: str, raw: bytes) -> int:
+        """``raw`` published to ``key``'s subject, unchecked, as any NATS client could
+        (:func:`msstore.testing.foreign.foreign_put`)."""
+        keygrammar.check_key(key)
+        self._check_open()
+        return self._client.run(
+            lambda c: self._publish(c, key, bytes(raw), None), write=True, what=f"put {key!r}"
+        )
+
     def create(self, key: str, value: Any, *, ttl: float | None = None) -> int:
         raw, seconds = self._prepare(key, value, ttl, cas=True)
         return self._client.run(

@@ -53,8 +53,8 @@ from msstore.capabilities import Capability
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import SerializationError
 from msstore.protocols import DataStorage, KeyValueStore
-from msstore.records import Operation
 from msstore.state import FlushPolicy, HybridStateManager, L1Cache
+from msstore.testing.foreign import foreign_put
 
 THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
 BUCKET_TTL = 60  # seconds a value stays in the hot tier
@@ -174,7 +174,6 @@ class DualStoreModel(RuleBasedStateMachine):
     fake_clock: bool = True
     managers_wanted: int = 3
     processes: tuple[str, str] | None = None  # (nats url, dsn): managers in processes of their own
-    raw_put: Callable[[str, str, bytes], None]  # set by the NATS run: bytes past msstore's codec
 
     def __init__(self) -> None:
         super().__init__()
@@ -246,13 +245,7 @@ class DualStoreModel(RuleBasedStateMachine):
 
     @rule()
     def another_client_writes_bytes_msstore_cannot_decode(self) -> None:
-        key = self.key(POISON)
-        if isinstance(self.kv, MemoryKV):
-            with self.kv._lock:  # no public way to store undecodable bytes, by design
-                self.kv._append(key, b"\x00not json", Operation.PUT, None)
-        else:
-            raw_put = type(self).raw_put
-            raw_put(f"{self.kv.name}", key, b"\x00not json")
+        foreign_put(self.kv, self.key(POISON), b"\x00not json")
 
     @rule(i=managers_i)
     def a_value_sql_cannot_hold_is_refused_before_kv(self, i: int) -> None:
@@ -421,14 +414,7 @@ def _on_real_servers(
 
         return kv, store, time.time, cleanup
 
-    def raw_put(bucket: str, key: str, raw: bytes) -> None:
-        async def put(c: Any) -> None:
-            await c.js.publish(f"$KV.{bucket}.{key}", raw)
-
-        nats_client.run(put, write=True, what="raw put")
-
     DualStoreModel.make_stores = staticmethod(make)
-    DualStoreModel.raw_put = staticmethod(raw_put)
     DualStoreModel.fake_clock = False
     DualStoreModel.processes = processes
     try:

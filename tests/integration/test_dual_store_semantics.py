@@ -13,6 +13,7 @@ from msstore.capabilities import Capability
 from msstore.errors import FlushError, SerializationError, StoreClosed
 from msstore.protocols import DataStorage, KeyValueStore
 from msstore.state import FlushPolicy, HybridStateManager
+from msstore.testing.foreign import foreign_put
 
 Stores = Callable[..., tuple[KeyValueStore, DataStorage]]
 HELD = FlushPolicy(threshold=10_000, max_lag=3600, reconcile_every=0)  # flushes only when asked
@@ -128,18 +129,4 @@ def test_a_manager_refuses_writes_once_its_store_is_closed(hybrid_stores: Stores
 
 def _put_raw(kv: KeyValueStore, key: str, raw: bytes) -> None:
     """Bytes as another client would write them, not through msstore's codec."""
-    from msstore.backends.memory import MemoryKV
-    from msstore.records import Operation
-
-    if isinstance(kv, MemoryKV):
-        with kv._lock:
-            kv._append(key, raw, Operation.PUT, None)
-        return
-    from msstore.backends.nats import NatsKV
-
-    assert isinstance(kv, NatsKV)
-
-    async def put(c: object) -> None:
-        await c.js.publish(f"$KV.{kv.name}.{key}", raw)  # type: ignore[attr-defined]
-
-    kv._client.run(put, write=True, what="raw put")
+    foreign_put(kv, key, raw)
