@@ -6,7 +6,8 @@ small machine that is a tenth of a KV put's client time. :class:`Requests` publi
 same wildcard inbox subscription nats-py keeps (its ``_resp_map``, keyed by the reply token, is
 where nats-py's own callback delivers replies) and awaits the reply future itself. One timer
 per connection, moved only when a request's deadline is earlier than its own, fails requests
-that outlive their timeout with nats-py's ``TimeoutError``, as ``Client.request`` would.
+that outlive their timeout with nats-py's ``TimeoutError``, as ``Client.request`` would
+(:class:`~msstore._internal.timers.EarliestTimer`).
 
 The inbox internals are nats-py's (2.x): if a release renames them, :class:`Requests` falls
 back to ``Client.request`` (checked once per connection), so a nats-py upgrade costs speed,
@@ -21,6 +22,8 @@ from typing import Final
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from msstore._internal.timers import EarliestTimer
 
 __all__ = ["Requests"]
 
@@ -37,7 +40,7 @@ class Requests:
         self._lean = all(hasattr(nc, a) for a in ("_resp_map", "_resp_sub_prefix", "_nuid"))
         self._prefix = ""
         self._pending: dict[str, tuple[float, asyncio.Future[Msg]]] = {}
-        self._watch: asyncio.TimerHandle | None = None
+        self._watch = EarliestTimer(self._expire)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(
@@ -65,11 +68,7 @@ class Requests:
         deadline = loop.time() + timeout
         nc._resp_map[token] = future
         self._pending[token] = (deadline, future)
-        watch = self._watch
-        if watch is None or watch.when() > deadline:
-            if watch is not None:
-                watch.cancel()
-            self._watch = loop.call_at(deadline, self._expire)
+        self._watch.at_most(loop, deadline)
         try:
             await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
             msg = await future
@@ -82,7 +81,6 @@ class Requests:
 
     def _expire(self) -> None:
         """The watch timer: fail the requests past their deadline, wait for the next one."""
-        self._watch = None
         loop = self._loop
         assert loop is not None
         now = loop.time()
@@ -94,4 +92,4 @@ class Requests:
             elif earliest is None or deadline < earliest:
                 earliest = deadline
         if earliest is not None:
-            self._watch = loop.call_at(earliest, self._expire)
+            self._watch.at_most(loop, earliest)

@@ -35,6 +35,7 @@ from typing import Any, Generic, TypeVar
 from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
 
 from .bridge import BridgeMisuse
+from .timers import EarliestTimer
 
 __all__ = ["LocalLoop", "LocalLoops"]
 
@@ -57,7 +58,7 @@ class LocalLoop(Generic[S]):
         self.closed = False
         self._current: tuple[_Call[Any], asyncio.Task[None]] | None = None
         self._deadline = 0.0  # loop time the current call must end by
-        self._watch: asyncio.TimerHandle | None = None
+        self._watch = EarliestTimer(self._check_deadline)
 
     def run(
         self,
@@ -102,12 +103,8 @@ class LocalLoop(Generic[S]):
         call = _Call(coro)
         task = loop.create_task(call.drive(loop))
         self._current = (call, task)
-        self._deadline = deadline = loop.time() + timeout
-        watch = self._watch
-        if watch is None or watch.when() > deadline:
-            if watch is not None:
-                watch.cancel()
-            self._watch = loop.call_at(deadline, self._check_deadline)
+        self._deadline = loop.time() + timeout
+        self._watch.at_most(loop, self._deadline)
         try:
             loop.run_forever()
         finally:
@@ -131,14 +128,13 @@ class LocalLoop(Generic[S]):
     def _check_deadline(self) -> None:
         """The watch timer: cancel the current call if it is past its deadline, else wait for
         the current call's deadline (or for the next call to set one)."""
-        self._watch = None
         current = self._current
         if current is None:
             return
         if self.loop.time() >= self._deadline:
             current[0].expire(current[1])
         else:
-            self._watch = self.loop.call_at(self._deadline, self._check_deadline)
+            self._watch.at_most(self.loop, self._deadline)
 
     def tick(self, seconds: float = 0.005) -> bool:
         """Drive the loop briefly if nobody else is; True if it ran."""
