@@ -19,6 +19,7 @@ __all__ = [
     "ConnectionFailed",
     "ConsistencyViolation",
     "DeadlineExceeded",
+    "DependencyCycle",
     "DuplicateKey",
     "FlushError",
     "InvalidArgument",
@@ -29,9 +30,11 @@ __all__ = [
     "OutcomeUnknown",
     "SerializationError",
     "ServerStartError",
+    "StaleClaim",
     "StaleVectors",
     "StoreClosed",
     "TTLExpired",
+    "TaskStateError",
     "TransactionConflict",
     "Unsupported",
     "VersionConflict",
@@ -180,3 +183,18 @@ class ServerStartError(MsstoreError):
 
 class MigrationError(MsstoreError):
     """The migrations on disk and the history in the database disagree, or a file is bad."""
+
+
+class StaleClaim(MsstoreError):
+    """A worker acted on a task claim that is no longer its own (its lease expired and another
+    worker claimed the task, or the task was completed, failed or cancelled meanwhile). Fields
+    ``task_id`` and ``attempt`` name the claim; nothing was written."""
+
+
+class TaskStateError(InvalidArgument):
+    """The task is not in a state that allows the operation (pausing a running task, cancelling
+    a completed one). Fields ``task_id`` and ``status``; nothing was written."""
+
+
+class DependencyCycle(InvalidArgument):
+    """Task dependencies would form a cycle; field ``cycle`` lists the task ids around it."""

@@ -17,6 +17,7 @@ from hypothesis import settings
 
 from msstore.buckets import BucketConfig
 from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
+from msstore.repositories import TaskQueue
 
 pytest_plugins = ["pytester"]
 
@@ -139,6 +140,33 @@ def storage_factory(request: pytest.FixtureRequest) -> Callable[[], DataStorage]
     with psycopg.connect(dsn, autocommit=True) as conn:  # each case starts empty
         conn.execute("TRUNCATE agents.state, agents.registry, agents.flush_progress CASCADE")
     return lambda: PostgresStateStore(dsn)
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def queue_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., TaskQueue]]:
+    """``make(clock)``: a fresh, empty task queue reading time from ``clock``."""
+    if request.param == "memory":
+        from msstore.backends.memory import MemoryTaskQueue
+
+        yield lambda clock: MemoryTaskQueue(clock=clock, poll=0.01)
+        return
+    import psycopg
+
+    from msstore.backends.postgres import PostgresTaskQueue
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # each case starts empty
+        conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+    opened: list[PostgresTaskQueue] = []
+
+    def make(clock: Callable[[], float]) -> TaskQueue:
+        queue = PostgresTaskQueue(dsn, clock=clock, poll=0.05)
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
 
 
 @pytest.fixture(

@@ -3,6 +3,7 @@
 from msstore.testing.conformance import (
     DataStorageConformance,
     KeyValueConformance,
+    TaskQueueConformance,
     VectorIndexConformance,
 )
 
@@ -16,4 +17,8 @@ class TestDataStorage(DataStorageConformance):
 
 
 class TestVectorIndex(VectorIndexConformance):
+    pass
+
+
+class TestTaskQueue(TaskQueueConformance):
     pass

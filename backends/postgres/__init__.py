@@ -7,6 +7,8 @@
   ``get_stats()`` and ``health()``; :func:`recommend_pool_size` is the section 5.2 helper.
 * :class:`PostgresStateStore` is ``DataStorage`` on ``agents.state`` with the version-guarded
   bulk ``upsert_many`` (binary COPY + one merge) the flusher uses.
+* :class:`PostgresTaskQueue` is ``TaskQueue`` on tasks.queue / dependencies / executions:
+  ``FOR UPDATE SKIP LOCKED`` claims under leases, ``LISTEN/NOTIFY`` wake-ups with a poll.
 * :func:`transaction` runs a function in one transaction at an isolation level, retrying
   serialization failures, deadlocks and lost connections.
 * :class:`PgVectorIndex` is ``VectorIndex`` on pgvector (HNSW, cosine / L2 / inner product,
@@ -35,6 +37,7 @@ from ._pools import (
     recommend_pool_size,
 )
 from ._state import PostgresStateStore
+from ._tasks import PostgresTaskQueue
 from ._tx import Isolation, classify, transaction
 from ._vector import PgVectorIndex
 
@@ -52,6 +55,7 @@ __all__ = [
     "PostgresBackend",
     "PostgresFactStore",
     "PostgresStateStore",
+    "PostgresTaskQueue",
     "agent_id_for",
     "classify",
     "dsn_from_env",

@@ -19,10 +19,11 @@ from psycopg_pool import ConnectionPool
 
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
 
+from ._config import check_dsn
 from ._deadline import guard
 from ._tx import classify
 
-__all__ = ["KNOWLEDGE_DEADLINE", "Conn", "PgStore"]
+__all__ = ["KNOWLEDGE_DEADLINE", "Conn", "PgStore", "own_pool"]
 
 # The knowledge stores load and index in bulk (a first load of many thousands of vectors builds
 # its HNSW graph in one statement), so their calls get a longer deadline than the state store's.
@@ -30,6 +31,22 @@ KNOWLEDGE_DEADLINE = 300.0
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
+
+
+def own_pool(
+    dsn: str, *, connect_timeout: int, name: str, max_size: int = 4
+) -> ConnectionPool[Any]:
+    """The small pool a store opens for itself when given a DSN. An unreachable server fails a
+    call within the connect timeout (the pool keeps trying to connect meanwhile), not after the
+    pool's default 30 s."""
+    return ConnectionPool(
+        check_dsn(dsn, connect_timeout=connect_timeout),
+        min_size=1,
+        max_size=max_size,
+        name=name,
+        timeout=connect_timeout,
+        open=True,
+    )
 
 
 class _CutOff(Exception):

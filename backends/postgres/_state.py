@@ -39,8 +39,8 @@ from msstore.registry import redact_url
 from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
 from ._agents import ENSURE_AGENTS, agent_id_for, agent_of_token
-from ._base import Conn, PgStore
-from ._config import DEFAULT_CONNECT_TIMEOUT, check_dsn
+from ._base import Conn, PgStore, own_pool
+from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_row, jsonb_text
 
 __all__ = ["PostgresStateStore"]
@@ -152,16 +152,7 @@ class PostgresStateStore(PgStore, StoreBase):
             )
         self._owns_pool = isinstance(pool, str)
         if isinstance(pool, str):
-            pool = ConnectionPool(
-                check_dsn(pool, connect_timeout=connect_timeout),
-                min_size=1,
-                max_size=4,
-                name="msstore-state",
-                # An unreachable server fails a call within the connect timeout (the pool
-                # keeps trying to connect meanwhile), not after the pool's default 30 s.
-                timeout=connect_timeout,
-                open=True,
-            )
+            pool = own_pool(pool, connect_timeout=connect_timeout, name="msstore-state")
         self._pool: ConnectionPool[Any] = pool
         self._codec = codec or default_codec
         self._deadline = None if deadline is None else float(deadline)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ._kv import KeyValueConformance
 from ._storage import DataStorageConformance
+from ._tasks import FakeClock, TaskQueueConformance
 from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES
 from ._vector import VectorIndexConformance
 
@@ -32,6 +33,8 @@ __all__ = [
     "BAD_VALUES",
     "JSON_VALUES",
     "DataStorageConformance",
+    "FakeClock",
     "KeyValueConformance",
+    "TaskQueueConformance",
     "VectorIndexConformance",
 ]

@@ -1,0 +1,441 @@
+"""The cases every :class:`~msstore.repositories.TaskQueue` passes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from msstore.errors import (
+    DependencyCycle,
+    InvalidArgument,
+    NotFound,
+    SerializationError,
+    StaleClaim,
+    TaskStateError,
+)
+from msstore.repositories import Priority, TaskQueue, TaskSpec, TaskStatus, backoff
+
+__all__ = ["FakeClock", "TaskQueueConformance"]
+
+S = TaskStatus
+T0 = 1_900_000_000.0  # the fake clock's start (Unix seconds, in the future of any real data)
+
+
+class FakeClock:
+    """Unix seconds that move only when told (thread-safe)."""
+
+    def __init__(self, start: float = T0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+class TaskQueueConformance:
+    """Cases for :class:`~msstore.repositories.TaskQueue`. Needs fixture ``queue_factory``: a
+    callable taking a clock (``() -> Unix seconds``) and returning a fresh, empty queue that
+    reads time from it."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def queue(
+        self, queue_factory: Callable[[Callable[[], float]], TaskQueue], clock: FakeClock
+    ) -> Iterator[TaskQueue]:
+        q = queue_factory(clock)
+        yield q
+        q.close()
+
+    # Enqueue and claim ---------------------------------------------------------------------
+
+    def test_an_enqueued_task_reads_back_pending(self, queue: TaskQueue, clock: FakeClock) -> None:
+        task_id = queue.enqueue("email", {"to": "a@b.c", "n": [1, 2]}, priority=Priority.HIGH)
+        task = queue.get(task_id)
+        assert task is not None
+        assert (task.task_type, task.payload, task.status) == (
+            "email",
+            {"to": "a@b.c", "n": [1, 2]},
+            S.PENDING,
+        )
+        assert task.priority is Priority.HIGH and task.created_at == clock()
+        assert queue.get(uuid.uuid4()) is None
+
+    def test_claim_takes_priority_then_schedule_then_age(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        low = queue.enqueue("t", {"n": "low"}, priority=Priority.LOW)
+        clock.advance(1)
+        old = queue.enqueue("t", {"n": "old"})
+        clock.advance(1)
+        young = queue.enqueue("t", {"n": "young"})
+        early = queue.enqueue("t", {"n": "early"}, scheduled_at=clock() - 100)
+        urgent = queue.enqueue("t", {"n": "urgent"}, priority=Priority.URGENT)
+        order = [c.task_id for c in queue.claim("w1", limit=10)]
+        assert order == [urgent, early, old, young, low]
+
+    def test_a_claimed_task_is_running_under_a_lease_with_an_execution_row(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t")
+        (claim,) = queue.claim("w1", lease=30)
+        assert claim.task_id == task_id and claim.attempt == 1 and claim.agent_id == "w1"
+        assert claim.lease_expires_at == clock() + 30
+        task = queue.get(task_id)
+        assert task is not None and task.status is S.RUNNING and task.claimed_by == "w1"
+        (run,) = queue.executions(task_id)
+        assert (run.attempt, run.agent_id, run.status) == (1, "w1", S.RUNNING)
+        assert queue.claim("w2") == []  # nobody else holds it while the lease runs
+
+    def test_claim_filters_by_type_and_honours_the_limit(self, queue: TaskQueue) -> None:
+        for i in range(5):
+            queue.enqueue("a", {"i": i})
+        queue.enqueue("b")
+        assert [c.task.task_type for c in queue.claim("w", types=["b"], limit=5)] == ["b"]
+        assert len(queue.claim("w", types=["a"], limit=3)) == 3
+        assert len(queue.claim("w", limit=10)) == 2
+
+    def test_a_task_scheduled_later_waits_for_its_time(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t", scheduled_at=clock() + 60)
+        assert queue.claim("w") == []
+        clock.advance(61)
+        assert [c.task_id for c in queue.claim("w")] == [task_id]
+
+    def test_an_expired_task_is_never_claimed(self, queue: TaskQueue, clock: FakeClock) -> None:
+        queue.enqueue("t", expires_at=clock() + 10)
+        clock.advance(11)
+        assert queue.claim("w") == []
+
+    def test_an_assigned_task_goes_only_to_its_agent(self, queue: TaskQueue) -> None:
+        task_id = queue.enqueue("t", assigned_agent="alice")
+        assert queue.claim("bob") == []
+        assert [c.task_id for c in queue.claim("alice")] == [task_id]
+
+    def test_a_unique_key_holds_one_unfinished_task(self, queue: TaskQueue) -> None:
+        first = queue.enqueue("t", {"v": 1}, unique_key="job-7")
+        assert queue.enqueue("t", {"v": 2}, unique_key="job-7") == first
+        assert queue.stats()["total"] == 1
+        (claim,) = queue.claim("w")
+        queue.complete(claim, "done")
+        again = queue.enqueue("t", {"v": 3}, unique_key="job-7")  # the first one finished
+        assert again != first
+
+    def test_enqueue_many_is_all_or_nothing(self, queue: TaskQueue) -> None:
+        ids = queue.enqueue_many([TaskSpec("t", {"i": i}) for i in range(3)])
+        assert len(set(ids)) == 3
+        with pytest.raises(InvalidArgument, match="task_type"):
+            queue.enqueue_many([TaskSpec("t"), TaskSpec("")])
+        assert queue.stats()["total"] == 3
+
+    # Completion, failure, retries ----------------------------------------------------------
+
+    def test_complete_keeps_the_result(self, queue: TaskQueue) -> None:
+        task_id = queue.enqueue("t")
+        (claim,) = queue.claim("w")
+        task = queue.complete(claim, {"answer": 42})
+        assert task.status is S.COMPLETED and task.result == {"answer": 42}
+        stored = queue.get(task_id)
+        assert stored is not None and stored.result == {"answer": 42}
+        assert [r.status for r in queue.executions(task_id)] == [S.COMPLETED]
+
+    def test_a_second_complete_is_refused(self, queue: TaskQueue) -> None:
+        queue.enqueue("t")
+        (claim,) = queue.claim("w")
+        queue.complete(claim, 1)
+        with pytest.raises(StaleClaim):
+            queue.complete(claim, 2)
+        task = queue.get(claim.task_id)
+        assert task is not None and task.result == 1
+
+    def test_fail_retries_with_backoff_then_keeps_a_dead_letter(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t", max_retries=2)
+        for attempt in (1, 2):
+            (claim,) = queue.claim("w")
+            task = queue.fail(claim, f"boom {attempt}")
+            assert task.status is S.PENDING and task.retry_count == attempt
+            assert queue.claim("w") == []  # backing off
+            clock.advance(backoff(attempt))
+        (claim,) = queue.claim("w")
+        task = queue.fail(claim, "boom 3")
+        assert task.status is S.FAILED and task.last_error == "boom 3"
+        runs = queue.executions(task_id)
+        assert [(r.attempt, r.status, r.error) for r in runs] == [
+            (1, S.FAILED, "boom 1"),
+            (2, S.FAILED, "boom 2"),
+            (3, S.FAILED, "boom 3"),
+        ]
+        clock.advance(3600)
+        assert queue.claim("w") == []
+
+    def test_fail_without_retry_is_final(self, queue: TaskQueue) -> None:
+        queue.enqueue("t", max_retries=5)
+        (claim,) = queue.claim("w")
+        assert queue.fail(claim, "bad input", retry=False).status is S.FAILED
+
+    # Leases --------------------------------------------------------------------------------
+
+    def test_an_expired_lease_makes_the_task_claimable_and_the_old_claim_stale(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t")
+        (stale,) = queue.claim("w1", lease=10)
+        clock.advance(11)
+        (fresh,) = queue.claim("w2", lease=10)
+        assert fresh.task_id == task_id and fresh.attempt == 2
+        with pytest.raises(StaleClaim):
+            queue.complete(stale, "late")
+        with pytest.raises(StaleClaim):
+            queue.heartbeat(stale)
+        queue.complete(fresh, "on time")
+        task = queue.get(task_id)
+        assert task is not None and task.result == "on time"
+        runs = queue.executions(task_id)
+        assert [(r.agent_id, r.status) for r in runs] == [("w1", S.FAILED), ("w2", S.COMPLETED)]
+
+    def test_a_heartbeat_extends_the_lease(self, queue: TaskQueue, clock: FakeClock) -> None:
+        queue.enqueue("t")
+        (claim,) = queue.claim("w1", lease=10)
+        clock.advance(8)
+        renewed = queue.heartbeat(claim, lease=10)
+        assert renewed.lease_expires_at == clock() + 10
+        clock.advance(8)
+        assert queue.claim("w2") == []  # still held
+        queue.complete(renewed)
+
+    def test_the_default_lease_is_the_max_execution_time(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        queue.enqueue("t", max_execution_time=5)
+        (claim,) = queue.claim("w1")
+        assert claim.lease_expires_at == clock() + 5
+        clock.advance(6)
+        assert len(queue.claim("w2")) == 1
+
+    def test_expired_leases_count_against_max_retries(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t", max_retries=1)
+        queue.claim("w1", lease=1)
+        clock.advance(2)
+        assert len(queue.claim("w2", lease=1)) == 1  # the one retry
+        clock.advance(2)
+        assert queue.claim("w3") == []  # no retries left: a dead letter, not handed out again
+        task = queue.get(task_id)
+        assert task is not None and task.status is S.FAILED
+        assert task.last_error == "lease expired"
+        runs = queue.executions(task_id)
+        assert [(r.agent_id, r.status, r.error) for r in runs] == [
+            ("w1", S.FAILED, "lease expired"),
+            ("w2", S.FAILED, "lease expired"),
+        ]
+
+    # Dependencies --------------------------------------------------------------------------
+
+    def test_a_chain_runs_in_order(self, queue: TaskQueue) -> None:
+        a = queue.enqueue("t", {"n": "a"})
+        b = queue.enqueue("t", {"n": "b"}, depends_on=[a])
+        c = queue.enqueue("t", {"n": "c"}, depends_on=[b])
+        done = []
+        while claims := queue.claim("w", limit=10):
+            for claim in claims:
+                done.append(claim.task_id)
+                queue.complete(claim)
+        assert done == [a, b, c]
+
+    def test_a_diamond_waits_for_both_branches(self, queue: TaskQueue) -> None:
+        top = uuid.uuid4()
+        left, right, bottom = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        queue.enqueue_many(
+            [
+                TaskSpec("t", task_id=bottom, depends_on=(left, right)),
+                TaskSpec("t", task_id=left, depends_on=(top,)),
+                TaskSpec("t", task_id=right, depends_on=(top,)),
+                TaskSpec("t", task_id=top),
+            ]
+        )
+        rounds = []
+        while claims := queue.claim("w", limit=10):
+            rounds.append({c.task_id for c in claims})
+            for claim in claims:
+                queue.complete(claim)
+        assert rounds == [{top}, {left, right}, {bottom}]
+
+    def test_a_cycle_is_refused_and_nothing_written(self, queue: TaskQueue) -> None:
+        a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        with pytest.raises(DependencyCycle):
+            queue.enqueue_many(
+                [
+                    TaskSpec("t", task_id=a, depends_on=(c,)),
+                    TaskSpec("t", task_id=b, depends_on=(a,)),
+                    TaskSpec("t", task_id=c, depends_on=(b,)),
+                ]
+            )
+        with pytest.raises(DependencyCycle):
+            queue.enqueue("t", task_id=a, depends_on=[a])
+        assert queue.stats()["total"] == 0
+
+    def test_a_dependency_on_a_missing_task_is_refused(self, queue: TaskQueue) -> None:
+        with pytest.raises(NotFound):
+            queue.enqueue("t", depends_on=[uuid.uuid4()])
+        assert queue.stats()["total"] == 0
+
+    # Control -------------------------------------------------------------------------------
+
+    def test_pause_and_resume(self, queue: TaskQueue) -> None:
+        task_id = queue.enqueue("t")
+        assert queue.pause(task_id).status is S.PAUSED
+        assert queue.claim("w") == []
+        with pytest.raises(TaskStateError):
+            queue.pause(task_id)
+        assert queue.resume(task_id).status is S.PENDING
+        assert [c.task_id for c in queue.claim("w")] == [task_id]
+
+    def test_cancel_ends_a_task_and_its_worker_gets_a_stale_claim(self, queue: TaskQueue) -> None:
+        waiting = queue.enqueue("t", priority=Priority.LOW)
+        running = queue.enqueue("t")
+        (claim,) = queue.claim("w")
+        assert queue.cancel(running).status is S.CANCELLED
+        with pytest.raises(StaleClaim):
+            queue.complete(claim)
+        assert queue.cancel(waiting).status is S.CANCELLED
+        assert queue.claim("w") == []
+        with pytest.raises(TaskStateError):
+            queue.cancel(running)  # finished already
+
+    def test_an_unknown_task_is_not_found(self, queue: TaskQueue) -> None:
+        for op in (queue.cancel, queue.pause, queue.resume, queue.executions):
+            with pytest.raises(NotFound):
+                op(uuid.uuid4())
+
+    # Reading -------------------------------------------------------------------------------
+
+    def test_list_filters_by_status_type_and_agent(self, queue: TaskQueue) -> None:
+        a = queue.enqueue("x")
+        b = queue.enqueue("y", assigned_agent="alice")
+        queue.enqueue("x", priority=Priority.LOW)
+        (claim,) = queue.claim("bob", types=["x"])
+        assert claim.task_id == a
+        assert [t.task_id for t in queue.list(status=S.RUNNING)] == [a]
+        assert [t.task_id for t in queue.list(type="y")] == [b]
+        assert [t.task_id for t in queue.list(agent="alice")] == [b]
+        assert [t.task_id for t in queue.list(agent="bob")] == [a]
+        assert len(queue.list(limit=2)) == 2
+
+    def test_stats_count_every_status_and_the_oldest_pending_age(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        queue.enqueue("t")
+        clock.advance(30)
+        queue.enqueue("t")
+        done = queue.enqueue("t", priority=Priority.URGENT)
+        (claim,) = queue.claim("w")
+        assert claim.task_id == done
+        queue.complete(claim)
+        clock.advance(10)
+        stats = queue.stats()
+        assert stats["counts"]["pending"] == 2 and stats["counts"]["completed"] == 1
+        assert set(stats["counts"]) == {s.value for s in S}
+        assert stats["oldest_pending_age_s"] == pytest.approx(40)
+        assert stats["total"] == 3
+
+    def test_purge_drops_finished_tasks_before_a_time(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        first = queue.enqueue("t")
+        (claim,) = queue.claim("w")
+        queue.complete(claim)
+        clock.advance(100)
+        queue.enqueue("t", max_retries=0)
+        (claim,) = queue.claim("w")
+        queue.fail(claim, "x")
+        kept = queue.enqueue("t")
+        assert queue.purge(completed_before=clock() - 50) == 1
+        assert queue.get(first) is None
+        assert queue.purge(completed_before=clock() + 1) == 0  # dead letters are kept ...
+        assert queue.purge(completed_before=clock() + 1, include_failed=True) == 1  # ... unless
+        assert queue.get(kept) is not None
+
+    # Bad input -----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"priority": -1}, "priority"),
+            ({"priority": 9}, "priority"),
+            ({"priority": True}, "priority"),
+            ({"max_retries": -1}, "max_retries"),
+            ({"max_execution_time": 0}, "max_execution_time"),
+            ({"scheduled_at": "soon"}, "scheduled_at"),
+            ({"expires_at": 1.0}, "expires_at"),
+            ({"unique_key": ""}, "unique_key"),
+            ({"assigned_agent": "a.b"}, "assigned_agent"),
+            ({"depends_on": ["not-a-uuid"]}, "depends_on"),
+        ],
+        ids=lambda v: v if isinstance(v, str) else None,
+    )
+    def test_bad_enqueue_input_names_the_field_and_writes_nothing(
+        self, queue: TaskQueue, kwargs: dict[str, Any], field: str
+    ) -> None:
+        with pytest.raises(InvalidArgument, match=field):
+            queue.enqueue("t", **kwargs)
+        assert queue.stats()["total"] == 0
+
+    def test_an_oversize_or_non_json_payload_is_refused(self, queue: TaskQueue) -> None:
+        with pytest.raises(SerializationError):
+            queue.enqueue("t", {"blob": "x" * (2 * 1024 * 1024)})
+        with pytest.raises(SerializationError):
+            queue.enqueue("t", {"when": object()})
+        assert queue.stats()["total"] == 0
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"limit": 0}, {"limit": 1001}, {"lease": 0}, {"types": []}, {"types": "a"}, {"wait": -1}],
+        ids=repr,
+    )
+    def test_bad_claim_input_is_refused(self, queue: TaskQueue, kwargs: dict[str, Any]) -> None:
+        queue.enqueue("t")
+        with pytest.raises(InvalidArgument):
+            queue.claim("w", **kwargs)
+        assert queue.stats()["counts"]["pending"] == 1
+
+    def test_a_bad_agent_id_is_refused(self, queue: TaskQueue) -> None:
+        queue.enqueue("t")
+        for agent in ("", "a b", "x" * 300, 7):
+            with pytest.raises(InvalidArgument, match="agent_id"):
+                queue.claim(agent)  # type: ignore[arg-type]
+
+    # Waiting -------------------------------------------------------------------------------
+
+    def test_a_waiting_claim_wakes_when_work_arrives(self, queue: TaskQueue) -> None:
+        got: list[Any] = []
+        started = threading.Event()
+
+        def worker() -> None:
+            started.set()
+            got.extend(queue.claim("w", wait=30))
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        started.wait()
+        task_id = queue.enqueue("t")
+        thread.join(60)
+        assert not thread.is_alive()
+        assert [c.task_id for c in got] == [task_id]
+
+    def test_a_waiting_claim_returns_empty_when_nothing_arrives(self, queue: TaskQueue) -> None:
+        assert queue.claim("w", wait=0.05) == []
