@@ -294,12 +294,14 @@ class MemoryTaskQueue:
             or task.status is not S.RUNNING
             or task.attempts != claim.attempt
             or task.claimed_by != claim.agent_id
+            or task.lease_expires_at is None
+            or task.lease_expires_at <= self._clock()
         ):
             status = "deleted" if task is None else task.status.value
             raise StaleClaim(
                 f"task {claim.task_id}: attempt {claim.attempt} by {claim.agent_id!r} is no "
                 f"longer current (the task is {status}"
-                + (f", at attempt {task.attempts})" if task is not None else ")"),
+                + (f", at attempt {task.attempts}; leases end when they run out)" if task else ")"),
                 task_id=str(claim.task_id),
                 attempt=claim.attempt,
             )

@@ -157,8 +157,9 @@ FROM claimed q
 ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.created_at, q.task_id
 """
 SELECT_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks.queue q WHERE q.task_id = %s"
-CURRENT: Final = """
-SELECT q.status::text, q.attempts, q.claimed_by FROM tasks.queue q WHERE q.task_id = %s
+CURRENT: Final = f"""
+SELECT q.status::text, q.attempts, q.claimed_by, q.lease_expires_at > {NOW}
+FROM tasks.queue q WHERE q.task_id = %(task_id)s
 FOR UPDATE
 """
 END_RUN: Final = f"""
@@ -514,12 +515,13 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self._check_open()
 
         def settle(c: Conn) -> Task:
-            row = c.execute(CURRENT, [claim.task_id]).fetchone()
+            row = c.execute(CURRENT, {"task_id": claim.task_id, "now": self._now()}).fetchone()
             if (
                 row is None
                 or row[0] != "running"
                 or row[1] != claim.attempt
                 or row[2] != claim.agent_id
+                or not row[3]
             ):
                 status = "deleted" if row is None else row[0]
                 raise StaleClaim(

@@ -5,7 +5,9 @@ heartbeats) and ends it ``completed`` or by failing it: with retries left it is 
 again after a backoff, else ``failed`` and kept with its error history (a dead letter).
 ``paused`` tasks wait for ``resume``; ``cancelled`` ones are done. A running task whose lease
 ran out (its worker died or stalled past ``max_execution_time``) is claimable again, as one more
-attempt; the stale worker's later ``complete`` raises :class:`~msstore.errors.StaleClaim`.
+attempt. A claim whose lease ran out is stale from that moment: the worker's ``complete``,
+``fail`` and ``heartbeat`` raise :class:`~msstore.errors.StaleClaim` (a worker that wants more
+time heartbeats before its lease ends).
 
 Claims take the highest priority first, then the earliest schedule (``scheduled_at``, else
 the enqueue time), then the oldest; only tasks whose dependencies all completed, that are not

@@ -207,6 +207,18 @@ class TaskQueueConformance:
         runs = queue.executions(task_id)
         assert [(r.agent_id, r.status) for r in runs] == [("w1", S.FAILED), ("w2", S.COMPLETED)]
 
+    def test_a_claim_whose_lease_ran_out_is_stale_before_anyone_else_claims(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t")
+        (claim,) = queue.claim("w1", lease=10)
+        clock.advance(10)
+        for act in (lambda: queue.complete(claim), lambda: queue.heartbeat(claim)):
+            with pytest.raises(StaleClaim):
+                act()
+        (again,) = queue.claim("w1")
+        assert again.task_id == task_id and again.attempt == 2
+
     def test_a_heartbeat_extends_the_lease(self, queue: TaskQueue, clock: FakeClock) -> None:
         queue.enqueue("t")
         (claim,) = queue.claim("w1", lease=10)

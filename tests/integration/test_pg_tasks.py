@@ -1,0 +1,208 @@
+"""The PostgreSQL task queue under real concurrency: threads and processes claiming one queue,
+a worker killed mid-task, enqueues inside a caller's transaction, the wake-up."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from msstore.backends.postgres import PostgresTaskQueue, transaction
+from msstore.errors import StaleClaim
+from msstore.repositories import Claim, TaskSpec, TaskStatus
+
+pytestmark = pytest.mark.postgres
+
+WORKER = Path(__file__).with_name("task_worker.py")
+S = TaskStatus
+
+
+@pytest.fixture
+def tasks_dsn(pg_state_dsn: str) -> str:
+    return pg_state_dsn
+
+
+@pytest.fixture
+def queue(tasks_dsn: str) -> Iterator[PostgresTaskQueue]:
+    with psycopg.connect(tasks_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+    with PostgresTaskQueue(tasks_dsn, poll=0.2) as q:
+        yield q
+
+
+def completions(dsn: str) -> collections.Counter[uuid.UUID]:
+    """Executions (attempts) per task, as PostgreSQL recorded them; all must be completed."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT task_id, status::text FROM tasks.executions").fetchall()
+    assert {status for _, status in rows} <= {"completed"}
+    return collections.Counter(r[0] for r in rows)
+
+
+def test_eight_threads_complete_5000_tasks_exactly_once(
+    queue: PostgresTaskQueue, tasks_dsn: str
+) -> None:
+    ids = []
+    for start in range(0, 5000, 500):
+        ids += queue.enqueue_many([TaskSpec("job", {"i": i}) for i in range(start, start + 500)])
+    done: list[uuid.UUID] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            while claims := queue.claim(name, limit=10):
+                for claim in claims:
+                    queue.complete(claim, name)
+                    with lock:
+                        done.append(claim.task_id)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(done) == sorted(ids)  # none lost, none twice
+    assert completions(tasks_dsn) == collections.Counter(ids)
+    assert queue.stats()["counts"]["completed"] == 5000
+    assert len({t.claimed_by for t in queue.list(status=S.COMPLETED, limit=1000)}) > 1
+
+
+def test_four_processes_complete_5000_tasks_exactly_once(
+    queue: PostgresTaskQueue, tasks_dsn: str
+) -> None:
+    ids = []
+    for start in range(0, 5000, 1000):
+        ids += queue.enqueue_many([TaskSpec("job", {"i": i}) for i in range(start, start + 1000)])
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "work", tasks_dsn, f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    done: list[uuid.UUID] = []
+    per_child = []
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        assert child.returncode == 0, err
+        lines = out.split()
+        assert lines[-1] == "DONE"
+        per_child.append(len(lines) - 1)
+        done += [uuid.UUID(x) for x in lines[:-1]]
+    assert sorted(done) == sorted(ids)
+    assert completions(tasks_dsn) == collections.Counter(ids)
+    assert sum(1 for n in per_child if n > 0) >= 2  # the work was shared
+
+
+def test_a_worker_killed_mid_task_has_its_task_completed_by_another(
+    queue: PostgresTaskQueue, tasks_dsn: str
+) -> None:
+    task_id = queue.enqueue("job", {"n": 1}, max_retries=2)
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER), "hang", tasks_dsn, "doomed"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert uuid.UUID(child.stdout.readline().strip()) == task_id
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    # The lease is 1 s; a waiting claim gets the task once the lease has run out.
+    deadline = time.monotonic() + 60
+    claims: list[Claim] = []
+    while not claims and time.monotonic() < deadline:
+        claims = queue.claim("rescuer", wait=2)
+    (claim,) = claims
+    assert claim.task_id == task_id and claim.attempt == 2
+    queue.complete(claim, "rescued")
+    runs = queue.executions(task_id)
+    assert [(r.agent_id, r.status, r.error) for r in runs] == [
+        ("doomed", S.FAILED, "lease expired"),
+        ("rescuer", S.COMPLETED, None),
+    ]
+    task = queue.get(task_id)
+    assert task is not None and task.status is S.COMPLETED and task.retry_count == 1
+
+
+def test_a_stale_worker_cannot_complete_after_its_lease_was_taken(
+    queue: PostgresTaskQueue,
+) -> None:
+    task_id = queue.enqueue("job")
+    (stale,) = queue.claim("slow", lease=0.2)
+    deadline = time.monotonic() + 60
+    fresh: list[Claim] = []
+    while not fresh and time.monotonic() < deadline:
+        fresh = queue.claim("fast", wait=1)
+    with pytest.raises(StaleClaim):
+        queue.complete(stale, "late")
+    queue.complete(fresh[0], "on time")
+    task = queue.get(task_id)
+    assert task is not None and task.result == "on time"
+
+
+def test_enqueue_commits_with_the_callers_transaction_or_not_at_all(
+    queue: PostgresTaskQueue, tasks_dsn: str
+) -> None:
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(tasks_dsn, min_size=1, max_size=2) as pool:
+
+        def committed(conn: psycopg.Connection[object]) -> uuid.UUID:
+            conn.execute("CREATE TABLE IF NOT EXISTS public.orders (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO public.orders VALUES (1) ON CONFLICT DO NOTHING")
+            return queue.enqueue("ship", {"order": 1}, conn=conn)
+
+        kept = transaction(pool, committed)
+        assert queue.get(kept) is not None
+
+        class Abort(Exception):
+            pass
+
+        seen: list[uuid.UUID] = []
+
+        def rolled_back(conn: psycopg.Connection[object]) -> None:
+            seen.append(queue.enqueue("ship", {"order": 2}, conn=conn))
+            raise Abort
+
+        with pytest.raises(Abort):
+            transaction(pool, rolled_back)
+        assert queue.get(seen[0]) is None
+    assert queue.stats()["total"] == 1
+
+
+def test_a_waiting_worker_wakes_on_notify_well_before_its_poll(tasks_dsn: str) -> None:
+    """The poll is 60 s here: only the notification can wake the worker in time."""
+    with psycopg.connect(tasks_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+    with PostgresTaskQueue(tasks_dsn, poll=60) as queue:
+        got: list[uuid.UUID] = []
+        listening = threading.Event()
+
+        def worker() -> None:
+            listening.set()
+            got.extend(c.task_id for c in queue.claim("w", wait=50))
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        listening.wait()
+        time.sleep(0.5)  # let the worker's first claim find nothing and start waiting
+        task_id = queue.enqueue("job")
+        thread.join(40)
+        assert not thread.is_alive(), "the notification did not wake the worker"
+        assert got == [task_id]
