@@ -78,6 +78,20 @@ class PgStore:
         except psycopg.Error as err:
             raise classify(err, what=what) from err
 
+    def _run_statement(self, what: str, fn: Callable[[Conn], T], *, write: bool = True) -> T:
+        """:meth:`_run` in autocommit: for ``fn`` that issues one statement (atomic by itself),
+        one round trip where BEGIN, the statement and COMMIT would take three."""
+
+        def run(conn: Conn) -> T:
+            conn.autocommit = True
+            try:
+                return fn(conn)
+            finally:
+                if not conn.closed:  # (a lost connection's error is the one to raise)
+                    conn.autocommit = False
+
+        return self._run(what, run, write=write)
+
     def _cut_off(self, what: str, write: bool) -> MsstoreError:
         limit = self._deadline
         text = f"{what}: no answer from PostgreSQL within the {limit:g} s deadline"

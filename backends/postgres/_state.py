@@ -335,21 +335,16 @@ class PostgresStateStore(PgStore, StoreBase):
                 # One statement is its own transaction: one round trip, where BEGIN, the
                 # statement and COMMIT would cost three (most of a small flush's time).
                 agents = self._unknown_tokens(tokens)
-                conn.autocommit = True
-                try:
-                    if agents:
-                        names = [t[:255] for t in agents.values()]
-                        params = [list(agents), names, *columns]
-                        written = conn.execute(MERGE_ROWS_AND_AGENTS, params).rowcount
-                        self._known_agents.update(agents.values())
-                    else:
-                        written = conn.execute(MERGE_ROWS, columns).rowcount
-                finally:
-                    if not conn.closed:  # (a lost connection's error is the one to raise)
-                        conn.autocommit = False
+                if agents:
+                    names = [t[:255] for t in agents.values()]
+                    params = [list(agents), names, *columns]
+                    written = conn.execute(MERGE_ROWS_AND_AGENTS, params).rowcount
+                    self._known_agents.update(agents.values())
+                else:
+                    written = conn.execute(MERGE_ROWS, columns).rowcount
                 return written
 
-            written: int = self._run(f"upsert {len(items)} rows", write_small, write=True)
+            written: int = self._run_statement(f"upsert {len(items)} rows", write_small)
         else:
             written = self._run(
                 f"upsert {len(items)} rows", lambda c: self._merge(c, items), write=True

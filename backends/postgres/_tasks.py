@@ -156,6 +156,27 @@ SELECT {TASK_COLUMNS}
 FROM claimed q
 ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.created_at, q.task_id
 """
+COMPLETE: Final = f"""
+WITH now AS (SELECT {NOW} AS t),
+done AS (
+  UPDATE tasks.queue q SET status = 'completed', completed_at = now.t, updated_at = now.t,
+    result = %(result)s::jsonb, lease_expires_at = NULL
+  FROM now
+  WHERE q.task_id = %(task_id)s AND q.status = 'running' AND q.attempts = %(attempt)s
+    AND q.claimed_by = %(agent)s AND q.lease_expires_at > now.t
+  RETURNING q.*
+),
+run AS (
+  UPDATE tasks.executions e SET status = 'completed', completed_at = now.t,
+    result = %(result)s::jsonb
+  FROM done, now
+  WHERE e.task_id = done.task_id AND e.execution_attempt = done.attempts AND e.status = 'running'
+)
+SELECT {TASK_COLUMNS},
+  (SELECT count(pg_notify('{CHANNEL}', 'completed')) FROM tasks.dependencies d
+   WHERE d.depends_on_task_id = q.task_id)
+FROM done q
+"""
 SELECT_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks.queue q WHERE q.task_id = %s"
 CURRENT: Final = f"""
 SELECT q.status::text, q.attempts, q.claimed_by, q.lease_expires_at > {NOW}
@@ -449,7 +470,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         def rescue(c: Conn) -> None:
             c.execute(RESCUE, params)
 
-        self._txn("rescue expired leases", rescue)
+        self._run_statement("rescue expired leases", rescue)
 
     def _take(
         self, agent: str, types: set[str] | None, limit: int, lease: float | None
@@ -465,10 +486,10 @@ class PostgresTaskQueue(PgStore, StoreBase):
         }
 
         def claim(c: Conn) -> list[Task]:
-            self._agents(c, [agent])
+            self._agents(c, [agent])  # (once per agent and queue)
             return [_task(r) for r in c.execute(CLAIM, params).fetchall()]
 
-        tasks: list[Task] = self._txn("claim", claim)
+        tasks: list[Task] = self._run_statement("claim", claim)
         return [Claim(t, agent, t.attempts, t.lease_expires_at or 0.0) for t in tasks]
 
     def claim(
@@ -516,20 +537,9 @@ class PostgresTaskQueue(PgStore, StoreBase):
 
         def settle(c: Conn) -> Task:
             row = c.execute(CURRENT, {"task_id": claim.task_id, "now": self._now()}).fetchone()
-            if (
-                row is None
-                or row[0] != "running"
-                or row[1] != claim.attempt
-                or row[2] != claim.agent_id
-                or not row[3]
-            ):
-                status = "deleted" if row is None else row[0]
-                raise StaleClaim(
-                    f"task {claim.task_id}: attempt {claim.attempt} by {claim.agent_id!r} is no "
-                    f"longer current (the task is {status})",
-                    task_id=str(claim.task_id),
-                    attempt=claim.attempt,
-                )
+            stale = _stale(claim, row)
+            if stale is not None:
+                raise stale
             return change(
                 c, {"task_id": claim.task_id, "attempt": claim.attempt, "now": self._now()}
             )
@@ -556,20 +566,29 @@ class PostgresTaskQueue(PgStore, StoreBase):
         return Claim(task, claim.agent_id, claim.attempt, task.lease_expires_at or 0.0)
 
     def complete(self, claim: Claim, result: Any = None) -> Task:
+        if not isinstance(claim, Claim):
+            raise InvalidArgument(f"expected a Claim, got {claim!r}")
         text = jsonb_text(result, self._codec)
+        self._check_open()
+        params = {
+            "now": self._now(),
+            "task_id": claim.task_id,
+            "attempt": claim.attempt,
+            "agent": claim.agent_id,
+            "result": text,
+        }
 
-        def done(c: Conn, p: dict[str, Any]) -> Task:
-            c.execute(
-                f"UPDATE tasks.queue SET status = 'completed', completed_at = {NOW}, "
-                f"updated_at = {NOW}, result = %(result)s::jsonb, lease_expires_at = NULL "
-                "WHERE task_id = %(task_id)s",
-                {**p, "result": text},
-            )
-            c.execute(END_RUN, {**p, "status": "completed", "result": text, "error": None})
-            c.execute("SELECT pg_notify(%s, %s)", [CHANNEL, "completed"])  # dependants wake
-            return self._read(c, claim.task_id)
+        def done(c: Conn) -> Task | None:
+            row = c.execute(COMPLETE, params).fetchone()
+            return None if row is None else _task(row)
 
-        return self._settle(claim, "complete", done)
+        task: Task | None = self._run_statement("complete", done)
+        if task is None:  # not (or no longer) this claim's: say why
+            self._settle(claim, "complete", lambda c, p: self._read(c, claim.task_id))
+            raise AssertionError(
+                "unreachable: _settle raises for a stale claim"
+            )  # pragma: no cover
+        return task
 
     def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
         if type(error) is not str or not error:
@@ -795,6 +814,20 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 self._waker.close()
         if self._owns_pool:
             self._pool.close()
+
+
+def _stale(claim: Claim, row: Sequence[Any] | None) -> StaleClaim | None:
+    """The error for ``claim`` given its task's (status, attempts, claimed_by, lease live)
+    row, or ``None`` when the claim is current."""
+    if row is not None and tuple(row[:3]) == ("running", claim.attempt, claim.agent_id) and row[3]:
+        return None
+    status = "deleted" if row is None else row[0]
+    return StaleClaim(
+        f"task {claim.task_id}: attempt {claim.attempt} by {claim.agent_id!r} is no longer "
+        f"current (the task is {status}; a lease that ran out is lost)",
+        task_id=str(claim.task_id),
+        attempt=claim.attempt,
+    )
 
 
 class _Waker:

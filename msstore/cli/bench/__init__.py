@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "nats-kv": "msstore.cli.bench.nats_kv:run",
     "pg-upsert": "msstore.cli.bench.pg_upsert:run",
     "resolvers": "msstore.cli.bench.resolvers:run",
+    "tasks": "msstore.cli.bench.tasks:run",
     "vector": "msstore.cli.bench.vector:run",
 }
 
