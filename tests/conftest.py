@@ -17,7 +17,7 @@ from hypothesis import settings
 
 from msstore.buckets import BucketConfig
 from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
-from msstore.repositories import TaskQueue
+from msstore.repositories import MessageLog, SessionStore, TaskQueue
 
 pytest_plugins = ["pytester"]
 
@@ -167,6 +167,63 @@ def queue_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Task
     yield make
     for queue in opened:
         queue.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def messages_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., MessageLog]]:
+    """``make(clock)``: a fresh, empty message log reading time from ``clock``."""
+    if request.param == "memory":
+        from msstore.backends.memory import MemoryMessageLog
+
+        yield lambda clock: MemoryMessageLog(clock=clock)
+        return
+    import psycopg
+
+    from msstore.backends.postgres import PostgresMessageLog
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE messages.log, messages.subscriptions, messages.channels, "
+            "messages.cursors CASCADE"
+        )
+    opened: list[PostgresMessageLog] = []
+
+    def make(clock: Callable[[], float]) -> MessageLog:
+        log = PostgresMessageLog(dsn, clock=clock)
+        opened.append(log)
+        return log
+
+    yield make
+    for log in opened:
+        log.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sessions_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., SessionStore]]:
+    """``make(clock)``: a fresh, empty session store reading time from ``clock``."""
+    if request.param == "memory":
+        from msstore.backends.memory import MemorySessionStore
+
+        yield lambda clock: MemorySessionStore(clock=clock)
+        return
+    import psycopg
+
+    from msstore.backends.postgres import PostgresSessionStore
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE sessions.active")
+    opened: list[PostgresSessionStore] = []
+
+    def make(clock: Callable[[], float]) -> SessionStore:
+        store = PostgresSessionStore(dsn, clock=clock)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.shutdown()
 
 
 @pytest.fixture(

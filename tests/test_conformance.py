@@ -3,6 +3,8 @@
 from msstore.testing.conformance import (
     DataStorageConformance,
     KeyValueConformance,
+    MessageLogConformance,
+    SessionStoreConformance,
     TaskQueueConformance,
     VectorIndexConformance,
 )
@@ -21,4 +23,12 @@ class TestVectorIndex(VectorIndexConformance):
 
 
 class TestTaskQueue(TaskQueueConformance):
+    pass
+
+
+class TestMessageLog(MessageLogConformance):
+    pass
+
+
+class TestSessionStore(SessionStoreConformance):
     pass

@@ -4,7 +4,8 @@
 * :class:`MemoryTable` - a version-guarded table store with the SQL tier's semantics.
 * :class:`MemoryVectorIndex` - an exact vector index on numpy (needs ``msstore[vector]``).
 * :class:`MemoryFactStore` - the knowledge base's fact store: exact vectors, BM25 text search.
-* :class:`MemoryTaskQueue` - the task queue, with a clock tests can drive.
+* :class:`MemoryTaskQueue`, :class:`MemoryMessageLog`, :class:`MemorySessionStore` - agent work
+  (tasks, messages, sessions), with a clock tests can drive.
 
 URL options: ``memory://NAME?history=5&ttl=1800&max_value_bytes=1048576&per_key_ttl=true`` for
 KV; ``memory://NAME?dim=384&metric=cosine`` for vectors. Each ``open_*`` call makes a new,
@@ -23,6 +24,8 @@ from msstore.errors import InvalidArgument
 
 from ._facts import MemoryFactStore
 from ._kv import MemoryKV
+from ._messages import MemoryMessageLog
+from ._sessions import MemorySessionStore
 from ._table import MemoryTable
 from ._tasks import MemoryTaskQueue
 from ._vector import MemoryVectorIndex
@@ -31,6 +34,8 @@ __all__ = [
     "MemoryBackend",
     "MemoryFactStore",
     "MemoryKV",
+    "MemoryMessageLog",
+    "MemorySessionStore",
     "MemoryTable",
     "MemoryTaskQueue",
     "MemoryVectorIndex",

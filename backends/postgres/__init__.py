@@ -9,6 +9,8 @@
   bulk ``upsert_many`` (binary COPY + one merge) the flusher uses.
 * :class:`PostgresTaskQueue` is ``TaskQueue`` on tasks.queue / dependencies / executions:
   ``FOR UPDATE SKIP LOCKED`` claims under leases, ``LISTEN/NOTIFY`` wake-ups with a poll.
+* :class:`PostgresMessageLog` (channels, subscriptions, the log read through per-agent cursors)
+  and :class:`PostgresSessionStore` (sessions.active, tokens kept as their SHA-256).
 * :func:`transaction` runs a function in one transaction at an isolation level, retrying
   serialization failures, deadlocks and lost connections.
 * :class:`PgVectorIndex` is ``VectorIndex`` on pgvector (HNSW, cosine / L2 / inner product,
@@ -26,6 +28,7 @@ from ._backend import PostgresBackend
 from ._config import dsn_from_env
 from ._facts import PostgresFactStore
 from ._jsonb import jsonb_text
+from ._messages import PostgresMessageLog
 from ._migrate import MigrationReport, MigrationStatus, Migrator
 from ._pgvector import HnswParams
 from ._pools import (
@@ -36,6 +39,7 @@ from ._pools import (
     latency_status,
     recommend_pool_size,
 )
+from ._sessions import PostgresSessionStore
 from ._state import PostgresStateStore
 from ._tasks import PostgresTaskQueue
 from ._tx import Isolation, classify, transaction
@@ -54,6 +58,8 @@ __all__ = [
     "Pools",
     "PostgresBackend",
     "PostgresFactStore",
+    "PostgresMessageLog",
+    "PostgresSessionStore",
     "PostgresStateStore",
     "PostgresTaskQueue",
     "agent_id_for",

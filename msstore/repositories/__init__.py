@@ -1,8 +1,11 @@
-"""Typed repositories over the stores: keyed records, the agent registry, the task queue."""
+"""Typed repositories over the stores: keyed records, the agent registry, and agent work: the
+task queue, agent messages, sessions."""
 
 from __future__ import annotations
 
 from ._keyed import Agent, AgentRepository, KeyedRepository
+from ._messages import Channel, ChannelType, Message, MessageLog, MessageType
+from ._sessions import Session, SessionStore, SessionType
 from ._tasks import (
     Claim,
     Execution,
@@ -18,11 +21,19 @@ from ._tasks import (
 __all__ = [
     "Agent",
     "AgentRepository",
+    "Channel",
+    "ChannelType",
     "Claim",
     "Execution",
     "KeyedRepository",
+    "Message",
+    "MessageLog",
+    "MessageType",
     "Priority",
     "QueueStats",
+    "Session",
+    "SessionStore",
+    "SessionType",
     "Task",
     "TaskQueue",
     "TaskSpec",

@@ -22,6 +22,8 @@ A capability the store declares is exercised; one it does not declare must raise
 from __future__ import annotations
 
 from ._kv import KeyValueConformance
+from ._messages import MessageLogConformance
+from ._sessions import SessionStoreConformance
 from ._storage import DataStorageConformance
 from ._tasks import FakeClock, TaskQueueConformance
 from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES
@@ -35,6 +37,8 @@ __all__ = [
     "DataStorageConformance",
     "FakeClock",
     "KeyValueConformance",
+    "MessageLogConformance",
+    "SessionStoreConformance",
     "TaskQueueConformance",
     "VectorIndexConformance",
 ]
