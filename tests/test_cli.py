@@ -47,6 +47,8 @@ def test_demo_json_figures() -> None:
     assert figures["expired_everywhere"] is True
     assert figures["cas_conflicts"] == 1 and figures["shared_tasks"] == 4
     assert figures["shared_tasks_in_sql"] is True
+    assert figures["tasks_completed"] == 5 and figures["tasks_in_order"] is True
+    assert figures["reports"] == 5 and figures["broadcast_heard"] == 3
 
 
 @pytest.mark.postgres
@@ -58,6 +60,8 @@ def test_demo_runs_on_embedded_servers() -> None:
     assert figures["writes"] == 1000 and figures["reads_ok"] == 20
     assert figures["flushed"] >= 20 and figures["lag_p95_ms"] > 0
     assert figures["expired_everywhere"] is True
+    assert figures["tasks_completed"] == 5 and figures["tasks_in_order"] is True
+    assert figures["reports"] == 5 and figures["broadcast_heard"] == 3
     assert figures["shared_tasks"] == 4 and figures["shared_tasks_in_sql"] is True
 
 

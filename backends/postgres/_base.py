@@ -34,7 +34,7 @@ Conn = psycopg.Connection[Any]
 
 
 def own_pool(
-    dsn: str, *, connect_timeout: int, name: str, max_size: int = 4
+    dsn: str, *, connect_timeout: int, name: str, max_size: int = 4, autocommit: bool = False
 ) -> ConnectionPool[Any]:
     """The small pool a store opens for itself when given a DSN. An unreachable server fails a
     call within the connect timeout (the pool keeps trying to connect meanwhile), not after the
@@ -45,6 +45,7 @@ def own_pool(
         max_size=max_size,
         name=name,
         timeout=connect_timeout,
+        kwargs={"autocommit": True} if autocommit else None,
         open=True,
     )
 
@@ -83,6 +84,8 @@ class PgStore:
         one round trip where BEGIN, the statement and COMMIT would take three."""
 
         def run(conn: Conn) -> T:
+            if conn.autocommit:  # a pool of autocommit connections (own_pool(autocommit=True))
+                return fn(conn)
             conn.autocommit = True
             try:
                 return fn(conn)

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+import attrs
 import psycopg
 from psycopg_pool import ConnectionPool
 
@@ -172,7 +173,7 @@ run AS (
   FROM done, now
   WHERE e.task_id = done.task_id AND e.execution_attempt = done.attempts AND e.status = 'running'
 )
-SELECT {TASK_COLUMNS},
+SELECT extract(epoch FROM q.completed_at)::float8,
   (SELECT count(pg_notify('{CHANNEL}', 'completed')) FROM tasks.dependencies d
    WHERE d.depends_on_task_id = q.task_id)
 FROM done q
@@ -248,7 +249,11 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self._owns_pool = isinstance(pool, str)
         if isinstance(pool, str):
             self._dsn = pool
-            pool = own_pool(pool, connect_timeout=connect_timeout, name="msstore-tasks")
+            # Autocommit connections: claims and completions are single statements; the
+            # multi-statement calls open their own transaction (conn.transaction()).
+            pool = own_pool(
+                pool, connect_timeout=connect_timeout, name="msstore-tasks", autocommit=True
+            )
         else:
             self._dsn = str(pool.conninfo)
         self._pool: ConnectionPool[Any] = pool
@@ -578,17 +583,29 @@ class PostgresTaskQueue(PgStore, StoreBase):
             "result": text,
         }
 
-        def done(c: Conn) -> Task | None:
+        def done(c: Conn) -> float | None:
             row = c.execute(COMPLETE, params).fetchone()
-            return None if row is None else _task(row)
+            return None if row is None else float(row[0])
 
-        task: Task | None = self._run_statement("complete", done)
-        if task is None:  # not (or no longer) this claim's: say why
-            self._settle(claim, "complete", lambda c, p: self._read(c, claim.task_id))
-            raise AssertionError(
-                "unreachable: _settle raises for a stale claim"
-            )  # pragma: no cover
-        return task
+        completed_at: float | None = self._run_statement("complete", done)
+        if completed_at is not None:
+            # While the claim was current nothing else could change the task (every other
+            # change makes the claim stale), so the claim's copy is the task but for this.
+            return attrs.evolve(
+                claim.task,
+                status=TaskStatus.COMPLETED,
+                completed_at=completed_at,
+                result=self._codec.decode(self._codec.encode(result)),
+                lease_expires_at=None,
+            )
+        # Not (or no longer) this claim's task: say why.
+        status = {"task_id": claim.task_id, "now": self._now()}
+        row = self._run("task status", lambda c: c.execute(CURRENT, status).fetchone())
+        raise _stale(claim, row) or StaleClaim(
+            f"task {claim.task_id}: attempt {claim.attempt} is no longer current",
+            task_id=str(claim.task_id),
+            attempt=claim.attempt,
+        )
 
     def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
         if type(error) is not str or not error:

@@ -4,14 +4,19 @@ On real servers when the ``embedded`` extra is installed (NATS JetStream and Pos
 started from their wheels in a temporary directory, migrated, torn down afterwards), on the
 memory backends otherwise. It shows KV-first writes, batched flushes to SQL with their lag, a
 key that expires from KV and is read back from SQL (hydrating KV), and a compare-and-set conflict
-settled by a CRDT merge.
+settled by a CRDT merge. Then agent work: a planner enqueues a small task graph (a plan, three
+research tasks after it, a summary after all three), three worker agents claim and complete them
+in dependency order and report to the planner by direct message, and the planner broadcasts to
+the team channel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -20,9 +25,12 @@ from msstore.conflicts import CRDTMerge, PNCounter
 from msstore.conflicts.crdt import from_doc
 from msstore.errors import MsstoreError, VersionConflict
 from msstore.protocols import DataStorage, KeyValueStore
+from msstore.repositories import ChannelType, MessageLog, TaskQueue, TaskSpec
 from msstore.state import DataRouter, DataType, FlushPolicy, HybridStateManager
 
 __all__ = ["embedded_available", "run"]
+
+WORKERS = ("researcher-1", "researcher-2", "writer")
 
 
 def embedded_available() -> bool:
@@ -40,15 +48,34 @@ def embedded_available() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _stores(backend: str, config: BucketConfig) -> Iterator[tuple[KeyValueStore, DataStorage, str]]:
-    if backend == "memory":
-        from msstore.backends.memory import MemoryKV, MemoryTable  # noqa: PLC0415
+Stores = tuple[KeyValueStore, DataStorage, str, TaskQueue, MessageLog]
 
-        yield MemoryKV(config), MemoryTable(), "memory backends"
+
+@contextlib.contextmanager
+def _stores(backend: str, config: BucketConfig) -> Iterator[Stores]:
+    if backend == "memory":
+        from msstore.backends.memory import (  # noqa: PLC0415
+            MemoryKV,
+            MemoryMessageLog,
+            MemoryTable,
+            MemoryTaskQueue,
+        )
+
+        yield (
+            MemoryKV(config),
+            MemoryTable(),
+            "memory backends",
+            MemoryTaskQueue(),
+            MemoryMessageLog(),
+        )
         return
     from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
-    from msstore.backends.postgres import Migrator, PostgresStateStore  # noqa: PLC0415
+    from msstore.backends.postgres import (  # noqa: PLC0415
+        Migrator,
+        PostgresMessageLog,
+        PostgresStateStore,
+        PostgresTaskQueue,
+    )
     from msstore.servers import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
 
     with EmbeddedNats() as nats_server, EmbeddedPostgres() as pg:
@@ -58,10 +85,14 @@ def _stores(backend: str, config: BucketConfig) -> Iterator[tuple[KeyValueStore,
         client = NatsClient(NatsConfig(servers=[nats_server.url]))
         kv = NatsKV.open(client, config)
         storage = PostgresStateStore(pg.dsn)
+        queue = PostgresTaskQueue(pg.dsn, poll=0.2)
+        log = PostgresMessageLog(pg.dsn)
         version = ".".join(map(str, client.server_version))
         try:
-            yield kv, storage, f"nats-server {version} + PostgreSQL (embedded)"
+            yield kv, storage, f"nats-server {version} + PostgreSQL (embedded)", queue, log
         finally:
+            queue.close()
+            log.close()
             kv.close()
             storage.close()
             client.close()
@@ -76,14 +107,15 @@ def run(
     route = DataRouter().route(DataType.AGENT_STATE)
     assert route.bucket is not None
     config = BucketConfig(name=route.bucket, history=5, ttl=route.ttl, per_key_ttl=True)
-    with _stores(backend, config) as (kv, storage, where):
+    with _stores(backend, config) as (kv, storage, where, queue, log):
         out.write(f"msstore demo: {agents} agents x {writes} state writes on {where}\n")
         out.write(
             f"  route AGENT_STATE -> {route.layer.value} bucket {route.bucket} "
             f"(ttl {route.ttl}s, flushed to SQL: {route.flush_to_sql})\n"
         )
         with HybridStateManager(kv, storage, policy=FlushPolicy()) as m:
-            return _workload(m, agents, writes, out)
+            figures = _workload(m, agents, writes, out)
+        return {**figures, **_agent_work(queue, log, out)}
 
 
 def _workload(m: HybridStateManager, agents: int, writes: int, out: TextIO) -> dict[str, Any]:
@@ -156,4 +188,75 @@ def _workload(m: HybridStateManager, agents: int, writes: int, out: TextIO) -> d
         "cas_conflicts": conflicts,
         "shared_tasks": total_tasks,
         "shared_tasks_in_sql": stored is not None and stored.value == settled.value,
+    }
+
+
+def _agent_work(queue: TaskQueue, log: MessageLog, out: TextIO) -> dict[str, Any]:
+    """Workers claim a task graph in dependency order and report by message."""
+    log.create_channel("demo.direct", ChannelType.DIRECT)
+    log.create_channel("demo.team", ChannelType.BROADCAST)
+    for worker in WORKERS:
+        log.subscribe(worker, "demo.team")
+    plan = uuid.uuid4()
+    research = [uuid.uuid4() for _ in range(3)]
+    summary = uuid.uuid4()
+    queue.enqueue_many(
+        [
+            TaskSpec("plan", {"goal": "a brief on agent state"}, task_id=plan),
+            *(
+                TaskSpec("research", {"topic": t}, task_id=r, depends_on=(plan,))
+                for t, r in zip(("kv", "sql", "vectors"), research, strict=True)
+            ),
+            TaskSpec("summarize", {}, task_id=summary, depends_on=tuple(research)),
+        ]
+    )
+    order: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def work(worker: str) -> None:
+        idle = 0
+        while idle < 3:
+            claims = queue.claim(worker, wait=0.3)
+            if not claims:
+                idle += 1
+                continue
+            idle = 0
+            for claim in claims:
+                with lock:
+                    order.append((claim.task.task_type, worker))
+                queue.complete(claim, {"by": worker})
+                log.send(
+                    "demo.direct",
+                    from_agent=worker,
+                    to_agent="planner",
+                    subject=f"done.{claim.task.task_type}",
+                    payload={"task": str(claim.task_id)},
+                )
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in WORKERS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reports = log.inbox("planner")
+    if reports:
+        log.ack("planner", reports[-1])
+    log.send("demo.team", from_agent="planner", subject="brief.ready", payload={"tasks": 5})
+    heard = sum(1 for w in WORKERS if any(m.subject == "brief.ready" for m in log.inbox(w)))
+    kinds = [kind for kind, _ in order]
+    in_order = kinds[:1] == ["plan"] and kinds[-1:] == ["summarize"] and len(kinds) == 5
+    by = ", ".join(f"{w} {sum(1 for _, x in order if x == w)}" for w in WORKERS)
+    out.write(
+        f"  agent work: {len(order)} tasks claimed and completed in dependency order: {in_order} "
+        f"({' -> '.join(kinds)}; {by})\n"
+    )
+    out.write(
+        f"  messages: the planner got {len(reports)} direct reports; its broadcast reached "
+        f"{heard}/{len(WORKERS)} subscribers\n"
+    )
+    return {
+        "tasks_completed": queue.stats()["counts"]["completed"],
+        "tasks_in_order": in_order,
+        "reports": len(reports),
+        "broadcast_heard": heard,
     }
