@@ -155,7 +155,6 @@ runs AS (
 )
 SELECT {TASK_COLUMNS}
 FROM claimed q
-ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.created_at, q.task_id
 """
 COMPLETE: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
@@ -165,7 +164,7 @@ done AS (
   FROM now
   WHERE q.task_id = %(task_id)s AND q.status = 'running' AND q.attempts = %(attempt)s
     AND q.claimed_by = %(agent)s AND q.lease_expires_at > now.t
-  RETURNING q.*
+  RETURNING q.task_id, q.attempts, q.completed_at
 ),
 run AS (
   UPDATE tasks.executions e SET status = 'completed', completed_at = now.t,
@@ -193,6 +192,11 @@ WHERE task_id = %(task_id)s AND execution_attempt = %(attempt)s AND status = 'ru
 
 def _ts(seconds: float | None) -> datetime.datetime | None:
     return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+
+def _claim_order(task: Task) -> tuple[int, float, float, str]:
+    when = task.scheduled_at if task.scheduled_at is not None else task.created_at
+    return (-task.priority, when, task.created_at, str(task.task_id))
 
 
 def _task(row: Sequence[Any]) -> Task:
@@ -495,6 +499,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
             return [_task(r) for r in c.execute(CLAIM, params).fetchall()]
 
         tasks: list[Task] = self._run_statement("claim", claim)
+        tasks.sort(key=_claim_order)  # (the statement's rows come in no particular order)
         return [Claim(t, agent, t.attempts, t.lease_expires_at or 0.0) for t in tasks]
 
     def claim(
