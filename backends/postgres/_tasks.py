@@ -194,6 +194,18 @@ def _ts(seconds: float | None) -> datetime.datetime | None:
     return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
+_TASK_FIELDS: Final = tuple(a.name for a in attrs.fields(Task))
+
+
+def _completed(task: Task, at: float, result: Any) -> Task:
+    """``task`` completed at ``at`` with ``result`` (``attrs.evolve``, without its per-call
+    field introspection: this is on every completion's path)."""
+    values = {name: getattr(task, name) for name in _TASK_FIELDS}
+    values.update(status=TaskStatus.COMPLETED, completed_at=at, result=result)
+    values["lease_expires_at"] = None
+    return Task(**values)
+
+
 def _claim_order(task: Task) -> tuple[int, float, float, str]:
     when = task.scheduled_at if task.scheduled_at is not None else task.created_at
     return (-task.priority, when, task.created_at, str(task.task_id))
@@ -578,14 +590,14 @@ class PostgresTaskQueue(PgStore, StoreBase):
     def complete(self, claim: Claim, result: Any = None) -> Task:
         if not isinstance(claim, Claim):
             raise InvalidArgument(f"expected a Claim, got {claim!r}")
-        text = jsonb_text(result, self._codec)
+        encoded = self._codec.encode_canonical(result)  # once: for the row and the copy
         self._check_open()
         params = {
             "now": self._now(),
             "task_id": claim.task_id,
             "attempt": claim.attempt,
             "agent": claim.agent_id,
-            "result": text,
+            "result": jsonb_text(encoded, self._codec),
         }
 
         def done(c: Conn) -> float | None:
@@ -596,13 +608,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         if completed_at is not None:
             # While the claim was current nothing else could change the task (every other
             # change makes the claim stale), so the claim's copy is the task but for this.
-            return attrs.evolve(
-                claim.task,
-                status=TaskStatus.COMPLETED,
-                completed_at=completed_at,
-                result=self._codec.decode(self._codec.encode(result)),
-                lease_expires_at=None,
-            )
+            return _completed(claim.task, completed_at, self._codec.decode(encoded.data))
         # Not (or no longer) this claim's task: say why.
         status = {"task_id": claim.task_id, "now": self._now()}
         row = self._run("task status", lambda c: c.execute(CURRENT, status).fetchone())
