@@ -34,7 +34,7 @@ from msstore.repositories._messages import (
 from msstore.repositories._tasks import check_agent, check_limit
 from msstore.spi import StoreBase
 
-from ._agents import ENSURE_AGENTS, agent_of_token
+from ._agents import AgentRegistrar, agent_of_token
 from ._base import Conn, PgStore, own_pool
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
@@ -133,7 +133,7 @@ class PostgresMessageLog(PgStore, StoreBase):
         self._deadline = deadline
         self._clock = clock
         self._codec = codec or default_codec
-        self._known_agents: set[str] = set()
+        self._registrar = AgentRegistrar()
 
     def __repr__(self) -> str:
         return f"PostgresMessageLog({redact_url(self._dsn)})"
@@ -141,11 +141,9 @@ class PostgresMessageLog(PgStore, StoreBase):
     def _now(self) -> datetime.datetime | None:
         return None if self._clock is None else _ts(self._clock())
 
-    def _agents(self, c: Conn, *tokens: str | None) -> None:
-        wanted = sorted({t for t in tokens if t is not None} - self._known_agents)
-        if wanted:
-            c.execute(ENSURE_AGENTS, ([agent_of_token(t) for t in wanted], wanted))
-            self._known_agents.update(wanted)
+    def _agents(self, *tokens: str | None) -> None:
+        """Register the agents a write is about to reference (committed before it)."""
+        self._registrar.ensure(lambda fn: self._run_statement("register agents", fn), tokens)
 
     def _txn(self, what: str, fn: Callable[[Conn], Any], *, write: bool = True) -> Any:
         def run(conn: Conn) -> Any:
@@ -210,9 +208,10 @@ class PostgresMessageLog(PgStore, StoreBase):
         regex = None if checked is None else pattern_regex(checked)
         self._check_open()
 
+        self._agents(agent)
+
         def subscribe(c: Conn) -> None:
             channel_id, _ = self._channel_row(c, channel, lock=True)
-            self._agents(c, agent)
             aid = agent_of_token(agent)
             c.execute(
                 "DELETE FROM messages.subscriptions WHERE agent_id = %s AND channel_id = %s",
@@ -276,11 +275,12 @@ class PostgresMessageLog(PgStore, StoreBase):
         text = jsonb_text(value, self._codec)
         self._check_open()
 
+        self._agents(sender, recipient)
+
         def send(c: Conn) -> Message:
             channel_id, channel_type = self._channel_row(c, channel, lock=True)
             if channel_type == ChannelType.DIRECT and recipient is None:
                 raise InvalidArgument(f"channel {channel!r} is direct: to_agent is required")
-            self._agents(c, sender, recipient)
             row = c.execute(
                 SEND,
                 {
@@ -337,8 +337,9 @@ class PostgresMessageLog(PgStore, StoreBase):
         self._check_open()
         aid = agent_of_token(agent)
 
+        self._agents(agent)
+
         def ack(c: Conn) -> None:
-            self._agents(c, agent)
             if (
                 c.execute(
                     "SELECT 1 FROM messages.log WHERE message_id = %s", [message.message_id]

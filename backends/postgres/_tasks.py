@@ -60,7 +60,7 @@ from msstore.repositories._tasks import (
 )
 from msstore.spi import StoreBase
 
-from ._agents import ENSURE_AGENTS, agent_of_token
+from ._agents import AgentRegistrar, agent_of_token
 from ._base import Conn, PgStore, own_pool
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
@@ -276,7 +276,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self._deadline = None if deadline is None else float(deadline)
         self._clock = clock
         self._codec = codec or default_codec
-        self._known_agents: set[str] = set()
+        self._registrar = AgentRegistrar()
         self._last_rescue: float | None = None
         self._rescue_lock = threading.Lock()
         self._waker: _Waker | None = None
@@ -291,11 +291,9 @@ class PostgresTaskQueue(PgStore, StoreBase):
     def _now_s(self) -> float:
         return time.time() if self._clock is None else self._clock()
 
-    def _agents(self, conn: Conn, tokens: Iterable[str]) -> None:
-        wanted = sorted(set(tokens) - self._known_agents)
-        if wanted:
-            conn.execute(ENSURE_AGENTS, ([agent_of_token(t) for t in wanted], wanted))
-            self._known_agents.update(wanted)
+    def _agents(self, tokens: Iterable[str | None]) -> None:
+        """Register the agents a write is about to reference (committed before it)."""
+        self._registrar.ensure(lambda fn: self._run_statement("register agents", fn), tokens)
 
     def _txn(self, what: str, fn: Callable[[Conn], Any], *, write: bool = True) -> Any:
         def run(conn: Conn) -> Any:
@@ -376,10 +374,10 @@ class PostgresTaskQueue(PgStore, StoreBase):
             ],
         }
         batch_ids = {s.task_id for s in checked}
+        self._agents(s.assigned_agent for s in rows)
 
         def write(c: Conn) -> list[uuid.UUID]:
             self._check_references(c, checked, batch_ids)
-            self._agents(c, (s.assigned_agent for s in rows if s.assigned_agent is not None))
             inserted = {r[0] for r in c.execute(INSERT_TASKS, params).fetchall()}
             held: dict[str, uuid.UUID] = {}
             clashes = [s.unique_key for s in rows if s.task_id not in inserted and s.unique_key]
@@ -497,6 +495,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self, agent: str, types: set[str] | None, limit: int, lease: float | None
     ) -> list[Claim]:
         self._rescue()
+        self._agents([agent])  # (a statement only the first time an agent claims)
         params = {
             "now": self._now(),
             "types": None if types is None else sorted(types),
@@ -507,7 +506,6 @@ class PostgresTaskQueue(PgStore, StoreBase):
         }
 
         def claim(c: Conn) -> list[Task]:
-            self._agents(c, [agent])  # (once per agent and queue)
             return [_task(r) for r in c.execute(CLAIM, params).fetchall()]
 
         tasks: list[Task] = self._run_statement("claim", claim)
