@@ -18,8 +18,10 @@ from msstore.repositories._messages import (
     ChannelType,
     Message,
     MessageType,
+    RequestReply,
     check_channel_name,
     check_channel_type,
+    check_correlation_id,
     check_message,
     check_pattern,
     matches,
@@ -29,7 +31,7 @@ from msstore.repositories._tasks import check_agent, check_limit
 __all__ = ["MemoryMessageLog"]
 
 
-class MemoryMessageLog:
+class MemoryMessageLog(RequestReply):
     """``MessageLog`` in memory (thread-safe); ``clock`` returns Unix seconds."""
 
     def __init__(
@@ -181,43 +183,8 @@ class MemoryMessageLog:
             if logged.to_agent == agent and logged.processed_at is None:
                 self._log[message.seq - 1] = attrs.evolve(logged, processed_at=self._clock())
 
-    def request(
-        self,
-        channel: str,
-        *,
-        from_agent: str,
-        to_agent: str,
-        subject: str,
-        payload: Any = None,
-    ) -> Message:
-        return self.send(
-            channel,
-            from_agent=from_agent,
-            to_agent=to_agent,
-            subject=subject,
-            payload=payload,
-            message_type=MessageType.QUERY,
-            correlation_id=uuid.uuid4(),
-        )
-
-    def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message:
-        if not isinstance(request, Message) or request.correlation_id is None:
-            raise InvalidArgument(
-                f"expected a request Message with a correlation_id, got {request!r}"
-            )
-        return self.send(
-            request.channel,
-            from_agent=from_agent,
-            to_agent=request.from_agent,
-            subject=request.subject,
-            payload=payload,
-            message_type=MessageType.RESPONSE,
-            correlation_id=request.correlation_id,
-        )
-
     def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
-        if not isinstance(correlation_id, uuid.UUID):
-            raise InvalidArgument(f"correlation_id must be a uuid.UUID, got {correlation_id!r}")
+        check_correlation_id(correlation_id)
         with self._lock:
             return [
                 m

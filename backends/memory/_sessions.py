@@ -90,34 +90,35 @@ class MemorySessionStore:
             found = self._live(token)
             return None if found is None else found[1]
 
-    def touch(self, token: str, *, ttl: float | None = None) -> Session | None:
-        seconds = None if ttl is None else check_seconds(ttl, field="ttl")
+    def _change(self, token: str, change: Callable[[Session, float], Session]) -> Session | None:
         with self._lock:
             self._check_open()
             found = self._live(token)
             if found is None:
                 return None
             key, session = found
-            now = self._clock()
-            length = session.ttl if seconds is None else seconds
-            session = attrs.evolve(session, last_activity=now, expires_at=now + length, ttl=length)
+            session = change(session, self._clock())
             self._sessions[key] = session
             return session
 
+    def touch(self, token: str, *, ttl: float | None = None) -> Session | None:
+        seconds = None if ttl is None else check_seconds(ttl, field="ttl")
+
+        def touch(session: Session, now: float) -> Session:
+            length = session.ttl if seconds is None else seconds
+            return attrs.evolve(session, last_activity=now, expires_at=now + length, ttl=length)
+
+        return self._change(token, touch)
+
     def update(self, token: str, data: Any) -> Session | None:
         stored = self._copy(data)
-        with self._lock:
-            self._check_open()
-            found = self._live(token)
-            if found is None:
-                return None
-            key, session = found
-            now = self._clock()
-            session = attrs.evolve(
+
+        def update(session: Session, now: float) -> Session:
+            return attrs.evolve(
                 session, data=stored, last_activity=now, expires_at=now + session.ttl
             )
-            self._sessions[key] = session
-            return session
+
+        return self._change(token, update)
 
     def close(self, token: str) -> bool:
         with self._lock:

@@ -59,9 +59,30 @@ class PgStore:
 
     _pool: ConnectionPool[Any]
     _deadline: float | None = None
+    _owns_pool: bool = False
+    _dsn: str = ""
 
     def _prepare(self, conn: Conn) -> None:
         """Called on each connection before ``fn`` (nothing by default)."""
+
+    def _adopt(
+        self,
+        pool: ConnectionPool[Any] | str,
+        *,
+        name: str,
+        connect_timeout: int,
+        deadline: float | None,
+        autocommit: bool = False,
+    ) -> None:
+        """Take ``pool``, or open a small one of the store's own for a DSN (closed with it)."""
+        self._owns_pool = isinstance(pool, str)
+        if isinstance(pool, str):
+            self._dsn = pool
+            pool = own_pool(pool, connect_timeout=connect_timeout, name=name, autocommit=autocommit)
+        else:
+            self._dsn = str(pool.conninfo)
+        self._pool = pool
+        self._deadline = None if deadline is None else float(deadline)
 
     def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
         """``fn(conn)`` on a pooled connection; errors as msstore errors (module docstring)."""

@@ -25,8 +25,10 @@ from msstore.repositories._messages import (
     ChannelType,
     Message,
     MessageType,
+    RequestReply,
     check_channel_name,
     check_channel_type,
+    check_correlation_id,
     check_message,
     check_pattern,
     pattern_regex,
@@ -35,7 +37,7 @@ from msstore.repositories._tasks import check_agent, check_limit
 from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
-from ._base import Conn, PgStore, own_pool
+from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
@@ -110,7 +112,7 @@ def _message(row: Sequence[Any]) -> Message:
     )
 
 
-class PostgresMessageLog(PgStore, StoreBase):
+class PostgresMessageLog(RequestReply, PgStore, StoreBase):
     """``MessageLog`` on PostgreSQL (migrations 0005 and 0018). ``pool``: a pool or a DSN;
     ``clock``: Unix seconds for every time the log records (default: the server's clock)."""
 
@@ -123,14 +125,9 @@ class PostgresMessageLog(PgStore, StoreBase):
         deadline: float | None = 15.0,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            self._dsn = pool
-            pool = own_pool(pool, connect_timeout=connect_timeout, name="msstore-messages")
-        else:
-            self._dsn = str(pool.conninfo)
-        self._pool: ConnectionPool[Any] = pool
-        self._deadline = deadline
+        self._adopt(
+            pool, name="msstore-messages", connect_timeout=connect_timeout, deadline=deadline
+        )
         self._clock = clock
         self._codec = codec or default_codec
         self._registrar = AgentRegistrar()
@@ -361,43 +358,8 @@ class PostgresMessageLog(PgStore, StoreBase):
 
         self._txn("ack", ack)
 
-    def request(
-        self,
-        channel: str,
-        *,
-        from_agent: str,
-        to_agent: str,
-        subject: str,
-        payload: Any = None,
-    ) -> Message:
-        return self.send(
-            channel,
-            from_agent=from_agent,
-            to_agent=to_agent,
-            subject=subject,
-            payload=payload,
-            message_type=MessageType.QUERY,
-            correlation_id=uuid.uuid4(),
-        )
-
-    def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message:
-        if not isinstance(request, Message) or request.correlation_id is None:
-            raise InvalidArgument(
-                f"expected a request Message with a correlation_id, got {request!r}"
-            )
-        return self.send(
-            request.channel,
-            from_agent=from_agent,
-            to_agent=request.from_agent,
-            subject=request.subject,
-            payload=payload,
-            message_type=MessageType.RESPONSE,
-            correlation_id=request.correlation_id,
-        )
-
     def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
-        if not isinstance(correlation_id, uuid.UUID):
-            raise InvalidArgument(f"correlation_id must be a uuid.UUID, got {correlation_id!r}")
+        check_correlation_id(correlation_id)
         self._check_open()
 
         def read(c: Conn) -> builtins.list[Message]:

@@ -25,7 +25,7 @@ from msstore.repositories._sessions import (
 from msstore.repositories._tasks import check_seconds
 
 from ._agents import ENSURE_AGENTS, agent_of_token
-from ._base import Conn, PgStore, own_pool
+from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
@@ -63,14 +63,9 @@ class PostgresSessionStore(PgStore):
         deadline: float | None = 15.0,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            self._dsn = pool
-            pool = own_pool(pool, connect_timeout=connect_timeout, name="msstore-sessions")
-        else:
-            self._dsn = str(pool.conninfo)
-        self._pool: ConnectionPool[Any] = pool
-        self._deadline = deadline
+        self._adopt(
+            pool, name="msstore-sessions", connect_timeout=connect_timeout, deadline=deadline
+        )
         self._clock = clock
         self._codec = codec or default_codec
         self._closed = False

@@ -61,7 +61,7 @@ from msstore.repositories._tasks import (
 from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
-from ._base import Conn, PgStore, own_pool
+from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
@@ -262,18 +262,15 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self._rescue_interval = check_seconds(rescue_interval, field="rescue_interval")
         if deadline is not None:
             check_seconds(deadline, field="deadline")
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            self._dsn = pool
-            # Autocommit connections: claims and completions are single statements; the
-            # multi-statement calls open their own transaction (conn.transaction()).
-            pool = own_pool(
-                pool, connect_timeout=connect_timeout, name="msstore-tasks", autocommit=True
-            )
-        else:
-            self._dsn = str(pool.conninfo)
-        self._pool: ConnectionPool[Any] = pool
-        self._deadline = None if deadline is None else float(deadline)
+        # Autocommit connections: claims and completions are single statements; the
+        # multi-statement calls open their own transaction (conn.transaction()).
+        self._adopt(
+            pool,
+            name="msstore-tasks",
+            connect_timeout=connect_timeout,
+            deadline=deadline,
+            autocommit=True,
+        )
         self._clock = clock
         self._codec = codec or default_codec
         self._registrar = AgentRegistrar()

@@ -34,8 +34,10 @@ __all__ = [
     "Message",
     "MessageLog",
     "MessageType",
+    "RequestReply",
     "check_channel_name",
     "check_channel_type",
+    "check_correlation_id",
     "check_message",
     "check_pattern",
     "matches",
@@ -178,6 +180,67 @@ def check_message(
     if reply_to is not None and (type(reply_to) is not str or not 0 < len(reply_to) <= MAX_NAME):
         raise InvalidArgument(f"reply_to must be a non-empty str, got {reply_to!r}")
     return sender, recipient, subject, kind
+
+
+class RequestReply:
+    """``request`` and ``reply`` written once, on top of a store's ``send`` (a mixin for
+    :class:`MessageLog` implementations)."""
+
+    def send(
+        self,
+        channel: str,
+        *,
+        from_agent: str,
+        subject: str,
+        payload: Any = None,
+        to_agent: str | None = None,
+        message_type: MessageType | str = MessageType.NOTIFICATION,
+        correlation_id: uuid.UUID | None = None,
+        reply_to: str | None = None,
+        priority: int = 0,
+        expires_at: float | None = None,
+    ) -> Message:
+        raise NotImplementedError
+
+    def request(
+        self,
+        channel: str,
+        *,
+        from_agent: str,
+        to_agent: str,
+        subject: str,
+        payload: Any = None,
+    ) -> Message:
+        return self.send(
+            channel,
+            from_agent=from_agent,
+            to_agent=to_agent,
+            subject=subject,
+            payload=payload,
+            message_type=MessageType.QUERY,
+            correlation_id=uuid.uuid4(),
+        )
+
+    def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message:
+        if not isinstance(request, Message) or request.correlation_id is None:
+            raise InvalidArgument(
+                f"expected a request Message with a correlation_id, got {request!r}"
+            )
+        return self.send(
+            request.channel,
+            from_agent=from_agent,
+            to_agent=request.from_agent,
+            subject=request.subject,
+            payload=payload,
+            message_type=MessageType.RESPONSE,
+            correlation_id=request.correlation_id,
+        )
+
+
+def check_correlation_id(correlation_id: object) -> uuid.UUID:
+    if not isinstance(correlation_id, uuid.UUID):
+        raise InvalidArgument(f"correlation_id must be a uuid.UUID, got {correlation_id!r}")
+    return correlation_id
 
 
 @runtime_checkable
