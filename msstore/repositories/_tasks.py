@@ -411,6 +411,11 @@ class TaskQueue(Protocol):
         """Add every task of ``specs`` atomically, in order; return their ids."""
         ...
 
+    def add_dependency(self, task_id: uuid.UUID, depends_on: uuid.UUID) -> None:
+        """Make pending (or paused) ``task_id`` wait for ``depends_on`` too;
+        ``DependencyCycle`` if that would close a cycle."""
+        ...
+
     def claim(
         self,
         agent_id: str,

@@ -301,6 +301,28 @@ class TaskQueueConformance:
             queue.enqueue("t", task_id=a, depends_on=[a])
         assert queue.stats()["total"] == 0
 
+    def test_a_dependency_added_later_holds_the_task_back_and_a_cycle_is_refused(
+        self, queue: TaskQueue
+    ) -> None:
+        a = queue.enqueue("t", {"n": "a"}, priority=Priority.LOW)
+        b = queue.enqueue("t", {"n": "b"}, priority=Priority.HIGH)
+        c = queue.enqueue("t", {"n": "c"}, priority=Priority.LOW, depends_on=[b])
+        queue.add_dependency(b, a)  # b now waits for a, though it has the higher priority
+        with pytest.raises(DependencyCycle):
+            queue.add_dependency(a, c)  # a -> c -> b -> a
+        with pytest.raises(DependencyCycle):
+            queue.add_dependency(a, a)
+        with pytest.raises(NotFound):
+            queue.add_dependency(a, uuid.uuid4())
+        order = []
+        while claims := queue.claim("w", limit=10):
+            for claim in claims:
+                order.append(claim.task_id)
+                queue.complete(claim)
+        assert order == [a, b, c]
+        with pytest.raises(TaskStateError):
+            queue.add_dependency(c, a)  # finished tasks gain no dependencies
+
     def test_a_dependency_on_a_missing_task_is_refused(self, queue: TaskQueue) -> None:
         with pytest.raises(NotFound):
             queue.enqueue("t", depends_on=[uuid.uuid4()])
