@@ -11,8 +11,10 @@ raised. Subclasses set ``_pool`` and ``_deadline`` and may prepare each connecti
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -23,7 +25,7 @@ from ._config import check_dsn
 from ._deadline import guard
 from ._tx import classify
 
-__all__ = ["KNOWLEDGE_DEADLINE", "Conn", "PgStore", "own_pool"]
+__all__ = ["KNOWLEDGE_DEADLINE", "NOW", "Conn", "PgStore", "own_pool", "timestamp"]
 
 # The knowledge stores load and index in bulk (a first load of many thousands of vectors builds
 # its HNSW graph in one statement), so their calls get a longer deadline than the state store's.
@@ -50,6 +52,16 @@ def own_pool(
     )
 
 
+# "Now" in a statement of a store with an injectable clock: the ``now`` parameter (the store's
+# clock, see PgStore._now) or, when that is NULL, the server's clock.
+NOW: Final = "COALESCE(%(now)s::timestamptz, clock_timestamp())"
+
+
+def timestamp(seconds: float | None) -> datetime.datetime | None:
+    """Unix seconds as an aware UTC datetime (``None`` stays ``None``), for timestamptz."""
+    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+
 class _CutOff(Exception):
     """A call whose connection the deadline watchdog cut (internal)."""
 
@@ -61,6 +73,15 @@ class PgStore:
     _deadline: float | None = None
     _owns_pool: bool = False
     _dsn: str = ""
+    _clock: Callable[[], float] | None = None
+
+    def _now(self) -> datetime.datetime | None:
+        """The ``now`` parameter of :data:`NOW`: the store's clock, or ``None`` (the server's)."""
+        return None if self._clock is None else timestamp(self._clock())
+
+    def _now_seconds(self) -> float:
+        """The store's clock, or this host's (Unix seconds), for checks made before SQL."""
+        return time.time() if self._clock is None else self._clock()
 
     def _prepare(self, conn: Conn) -> None:
         """Called on each connection before ``fn`` (nothing by default)."""
@@ -99,6 +120,16 @@ class PgStore:
             raise self._cut_off(what, write) from cut.__cause__
         except psycopg.Error as err:
             raise classify(err, what=what) from err
+
+    def _run_transaction(self, what: str, fn: Callable[[Conn], T], *, write: bool = True) -> T:
+        """:meth:`_run` with ``fn`` inside ``conn.transaction()`` (explicit on autocommit
+        connections too)."""
+
+        def run(conn: Conn) -> T:
+            with conn.transaction():
+                return fn(conn)
+
+        return self._run(what, run, write=write)
 
     def _run_statement(self, what: str, fn: Callable[[Conn], T], *, write: bool = True) -> T:
         """:meth:`_run` in autocommit: for ``fn`` that issues one statement (atomic by itself),

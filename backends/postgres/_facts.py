@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import datetime
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from msstore.registry import redact_url
 from msstore.spi import as_matrix, check_k
 
 from ._agents import ENSURE_AGENTS, agent_of_token
-from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
+from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore, timestamp
 from ._jsonb import jsonb_text
 from ._pgvector import HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._tx import classify
@@ -66,10 +65,6 @@ JOIN knowledge.embeddings e ON e.embedding_id = n.src
 """
 TSQUERY: Final = "replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery"
 DEFAULT_SEARCH: Final = HnswParams()
-
-
-def _ts(seconds: float | None) -> datetime.datetime | None:
-    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
 def _fact(row: Sequence[Any]) -> Fact:
@@ -126,8 +121,8 @@ class _InsertPlan:
             agents,
             [f.confidence for f in kept],
             [self.evidence[i] for i in keep],
-            [_ts(f.valid_from) for f in kept],
-            [_ts(f.valid_until) for f in kept],
+            [timestamp(f.valid_from) for f in kept],
+            [timestamp(f.valid_until) for f in kept],
             [f.key for f in kept],
             list(versions),
         ]
@@ -424,7 +419,7 @@ class PostgresFactStore(PgStore):
             where.append(
                 sql.SQL("f.valid_from <= %s AND (f.valid_until IS NULL OR f.valid_until > %s)")
             )
-            params += [_ts(flt.valid_at)] * 2
+            params += [timestamp(flt.valid_at)] * 2
         if flt.source_agent is not None:
             where.append(sql.SQL("f.source_agent_id = %s"))
             params.append(agent_of_token(flt.source_agent))

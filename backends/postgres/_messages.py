@@ -9,8 +9,6 @@ come back through the registry's ``agent_name``.
 from __future__ import annotations
 
 import builtins
-import datetime
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -37,13 +35,12 @@ from msstore.repositories._tasks import check_agent, check_limit
 from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
-from ._base import Conn, PgStore
+from ._base import NOW, Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
 __all__ = ["PostgresMessageLog"]
 
-NOW: Final = "COALESCE(%(now)s::timestamptz, clock_timestamp())"
 MESSAGE_COLUMNS: Final = """
   l.message_id, l.seq, c.channel_name, f.agent_name, t.agent_name, l.message_type::text,
   l.subject, l.payload, extract(epoch FROM l.sent_at)::float8, l.correlation_id, l.reply_to,
@@ -85,10 +82,6 @@ VALUES (%(channel_id)s, %(from_id)s, %(to_id)s, %(broadcast)s, %(type)s::message
   %(expires)s, {NOW})
 RETURNING l.message_id, l.seq, extract(epoch FROM l.sent_at)::float8
 """
-
-
-def _ts(seconds: float | None) -> datetime.datetime | None:
-    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
 def _message(row: Sequence[Any]) -> Message:
@@ -135,19 +128,9 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
     def __repr__(self) -> str:
         return f"PostgresMessageLog({redact_url(self._dsn)})"
 
-    def _now(self) -> datetime.datetime | None:
-        return None if self._clock is None else _ts(self._clock())
-
     def _agents(self, *tokens: str | None) -> None:
         """Register the agents a write is about to reference (committed before it)."""
         self._registrar.ensure(lambda fn: self._run_statement("register agents", fn), tokens)
-
-    def _txn(self, what: str, fn: Callable[[Conn], Any], *, write: bool = True) -> Any:
-        def run(conn: Conn) -> Any:
-            with conn.transaction():
-                return fn(conn)
-
-        return self._run(what, run, write=write)
 
     @staticmethod
     def _channel_row(c: Conn, name: str, *, lock: bool = False) -> tuple[uuid.UUID, str]:
@@ -179,7 +162,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 raise DuplicateKey(f"channel {name!r} exists", key=name)
             return Channel(row[0], name, kind, description)
 
-        result: Channel = self._txn("create channel", create)
+        result: Channel = self._run_transaction("create channel", create)
         return result
 
     def channel(self, name: str) -> Channel | None:
@@ -221,7 +204,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 [aid, channel_id, checked, "{}" if regex is None else jsonb_text({"regex": regex})],
             )
 
-        self._txn("subscribe", subscribe)
+        self._run_transaction("subscribe", subscribe)
 
     def unsubscribe(self, agent_id: str, channel: str) -> bool:
         agent = check_agent(agent_id)
@@ -238,7 +221,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 > 0
             )
 
-        result: bool = self._txn("unsubscribe", unsubscribe)
+        result: bool = self._run_transaction("unsubscribe", unsubscribe)
         return result
 
     def send(
@@ -255,7 +238,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
         priority: int = 0,
         expires_at: float | None = None,
     ) -> Message:
-        now_s = time.time() if self._clock is None else self._clock()
+        now_s = self._now_seconds()
         sender, recipient, subject, kind = check_message(
             from_agent=from_agent,
             to_agent=to_agent,
@@ -292,7 +275,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                     "correlation_id": correlation_id,
                     "reply_to": reply_to,
                     "priority": priority,
-                    "expires": _ts(None if expires_at is None else float(expires_at)),
+                    "expires": timestamp(None if expires_at is None else float(expires_at)),
                 },
             ).fetchone()
             assert row is not None
@@ -312,7 +295,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 expires_at=None if expires_at is None else float(expires_at),
             )
 
-        result: Message = self._txn("send", send)
+        result: Message = self._run_transaction("send", send)
         return result
 
     def inbox(self, agent_id: str, *, limit: int = 100) -> builtins.list[Message]:
@@ -356,7 +339,7 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 {"now": self._now(), "id": message.message_id, "aid": aid},
             )
 
-        self._txn("ack", ack)
+        self._run_transaction("ack", ack)
 
     def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
         check_correlation_id(correlation_id)

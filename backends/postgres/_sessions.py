@@ -4,7 +4,6 @@ store's clock (the server's unless one is given)."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -25,23 +24,18 @@ from msstore.repositories._sessions import (
 from msstore.repositories._tasks import check_seconds
 
 from ._agents import ENSURE_AGENTS, agent_of_token
-from ._base import Conn, PgStore
+from ._base import NOW, Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
 __all__ = ["PostgresSessionStore"]
 
-NOW: Final = "COALESCE(%(now)s::timestamptz, clock_timestamp())"
 COLUMNS: Final = """
   s.session_id, r.agent_name, s.user_id, s.session_type, s.session_data, s.permissions,
   extract(epoch FROM s.created_at)::float8, extract(epoch FROM s.last_activity)::float8,
   extract(epoch FROM s.expires_at)::float8, s.ttl_seconds
 """
 LIVE: Final = f"s.session_token = %(hash)s AND s.expires_at > {NOW}"
-
-
-def _ts(seconds: float | None) -> datetime.datetime | None:
-    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
 def _session(row: Sequence[Any]) -> Session:
@@ -76,9 +70,6 @@ class PostgresSessionStore(PgStore):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed(f"{self!r} is shut down", hint="open a new store")
-
-    def _now(self) -> datetime.datetime | None:
-        return None if self._clock is None else _ts(self._clock())
 
     def _select(self, where: str) -> str:
         return (
@@ -132,15 +123,8 @@ class PostgresSessionStore(PgStore):
             assert row is not None
             return _session(row)
 
-        session: Session = self._txn("open session", insert)
+        session: Session = self._run_transaction("open session", insert)
         return attrs.evolve(session, token=token)
-
-    def _txn(self, what: str, fn: Callable[[Conn], Any]) -> Any:
-        def run(conn: Conn) -> Any:
-            with conn.transaction():
-                return fn(conn)
-
-        return self._run(what, run, write=True)
 
     def get(self, token: str) -> Session | None:
         params = {"now": self._now(), "hash": token_hash(check_token(token))}

@@ -39,7 +39,7 @@ from msstore.registry import redact_url
 from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
 
 from ._agents import ENSURE_AGENTS, agent_id_for, agent_of_token
-from ._base import Conn, PgStore, own_pool
+from ._base import Conn, PgStore, own_pool, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_row, jsonb_text
 
@@ -117,10 +117,6 @@ WHERE s.version <= covered.version
   AND ((s.deleted AND s.updated_at <= now() - make_interval(secs => %s))
        OR s.expires_at <= now() - make_interval(secs => %s))
 """
-
-
-def _ts(seconds: float | None) -> datetime.datetime | None:
-    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
 class PostgresStateStore(PgStore, StoreBase):
@@ -388,8 +384,8 @@ class PostgresStateStore(PgStore, StoreBase):
             text,
             rec.version,
             checksum,
-            _ts(rec.updated_at),
-            _ts(rec.expires_at),
+            timestamp(rec.updated_at),
+            timestamp(rec.expires_at),
             rec.deleted,
         )
 
@@ -436,7 +432,7 @@ class PostgresStateStore(PgStore, StoreBase):
                     text,
                     checkpoint.kv_revision,
                     checkpoint.trigger,
-                    _ts(checkpoint.created_at),
+                    timestamp(checkpoint.created_at),
                 ),
             ).fetchone()
             conn.commit()

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import builtins
-import datetime
 import logging
 import threading
 import time
@@ -61,7 +60,7 @@ from msstore.repositories._tasks import (
 from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
-from ._base import Conn, PgStore
+from ._base import NOW, Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 
@@ -71,7 +70,6 @@ log = logging.getLogger("msstore.postgres")
 
 CHANNEL: Final = "msstore_tasks"
 PRIORITY_LABELS: Final = ("low", "normal", "high", "urgent", "critical")
-NOW: Final = "COALESCE(%(now)s::timestamptz, clock_timestamp())"
 
 TASK_COLUMNS: Final = """
   q.task_id, q.task_type, q.payload, q.status::text, q.priority::text,
@@ -190,10 +188,6 @@ WHERE task_id = %(task_id)s AND execution_attempt = %(attempt)s AND status = 'ru
 """
 
 
-def _ts(seconds: float | None) -> datetime.datetime | None:
-    return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-
-
 _TASK_FIELDS: Final = tuple(a.name for a in attrs.fields(Task))
 
 
@@ -282,22 +276,9 @@ class PostgresTaskQueue(PgStore, StoreBase):
     def __repr__(self) -> str:
         return f"PostgresTaskQueue({redact_url(self._dsn)})"
 
-    def _now(self) -> datetime.datetime | None:
-        return None if self._clock is None else _ts(self._clock())
-
-    def _now_s(self) -> float:
-        return time.time() if self._clock is None else self._clock()
-
     def _agents(self, tokens: Iterable[str | None]) -> None:
         """Register the agents a write is about to reference (committed before it)."""
         self._registrar.ensure(lambda fn: self._run_statement("register agents", fn), tokens)
-
-    def _txn(self, what: str, fn: Callable[[Conn], Any], *, write: bool = True) -> Any:
-        def run(conn: Conn) -> Any:
-            with conn.transaction():
-                return fn(conn)
-
-        return self._run(what, run, write=write)
 
     # Enqueue ---------------------------------------------------------------------------------
 
@@ -340,7 +321,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
     ) -> list[uuid.UUID]:
         """:meth:`TaskQueue.enqueue_many`; ``conn`` as for :meth:`enqueue`."""
         self._check_open()
-        checked = check_specs(specs, now=self._now_s(), codec=self._codec)
+        checked = check_specs(specs, now=self._now_seconds(), codec=self._codec)
         if not checked:
             return []
         # One task per unique key in the batch: later ones resolve to the first.
@@ -359,8 +340,8 @@ class PostgresTaskQueue(PgStore, StoreBase):
             "types": [s.task_type for s in rows],
             "payloads": [jsonb_text(s.payload, self._codec) for s in rows],
             "priorities": [PRIORITY_LABELS[s.priority] for s in rows],
-            "scheduled": [_ts(s.scheduled_at) for s in rows],
-            "expires": [_ts(s.expires_at) for s in rows],
+            "scheduled": [timestamp(s.scheduled_at) for s in rows],
+            "expires": [timestamp(s.expires_at) for s in rows],
             "retries": [s.max_retries for s in rows],
             "exec_s": [s.max_execution_time for s in rows],
             "parents": [s.parent for s in rows],
@@ -407,7 +388,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 from ._tx import classify  # noqa: PLC0415
 
                 raise classify(err, what="enqueue") from err
-        result: list[uuid.UUID] = self._txn("enqueue", write)
+        result: list[uuid.UUID] = self._run_transaction("enqueue", write)
         return result
 
     def _check_references(self, c: Conn, specs: list[TaskSpec], batch: set[Any]) -> None:
@@ -471,12 +452,12 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 [task_id, depends_on],
             )
 
-        self._txn("add dependency", add)
+        self._run_transaction("add dependency", add)
 
     # Claims ----------------------------------------------------------------------------------
 
     def _rescue(self) -> None:
-        now = self._now_s()
+        now = self._now_seconds()
         with self._rescue_lock:
             if self._last_rescue is not None and now - self._last_rescue < self._rescue_interval:
                 return
@@ -561,7 +542,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 c, {"task_id": claim.task_id, "attempt": claim.attempt, "now": self._now()}
             )
 
-        result: Task = self._txn(what, settle)
+        result: Task = self._run_transaction(what, settle)
         return result
 
     def heartbeat(self, claim: Claim, *, lease: float | None = None) -> Claim:
@@ -694,7 +675,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 c.execute("SELECT pg_notify(%s, %s)", [CHANNEL, "resumed"])
             return self._read(c, task_id)
 
-        result: Task = self._txn(verb, move)
+        result: Task = self._run_transaction(verb, move)
         return result
 
     def cancel(self, task_id: uuid.UUID) -> Task:
@@ -772,7 +753,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         return result
 
     def purge(self, *, completed_before: float, include_failed: bool = False) -> int:
-        before = _ts(check_time(completed_before, field="completed_before"))
+        before = timestamp(check_time(completed_before, field="completed_before"))
         if type(include_failed) is not bool:
             raise InvalidArgument(f"include_failed must be a bool, got {include_failed!r}")
         statuses = ["completed", "cancelled"] + (["failed"] if include_failed else [])
@@ -792,7 +773,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 [statuses, before],
             ).rowcount
 
-        result: int = self._txn("purge tasks", purge)
+        result: int = self._run_transaction("purge tasks", purge)
         return result
 
     def list(

@@ -168,9 +168,15 @@ def _msstore_round(
 
 
 # Decimal places per figure (the rest: one).
-_DIGITS = {"writes_per_s": 0, "raw_dual_writes_per_s": 0, "write_ratio": 3}
-_DIGITS |= {"write_ratio_vs_raw_dual": 3, "cpu_ratio_vs_raw_dual": 3, "lag_p50_ms": 2}
-_DIGITS |= {"lag_p95_ms": 2}
+_DIGITS = {
+    "writes_per_s": 0,
+    "raw_dual_writes_per_s": 0,
+    "write_ratio": 3,
+    "write_ratio_vs_raw_dual": 3,
+    "cpu_ratio_vs_raw_dual": 3,
+    "lag_p50_ms": 2,
+    "lag_p95_ms": 2,
+}
 
 
 def run(
