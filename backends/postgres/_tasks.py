@@ -63,6 +63,7 @@ from ._agents import AgentRegistrar, agent_of_token
 from ._base import NOW, Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
+from ._tx import classify
 
 __all__ = ["CHANNEL", "PostgresTaskQueue"]
 
@@ -385,8 +386,6 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 with conn.transaction():  # a savepoint inside the caller's transaction
                     return write(conn)
             except psycopg.Error as err:
-                from ._tx import classify  # noqa: PLC0415
-
                 raise classify(err, what="enqueue") from err
         result: list[uuid.UUID] = self._run_transaction("enqueue", write)
         return result
