@@ -25,6 +25,7 @@ from msstore.errors import InvalidArgument
 from ._facts import MemoryFactStore
 from ._kv import MemoryKV
 from ._messages import MemoryMessageLog
+from ._outbox import MemoryEventStream, MemoryOutbox
 from ._sessions import MemorySessionStore
 from ._table import MemoryTable
 from ._tasks import MemoryTaskQueue
@@ -32,9 +33,11 @@ from ._vector import MemoryVectorIndex
 
 __all__ = [
     "MemoryBackend",
+    "MemoryEventStream",
     "MemoryFactStore",
     "MemoryKV",
     "MemoryMessageLog",
+    "MemoryOutbox",
     "MemorySessionStore",
     "MemoryTable",
     "MemoryTaskQueue",

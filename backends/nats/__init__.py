@@ -22,6 +22,7 @@ from msstore.errors import InvalidArgument, Unsupported
 
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size
+from ._events import JetStreamSink
 from ._kv import BatchError, NatsKV
 from ._provision import Change, cluster_size, provision
 from ._streams import stream_config
@@ -29,6 +30,7 @@ from ._streams import stream_config
 __all__ = [
     "BatchError",
     "Change",
+    "JetStreamSink",
     "NatsBackend",
     "NatsClient",
     "NatsConfig",

@@ -17,6 +17,7 @@ never correctness.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Final
 
 import nats.errors
@@ -56,11 +57,7 @@ class Requests:
         if not self._lean:
             return await nc.request(subject, payload, timeout=timeout, headers=headers)
         if not self._prefix:
-            if not nc._resp_sub_prefix:
-                await nc._init_request_sub()
-            assert nc._resp_sub_prefix is not None
-            self._prefix = nc._resp_sub_prefix.decode()
-            self._loop = asyncio.get_running_loop()
+            await self._ready()
         loop = self._loop
         assert loop is not None
         token = nc._nuid.next().decode()
@@ -78,6 +75,61 @@ class Requests:
         if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
             raise nats.errors.NoRespondersError
         return msg
+
+    async def request_many(
+        self, requests: Sequence[tuple[str, bytes, dict[str, str] | None]], *, timeout: float
+    ) -> list[Msg | BaseException]:
+        """Every request sent before any reply is awaited (one flush for the lot), each reply
+        or its error in order: what ``request`` would return or raise, one per request."""
+        nc = self._nc
+        if not self._lean:
+            return await asyncio.gather(
+                *(nc.request(s, p, timeout=timeout, headers=h) for s, p, h in requests),
+                return_exceptions=True,
+            )
+        await self._ready()
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + timeout
+        tokens: list[str] = []
+        futures: list[asyncio.Future[Msg]] = []
+        for _ in requests:
+            token = nc._nuid.next().decode()
+            future: asyncio.Future[Msg] = loop.create_future()
+            nc._resp_map[token] = future
+            self._pending[token] = (deadline, future)
+            tokens.append(token)
+            futures.append(future)
+        self._watch.at_most(loop, deadline)
+        try:
+            for (subject, payload, headers), token, future in zip(
+                requests, tokens, futures, strict=True
+            ):
+                try:
+                    await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+                except Exception as err:  # this one did not go out (too big, connection closed)
+                    future.set_exception(err)
+            replies = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            for token in tokens:
+                nc._resp_map.pop(token, None)
+                self._pending.pop(token, None)
+        return [
+            nats.errors.NoRespondersError()
+            if isinstance(r, Msg) and r.headers and r.headers.get("Status") == NO_RESPONDERS
+            else r
+            for r in replies
+        ]
+
+    async def _ready(self) -> None:
+        """The inbox subscription and this connection's loop, set up on first use."""
+        if not self._prefix:
+            nc = self._nc
+            if not nc._resp_sub_prefix:
+                await nc._init_request_sub()
+            assert nc._resp_sub_prefix is not None
+            self._prefix = nc._resp_sub_prefix.decode()
+            self._loop = asyncio.get_running_loop()
 
     def _expire(self) -> None:
         """The watch timer: fail the requests past their deadline, wait for the next one."""

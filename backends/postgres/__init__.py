@@ -30,6 +30,7 @@ from ._facts import PostgresFactStore
 from ._jsonb import jsonb_text
 from ._messages import PostgresMessageLog
 from ._migrate import MigrationReport, MigrationStatus, Migrator
+from ._outbox import PostgresOutbox
 from ._pgvector import HnswParams
 from ._pools import (
     Health,
@@ -59,6 +60,7 @@ __all__ = [
     "PostgresBackend",
     "PostgresFactStore",
     "PostgresMessageLog",
+    "PostgresOutbox",
     "PostgresSessionStore",
     "PostgresStateStore",
     "PostgresTaskQueue",

@@ -63,6 +63,7 @@ from ._agents import AgentRegistrar, agent_of_token
 from ._base import NOW, Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
+from ._listen import Listener
 from ._tx import classify
 
 __all__ = ["CHANNEL", "PostgresTaskQueue"]
@@ -271,7 +272,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
         self._registrar = AgentRegistrar()
         self._last_rescue: float | None = None
         self._rescue_lock = threading.Lock()
-        self._waker: _Waker | None = None
+        self._waker: Listener | None = None
         self._waker_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -516,10 +517,10 @@ class PostgresTaskQueue(PgStore, StoreBase):
             waker.wait(seen, min(left, self._poll))
             self._check_open()
 
-    def _get_waker(self) -> _Waker:
+    def _get_waker(self) -> Listener:
         with self._waker_lock:
             if self._waker is None:
-                self._waker = _Waker(self._pool)
+                self._waker = Listener(self._pool, CHANNEL, name="msstore-task-waker")
             return self._waker
 
     def _settle(
@@ -831,54 +832,3 @@ def _stale(claim: Claim, row: Sequence[Any] | None) -> StaleClaim | None:
         task_id=str(claim.task_id),
         attempt=claim.attempt,
     )
-
-
-class _Waker:
-    """One ``LISTEN msstore_tasks`` connection for a queue's waiting claims. Each notification
-    bumps ``generation``; a waiter that saw generation ``g`` before its failed claim returns
-    as soon as it moved on (so a notification between the claim and the wait is not lost)."""
-
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
-        self._conninfo = str(pool.conninfo)
-        kwargs = pool.kwargs
-        self._kwargs = dict((kwargs() if callable(kwargs) else kwargs) or {})
-        self._kwargs.pop("autocommit", None)
-        self._cond = threading.Condition(threading.Lock())
-        self.generation = 0
-        self._stop = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._thread = threading.Thread(target=self._listen, name="msstore-task-waker", daemon=True)
-        self._thread.start()
-
-    def _bump(self) -> None:
-        with self._cond:
-            self.generation += 1
-            self._cond.notify_all()
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
-                    self._conn = conn
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._bump()  # anything enqueued while we were not listening: look again
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._bump()
-            except Exception as err:  # the poll keeps waiters going; reconnect after a pause
-                if self._stop.is_set():
-                    return
-                log.info("task wake-up listener: %s; reconnecting", err)
-                self._stop.wait(1.0)
-            finally:
-                self._conn = None
-
-    def wait(self, seen: int, timeout: float) -> None:
-        with self._cond:
-            if self.generation == seen:
-                self._cond.wait(timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._bump()
-        self._thread.join(5.0)

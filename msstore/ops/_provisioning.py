@@ -23,7 +23,10 @@ objects (:class:`ProvisionConfig`) or read from a TOML or JSON file (:func:`load
 Applying it to a server is the NATS backend's job (``msstore provision``). Deviations from the
 reference: the task processor is a durable *pull* consumer, so its ``rate_limit`` (which NATS
 applies to push consumers only, in bits per second) is not set; placement tags are not set, since
-they need a server configured with matching tags.
+they need a server configured with matching tags; TASK_EXECUTION also captures
+``tasks.updated.>`` (the outbox trigger's subject for a change that is not a status change: a
+retry put back to pending, a lease renewed), which the reference's trigger emits but its stream
+did not capture; ``DEAD_LETTERS`` (``msstore.dead.>``) keeps what a consumer gave up on.
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ DEFAULT = ProvisionConfig(
                 "tasks.completed.>",
                 "tasks.failed.>",
                 "tasks.cancelled.>",
+                "tasks.updated.>",
             ),
             storage="file",
             retention="interest",
@@ -188,6 +192,17 @@ DEFAULT = ProvisionConfig(
             max_bytes=100 * MiB,
             max_msg_size=256 * 1024,
             replicas=1,
+        ),
+        StreamSpec(
+            name="DEAD_LETTERS",
+            description="Events a consumer gave up on, with the reason (msstore's own)",
+            subjects=("msstore.dead.>",),
+            storage="file",
+            retention="limits",
+            max_age=7 * 86400,
+            max_msgs=1_000_000,
+            max_bytes=GiB,
+            replicas=3,
         ),
     ),
     consumers=(

@@ -59,7 +59,7 @@ def test_provision_creates_the_reference_resources_then_is_a_no_op(fresh_nats: s
     runner = CliRunner()
     first = runner.invoke(main, ["provision", "--nats", fresh_nats])
     assert first.exit_code == 0, first.output
-    assert sum(line.startswith("created") for line in first.output.splitlines()) == 9
+    assert sum(line.startswith("created") for line in first.output.splitlines()) == 10
 
     state = server_state(fresh_nats)
     buckets = {
@@ -90,7 +90,7 @@ def test_provision_creates_the_reference_resources_then_is_a_no_op(fresh_nats: s
         agent["allow_rollup_hdrs"],
     ) == ("file", "limits", 1800, 1_000_000, 1024**3, 1024**2, "old", 300, True)
     tasks = state["TASK_EXECUTION"]
-    assert len(tasks["subjects"]) == 5 and tasks["retention"] == "interest"
+    assert len(tasks["subjects"]) == 6 and tasks["retention"] == "interest"
     assert (
         tasks["max_age"] // NS,
         tasks["max_msgs"],
@@ -127,15 +127,15 @@ def test_provision_creates_the_reference_resources_then_is_a_no_op(fresh_nats: s
     second = runner.invoke(main, ["provision", "--nats", fresh_nats])
     assert second.exit_code == 0, second.output
     assert not any(line.startswith("created") for line in second.output.splitlines())
-    assert second.output.count("unchanged") == 9
+    assert second.output.count("unchanged") == 10
     assert "nothing to change" in second.output
 
 
 def test_dry_run_changes_nothing(fresh_nats: str) -> None:
     result = CliRunner().invoke(main, ["provision", "--nats", fresh_nats, "--dry-run"])
-    assert result.exit_code == 0 and result.output.count("would create") == 9
+    assert result.exit_code == 0 and result.output.count("would create") == 10
     again = CliRunner().invoke(main, ["provision", "--nats", fresh_nats, "--dry-run"])
-    assert again.output.count("would create") == 9  # still nothing on the server
+    assert again.output.count("would create") == 10  # still nothing on the server
 
 
 def test_existing_resource_with_other_settings_is_reported_not_clobbered(

@@ -1,0 +1,48 @@
+"""Coordination across the two servers: the transactional outbox relayed to JetStream, and the
+consumers that read it.
+
+* :class:`OutboxRelay` moves committed ``messages.outbox`` events (state, task and message
+  changes, and your own, added in your transaction) to their JetStream stream, exactly once
+  inside the stream's deduplication window, in outbox order per subject.
+* :func:`subscribe` runs a handler over a stream's events with explicit acks, redelivery with
+  backoff, and a dead-letter subject; :data:`PRESETS` are the reference design's consumers.
+
+The seams are :class:`OutboxSource` (PostgreSQL's ``PostgresOutbox``, or ``MemoryOutbox``)
+and :class:`EventSink` (NATS's ``JetStreamSink``, or ``MemoryEventStream``).
+"""
+
+from __future__ import annotations
+
+from ._outbox import (
+    MAX_BATCH,
+    BatchReport,
+    EventSink,
+    Failed,
+    OutboxEvent,
+    OutboxSource,
+    OutboxStats,
+    Outcome,
+    Published,
+    Retry,
+    check_subject,
+    relay_health,
+    subject_matches,
+)
+from ._relay import OutboxRelay
+
+__all__ = [
+    "MAX_BATCH",
+    "BatchReport",
+    "EventSink",
+    "Failed",
+    "OutboxEvent",
+    "OutboxRelay",
+    "OutboxSource",
+    "OutboxStats",
+    "Outcome",
+    "Published",
+    "Retry",
+    "check_subject",
+    "relay_health",
+    "subject_matches",
+]

@@ -1,0 +1,251 @@
+"""The outbox's vocabulary: events, what publishing one came to, the two seams a relay joins
+(an :class:`OutboxSource` of committed events, an :class:`EventSink` that stores them), and the
+pure checks and health rule the relay applies.
+
+A source hands the relay a claimed batch inside its own transaction and applies the relay's
+verdicts in that same transaction: rows published (marked, or deleted), rows failed (set aside
+with their reason), rows to retry (left waiting, their attempt counted). A relay killed before
+the source commits leaves every row of its batch waiting: a later relay publishes them again and
+the sink's deduplication (JetStream's ``Nats-Msg-Id`` window) drops the copies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol, runtime_checkable
+
+import attrs
+
+from msstore.errors import InvalidArgument
+from msstore.records import HealthStatus
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_SUBJECT_BYTES",
+    "BatchReport",
+    "EventSink",
+    "Failed",
+    "OutboxEvent",
+    "OutboxSource",
+    "OutboxStats",
+    "Outcome",
+    "Published",
+    "Retry",
+    "check_subject",
+    "check_window",
+    "relay_health",
+    "subject_matches",
+    "subject_problem",
+    "summarize",
+]
+
+MAX_BATCH: Final = 10_000
+# NATS caps a protocol line (PUB <subject> <reply> <size>) at 4 KiB by default; the reply
+# inbox and sizes take the rest.
+MAX_SUBJECT_BYTES: Final = 3_000
+
+
+@attrs.frozen(kw_only=True)
+class OutboxEvent:
+    """One committed outbox row. ``payload`` is its JSON as stored (published as is);
+    ``msg_id`` is the deduplication id (``Nats-Msg-Id``); ``created_at`` Unix seconds."""
+
+    outbox_id: int
+    msg_id: str
+    subject: str
+    payload: bytes
+    created_at: float
+
+
+@attrs.frozen
+class Published:
+    """The sink stored the event (``duplicate``: it already had it, inside its window)."""
+
+    stream: str
+    seq: int
+    duplicate: bool = False
+
+
+@attrs.frozen
+class Failed:
+    """The event can never be published as it is (its row is set aside with ``reason``)."""
+
+    reason: str
+
+
+@attrs.frozen
+class Retry:
+    """Publishing did not happen or was not confirmed (``reason``); the row waits."""
+
+    reason: str
+
+
+Outcome = Published | Failed | Retry
+
+
+@attrs.frozen(kw_only=True)
+class BatchReport:
+    """What one relay pass did: rows published, set aside as failed, left to retry, and held
+    back (an earlier row of their subject was still in another relay's hands)."""
+
+    claimed: int = 0
+    published: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retried: int = 0
+    held_back: int = 0
+    retry_reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OutboxStats:
+    """The outbox as its source sees it: rows waiting (``depth``), the creation time of the
+    oldest (Unix seconds, ``None`` when empty), and rows set aside as failed."""
+
+    depth: int
+    oldest_created_at: float | None
+    failed: int
+
+
+Publish = Callable[[Sequence[OutboxEvent]], Sequence[Outcome]]
+
+
+@runtime_checkable
+class OutboxSource(Protocol):
+    """Committed events, claimed in outbox order by one relay at a time per row."""
+
+    def relay_batch(self, limit: int, publish: Publish) -> BatchReport:
+        """Claim up to ``limit`` waiting events (skipping rows another relay holds, and rows
+        with an earlier waiting row of their subject held elsewhere), call ``publish`` once with
+        them in outbox order, apply its outcomes (one per event, in order) and commit, all in
+        one transaction. If ``publish`` raises, nothing is applied and the error propagates."""
+        ...
+
+    def stats(self) -> OutboxStats: ...
+
+    def failures(self, limit: int = 100) -> list[tuple[OutboxEvent, str]]:
+        """Rows set aside as failed, oldest first, with their reasons."""
+        ...
+
+    def purge_published(self) -> int:
+        """Delete the published rows kept longer than the source's retention; how many."""
+        ...
+
+    def wait(self, timeout: float) -> None:
+        """Return when new events may have been committed, or after ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where events go (JetStream, or an in-memory stream for tests)."""
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the sink accepts, in bytes."""
+        ...
+
+    def publish_batch(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
+        """Publish every event (deduplicated by ``msg_id``), awaiting each acknowledgement;
+        one outcome per event, in order. Never raises for one event's problem."""
+        ...
+
+    def reachable(self) -> bool:
+        """Whether the sink's server answers now."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def subject_problem(subject: str) -> str | None:
+    """Why ``subject`` cannot be published to (``None`` when it can): NATS subjects are
+    dot-separated non-empty tokens without whitespace or wildcards."""
+    if not subject:
+        return "the subject is empty"
+    if len(subject.encode()) > MAX_SUBJECT_BYTES:
+        return f"the subject is longer than {MAX_SUBJECT_BYTES:,} bytes"
+    if any(c.isspace() or ord(c) < 32 for c in subject):
+        return "the subject contains whitespace or control characters"
+    for token in subject.split("."):
+        if not token:
+            return "the subject has an empty token (leading, trailing or doubled '.')"
+        if token in ("*", ">"):
+            return "the subject contains a wildcard token ('*' or '>')"
+    return None
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` is one of the subjects ``pattern`` names (NATS wildcards: ``*`` one
+    token, ``>`` one or more trailing tokens)."""
+    want = pattern.split(".")
+    have = subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+def check_subject(subject: object) -> str:
+    """``subject`` if it can be published to, else ``InvalidArgument`` saying why."""
+    if type(subject) is not str:
+        raise InvalidArgument(f"subject must be a str, got {subject!r}")
+    problem = subject_problem(subject)
+    if problem is not None:
+        raise InvalidArgument(f"subject {subject[:80]!r}: {problem}")
+    return subject
+
+
+def relay_health(
+    *, oldest_age: float | None, reachable: bool, window: float
+) -> tuple[HealthStatus, str]:
+    """UNHEALTHY when the sink cannot be reached (events wait in the outbox, nothing is
+    lost); DEGRADED when the oldest waiting event is older than ``window`` seconds; else
+    HEALTHY. Returns the status and a one-line reason."""
+    if not reachable:
+        return HealthStatus.UNHEALTHY, "NATS is unreachable; events wait in the outbox"
+    if oldest_age is not None and oldest_age > window:
+        return (
+            HealthStatus.DEGRADED,
+            f"the oldest unpublished event is {oldest_age:.3g} s old (window {window:g} s)",
+        )
+    return HealthStatus.HEALTHY, "publishing within the window"
+
+
+def check_window(value: object, *, field: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidArgument(f"{field} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def summarize(claimed: int, outcomes: Sequence[Outcome], *, held_back: int) -> BatchReport:
+    """The report of a pass that claimed ``claimed`` rows and got ``outcomes``."""
+    published = duplicates = failed = retried = 0
+    reason: str | None = None
+    for outcome in outcomes:
+        if isinstance(outcome, Published):
+            published += 1
+            duplicates += outcome.duplicate
+        elif isinstance(outcome, Failed):
+            failed += 1
+        else:
+            retried += 1
+            reason = reason or outcome.reason
+    return BatchReport(
+        claimed=claimed,
+        published=published,
+        duplicates=duplicates,
+        failed=failed,
+        retried=retried,
+        held_back=held_back,
+        retry_reason=reason,
+    )

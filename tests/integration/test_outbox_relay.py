@@ -1,0 +1,134 @@
+"""The outbox relay on real servers: state, task and message changes reach their JetStream
+streams once each; rows that can never go out are set aside without blocking the rest."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+import pytest
+
+from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig, provision
+from msstore.backends.postgres import PostgresOutbox, PostgresTaskQueue
+from msstore.coordination import OutboxRelay
+from msstore.ops import ProvisionConfig, StreamSpec
+from msstore.ops._provisioning import DEFAULT
+from msstore.servers import EmbeddedNats
+
+from ._streams import keep_everything, purge, stream_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats]
+
+SMALL = StreamSpec(name="SMALL", subjects=("small.>",), max_msg_size=1024)
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> Iterator[str]:
+    with EmbeddedNats() as server:
+        server.start()
+        client = NatsClient(NatsConfig(servers=[server.url]))
+        provision(client, DEFAULT)
+        provision(client, ProvisionConfig(streams=(SMALL,)))
+        client.close()
+        keep_everything(server.url, "TASK_EXECUTION")
+        yield server.url
+
+
+@pytest.fixture
+def outbox_dsn(pg_state_dsn: str, nats_url: str) -> str:
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+    purge(nats_url, "AGENT_STATE", "TASK_EXECUTION", "AGENT_MESSAGES", "SMALL")
+    return pg_state_dsn
+
+
+@pytest.fixture
+def relay(outbox_dsn: str, nats_url: str) -> Iterator[OutboxRelay]:
+    client = NatsClient(NatsConfig(servers=[nats_url]))
+    with OutboxRelay(PostgresOutbox(outbox_dsn), JetStreamSink(client), owns=True) as r:
+        yield r
+    client.close()
+
+
+def drain(relay: OutboxRelay) -> int:
+    published = 0
+    while True:
+        report = relay.run_once()
+        published += report.published
+        if report.claimed == 0:
+            return published
+
+
+def test_task_events_reach_the_stream_once_in_order(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    with PostgresTaskQueue(outbox_dsn) as queue:
+        task = queue.enqueue("summarise", {"doc": 1})
+        (claim,) = queue.claim("agent-a")
+        queue.complete(claim, {"ok": True})
+    assert drain(relay) == 3
+    events = stream_events(nats_url, "TASK_EXECUTION")
+    assert [e.subject for e in events] == [
+        f"tasks.created.{task}",
+        f"tasks.started.{task}",
+        f"tasks.completed.{task}",
+    ]
+    assert [orjson.loads(e.data)["status"] for e in events] == ["pending", "running", "completed"]
+    assert sorted(e.outbox_id for e in events) == [e.outbox_id for e in events]
+    with psycopg.connect(outbox_dsn) as conn:
+        rows = conn.execute(
+            "SELECT msg_id::text FROM messages.outbox WHERE published_at IS NOT NULL "
+            "ORDER BY outbox_id"
+        ).fetchall()
+    assert [r[0] for r in rows] == [e.msg_id for e in events]
+    assert relay.run_once().claimed == 0  # nothing left, nothing sent twice
+    assert len(stream_events(nats_url, "TASK_EXECUTION")) == 3
+
+
+def test_a_republished_batch_is_dropped_by_the_dedup_window(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    outbox = relay.source
+    assert isinstance(outbox, PostgresOutbox)
+    outbox.add_many([(f"agents.state.{uuid.uuid4()}", {"n": i}) for i in range(5)])
+
+    class Killed(Exception):
+        pass
+
+    def publish_then_die(events):  # type: ignore[no-untyped-def]
+        relay.sink.publish_batch(events)
+        raise Killed  # killed between the publish and the mark: the transaction rolls back
+
+    with pytest.raises(Killed):
+        outbox.relay_batch(100, publish_then_die)
+    assert outbox.stats().depth == 5
+    report = relay.run_once()
+    assert (report.published, report.duplicates) == (5, 5)
+    assert len(stream_events(nats_url, "AGENT_STATE")) == 5
+    assert outbox.stats().depth == 0
+
+
+def test_rows_that_cannot_go_out_fail_without_blocking_the_rest(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    outbox = relay.source
+    assert isinstance(outbox, PostgresOutbox)
+    with psycopg.connect(outbox_dsn) as conn:  # rows no msstore call would write
+        conn.execute(
+            "INSERT INTO messages.outbox (subject, payload) VALUES "
+            "('bad subject', '{}'), ('agents.state.>', '{}'), ('agents..state', '{}')"
+        )
+    outbox.add("small.big", {"blob": "x" * 2000})  # over SMALL's 1 KiB max_msg_size
+    outbox.add("nowhere.at.all", {"n": 1})  # no stream captures it
+    outbox.add(f"agents.state.{uuid.uuid4()}", {"n": 2})
+    report = relay.run_once()
+    assert (report.published, report.failed, report.retried) == (1, 5, 0)
+    reasons = [reason for _, reason in outbox.failures()]
+    assert "whitespace" in reasons[0] and "wildcard" in reasons[1] and "empty token" in reasons[2]
+    assert "10054" in reasons[3] or "size" in reasons[3]
+    assert reasons[4] == "no stream captures subject nowhere.at.all"
+    stats = relay.stats()
+    assert (stats["depth"], stats["failed_rows"]) == (0, 5)
+    assert len(stream_events(nats_url, "AGENT_STATE")) == 1
