@@ -1,8 +1,12 @@
 """Outbox events onto JetStream: the relay's :class:`~msstore.coordination.EventSink`.
 
-A batch is one crossing into the connection's loop: every event is published at once as a
-JetStream request (``Nats-Msg-Id`` = the row's ``msg_id``, ``Msstore-Outbox-Id`` = its id) and
-every acknowledgement awaited together. What each event came to:
+A batch is one crossing into the connection's loop. Events are published as JetStream requests
+(``Nats-Msg-Id`` = the row's ``msg_id``, ``Msstore-Outbox-Id`` = its id) in rounds: each round
+sends the next event of every subject in the batch at once and awaits their acknowledgements
+together, so an event goes out only once the one before it on its subject is stored. A subject
+whose event was not confirmed stops there for this batch (its later events wait with it): one
+lost in a dropped connection can never be overtaken by a later one that landed, and each
+subject's events reach the stream in outbox order. What each event came to:
 
 * an ack: :class:`Published` (``duplicate`` when the stream already had that id in its window);
 * a refusal that repeating cannot change (the stream's size limit, a payload over the server's
@@ -14,6 +18,7 @@ every acknowledgement awaited together. What each event came to:
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -63,10 +68,13 @@ def _unsent(err: BaseException, timeout: float) -> Outcome | None:
 class JetStreamSink:
     """Publishes outbox events to JetStream through ``client`` (see the module docstring).
     ``timeout``: how long a batch waits for its acknowledgements (default: the client's
-    request timeout)."""
+    request timeout); ``owns_client``: :meth:`close` closes the client too."""
 
-    def __init__(self, client: NatsClient, *, timeout: float | None = None) -> None:
+    def __init__(
+        self, client: NatsClient, *, timeout: float | None = None, owns_client: bool = False
+    ) -> None:
         self.client = client
+        self._owns_client = owns_client
         self.timeout = float(timeout or client.config.request_timeout)
         self._max_payload = int(client.server_info.get("max_payload", 1024 * 1024))
 
@@ -88,14 +96,25 @@ class JetStreamSink:
         ]
 
         async def send(c: Conn) -> list[Outcome]:
-            replies = await c.requests.request_many(requests, timeout=timeout)
-            outcomes = [_ack(r, timeout) for r in replies]
-            unrouted = {e.subject for e, o in zip(events, outcomes, strict=True) if o is None}
-            verdicts = {s: await _no_responders(c, s, timeout) for s in unrouted}
-            return [
-                verdicts[e.subject] if o is None else o
-                for e, o in zip(events, outcomes, strict=True)
-            ]
+            outcomes: list[Outcome | None] = [None] * len(events)
+            lines: dict[str, collections.deque[int]] = {}
+            for i, event in enumerate(events):
+                lines.setdefault(event.subject, collections.deque()).append(i)
+            while lines:  # one round: the next event of every subject, all in flight at once
+                heads = [line.popleft() for line in lines.values()]
+                replies = await c.requests.request_many(
+                    [requests[i] for i in heads], timeout=timeout
+                )
+                for i, reply in zip(heads, replies, strict=True):
+                    outcome = _ack(reply, timeout)
+                    if outcome is None:
+                        outcome = await _no_responders(c, events[i].subject, timeout)
+                    outcomes[i] = outcome
+                    if isinstance(outcome, Retry):  # the rest of its subject waits behind it
+                        for j in lines.pop(events[i].subject):
+                            outcomes[j] = Retry(f"behind an unpublished event: {outcome.reason}")
+                lines = {s: line for s, line in lines.items() if line}
+            return [o if o is not None else Retry("not sent") for o in outcomes]
 
         try:
             return self.client.run(
@@ -117,7 +136,8 @@ class JetStreamSink:
             return False
 
     def close(self) -> None:
-        """The client is the caller's (closed by whoever opened it)."""
+        if self._owns_client:
+            self.client.close()
 
 
 async def _no_responders(c: Conn, subject: str, timeout: float) -> Outcome:

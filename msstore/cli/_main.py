@@ -211,3 +211,174 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
             if direction == "up"
             else "nothing to roll back"
         )
+
+
+@main.group()
+def relay() -> None:
+    """Publish the PostgreSQL outbox to NATS JetStream (run), or report on it (status)."""
+
+
+_DSN_OPTION = click.option(
+    "--dsn",
+    envvar="MSSTORE_PG_DSN",
+    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
+)
+
+
+def _dsn(dsn: str | None) -> str:
+    try:
+        from msstore.backends.postgres import dsn_from_env  # noqa: PLC0415
+    except ImportError as err:
+        if not (err.name or "").startswith("psycopg"):
+            raise
+        raise click.ClickException("the relay needs psycopg: pip install 'msstore[all]'") from None
+    return dsn or dsn_from_env()
+
+
+@relay.command("run")
+@_DSN_OPTION
+@click.option(
+    "--nats",
+    "nats_url",
+    envvar="NATS_URL",
+    required=True,
+    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
+)
+@click.option("--once", is_flag=True, help="Publish what is waiting now, then exit.")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--poll-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 3600),
+    help="Seconds between looks when no notification comes.",
+)
+@click.option(
+    "--keep-published",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(0, None),
+    help="Seconds a published row is kept (0: deleted when published).",
+)
+def relay_run(  # noqa: PLR0917 - click passes every option positionally
+    dsn: str | None,
+    nats_url: str,
+    once: bool,
+    batch_size: int,
+    poll_interval: float,
+    keep_published: float,
+) -> None:
+    """Relay outbox events to their streams until interrupted (SIGINT/SIGTERM)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from msstore.coordination import OutboxRelay  # noqa: PLC0415
+    from msstore.errors import MsstoreError  # noqa: PLC0415
+
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    said = False
+    while True:
+        try:
+            outbox = OutboxRelay.connect(
+                dsn=_dsn(dsn),
+                nats_url=nats_url,
+                keep_published=keep_published,
+                batch_size=batch_size,
+                poll_interval=poll_interval,
+            )
+            break
+        except MsstoreError as err:
+            # A service waits for its servers (events wait in the outbox meanwhile);
+            # --once and bad input fail at once.
+            if once or not err.retryable or stop.is_set():
+                raise _Failed(err) from None
+            if not said:
+                click.echo(f"waiting for the servers: {' '.join(str(err).split())}", err=True)
+                said = True
+            stop.wait(1.0)
+    with outbox:
+        if once:
+            total = failed = 0
+            try:
+                while True:
+                    report = outbox.run_once()
+                    total += report.published
+                    failed += report.failed
+                    if report.retried:
+                        raise click.ClickException(
+                            f"published {total}; {report.retried} event(s) wait: "
+                            f"{report.retry_reason}"
+                        )
+                    if report.claimed < batch_size and not report.held_back:
+                        break
+            except MsstoreError as err:
+                raise _Failed(err) from None
+            click.echo(f"published {total} event(s); {failed} set aside as failed")
+            return
+        click.echo(f"relaying outbox events to {nats_url} (Ctrl-C to stop)", err=True)
+        outbox.run(stop)
+        stats = outbox.stats()
+        click.echo(
+            f"stopped: published {stats['published']} (duplicates {stats['duplicates']}), "
+            f"failed {stats['failed']}, waiting {stats['depth']}",
+            err=True,
+        )
+
+
+@relay.command("status")
+@_DSN_OPTION
+@click.option("--nats", "nats_url", envvar="NATS_URL", help="Also check that NATS answers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
+    """Outbox depth, the oldest waiting event's age, failed rows and (with --nats) health."""
+    import time  # noqa: PLC0415
+
+    from msstore.coordination import relay_health  # noqa: PLC0415
+    from msstore.errors import MsstoreError  # noqa: PLC0415
+
+    try:
+        from msstore.backends.postgres import PostgresOutbox  # noqa: PLC0415
+
+        with PostgresOutbox(_dsn(dsn)) as outbox:
+            stats = outbox.stats()
+            failures = outbox.failures(limit=5)
+        reachable = True
+        if nats_url:
+            from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig  # noqa: PLC0415
+
+            try:
+                client = NatsClient(NatsConfig.from_env(servers=nats_url))
+            except MsstoreError:
+                reachable = False
+            else:
+                reachable = JetStreamSink(client, owns_client=True).reachable()
+                client.close()
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    age = (
+        None if stats.oldest_created_at is None else max(0.0, time.time() - stats.oldest_created_at)
+    )
+    health, reason = relay_health(oldest_age=age, reachable=reachable, window=1.0)
+    figures = {
+        "depth": stats.depth,
+        "oldest_age_s": age,
+        "failed_rows": stats.failed,
+        "health": health.value if nats_url else None,
+        "reason": reason if nats_url else None,
+        "failures": [
+            {"outbox_id": e.outbox_id, "subject": e.subject, "reason": r} for e, r in failures
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    click.echo(f"waiting      {stats.depth}")
+    click.echo(f"oldest       {'-' if age is None else f'{age:.3f} s'}")
+    click.echo(f"failed rows  {stats.failed}")
+    if nats_url:
+        click.echo(f"health       {health.value} ({reason})")
+    for event, why in failures:
+        click.echo(f"  failed #{event.outbox_id} {event.subject[:60]}: {why}")

@@ -13,6 +13,16 @@ and :class:`EventSink` (NATS's ``JetStreamSink``, or ``MemoryEventStream``).
 
 from __future__ import annotations
 
+from ._consumers import (
+    DEAD_LETTER_PREFIX,
+    PRESETS,
+    Event,
+    Handler,
+    Preset,
+    Subscription,
+    redelivery_delay,
+    subscribe,
+)
 from ._outbox import (
     MAX_BATCH,
     BatchReport,
@@ -31,18 +41,26 @@ from ._outbox import (
 from ._relay import OutboxRelay
 
 __all__ = [
+    "DEAD_LETTER_PREFIX",
     "MAX_BATCH",
+    "PRESETS",
     "BatchReport",
+    "Event",
     "EventSink",
     "Failed",
+    "Handler",
     "OutboxEvent",
     "OutboxRelay",
     "OutboxSource",
     "OutboxStats",
     "Outcome",
+    "Preset",
     "Published",
     "Retry",
+    "Subscription",
     "check_subject",
+    "redelivery_delay",
     "relay_health",
     "subject_matches",
+    "subscribe",
 ]

@@ -95,6 +95,31 @@ class OutboxRelay:
         self._reachable = True
         self._next_purge = 0.0
 
+    @classmethod
+    def connect(
+        cls,
+        *,
+        dsn: str,
+        nats_url: str,
+        keep_published: float = 3600.0,
+        request_timeout: float = 5.0,
+        **options: Any,
+    ) -> OutboxRelay:
+        """A relay from ``messages.outbox`` at ``dsn`` to the JetStream at ``nats_url`` (the
+        ``NATS_*`` variables fill in credentials and TLS); it owns both connections.
+        ``options``: the constructor's settings."""
+        from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig  # noqa: PLC0415
+        from msstore.backends.postgres import PostgresOutbox  # noqa: PLC0415
+
+        source = PostgresOutbox(dsn, keep_published=keep_published)
+        try:
+            config = NatsConfig.from_env(servers=nats_url, request_timeout=request_timeout)
+            sink = JetStreamSink(NatsClient(config), owns_client=True)
+        except BaseException:
+            source.close()
+            raise
+        return cls(source, sink, owns=True, **options)
+
     # -- one pass ---------------------------------------------------------------------------
 
     def _publish(self, events: Sequence[OutboxEvent]) -> list[Outcome]:

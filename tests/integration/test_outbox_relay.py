@@ -3,6 +3,7 @@ streams once each; rows that can never go out are set aside without blocking the
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -12,9 +13,10 @@ import pytest
 
 from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig, provision
 from msstore.backends.postgres import PostgresOutbox, PostgresTaskQueue
-from msstore.coordination import OutboxRelay
+from msstore.coordination import Event, OutboxRelay, subscribe
 from msstore.ops import ProvisionConfig, StreamSpec
 from msstore.ops._provisioning import DEFAULT
+from msstore.repositories import TaskSpec
 from msstore.servers import EmbeddedNats
 
 from ._streams import keep_everything, purge, stream_events
@@ -40,7 +42,7 @@ def nats_url() -> Iterator[str]:
 def outbox_dsn(pg_state_dsn: str, nats_url: str) -> str:
     with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
-    purge(nats_url, "AGENT_STATE", "TASK_EXECUTION", "AGENT_MESSAGES", "SMALL")
+    purge(nats_url, "AGENT_STATE", "TASK_EXECUTION", "AGENT_MESSAGES", "SMALL", "DEAD_LETTERS")
     return pg_state_dsn
 
 
@@ -132,3 +134,71 @@ def test_rows_that_cannot_go_out_fail_without_blocking_the_rest(
     stats = relay.stats()
     assert (stats["depth"], stats["failed_rows"]) == (0, 5)
     assert len(stream_events(nats_url, "AGENT_STATE")) == 1
+
+
+class Recorder:
+    """A handler that records events, fails the first ``fail`` attempts of each, and lets a
+    test wait for a number of calls."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.calls: list[Event] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        with self._cond:
+            self.calls.append(event)
+            self._cond.notify_all()
+        if event.delivered <= self.fail:
+            raise RuntimeError(f"attempt {event.delivered} refused")
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[Event]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.calls) >= n, timeout), self.calls
+            return list(self.calls)
+
+
+def test_the_task_processor_preset_sees_each_started_task_once(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    client = NatsClient(NatsConfig(servers=[nats_url]))
+    recorder = Recorder()
+    with PostgresTaskQueue(outbox_dsn) as queue:
+        ids = queue.enqueue_many([TaskSpec("crawl", {"n": i}) for i in range(20)])
+        claims = queue.claim("agent-a", limit=20)
+    drain(relay)
+    with subscribe(client, recorder, preset="task-processor", durable="tp-test"):
+        events = recorder.wait_for(20)
+    assert sorted(e.json()["task_id"] for e in events) == sorted(str(i) for i in ids)
+    assert all(e.subject.startswith("tasks.started.") and e.outbox_id for e in events)
+    assert len({e.msg_id for e in events}) == 20 == len(claims)
+    client.close()
+
+
+def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    outbox = relay.source
+    assert isinstance(outbox, PostgresOutbox)
+    agent = uuid.uuid4()
+    outbox.add(f"agents.state.{agent}", {"n": "flaky"})
+    outbox.add(f"agents.state.{agent}", {"n": "poison"})
+    drain(relay)
+    client = NatsClient(NatsConfig(servers=[nats_url]))
+    flaky, poison = Recorder(fail=2), Recorder(fail=99)
+    with subscribe(
+        client,
+        lambda e: flaky(e) if e.json()["n"] == "flaky" else poison(e),
+        stream="AGENT_STATE",
+        subject=f"agents.state.{agent}",
+        durable="retry-test",
+        max_deliver=3,
+        backoff=(0.05, 0.1),
+    ) as sub:
+        assert [e.delivered for e in flaky.wait_for(3)] == [1, 2, 3]
+        assert [e.delivered for e in poison.wait_for(3)] == [1, 2, 3]
+        assert sub.wait_idle(30)
+    dead = [e for e in stream_events(nats_url, "DEAD_LETTERS") if e.subject.endswith("retry-test")]
+    assert len(dead) == 1 and orjson.loads(dead[0].data) == {"n": "poison"}
+    assert sub.stats()["dead_lettered"] == 1 and sub.stats()["handled"] == 1
+    client.close()

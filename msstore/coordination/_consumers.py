@@ -1,0 +1,225 @@
+"""Consumers of relayed events: a handler per event, explicit acks, redelivery with backoff, a
+dead-letter subject after the last attempt, and the reference design's consumers as presets.
+
+:func:`subscribe` is the sync entry point (the NATS backend does the work, on a thread of its
+own). A handler that returns acks its event; one that raises has it redelivered after
+``backoff[attempt - 1]`` seconds (the last delay repeats), and after ``max_deliver`` attempts the
+event goes to ``<dead_letter>.<stream>.<durable>`` (the ``DEAD_LETTERS`` stream keeps it) with the
+error in its headers, and is terminated. Each event carries its outbox id and ``msg_id``, and a
+subscription skips (and acks) an event whose ``msg_id`` it handled recently, so a redelivery
+after a lost ack does not run the handler twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import attrs
+import orjson
+
+from msstore.errors import InvalidArgument
+
+from ._outbox import check_subject
+
+if TYPE_CHECKING:
+    from msstore.backends.nats import NatsClient
+
+__all__ = [
+    "DEAD_LETTER_PREFIX",
+    "PRESETS",
+    "Event",
+    "Handler",
+    "Preset",
+    "Subscription",
+    "check_backoff",
+    "redelivery_delay",
+    "subscribe",
+]
+
+DEAD_LETTER_PREFIX = "msstore.dead"
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One delivered event. ``delivered``: which attempt this is (1 for the first);
+    ``outbox_id`` and ``msg_id``: the outbox row it came from (``None`` for a message that
+    was not relayed by msstore)."""
+
+    subject: str
+    data: bytes
+    stream: str
+    stream_seq: int
+    delivered: int
+    outbox_id: int | None
+    msg_id: str | None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+    def json(self) -> Any:
+        """The payload, decoded as JSON."""
+        return orjson.loads(self.data)
+
+
+Handler = Callable[[Event], None]
+
+
+@attrs.frozen(kw_only=True)
+class Preset:
+    """A named consumer (reference design 11.3): where it reads and how it acks."""
+
+    stream: str
+    subject: str
+    durable: str | None
+    ack: Literal["explicit", "none"] = "explicit"
+    deliver: Literal["all", "last", "new"] = "all"
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 1000
+    batch: int = 100
+
+
+PRESETS: Mapping[str, Preset] = {
+    "task-processor": Preset(
+        stream="TASK_EXECUTION",
+        subject="tasks.started.>",
+        durable="task-processor",
+        ack_wait=30.0,
+        max_deliver=3,
+        max_ack_pending=100,
+        batch=100,
+    ),
+    "message-batch-processor": Preset(
+        stream="AGENT_MESSAGES",
+        subject="messages.>",
+        durable="message-batch-processor",
+        ack_wait=60.0,
+        max_deliver=5,
+        batch=100,
+    ),
+    "monitoring": Preset(
+        stream="AGENT_STATE",
+        subject="agents.state.>",
+        durable=None,
+        ack="none",
+        deliver="last",
+        ack_wait=5.0,
+        max_deliver=1,
+    ),
+}
+
+
+class Subscription(Protocol):
+    """A running consumer; stop it (or leave its ``with`` block) to end it."""
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def stats(self) -> dict[str, int]:
+        """handled, failed (handler errors), dead_lettered, duplicates (skipped), batches."""
+        ...
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until a fetch came back empty (everything so far handled); False on timeout."""
+        ...
+
+    def __enter__(self) -> Subscription: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def check_backoff(backoff: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(backoff, (str, bytes)) or not backoff:
+        raise InvalidArgument(f"backoff must be a non-empty list of seconds, got {backoff!r}")
+    for delay in backoff:
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, (int, float))
+            or not math.isfinite(delay)
+            or delay < 0
+        ):
+            raise InvalidArgument(f"backoff delays must be finite seconds >= 0, got {delay!r}")
+    return tuple(float(d) for d in backoff)
+
+
+def redelivery_delay(attempt: int, backoff: Sequence[float]) -> float:
+    """How long after failed attempt ``attempt`` (1-based) the event comes again."""
+    return backoff[min(attempt, len(backoff)) - 1]
+
+
+def subscribe(
+    client: NatsClient,
+    handler: Handler,
+    *,
+    preset: str | None = None,
+    stream: str | None = None,
+    subject: str | None = None,
+    durable: str | None = None,
+    max_deliver: int | None = None,
+    backoff: Sequence[float] = (1.0, 5.0, 30.0),
+    dead_letter: str = DEAD_LETTER_PREFIX,
+    batch: int | None = None,
+    ack_wait: float | None = None,
+    fetch_wait: float = 1.0,
+    remember: int = 10_000,
+) -> Subscription:
+    """Run ``handler`` on every event of ``stream`` matching ``subject`` (module docstring).
+
+    ``preset``: one of :data:`PRESETS` (its settings are the defaults of the others);
+    ``durable``: the consumer's name (its position survives restarts; ``None``: an ephemeral
+    consumer); ``remember``: how many handled ``msg_id`` values are kept to skip duplicates.
+    """
+    base = _preset(preset, stream, subject)
+    settings = attrs.evolve(
+        base,
+        stream=stream or base.stream,
+        subject=subject or base.subject,
+        durable=durable if durable is not None or preset is None else base.durable,
+        max_deliver=base.max_deliver if max_deliver is None else max_deliver,
+        batch=base.batch if batch is None else batch,
+        ack_wait=base.ack_wait if ack_wait is None else ack_wait,
+    )
+    _check(settings, fetch_wait=fetch_wait, remember=remember)
+    check_subject(dead_letter)
+    if not callable(handler):
+        raise InvalidArgument(f"handler must be callable, got {handler!r}")
+    from msstore.backends.nats._consumers import NatsSubscription  # noqa: PLC0415
+
+    return NatsSubscription(
+        client,
+        handler,
+        settings,
+        backoff=check_backoff(backoff),
+        dead_letter=dead_letter,
+        fetch_wait=fetch_wait,
+        remember=remember,
+    ).start()
+
+
+def _preset(name: str | None, stream: str | None, subject: str | None) -> Preset:
+    if name is not None:
+        if name not in PRESETS:
+            raise InvalidArgument(
+                f"unknown preset {name!r}", hint=f"presets: {', '.join(sorted(PRESETS))}"
+            )
+        return PRESETS[name]
+    if not stream or not subject:
+        raise InvalidArgument("subscribe needs a preset, or both stream and subject")
+    return Preset(stream=stream, subject=subject, durable=None)
+
+
+def _check(p: Preset, *, fetch_wait: float, remember: int) -> None:
+    if type(p.max_deliver) is not int or p.max_deliver < 1:
+        raise InvalidArgument(f"max_deliver must be an int >= 1, got {p.max_deliver!r}")
+    if type(p.batch) is not int or not 1 <= p.batch <= 10_000:
+        raise InvalidArgument(f"batch must be an int from 1 to 10,000, got {p.batch!r}")
+    if type(remember) is not int or remember < 0:
+        raise InvalidArgument(f"remember must be an int >= 0, got {remember!r}")
+    for name, value in (("ack_wait", p.ack_wait), ("fetch_wait", fetch_wait)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InvalidArgument(f"{name} must be seconds > 0, got {value!r}")
+    if p.durable is not None and (
+        not p.durable or any(c in p.durable for c in " .*>\t\n") or len(p.durable) > 255
+    ):
+        raise InvalidArgument(
+            f"durable must be 1-255 characters without spaces, '.', '*' or '>', got {p.durable!r}"
+        )

@@ -1,0 +1,211 @@
+"""The outbox relay under faults, on real servers: relays SIGKILLed at random and NATS restarted
+(down 10 s) while 10,000 state and task changes commit; two relays in separate processes.
+
+What must hold: every outbox event is in its stream exactly once (ids and counts checked), each
+subject's events are in outbox order, a consumer running throughout sees each event once, and
+the outbox ends with everything published.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from msstore.backends.nats import NatsClient, NatsConfig, provision
+from msstore.backends.postgres import PostgresStateStore, PostgresTaskQueue
+from msstore.coordination import Event, subscribe
+from msstore.ops._provisioning import DEFAULT
+from msstore.records import Record
+from msstore.repositories import TaskSpec
+from msstore.servers import EmbeddedNats
+
+from ._streams import keep_everything, stream_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+
+AGENTS = 20
+ROUNDS = 50
+PER_ROUND = 50  # tasks (3 events each) and state writes (1 event each) per round
+NATS_DOWN = 10.0  # seconds the server stays away
+
+
+@pytest.fixture
+def servers(pg_state_dsn: str) -> Iterator[tuple[str, EmbeddedNats]]:
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+        conn.execute("DELETE FROM agents.state")
+    with EmbeddedNats() as server:
+        server.start()
+        client = NatsClient(NatsConfig(servers=[server.url]))
+        provision(client, DEFAULT)
+        client.close()
+        keep_everything(server.url, "TASK_EXECUTION")
+        yield pg_state_dsn, server
+
+
+def relay_process(dsn: str, url: str, *, report: bool = False) -> subprocess.Popen[str]:
+    """``msstore relay run``; with ``report``, its closing line can be read from stderr."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "msstore",
+            "relay",
+            "run",
+            "--dsn",
+            dsn,
+            "--nats",
+            url,
+            "--poll-interval",
+            "0.2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if report else subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def outbox_counts(dsn: str) -> tuple[int, int, int]:
+    """(rows, published, failed)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(published_at), count(failed_at) FROM messages.outbox"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def produce(dsn: str, done: threading.Event) -> None:
+    """ROUNDS rounds of: PER_ROUND tasks enqueued, claimed and completed (created, started,
+    completed events), and PER_ROUND state writes spread over AGENTS agents."""
+    version = collections.Counter[str]()
+    with PostgresTaskQueue(dsn) as queue, PostgresStateStore(dsn) as state:
+        for r in range(ROUNDS):
+            queue.enqueue_many([TaskSpec("fault", {"r": r, "i": i}) for i in range(PER_ROUND)])
+            for claim in queue.claim("worker", limit=PER_ROUND):
+                queue.complete(claim, {"r": r})
+            for i in range(PER_ROUND):
+                key = f"agent-{i % AGENTS}.k{i // AGENTS}"
+                version[key] += 1
+                state.upsert_many([Record(key, {"r": r}, version[key], time.time())])
+    done.set()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_every_event_reaches_its_stream_once_through_kills_and_a_nats_restart(
+    servers: tuple[str, EmbeddedNats],
+) -> None:
+    dsn, server = servers
+    rng = random.Random(16)
+    expected = ROUNDS * PER_ROUND * 4
+    # The three kills and the restart happen once this many events are published.
+    kill_at = sorted(rng.sample(range(500, expected - 1500), 3))
+    restart_at = rng.randrange(kill_at[0], kill_at[2])
+
+    seen: list[str] = []
+    seen_lock = threading.Lock()
+
+    def watch(event: Event) -> None:
+        with seen_lock:
+            seen.append(event.msg_id or "")
+
+    client = NatsClient(NatsConfig(servers=[server.url], request_timeout=3))
+    watcher = subscribe(
+        client, watch, stream="AGENT_STATE", subject="agents.state.>", durable="fault-watch"
+    )
+    done = threading.Event()
+    producer = threading.Thread(target=produce, args=(dsn, done), daemon=True)
+    producer.start()
+    relay = relay_process(dsn, server.url)
+    kills = 0
+    restarted = False
+    try:
+        while kills < 3 or not restarted:
+            published = outbox_counts(dsn)[1]
+            if kills < 3 and published >= kill_at[kills]:
+                relay.send_signal(signal.SIGKILL)  # no clean-up: mid-batch, maybe mid-publish
+                relay.wait()
+                kills += 1
+                relay = relay_process(dsn, server.url)
+            if not restarted and published >= restart_at:
+                server.stop()
+                time.sleep(NATS_DOWN)  # the outage itself; the relay retries meanwhile
+                server.start()
+                restarted = True
+            assert producer.is_alive() or done.is_set()
+            time.sleep(0.02)
+        producer.join(120)
+        assert done.is_set()
+        wait_until(lambda: outbox_counts(dsn)[1] == outbox_counts(dsn)[0], 120, "the relay")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(30) == 0
+
+    rows, published, failed = outbox_counts(dsn)
+    assert rows == expected and published == rows and failed == 0
+    with psycopg.connect(dsn) as conn:
+        outbox = dict(
+            conn.execute("SELECT msg_id::text, outbox_id FROM messages.outbox").fetchall()
+        )
+    events = stream_events(server.url, "AGENT_STATE") + stream_events(server.url, "TASK_EXECUTION")
+    ids = [e.msg_id for e in events]
+    assert len(ids) == len(set(ids)) == rows  # nothing twice, nothing missing
+    assert set(ids) == set(outbox)
+    assert all(outbox[e.msg_id] == e.outbox_id for e in events)
+    by_subject: dict[str, list[int]] = collections.defaultdict(list)
+    for e in sorted(events, key=lambda e: (e.subject.split(".")[0], e.seq)):
+        by_subject[e.subject].append(e.outbox_id)
+    assert all(line == sorted(line) for line in by_subject.values())  # outbox order per subject
+
+    state_events = sum(1 for e in events if e.subject.startswith("agents.state."))
+    wait_until(lambda: len(seen) >= state_events, 60, "the consumer")
+    watcher.stop()
+    client.close()
+    assert len(seen) == len(set(seen)) == state_events  # the consumer saw each event once
+
+
+def test_two_relay_processes_share_the_work_and_publish_nothing_twice(
+    servers: tuple[str, EmbeddedNats],
+) -> None:
+    dsn, server = servers
+    from msstore.backends.postgres import PostgresOutbox
+
+    with PostgresOutbox(dsn) as outbox:
+        for chunk in range(40):
+            outbox.add_many(
+                [(f"agents.state.{uuid.uuid4()}", {"c": chunk, "i": i}) for i in range(100)]
+            )
+    relays = [relay_process(dsn, server.url, report=True) for _ in range(2)]
+    try:
+        wait_until(lambda: outbox_counts(dsn)[1] == 4000, 120, "the relays")
+    finally:
+        for relay in relays:
+            relay.send_signal(signal.SIGTERM)
+        closing = [relay.communicate(timeout=30)[1] for relay in relays]
+    assert [relay.returncode for relay in relays] == [0, 0], closing
+    events = stream_events(server.url, "AGENT_STATE")
+    assert len(events) == len({e.msg_id for e in events}) == 4000
+    done = [re.search(r"published (\d+) \(duplicates (\d+)\)", text) for text in closing]
+    assert all(done), closing
+    counts = [(int(m.group(1)), int(m.group(2))) for m in done if m]
+    assert sum(n for n, _ in counts) == 4000 and all(d == 0 for _, d in counts)
+    assert all(n > 0 for n, _ in counts), counts  # both did work
