@@ -269,6 +269,7 @@ class MemoryEventStream:
                     )
                 )
                 self._seen[(stream, event.msg_id)] = (seq, now)
+                outcomes.append(Published(stream, seq))
         return outcomes
 
     def events(self, stream: str) -> list[StoredEvent]:

@@ -13,7 +13,7 @@ import pytest
 
 from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig, provision
 from msstore.backends.postgres import PostgresOutbox, PostgresTaskQueue
-from msstore.coordination import Event, OutboxRelay, subscribe
+from msstore.coordination import BatchReport, Event, OutboxRelay, subscribe
 from msstore.ops import ProvisionConfig, StreamSpec
 from msstore.ops._provisioning import DEFAULT
 from msstore.repositories import TaskSpec
@@ -202,3 +202,25 @@ def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
     assert len(dead) == 1 and orjson.loads(dead[0].data) == {"n": "poison"}
     assert sub.stats()["dead_lettered"] == 1 and sub.stats()["handled"] == 1
     client.close()
+
+
+def test_a_second_relay_holds_back_a_subject_whose_head_the_first_holds(outbox_dsn: str) -> None:
+    from msstore.backends.memory import MemoryEventStream
+
+    stream = MemoryEventStream({"AGENT_STATE": ["agents.>"]})
+    with PostgresOutbox(outbox_dsn) as outbox:
+        outbox.add_many([("agents.state.a", {"n": n}) for n in range(4)])
+        outbox.add("agents.state.b", {"n": 4})
+        first, second = (OutboxRelay(outbox, stream, batch_size=2) for _ in range(2))
+        inner: list[BatchReport] = []
+
+        def publish(events):  # type: ignore[no-untyped-def]
+            inner.append(second.run_once())  # while the first holds rows 0 and 1
+            return first._publish(events)
+
+        outbox.relay_batch(2, publish)
+        assert (inner[0].claimed, inner[0].held_back, inner[0].published) == (2, 2, 0)
+        while first.run_once().claimed:
+            pass
+    numbers = [orjson.loads(e.payload)["n"] for e in stream.events("AGENT_STATE")]
+    assert numbers == [0, 1, 2, 3, 4]
