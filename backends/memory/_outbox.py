@@ -183,10 +183,15 @@ class MemoryOutbox:
                 del self._rows[outbox_id]
             return len(old)
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         with self._cond:
-            if not any(r.waiting for i, r in self._rows.items() if i not in self._claimed):
-                self._cond.wait(timeout)
+            return self._cond.wait_for(
+                lambda: (
+                    self._closed
+                    or any(r.waiting for i, r in self._rows.items() if i not in self._claimed)
+                ),
+                timeout,
+            )
 
     def close(self) -> None:
         with self._cond:

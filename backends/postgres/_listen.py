@@ -57,11 +57,10 @@ class Listener:
                 log.info("LISTEN %s: %s; reconnecting", self.channel, err)
                 self._stop.wait(1.0)
 
-    def wait(self, seen: int, timeout: float) -> None:
-        """Return once ``generation`` differs from ``seen``, or after ``timeout`` seconds."""
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Return True once ``generation`` differs from ``seen``, False after ``timeout``."""
         with self._cond:
-            if self.generation == seen:
-                self._cond.wait(timeout)
+            return self._cond.wait_for(lambda: self.generation != seen, timeout)
 
     def close(self) -> None:
         self._stop.set()

@@ -193,10 +193,10 @@ class PostgresOutbox(PgStore, StoreBase):
                 self._listener = Listener(self._pool, CHANNEL, name="msstore-outbox-waker")
             return self._listener
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         seen = getattr(self._seen, "generation", None)
         listener = self._get_listener()
-        listener.wait(listener.generation if seen is None else seen, timeout)
+        return listener.wait(listener.generation if seen is None else seen, timeout)
 
     # Observing and housekeeping ---------------------------------------------------------------
 

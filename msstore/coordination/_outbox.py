@@ -132,8 +132,9 @@ class OutboxSource(Protocol):
         """Delete the published rows kept longer than the source's retention; how many."""
         ...
 
-    def wait(self, timeout: float) -> None:
-        """Return when new events may have been committed, or after ``timeout`` seconds."""
+    def wait(self, timeout: float) -> bool:
+        """Return True as soon as new events may have been committed since this thread's last
+        :meth:`relay_batch`, False after ``timeout`` seconds without."""
         ...
 
     def close(self) -> None: ...

@@ -42,6 +42,7 @@ __all__ = ["OutboxRelay"]
 
 log = logging.getLogger("msstore.coordination.relay")
 RATE_WINDOW: Final = 10.0  # seconds over which publish_rate is measured
+STOP_SLICE: Final = 0.2  # the longest a stopped loop keeps waiting
 
 
 class OutboxRelay:
@@ -92,7 +93,6 @@ class OutboxRelay:
             "errors": 0,
         }
         self._last_error: str | None = None
-        self._reachable = True
         self._next_purge = 0.0
 
     @classmethod
@@ -160,7 +160,6 @@ class OutboxRelay:
             totals["failed"] += report.failed
             totals["retried"] += report.retried
             totals["batches"] += 1
-            self._reachable = report.retried == 0 or report.published > 0
             if report.retry_reason is not None:
                 self._last_error = report.retry_reason
             if report.published:
@@ -186,7 +185,6 @@ class OutboxRelay:
                 with self._lock:
                     self._totals["errors"] += 1
                     self._last_error = str(err)
-                    self._reachable = self._reachable and not err.retryable
                 log.warning("outbox relay: %s", err)
                 delay = min(max(delay * 2, 0.05), self.max_backoff)
                 stop.wait(delay)
@@ -201,7 +199,16 @@ class OutboxRelay:
                     stop.wait(0.01)  # another relay holds the head of these subjects
             else:
                 delay = 0.0
-                self.source.wait(self.poll_interval)
+                self._idle(stop)
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait for the source's wake-up, at most ``poll_interval``, in slices short enough
+        for :meth:`stop` to be prompt."""
+        deadline = time.monotonic() + self.poll_interval
+        while not stop.is_set() and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.source.wait(min(left, STOP_SLICE)):
+                return
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ empty but for the failed rows, each with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,7 +77,10 @@ class RelayModel(RuleBasedStateMachine):
 
     # Writers -------------------------------------------------------------------------------
 
-    @rule(writer=st.integers(0, 2), subjects=st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=5))
+    @rule(
+        writer=st.integers(0, 2),
+        subjects=st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=5),
+    )
     def append(self, writer: int, subjects: list[str]) -> None:
         for subject in subjects:
             n = len(self.appended)
@@ -110,10 +114,8 @@ class RelayModel(RuleBasedStateMachine):
             self.relays[relay]._publish(events)
             raise Killed
 
-        try:
+        with contextlib.suppress(Killed):
             self.source.relay_batch(self.relays[relay].batch_size, publish)
-        except Killed:
-            pass
 
     @rule(down=st.booleans())
     def stream_server(self, down: bool) -> None:
