@@ -163,7 +163,7 @@ def test_every_event_reaches_its_stream_once_through_kills_and_a_nats_restart(
     rows, published, failed = outbox_counts(dsn)
     assert rows == expected and published == rows and failed == 0
     with psycopg.connect(dsn) as conn:
-        outbox = dict(
+        outbox: dict[str, int] = dict(
             conn.execute("SELECT msg_id::text, outbox_id FROM messages.outbox").fetchall()
         )
     events = stream_events(server.url, "AGENT_STATE") + stream_events(server.url, "TASK_EXECUTION")

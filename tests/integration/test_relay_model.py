@@ -178,8 +178,8 @@ def _number(payload: bytes) -> int:
 
 
 def _run(make: MakeSource, add: AddEvent, *, reopen: bool, examples: int, steps: int) -> None:
-    RelayModel.make_source = staticmethod(make)  # type: ignore[assignment]
-    RelayModel.add_event = staticmethod(add)  # type: ignore[assignment]
+    RelayModel.make_source = staticmethod(make)
+    RelayModel.add_event = staticmethod(add)
     RelayModel.reopen = reopen
     run_state_machine_as_test(
         RelayModel,

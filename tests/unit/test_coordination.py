@@ -126,7 +126,7 @@ def test_relay_settings_are_checked(pair: tuple[MemoryOutbox, MemoryEventStream]
         ({"max_backoff": -1}, "max_backoff"),
     ):
         with pytest.raises(InvalidArgument, match=field):
-            OutboxRelay(outbox, stream, **kwargs)  # type: ignore[arg-type]
+            OutboxRelay(outbox, stream, **kwargs)
 
 
 def test_a_pass_publishes_fails_and_waits_as_each_event_deserves(
