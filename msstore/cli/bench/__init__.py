@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "memory-kv": "msstore.cli.bench.memory_kv:run",
     "nats-kv": "msstore.cli.bench.nats_kv:run",
     "pg-upsert": "msstore.cli.bench.pg_upsert:run",
+    "relay": "msstore.cli.bench.relay:run",
     "resolvers": "msstore.cli.bench.resolvers:run",
     "tasks": "msstore.cli.bench.tasks:run",
     "vector": "msstore.cli.bench.vector:run",
