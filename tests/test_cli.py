@@ -123,3 +123,86 @@ def test_migrate_with_a_bad_dsn_prints_one_line_and_exits_2(dsn: str) -> None:
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert "PostgreSQL DSN" in result.output
+
+
+def test_relay_bench_reports_ratios(
+    msstore_postgres_dsn: str, msstore_nats_url: str, monkeypatch: Any
+) -> None:
+    from msstore.cli.bench.relay import run
+
+    monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
+    monkeypatch.setenv("MSSTORE_NATS_URL", msstore_nats_url)
+    figures = run(events=300, rounds=1, latency_events=50)
+    assert figures["events"] == 300 and figures["latency_events"] == 50
+    assert figures["events_per_s"] > 0 and figures["raw_events_per_s"] > 0
+    assert figures["relay_ratio"] > 0
+    assert 0 < figures["commit_to_ack_p50_ms"] <= figures["commit_to_ack_p95_ms"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["relay", "run", "--nats", "nats://x", "--batch-size", "0"], "batch-size"),
+        (["relay", "run", "--dsn", "garbage", "--nats", "nats://x", "--once"], "PostgreSQL DSN"),
+        (["relay", "status", "--dsn", "garbage"], "PostgreSQL DSN"),
+        (["relay", "run", "--nats", "nats://x", "--keep-published", "-1"], "keep-published"),
+    ],
+)
+def test_relay_bad_input_prints_one_line_and_exits_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and message in result.output
+
+
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_relay_once_publishes_and_status_reports(pg_state_dsn: str, msstore_nats_url: str) -> None:
+    import psycopg
+
+    from msstore.backends.nats import NatsClient, NatsConfig, provision
+    from msstore.backends.postgres import PostgresOutbox
+    from msstore.ops import ProvisionConfig, StreamSpec
+
+    client = NatsClient(NatsConfig(servers=[msstore_nats_url]))
+    provision(client, ProvisionConfig(streams=(StreamSpec(name="CLI", subjects=("cli.>",)),)))
+    client.close()
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE messages.outbox")
+        conn.execute("INSERT INTO messages.outbox (subject, payload) VALUES ('cli..x', '{}')")
+    with PostgresOutbox(pg_state_dsn) as outbox:
+        outbox.add_many([(f"cli.event.{i}", {"i": i}) for i in range(250)])
+    runner = CliRunner()
+    status = runner.invoke(main, ["relay", "status", "--dsn", pg_state_dsn, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["depth"] == 251
+    ran = runner.invoke(
+        main, ["relay", "run", "--dsn", pg_state_dsn, "--nats", msstore_nats_url, "--once"]
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "published 250 event(s); 1 set aside as failed" in ran.output
+    status = runner.invoke(
+        main, ["relay", "status", "--dsn", pg_state_dsn, "--nats", msstore_nats_url]
+    )
+    assert status.exit_code == 0, status.output
+    assert "waiting      0" in status.output and "failed rows  1" in status.output
+    assert "health       HEALTHY" in status.output and "empty token" in status.output
+
+
+@pytest.mark.postgres
+def test_relay_once_with_nats_away_fails_in_one_line(pg_state_dsn: str) -> None:
+    from msstore.servers import free_port
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "relay",
+            "run",
+            "--dsn",
+            pg_state_dsn,
+            "--nats",
+            f"nats://127.0.0.1:{free_port()}",
+            "--once",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "cannot connect to NATS" in result.output and "Traceback" not in result.output

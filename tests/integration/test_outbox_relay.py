@@ -4,6 +4,7 @@ streams once each; rows that can never go out are set aside without blocking the
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from msstore.backends.postgres import PostgresOutbox, PostgresTaskQueue
 from msstore.coordination import BatchReport, Event, OutboxRelay, subscribe
 from msstore.ops import ProvisionConfig, StreamSpec
 from msstore.ops._provisioning import DEFAULT
+from msstore.records import HealthStatus
 from msstore.repositories import TaskSpec
 from msstore.servers import EmbeddedNats
 
@@ -224,3 +226,35 @@ def test_a_second_relay_holds_back_a_subject_whose_head_the_first_holds(outbox_d
             pass
     numbers = [orjson.loads(e.payload)["n"] for e in stream.events("AGENT_STATE")]
     assert numbers == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_nats_away_makes_the_relay_unhealthy_and_rows_wait(outbox_dsn: str) -> None:
+    with EmbeddedNats() as server:
+        server.start()
+        client = NatsClient(NatsConfig(servers=[server.url], request_timeout=1))
+        provision(client, DEFAULT)
+        keep_everything(server.url, "TASK_EXECUTION")
+        with OutboxRelay(PostgresOutbox(outbox_dsn), JetStreamSink(client), owns=True) as relay:
+            outbox = relay.source
+            assert isinstance(outbox, PostgresOutbox)
+            agent = uuid.uuid4()
+            outbox.add_many([(f"agents.state.{agent}", {"n": n}) for n in range(3)])
+            assert relay.run_once().published == 3
+            server.stop()
+            outbox.add_many([(f"agents.state.{agent}", {"n": n}) for n in range(3, 6)])
+            report = relay.run_once()
+            assert (report.published, report.retried) == (0, 3)
+            assert relay.health()[0] is HealthStatus.UNHEALTHY
+            assert relay.stats()["depth"] == 3
+            server.start()
+            deadline = time.monotonic() + 30
+            while not relay.sink.reachable():
+                assert time.monotonic() < deadline, "NATS did not come back"
+            while relay.stats()["depth"]:
+                assert time.monotonic() < deadline, "the rows did not go out"
+                relay.run_once()
+            assert relay.health()[0] is HealthStatus.HEALTHY
+        events = stream_events(server.url, "AGENT_STATE")
+        assert [orjson.loads(e.data)["n"] for e in events] == list(range(6))
+        client.close()

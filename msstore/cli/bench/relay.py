@@ -97,13 +97,13 @@ def _prepare(dsn: str, url: str) -> None:
         client.close()
 
 
-def _fill(dsn: str, url: str) -> None:
+def _fill(dsn: str, url: str, events: int) -> None:
     import nats  # noqa: PLC0415
     import psycopg  # noqa: PLC0415
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE messages.outbox")
-        conn.execute(PREFILL, {"agent": str(uuid.uuid4()), "agents": AGENTS, "events": EVENTS})
+        conn.execute(PREFILL, {"agent": str(uuid.uuid4()), "agents": AGENTS, "events": events})
         conn.execute("VACUUM ANALYZE messages.outbox")
 
     async def purge() -> None:
@@ -116,10 +116,10 @@ def _fill(dsn: str, url: str) -> None:
     asyncio.run(purge())
 
 
-def _msstore_round(dsn: str, url: str) -> float:
+def _msstore_round(dsn: str, url: str, events: int) -> float:
     from msstore.coordination import OutboxRelay  # noqa: PLC0415
 
-    _fill(dsn, url)
+    _fill(dsn, url, events)
     with OutboxRelay.connect(dsn=dsn, nats_url=url, batch_size=BATCH) as relay:
         relay.source.stats()  # the pool's connection open before the clock starts
         published = 0
@@ -130,15 +130,15 @@ def _msstore_round(dsn: str, url: str) -> float:
             if report.claimed == 0:
                 break
         elapsed = time.perf_counter() - start
-    assert published == EVENTS, published
-    return EVENTS / elapsed
+    assert published == events, published
+    return events / elapsed
 
 
-def _raw_round(dsn: str, url: str) -> float:
+def _raw_round(dsn: str, url: str, events: int) -> float:
     import nats  # noqa: PLC0415
     import psycopg  # noqa: PLC0415
 
-    _fill(dsn, url)
+    _fill(dsn, url, events)
 
     async def relay() -> float:
         nc = await nats.connect(url)
@@ -167,21 +167,19 @@ def _raw_round(dsn: str, url: str) -> float:
                 conn.commit()
             elapsed = time.perf_counter() - start
         await nc.close()
-        assert published == EVENTS, published
-        return EVENTS / elapsed
+        assert published == events, published
+        return events / elapsed
 
     return asyncio.run(relay())
 
 
-def _latencies(dsn: str, url: str) -> list[float]:
-    """Commit-to-ack milliseconds of LATENCY_EVENTS events committed at RATE per second."""
+def _latencies(dsn: str, url: str, count: int) -> list[float]:
+    """Commit-to-ack milliseconds of ``count`` events committed at RATE per second."""
     import psycopg  # noqa: PLC0415
 
     from msstore.coordination import OutboxEvent, OutboxRelay, Outcome  # noqa: PLC0415
 
-    _fill(dsn, url)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE messages.outbox")
+    _fill(dsn, url, 0)
     acked: dict[int, float] = {}
     committed: dict[int, float] = {}
     done = threading.Event()
@@ -194,7 +192,7 @@ def _latencies(dsn: str, url: str) -> list[float]:
             now = time.perf_counter()
             for event in events:
                 acked[event.outbox_id] = now
-            if len(acked) >= LATENCY_EVENTS:
+            if len(acked) >= count:
                 done.set()
             return outcomes
 
@@ -204,7 +202,7 @@ def _latencies(dsn: str, url: str) -> list[float]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SELECT 1")
             start = time.perf_counter()
-            for i in range(LATENCY_EVENTS):
+            for i in range(count):
                 due = start + i / RATE
                 pause = due - time.perf_counter()
                 if pause > 0:
@@ -221,24 +219,26 @@ def _latencies(dsn: str, url: str) -> list[float]:
     return sorted((acked[k] - t) * 1000 for k, t in committed.items() if k in acked)
 
 
-def run() -> dict[str, Any]:
+def run(
+    *, events: int = EVENTS, rounds: int = ROUNDS, latency_events: int = LATENCY_EVENTS
+) -> dict[str, Any]:
     with _database() as dsn, _nats() as url:
         _prepare(dsn, url)
         ours: list[float] = []
         raw: list[float] = []
-        _msstore_round(dsn, url)  # warm-up: plans, connections, caches
-        _raw_round(dsn, url)
-        for r in range(ROUNDS):  # which goes first alternates, so order effects cancel
+        _msstore_round(dsn, url, events)  # warm-up: plans, connections, caches
+        _raw_round(dsn, url, events)
+        for r in range(rounds):  # which goes first alternates, so order effects cancel
             if r % 2:
-                raw.append(_raw_round(dsn, url))
-                ours.append(_msstore_round(dsn, url))
+                raw.append(_raw_round(dsn, url, events))
+                ours.append(_msstore_round(dsn, url, events))
             else:
-                ours.append(_msstore_round(dsn, url))
-                raw.append(_raw_round(dsn, url))
-        latencies = _latencies(dsn, url)
+                ours.append(_msstore_round(dsn, url, events))
+                raw.append(_raw_round(dsn, url, events))
+        latencies = _latencies(dsn, url, latency_events)
     ratios = [o / r for o, r in zip(ours, raw, strict=True)]
     return {
-        "events": EVENTS,
+        "events": events,
         "batch": BATCH,
         "events_per_s": round(statistics.median(ours)),
         "raw_events_per_s": round(statistics.median(raw)),
