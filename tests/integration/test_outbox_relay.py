@@ -258,3 +258,34 @@ def test_nats_away_makes_the_relay_unhealthy_and_rows_wait(outbox_dsn: str) -> N
         events = stream_events(server.url, "AGENT_STATE")
         assert [orjson.loads(e.data)["n"] for e in events] == list(range(6))
         client.close()
+
+
+def test_logged_messages_are_announced_without_their_payload(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    from msstore.backends.postgres import PostgresMessageLog, agent_id_for
+
+    suffix = uuid.uuid4().hex[:8]
+    with PostgresMessageLog(outbox_dsn) as log:
+        team = log.create_channel(f"team-{suffix}", "broadcast")
+        inbox = log.create_channel(f"inbox-{suffix}", "direct")
+        direct = log.send(
+            inbox.name,
+            from_agent="planner",
+            subject="do",
+            to_agent="worker-1",
+            message_type="command",
+            payload={"secret": "s3cr3t"},
+        )
+        broadcast = log.send(team.name, from_agent="planner", subject="q", message_type="query")
+    drain(relay)
+    events = {e.subject: orjson.loads(e.data) for e in stream_events(nats_url, "AGENT_MESSAGES")}
+    worker = agent_id_for("worker-1")
+    assert set(events) == {f"messages.direct.{worker}", f"messages.broadcast.{team.channel_id}"}
+    sent = events[f"messages.direct.{worker}"]
+    assert sent["message_id"] == str(direct.message_id) and sent["message_type"] == "command"
+    assert sent["from_agent_id"] == str(agent_id_for("planner")) and "payload" not in sent
+    assert "s3cr3t" not in str(events)
+    assert events[f"messages.broadcast.{team.channel_id}"]["message_id"] == str(
+        broadcast.message_id
+    )
