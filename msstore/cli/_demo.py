@@ -17,7 +17,7 @@ import importlib.util
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from msstore.buckets import BucketConfig
@@ -48,7 +48,8 @@ def embedded_available() -> bool:
     return True
 
 
-Stores = tuple[KeyValueStore, DataStorage, str, TaskQueue, MessageLog]
+# ... and the PostgreSQL DSN and NATS URL whose outbox the demo relays (None: memory backends)
+Stores = tuple[KeyValueStore, DataStorage, str, TaskQueue, MessageLog, tuple[str, str] | None]
 
 
 @contextlib.contextmanager
@@ -67,6 +68,7 @@ def _stores(backend: str, config: BucketConfig) -> Iterator[Stores]:
             "memory backends",
             MemoryTaskQueue(),
             MemoryMessageLog(),
+            None,
         )
         return
     from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
@@ -89,7 +91,8 @@ def _stores(backend: str, config: BucketConfig) -> Iterator[Stores]:
         log = PostgresMessageLog(pg.dsn)
         version = ".".join(map(str, client.server_version))
         try:
-            yield kv, storage, f"nats-server {version} + PostgreSQL (embedded)", queue, log
+            where = f"nats-server {version} + PostgreSQL (embedded)"
+            yield kv, storage, where, queue, log, (pg.dsn, nats_server.url)
         finally:
             queue.close()
             log.close()
@@ -107,7 +110,7 @@ def run(
     route = DataRouter().route(DataType.AGENT_STATE)
     assert route.bucket is not None
     config = BucketConfig(name=route.bucket, history=5, ttl=route.ttl, per_key_ttl=True)
-    with _stores(backend, config) as (kv, storage, where, queue, log):
+    with _stores(backend, config) as (kv, storage, where, queue, log, servers):
         out.write(f"msstore demo: {agents} agents x {writes} state writes on {where}\n")
         out.write(
             f"  route AGENT_STATE -> {route.layer.value} bucket {route.bucket} "
@@ -115,7 +118,10 @@ def run(
         )
         with HybridStateManager(kv, storage, policy=FlushPolicy()) as m:
             figures = _workload(m, agents, writes, out)
-        return {**figures, **_agent_work(queue, log, out)}
+        figures = {**figures, **_agent_work(queue, log, out)}
+        if servers is not None:
+            figures.update(_events(*servers, out))
+        return figures
 
 
 def _workload(m: HybridStateManager, agents: int, writes: int, out: TextIO) -> dict[str, Any]:
@@ -260,3 +266,39 @@ def _agent_work(queue: TaskQueue, log: MessageLog, out: TextIO) -> dict[str, Any
         "reports": len(reports),
         "broadcast_heard": heard,
     }
+
+
+def _events(dsn: str, nats_url: str, out: TextIO) -> dict[str, Any]:
+    """Relay the outbox the run filled (state flushes, task lifecycles, messages) to the
+    reference design's streams, once, and say where the events went."""
+    from msstore.backends.nats import NatsClient, NatsConfig, provision  # noqa: PLC0415
+    from msstore.coordination import OutboxEvent, OutboxRelay, Outcome, Published  # noqa: PLC0415
+    from msstore.ops._provisioning import DEFAULT  # noqa: PLC0415
+
+    client = NatsClient(NatsConfig(servers=[nats_url]))
+    try:
+        provision(client, DEFAULT)
+    finally:
+        client.close()
+    streams: dict[str, int] = {}
+    with OutboxRelay.connect(dsn=dsn, nats_url=nats_url) as relay:
+        publish = relay.sink.publish_batch
+
+        def counted(events: Sequence[OutboxEvent]) -> list[Outcome]:
+            outcomes = publish(events)
+            for outcome in outcomes:
+                if isinstance(outcome, Published):
+                    streams[outcome.stream] = streams.get(outcome.stream, 0) + 1
+            return outcomes
+
+        relay.sink.publish_batch = counted  # type: ignore[method-assign]
+        while relay.run_once().claimed:
+            pass
+        stats = relay.stats()
+        health, _ = relay.health()
+    where = ", ".join(f"{name} {n}" for name, n in sorted(streams.items()))
+    out.write(
+        f"  events: {sum(streams.values())} relayed from the outbox to JetStream ({where}); "
+        f"waiting {stats['depth']}, failed {stats['failed_rows']}; relay {health.value}\n"
+    )
+    return {"events_relayed": sum(streams.values()), "events_waiting": stats["depth"]}

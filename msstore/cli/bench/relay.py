@@ -11,10 +11,10 @@ median of the per-round ratios (``relay_ratio_rounds``).
   of ``BATCH`` (100): each pass claims, publishes with ``Nats-Msg-Id`` awaiting every ack, and
   marks the rows published in the claim's transaction; from the first claim to the last commit.
 * ``raw_events_per_s``: the same rows drained by raw psycopg (``FOR UPDATE SKIP LOCKED`` claim
-  of the same batch size, one ``UPDATE ... = ANY`` mark, commit) and raw nats-py (``js.publish_async`` for every event of the batch with
-  ``Nats-Msg-Id``, so all are in flight at once, then every ack future awaited).
-  The raw relay neither holds back subjects another relay holds nor keeps per-subject order
-  across a lost publish; msstore does both.
+  of the same batch size, one ``UPDATE ... = ANY`` mark, commit) and raw nats-py
+  (``js.publish_async`` for every event of the batch with ``Nats-Msg-Id``, so all are in flight
+  at once, then every ack future awaited). The raw relay neither holds back subjects another
+  relay holds nor keeps per-subject order across a lost publish; msstore does both.
 * ``commit_to_ack_p50_ms`` / ``commit_to_ack_p95_ms``: a producer commits one event per
   millisecond (``RATE``, 1,000 events/s) for ``LATENCY_EVENTS`` (3,000) while the relay runs
   its loop (woken by ``NOTIFY``); from each commit's return to the return of the publish that
