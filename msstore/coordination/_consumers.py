@@ -34,6 +34,7 @@ __all__ = [
     "Preset",
     "Subscription",
     "check_backoff",
+    "check_filter",
     "redelivery_delay",
     "subscribe",
 ]
@@ -207,7 +208,24 @@ def _preset(name: str | None, stream: str | None, subject: str | None) -> Preset
     return Preset(stream=stream, subject=subject, durable=None)
 
 
+def check_filter(subject: str) -> str:
+    """A consumer's subject filter: NATS tokens, ``*`` for one token, ``>`` only last."""
+    tokens = subject.split(".") if type(subject) is str else [""]
+    if (
+        not all(tokens)
+        or any(c.isspace() for c in subject)
+        or any(t == ">" for t in tokens[:-1])
+        or any(("*" in t or ">" in t) and len(t) > 1 for t in tokens)
+    ):
+        raise InvalidArgument(
+            f"subject filter {subject!r} is not a NATS subject",
+            hint="dot-separated tokens; '*' matches one token, '>' the rest (last only)",
+        )
+    return subject
+
+
 def _check(p: Preset, *, fetch_wait: float, remember: int) -> None:
+    check_filter(p.subject)
     if type(p.max_deliver) is not int or p.max_deliver < 1:
         raise InvalidArgument(f"max_deliver must be an int >= 1, got {p.max_deliver!r}")
     if type(p.batch) is not int or not 1 <= p.batch <= 10_000:

@@ -245,6 +245,10 @@ def test_subscribe_refuses_bad_settings_before_connecting() -> None:
         ({"preset": "task-processor", "durable": "a.b"}, "durable"),
         ({"preset": "task-processor", "dead_letter": "dead.>"}, "wildcard"),
         ({"preset": "task-processor", "backoff": []}, "backoff"),
+        ({"stream": "S", "subject": "a.>.b"}, "not a NATS subject"),
+        ({"stream": "S", "subject": "a..b"}, "not a NATS subject"),
+        ({"stream": "S", "subject": "a.b*"}, "not a NATS subject"),
+        ({"stream": "S", "subject": "a b"}, "not a NATS subject"),
     ]
     for kwargs, message in cases:
         with pytest.raises(InvalidArgument, match=message):
