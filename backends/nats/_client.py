@@ -162,6 +162,11 @@ class NatsClient:
         )
 
     @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    @property
     def servers(self) -> str:
         return ", ".join(redact_url(s) for s in self.config.servers)
 

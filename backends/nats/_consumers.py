@@ -10,9 +10,11 @@ counts attempts (``num_delivered``) and dead-letters the last one itself.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import threading
+import weakref
 from typing import Any, Final, Self
 
 import nats.errors
@@ -85,6 +87,7 @@ class NatsSubscription:
         self._psub: Any = None
 
     def start(self) -> Self:
+        _running.add(self)
         self._thread.start()
         self._ready.wait(self.client.config.connect_timeout * 3 + 10)
         if self._error is not None:
@@ -123,7 +126,7 @@ class NatsSubscription:
             self._ready.set()
             return
         self._ready.set()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self.client.closing:
             try:
                 messages = self._fetch()
                 if not messages:
@@ -239,11 +242,28 @@ class NatsSubscription:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        _running.discard(self)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# Subscriptions still running at interpreter exit stop first (their current batch settled),
+# before the connections they use are drained and closed.
+_running: weakref.WeakSet[NatsSubscription] = weakref.WeakSet()
+
+
+def _stop_at_exit() -> None:
+    for subscription in list(_running):
+        try:
+            subscription.stop(timeout=5.0)
+        except BaseException as err:  # interpreter shutdown: report, never raise
+            log.debug("stopping a subscription at exit: %r", err)
+
+
+atexit.register(_stop_at_exit)

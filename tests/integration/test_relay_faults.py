@@ -132,6 +132,17 @@ def test_every_event_reaches_its_stream_once_through_kills_and_a_nats_restart(
     watcher = subscribe(
         client, watch, stream="AGENT_STATE", subject="agents.state.>", durable="fault-watch"
     )
+    try:
+        _run_faults(dsn, server, kill_at, restart_at, seen)
+    finally:
+        watcher.stop()
+        client.close()
+
+
+def _run_faults(
+    dsn: str, server: EmbeddedNats, kill_at: list[int], restart_at: int, seen: list[str]
+) -> None:
+    expected = ROUNDS * PER_ROUND * 4
     done = threading.Event()
     producer = threading.Thread(target=produce, args=(dsn, done), daemon=True)
     producer.start()
@@ -178,8 +189,6 @@ def test_every_event_reaches_its_stream_once_through_kills_and_a_nats_restart(
 
     state_events = sum(1 for e in events if e.subject.startswith("agents.state."))
     wait_until(lambda: len(seen) >= state_events, 60, "the consumer")
-    watcher.stop()
-    client.close()
     assert len(seen) == len(set(seen)) == state_events  # the consumer saw each event once
 
 
