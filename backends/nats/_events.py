@@ -116,9 +116,11 @@ class JetStreamSink:
                 lines = {s: line for s, line in lines.items() if line}
             return [o if o is not None else Retry("not sent") for o in outcomes]
 
+        # Each round may wait out the ack timeout; a round stopped by a timeout ends its subject.
+        rounds = max(collections.Counter(e.subject for e in events).values())
         try:
             return self.client.run(
-                send, write=True, what="publish outbox events", timeout=timeout + 2.0
+                send, write=True, what="publish outbox events", timeout=timeout * rounds + 2.0
             )
         except MsstoreError as err:  # the batch never got through (a bridge or loop failure)
             return [Retry(str(err))] * len(events)
