@@ -150,6 +150,7 @@ class MemoryOutbox:
 
     def stats(self) -> OutboxStats:
         with self._cond:
+            self._check_open()
             waiting = [r.event for r in self._rows.values() if r.waiting]
             return OutboxStats(
                 depth=len(waiting),

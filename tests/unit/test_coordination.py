@@ -231,6 +231,8 @@ def test_the_loop_wakes_on_new_events_and_stops_cleanly(clock: FakeClock) -> Non
     outbox.close()
     with pytest.raises(StoreClosed):
         outbox.add("a.b", 1)
+    status, reason = relay.health()  # an outbox that cannot be read is not healthy
+    assert status is HealthStatus.UNHEALTHY and "cannot be read" in reason
 
 
 def test_subscribe_refuses_bad_settings_before_connecting() -> None:
