@@ -206,3 +206,9 @@ def test_relay_once_with_nats_away_fails_in_one_line(pg_state_dsn: str) -> None:
     )
     assert result.exit_code == 1, result.output
     assert "cannot connect to NATS" in result.output and "Traceback" not in result.output
+    status = CliRunner().invoke(
+        main,
+        ["relay", "status", "--dsn", pg_state_dsn, "--nats", f"nats://127.0.0.1:{free_port()}"],
+    )
+    assert status.exit_code == 1, status.output
+    assert "health       UNHEALTHY (NATS is unreachable" in status.output

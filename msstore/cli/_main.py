@@ -333,7 +333,8 @@ def relay_run(  # noqa: PLR0917 - click passes every option positionally
 @click.option("--nats", "nats_url", envvar="NATS_URL", help="Also check that NATS answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
-    """Outbox depth, the oldest waiting event's age, failed rows and (with --nats) health."""
+    """Outbox depth, the oldest waiting event's age, failed rows and (with --nats) health;
+    exits 1 when NATS cannot be reached."""
     import time  # noqa: PLC0415
 
     from msstore.coordination import relay_health  # noqa: PLC0415
@@ -372,13 +373,22 @@ def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
             {"outbox_id": e.outbox_id, "subject": e.subject, "reason": r} for e, r in failures
         ],
     }
+    unhealthy = bool(nats_url) and health.value == "UNHEALTHY"
     if as_json:
         click.echo(json.dumps(figures))
-        return
-    click.echo(f"waiting      {stats.depth}")
+    else:
+        _print_status(stats.depth, age, stats.failed, health.value if nats_url else None, reason)
+        for event, why in failures:
+            click.echo(f"  failed #{event.outbox_id} {event.subject[:60]}: {why}")
+    if unhealthy:  # a monitor can act on the exit status
+        sys.exit(1)
+
+
+def _print_status(
+    depth: int, age: float | None, failed: int, health: str | None, reason: str
+) -> None:
+    click.echo(f"waiting      {depth}")
     click.echo(f"oldest       {'-' if age is None else f'{age:.3f} s'}")
-    click.echo(f"failed rows  {stats.failed}")
-    if nats_url:
-        click.echo(f"health       {health.value} ({reason})")
-    for event, why in failures:
-        click.echo(f"  failed #{event.outbox_id} {event.subject[:60]}: {why}")
+    click.echo(f"failed rows  {failed}")
+    if health is not None:
+        click.echo(f"health       {health} ({reason})")
