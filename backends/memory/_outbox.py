@@ -167,11 +167,6 @@ class MemoryOutbox:
             ]
         return failed[:limit]
 
-    def waiting(self) -> list[OutboxEvent]:
-        """The rows not yet published or failed, in outbox order (for tests)."""
-        with self._cond:
-            return [r.event for _, r in sorted(self._rows.items()) if r.waiting]
-
     def purge_published(self) -> int:
         with self._cond:
             cutoff = self._clock() - self.keep_published

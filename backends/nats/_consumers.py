@@ -113,7 +113,7 @@ class NatsSubscription:
 
         async def make(c: Conn) -> Any:
             return await c.js.pull_subscribe(
-                s.subject, durable=s.durable, stream=s.stream, config=self._config()
+                s.subject or "", durable=s.durable, stream=s.stream, config=self._config()
             )
 
         self._psub = self.client.run(make, write=False, what=f"subscribe to {s.stream}")

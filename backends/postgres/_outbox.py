@@ -27,11 +27,11 @@ from msstore.coordination._outbox import (
     Publish,
     Published,
     check_subject,
-    check_window,
     summarize,
 )
 from msstore.errors import InvalidArgument
 from msstore.registry import redact_url
+from msstore.repositories._tasks import check_seconds
 from msstore.spi import StoreBase
 
 from ._base import Conn, PgStore
@@ -67,14 +67,14 @@ RETRY: Final = """
 UPDATE messages.outbox o SET attempts = o.attempts + 1, last_error = f.reason
 FROM unnest(%b::bigint[], %b::text[]) AS f(outbox_id, reason) WHERE o.outbox_id = f.outbox_id
 """
-INSERT: Final = """
-INSERT INTO messages.outbox (subject, payload)
-SELECT s, p::jsonb FROM unnest(%b::text[], %b::text[]) AS e(s, p)
-RETURNING outbox_id, msg_id::text, subject, payload::text, extract(epoch FROM created_at)::float8
-"""
 EVENT_COLUMNS: Final = (
     "outbox_id, msg_id::text, subject, payload::text, extract(epoch FROM created_at)::float8"
 )
+INSERT: Final = f"""
+INSERT INTO messages.outbox (subject, payload)
+SELECT s, p::jsonb FROM unnest(%b::text[], %b::text[]) AS e(s, p)
+RETURNING {EVENT_COLUMNS}
+"""
 
 
 def _event(row: Sequence[Any]) -> OutboxEvent:
@@ -106,7 +106,7 @@ class PostgresOutbox(PgStore, StoreBase):
                 f"keep_published must be a finite number of seconds >= 0, got {keep_published!r}"
             )
         if deadline is not None:
-            check_window(deadline, field="deadline")
+            check_seconds(deadline, field="deadline")
         self.keep_published = float(keep_published)
         self._codec = codec or default_codec
         self._adopt(pool, name="msstore-outbox", connect_timeout=connect_timeout, deadline=deadline)

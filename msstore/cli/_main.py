@@ -28,6 +28,21 @@ class _Failed(click.ClickException):
         return 2 if self.bad_input else 1
 
 
+# Options several commands share.
+_DSN_OPTION = click.option(
+    "--dsn",
+    envvar="MSSTORE_PG_DSN",
+    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
+)
+_NATS_OPTION = click.option(
+    "--nats",
+    "nats_url",
+    envvar="NATS_URL",
+    required=True,
+    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="msstore")
 def main() -> None:
@@ -90,13 +105,7 @@ def bench(name: str, as_json: bool, plot: str | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--nats",
-    "nats_url",
-    envvar="NATS_URL",
-    required=True,
-    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
-)
+@_NATS_OPTION
 @click.option(
     "--config",
     "config_path",
@@ -143,11 +152,7 @@ def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
 
 @main.command()
 @click.argument("direction", type=click.Choice(["up", "down", "status"]))
-@click.option(
-    "--dsn",
-    envvar="MSSTORE_PG_DSN",
-    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
-)
+@_DSN_OPTION
 @click.option("--dry-run", is_flag=True, help="Say what would run; change nothing.")
 @click.option(
     "--steps",
@@ -218,13 +223,6 @@ def relay() -> None:
     """Publish the PostgreSQL outbox to NATS JetStream (run), or report on it (status)."""
 
 
-_DSN_OPTION = click.option(
-    "--dsn",
-    envvar="MSSTORE_PG_DSN",
-    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
-)
-
-
 def _dsn(dsn: str | None) -> str:
     try:
         from msstore.backends.postgres import dsn_from_env  # noqa: PLC0415
@@ -237,13 +235,7 @@ def _dsn(dsn: str | None) -> str:
 
 @relay.command("run")
 @_DSN_OPTION
-@click.option(
-    "--nats",
-    "nats_url",
-    envvar="NATS_URL",
-    required=True,
-    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
-)
+@_NATS_OPTION
 @click.option("--once", is_flag=True, help="Publish what is waiting now, then exit.")
 @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option(

@@ -20,6 +20,7 @@ import attrs
 import orjson
 
 from msstore.errors import InvalidArgument
+from msstore.ops import DEFAULT, ConsumerSpec
 
 from ._outbox import check_subject
 
@@ -67,47 +68,37 @@ Handler = Callable[[Event], None]
 
 @attrs.frozen(kw_only=True)
 class Preset:
-    """A named consumer (reference design 11.3): where it reads and how it acks."""
+    """A named consumer (reference design 11.3): where it reads and how it acks.
+    ``subject``: the filter (``None``: every subject of the stream)."""
 
     stream: str
-    subject: str
+    subject: str | None
     durable: str | None
     ack: Literal["explicit", "none"] = "explicit"
-    deliver: Literal["all", "last", "new"] = "all"
+    deliver: Literal["all", "last", "new", "last_per_subject"] = "all"
     ack_wait: float = 30.0
     max_deliver: int = 5
     max_ack_pending: int = 1000
     batch: int = 100
 
 
-PRESETS: Mapping[str, Preset] = {
-    "task-processor": Preset(
-        stream="TASK_EXECUTION",
-        subject="tasks.started.>",
-        durable="task-processor",
-        ack_wait=30.0,
-        max_deliver=3,
-        max_ack_pending=100,
-        batch=100,
-    ),
-    "message-batch-processor": Preset(
-        stream="AGENT_MESSAGES",
-        subject="messages.>",
-        durable="message-batch-processor",
-        ack_wait=60.0,
-        max_deliver=5,
-        batch=100,
-    ),
-    "monitoring": Preset(
-        stream="AGENT_STATE",
-        subject="agents.state.>",
-        durable=None,
-        ack="none",
-        deliver="last",
-        ack_wait=5.0,
-        max_deliver=1,
-    ),
-}
+def _from_spec(spec: ConsumerSpec) -> Preset:
+    """A provisioned consumer as a preset (unlimited settings get the subscription's defaults)."""
+    return Preset(
+        stream=spec.stream,
+        subject=spec.filter_subject,
+        durable=None if spec.kind == "ephemeral" else spec.name,
+        ack="none" if spec.ack_policy == "none" else "explicit",
+        deliver=spec.deliver_policy,
+        ack_wait=spec.ack_wait,
+        max_deliver=spec.max_deliver if spec.max_deliver > 0 else 5,
+        max_ack_pending=spec.max_ack_pending if spec.max_ack_pending > 0 else 1000,
+        batch=spec.max_batch or 100,
+    )
+
+
+# The consumers `msstore provision` creates, so a preset binds to the provisioned consumer.
+PRESETS: Mapping[str, Preset] = {c.name: _from_spec(c) for c in DEFAULT.consumers}
 
 
 class Subscription(Protocol):
@@ -225,7 +216,8 @@ def check_filter(subject: str) -> str:
 
 
 def _check(p: Preset, *, fetch_wait: float, remember: int) -> None:
-    check_filter(p.subject)
+    if p.subject is not None:
+        check_filter(p.subject)
     if type(p.max_deliver) is not int or p.max_deliver < 1:
         raise InvalidArgument(f"max_deliver must be an int >= 1, got {p.max_deliver!r}")
     if type(p.batch) is not int or not 1 <= p.batch <= 10_000:

@@ -11,7 +11,6 @@ the sink's deduplication (JetStream's ``Nats-Msg-Id`` window) drops the copies.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol, runtime_checkable
 
@@ -33,7 +32,6 @@ __all__ = [
     "Published",
     "Retry",
     "check_subject",
-    "check_window",
     "relay_health",
     "subject_matches",
     "subject_problem",
@@ -215,17 +213,6 @@ def relay_health(
             f"the oldest unpublished event is {oldest_age:.3g} s old (window {window:g} s)",
         )
     return HealthStatus.HEALTHY, "publishing within the window"
-
-
-def check_window(value: object, *, field: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidArgument(f"{field} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 def summarize(claimed: int, outcomes: Sequence[Outcome], *, held_back: int) -> BatchReport:

@@ -24,6 +24,7 @@ from typing import Any, Final, Self
 
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import HealthStatus
+from msstore.repositories._tasks import check_seconds
 
 from ._outbox import (
     MAX_BATCH,
@@ -33,7 +34,6 @@ from ._outbox import (
     OutboxEvent,
     OutboxSource,
     Outcome,
-    check_window,
     relay_health,
     subject_problem,
 )
@@ -74,10 +74,10 @@ class OutboxRelay:
         self.source = source
         self.sink = sink
         self.batch_size = batch_size
-        self.poll_interval = check_window(poll_interval, field="poll_interval")
-        self.lag_window = check_window(lag_window, field="lag_window")
-        self.max_backoff = check_window(max_backoff, field="max_backoff")
-        self.purge_interval = check_window(purge_interval, field="purge_interval")
+        self.poll_interval = check_seconds(poll_interval, field="poll_interval")
+        self.lag_window = check_seconds(lag_window, field="lag_window")
+        self.max_backoff = check_seconds(max_backoff, field="max_backoff")
+        self.purge_interval = check_seconds(purge_interval, field="purge_interval")
         self._clock = clock
         self._owns = owns
         self._lock = threading.Lock()

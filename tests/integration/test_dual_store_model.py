@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -43,7 +41,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from msstore import errors
@@ -56,13 +53,13 @@ from msstore.protocols import DataStorage, KeyValueStore
 from msstore.state import FlushPolicy, HybridStateManager, L1Cache
 from msstore.testing.foreign import foreign_put
 
-THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
+from ._models import THOROUGH, run_model
+
 BUCKET_TTL = 60  # seconds a value stays in the hot tier
 RETENTION = 100.0  # tombstone retention (> the bucket TTL)
 NAMES = ("a.x", "a.y", "b.x")  # two agents: hydration copies an agent's rows
 COUNTER = "c.n"
 POISON = "p.bad"
-
 
 CHILD = str(Path(__file__).with_name("hybrid_child.py"))
 
@@ -368,15 +365,7 @@ class DualStoreModel(RuleBasedStateMachine):
 
 
 def _run(*, examples: int, steps: int) -> None:
-    run_state_machine_as_test(
-        DualStoreModel,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_model(DualStoreModel, examples=examples, steps=steps)
 
 
 def test_the_dual_store_matches_its_model_on_memory_backends() -> None:

@@ -10,29 +10,27 @@ each delivery counted.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from msstore.repositories import ChannelType, Message, MessageLog
 from msstore.repositories._messages import matches
 from msstore.testing.conformance import FakeClock
 
+from ._models import THOROUGH, run_model
+
 AGENTS = ("a", "b", "c")
 SUBJECTS = ("tasks.a1.done", "tasks.a2.done", "tasks.a1.failed", "agents.a1.up")
 PATTERNS = (None, "tasks.*.done", "tasks.>", "agents.*.up")
-THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
 Make = Callable[[FakeClock, bool], MessageLog]
 
 
@@ -152,15 +150,7 @@ class MessageLogModel(RuleBasedStateMachine):
 def _run(make: Make, *, reopen: bool, examples: int, steps: int) -> None:
     MessageLogModel.make_log = staticmethod(make)
     MessageLogModel.reopen = reopen
-    run_state_machine_as_test(
-        MessageLogModel,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_model(MessageLogModel, examples=examples, steps=steps)
 
 
 def test_the_memory_log_matches_its_model() -> None:

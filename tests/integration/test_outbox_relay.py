@@ -289,3 +289,22 @@ def test_logged_messages_are_announced_without_their_payload(
     assert events[f"messages.broadcast.{team.channel_id}"]["message_id"] == str(
         broadcast.message_id
     )
+
+
+def test_the_monitoring_preset_reads_the_whole_stream_from_its_last_event(
+    relay: OutboxRelay, outbox_dsn: str, nats_url: str
+) -> None:
+    outbox = relay.source
+    assert isinstance(outbox, PostgresOutbox)
+    agent = uuid.uuid4()
+    outbox.add_many([(f"agents.state.{agent}", {"n": n}) for n in range(3)])
+    drain(relay)
+    client = NatsClient(NatsConfig(servers=[nats_url]))
+    recorder = Recorder()
+    with subscribe(client, recorder, preset="monitoring"):
+        (last,) = recorder.wait_for(1)
+        outbox.add(f"agents.heartbeat.{agent}", {"n": 3})  # another subject of the stream
+        drain(relay)
+        events = recorder.wait_for(2)
+    assert [e.json()["n"] for e in events] == [2, 3] and last.msg_id is not None
+    client.close()

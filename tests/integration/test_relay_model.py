@@ -16,12 +16,10 @@ empty but for the failed rows, each with its reason.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,14 +27,14 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from msstore.backends.memory import MemoryEventStream
 from msstore.coordination import OutboxEvent, OutboxRelay, OutboxSource, Outcome
 from msstore.testing.conformance import FakeClock
 
-THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
+from ._models import THOROUGH, run_model
+
 SUBJECTS = ("agents.state.a", "agents.state.b", "tasks.created.t1")
 BAD = ("agents.state.*", "agents..state", "no stream here")
 WINDOW = 120.0
@@ -181,15 +179,7 @@ def _run(make: MakeSource, add: AddEvent, *, reopen: bool, examples: int, steps:
     RelayModel.make_source = staticmethod(make)
     RelayModel.add_event = staticmethod(add)
     RelayModel.reopen = reopen
-    run_state_machine_as_test(
-        RelayModel,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_model(RelayModel, examples=examples, steps=steps)
 
 
 def test_the_memory_outbox_relay_matches_its_model() -> None:

@@ -16,13 +16,11 @@ back to pending (or to failed) at the next claim.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -30,16 +28,16 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from msstore.errors import StaleClaim, TaskStateError
 from msstore.repositories import Claim, Priority, TaskQueue, TaskStatus, backoff
 from msstore.testing.conformance import FakeClock
 
+from ._models import THOROUGH, run_model
+
 S = TaskStatus
 WORKERS = ("w0", "w1", "w2")
-THOROUGH = os.environ.get("MSSTORE_MODEL_PROFILE") == "thorough"
 
 
 @attrs.define
@@ -261,15 +259,7 @@ class TaskQueueModel(RuleBasedStateMachine):
 def _run(make: Make, *, reopen: bool, examples: int, steps: int) -> None:
     TaskQueueModel.make_queue = staticmethod(make)
     TaskQueueModel.reopen = reopen
-    run_state_machine_as_test(
-        TaskQueueModel,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_model(TaskQueueModel, examples=examples, steps=steps)
 
 
 def test_the_memory_queue_matches_its_model() -> None:
