@@ -5,13 +5,18 @@ are translated at the backend boundary with ``raise ... from err`` so that calle
 whatever the backend.
 
 Each class carries a ``retryable`` flag: ``True`` when repeating the same call, unchanged or after
-re-reading the current state, can succeed. Errors carry structured fields (``key``, ``hint`` and
-class-specific ones) and pickle cleanly, so they can cross process boundaries.
+re-reading the current state, can succeed. Errors carry structured fields (``key``, ``hint``,
+``sqlstate`` and the typed fields each class declares) and pickle cleanly, so they can cross
+process boundaries. One condition is one class, whichever backend raised it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import inspect
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # (records import the codec, which imports this module)
+    from msstore.records import FlushFailure
 
 __all__ = [
     "BatchError",
@@ -51,38 +56,70 @@ class MsstoreError(Exception):
     """Base of every msstore error.
 
     ``str(err)`` says what failed and, where there is one, what to do about it (``hint``).
+    Every error has ``message``, ``key`` (the key or name it concerns), ``hint`` and ``sqlstate``
+    (the SQLSTATE when PostgreSQL raised it); a subclass declares its own fields as typed class
+    annotations, which its constructor takes by keyword (an unknown one is a ``TypeError``)
+    and which default to ``None``.
     """
 
     retryable: ClassVar[bool] = False
+    _field_names: ClassVar[tuple[str, ...]] = ()
+
+    message: str
+    key: str | None
+    hint: str | None
+    sqlstate: str | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [
+            name
+            for name, kind in inspect.get_annotations(cls).items()
+            if not str(kind).startswith(("ClassVar", "typing.ClassVar"))
+        ]
+        cls._field_names = (*cls._field_names, *(n for n in own if n not in cls._field_names))
 
     def __init__(
-        self, message: str, *, key: str | None = None, hint: str | None = None, **fields: Any
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        hint: str | None = None,
+        sqlstate: str | None = None,
+        **fields: Any,
     ) -> None:
+        unknown = set(fields) - set(self._field_names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
         self.message = message
         self.key = key
         self.hint = hint
-        self.fields = fields
-        for name, value in fields.items():
-            setattr(self, name, value)
-        text = message if hint is None else f"{message}; {hint}"
-        super().__init__(text)
+        self.sqlstate = sqlstate
+        for name in self._field_names:
+            setattr(self, name, fields.get(name))
+        super().__init__(message if hint is None else f"{message}; {hint}")
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The fields this class declares, by name (for logs and structured reports)."""
+        return {name: getattr(self, name) for name in self._field_names}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (type(self), self.message, {"key": self.key, "hint": self.hint, **self.fields}),
-        )
+        common = {"key": self.key, "hint": self.hint, "sqlstate": self.sqlstate}
+        return (_rebuild, (type(self), self.message, {**common, **self.fields}))
 
 
 class NotFound(MsstoreError):
-    """A container (bucket, table, schema, index) does not exist.
+    """What a call names does not exist: a bucket, table or schema (a store used before its
+    migrations ran), a task, a channel, a message, a checkpoint. ``key`` names it.
 
     Reading a missing *key* is not an error: single-key reads return ``None`` everywhere.
     """
 
 
 class DuplicateKey(MsstoreError):
-    """``create`` (or an INSERT) met a key that already holds a live value."""
+    """``create`` met a key that already holds a live value, or a name or id that must be new
+    is taken (a channel, a task id); ``key`` names it."""
 
 
 class VersionConflict(MsstoreError):
@@ -94,6 +131,8 @@ class VersionConflict(MsstoreError):
     """
 
     retryable = True
+    expected: int | None
+    current: int | None
 
 
 class TTLExpired(MsstoreError):
@@ -101,7 +140,7 @@ class TTLExpired(MsstoreError):
 
 
 class ConnectionFailed(MsstoreError):
-    """A server could not be reached or the connection broke before the request was sent.
+    """A server could not be reached, or the connection broke before the request was sent.
 
     The operation did not happen; retrying is safe.
     """
@@ -110,17 +149,21 @@ class ConnectionFailed(MsstoreError):
 
 
 class OutcomeUnknown(MsstoreError):
-    """The request was sent but no answer came back in time: it may or may not have happened.
+    """A write was sent but no answer came back in time (field ``limit``, in seconds): it may
+    or may not have happened.
 
     Re-read the key before writing again; a blind retry of a non-idempotent write can apply twice.
     """
 
+    limit: float | None
+
 
 class DeadlineExceeded(MsstoreError):
-    """A server did not answer a read within its deadline (field ``limit``, in seconds); the
-    connection was dropped. Nothing was changed, so the read can be repeated."""
+    """A server (PostgreSQL or NATS) did not answer a read within its deadline (field
+    ``limit``, in seconds). Nothing was changed, so the read can be repeated."""
 
     retryable = True
+    limit: float | None
 
 
 class StoreClosed(MsstoreError):
@@ -130,6 +173,8 @@ class StoreClosed(MsstoreError):
 class FlushError(MsstoreError):
     """``flush()`` could not store some writes in the SQL tier (field ``failures``: the
     :class:`~msstore.records.FlushFailure` of each). They stay in KV; the rest were stored."""
+
+    failures: list[FlushFailure]
 
 
 class InvalidArgument(MsstoreError, ValueError):
@@ -154,6 +199,8 @@ class Unsupported(MsstoreError, NotImplementedError):
     Field ``capability`` names it; check ``store.capabilities`` before relying on it.
     """
 
+    capability: str | None
+
 
 class TransactionConflict(MsstoreError):
     """PostgreSQL aborted a transaction to settle a conflict with another one: a deadlock
@@ -165,12 +212,18 @@ class TransactionConflict(MsstoreError):
 
 class BatchError(MsstoreError):
     """Some keys of a batch failed. Field ``results`` holds, in input order, each key's revision
-    or the error it met; the keys that succeeded were written."""
+    or the error it met; ``failed`` the keys that failed. The keys that succeeded were
+    written."""
+
+    results: list[int | MsstoreError]
+    failed: list[str]
 
 
 class StaleVectors(MsstoreError):
     """Vectors the caller meant to reuse were deleted meanwhile; field ``hashes`` lists the
     contents that need embedding again."""
+
+    hashes: list[str]
 
 
 class BridgeMisuse(MsstoreError):
@@ -186,15 +239,24 @@ class MigrationError(MsstoreError):
 
 
 class StaleClaim(MsstoreError):
-    """A worker acted on a task claim that is no longer its own (its lease expired and another
-    worker claimed the task, or the task was completed, failed or cancelled meanwhile). Fields
-    ``task_id`` and ``attempt`` name the claim; nothing was written."""
+    """A worker acted on a task claim that is no longer its own (its lease ran out, or the task
+    was completed, failed or cancelled meanwhile). Fields ``task_id`` and ``attempt`` name the
+    claim; nothing was written."""
+
+    task_id: str
+    attempt: int
 
 
 class TaskStateError(InvalidArgument):
     """The task is not in a state that allows the operation (pausing a running task, cancelling
     a completed one). Fields ``task_id`` and ``status``; nothing was written."""
 
+    task_id: str
+    status: str
+
 
 class DependencyCycle(InvalidArgument):
-    """Task dependencies would form a cycle; field ``cycle`` lists the task ids around it."""
+    """Task dependencies would form a cycle; field ``cycle`` lists the task ids around it (the
+    first again at the end)."""
+
+    cycle: list[str]

@@ -11,7 +11,8 @@ Rules it enforces:
   through ``asyncio.to_thread``.
 * Every call has a timeout. A *write* that times out raises
   :class:`~msstore.errors.OutcomeUnknown` (it may still land: nats-py buffers it and sends it
-  after a reconnect); a read raises :class:`~msstore.errors.ConnectionFailed`.
+  after a reconnect); a read raises :class:`~msstore.errors.DeadlineExceeded` (as a read that
+  PostgreSQL did not answer in time does).
 * After ``fork()`` the child gets a fresh bridge on first use (the parent's loop thread does not
   exist there).
 * :meth:`Bridge.close` (also run at interpreter exit) lets pending work finish, up to a grace
@@ -30,12 +31,32 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from msstore.errors import BridgeMisuse, ConnectionFailed, MsstoreError, OutcomeUnknown
+from msstore.errors import (
+    BridgeMisuse,
+    ConnectionFailed,
+    DeadlineExceeded,
+    MsstoreError,
+    OutcomeUnknown,
+    StoreClosed,
+)
 
-__all__ = ["Bridge", "BridgeMisuse", "get_bridge"]
+__all__ = ["Bridge", "BridgeMisuse", "get_bridge", "timed_out"]
 
 T = TypeVar("T")
-log = logging.getLogger("msstore.bridge")
+log = logging.getLogger("msstore.spi.bridge")
+
+
+def timed_out(what: str, limit: float, *, write: bool) -> MsstoreError:
+    """The error for a call that got no answer within ``limit`` seconds: ``OutcomeUnknown``
+    for a write (it may still land), ``DeadlineExceeded`` for a read (nothing changed)."""
+    text = f"{what}: no answer within {limit:g} s"
+    if write:
+        return OutcomeUnknown(
+            text, limit=limit, hint="the write may still land; re-read before writing again"
+        )
+    return DeadlineExceeded(
+        text, limit=limit, hint="the server may be down or overloaded; the read can be repeated"
+    )
 
 
 class Bridge:
@@ -56,7 +77,7 @@ class Bridge:
             return loop
         with self._lock:
             if self._closed:
-                raise MsstoreError("the msstore bridge is closed", hint="open a new store")
+                raise StoreClosed("the msstore bridge is closed", hint="open a new store")
             if self._loop is None:
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
@@ -122,15 +143,7 @@ class Bridge:
         if not call.done.acquire(timeout=timeout + 5.0):  # only a wedged loop gets here
             call.timed_out = True
         if call.timed_out:
-            if write:
-                raise OutcomeUnknown(
-                    f"{what}: no answer within {timeout:g}s",
-                    hint="the write may still land; re-read before writing again",
-                )
-            raise ConnectionFailed(
-                f"{what}: no answer within {timeout:g}s",
-                hint="the server may be down or overloaded",
-            )
+            raise timed_out(what, timeout, write=write)
         task = call.task
         assert task is not None
         if task.cancelled():

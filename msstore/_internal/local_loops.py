@@ -32,9 +32,9 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
+from msstore.errors import StoreClosed
 
-from .bridge import BridgeMisuse
+from .bridge import BridgeMisuse, timed_out
 from .timers import EarliestTimer
 
 __all__ = ["LocalLoop", "LocalLoops"]
@@ -43,7 +43,7 @@ SETTLE_AFTER_IDLE = 0.002  # seconds without a call before a loop settles its so
 
 T = TypeVar("T")
 S = TypeVar("S")
-log = logging.getLogger("msstore.bridge")
+log = logging.getLogger("msstore.spi.bridge")
 
 
 class LocalLoop(Generic[S]):
@@ -72,21 +72,13 @@ class LocalLoop(Generic[S]):
         with self.lock:
             if self.closed:
                 coro.close()
-                raise MsstoreError(f"{what}: the connection is closed", hint="open a new store")
+                raise StoreClosed(f"{what}: the connection is closed", hint="open a new store")
             if settle or time.monotonic() - self.last_used > SETTLE_AFTER_IDLE:
                 coro = _settled(coro)
             try:
                 return self._drive(coro, timeout)
             except _TimedOut:
-                if write:
-                    raise OutcomeUnknown(
-                        f"{what}: no answer within {timeout:g}s",
-                        hint="the write may still land; re-read before writing again",
-                    ) from None
-                raise ConnectionFailed(
-                    f"{what}: no answer within {timeout:g}s",
-                    hint="the server may be down or overloaded",
-                ) from None
+                raise timed_out(what, timeout, write=write) from None
             finally:
                 self.last_used = time.monotonic()
 
@@ -251,7 +243,7 @@ class LocalLoops(Generic[S]):
                     local.owner = weakref.ref(current)
                     return local
         if self._closed:
-            raise MsstoreError("this connection pool is closed", hint="open a new store")
+            raise StoreClosed("this connection pool is closed", hint="open a new store")
         local = LocalLoop(threading.current_thread())
         try:
             local.state = local.run(

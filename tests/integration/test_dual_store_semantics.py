@@ -110,7 +110,7 @@ def test_a_row_postgresql_refuses_fails_flush_and_the_rest_are_stored(
         m.dirty.add("rf.nul", b'"a\\u0000b"', kv.get("rf.nul").revision)  # type: ignore[union-attr]
         with pytest.raises(FlushError) as raised:
             m.flush()
-        assert [f.key for f in raised.value.failures] == ["rf.nul"]  # type: ignore[attr-defined]
+        assert [f.key for f in raised.value.failures] == ["rf.nul"]
         assert storage.retrieve("rf.ok") is not None
 
 

@@ -115,7 +115,10 @@ def test_kv_calls_stay_bounded_while_nats_is_blackholed(msstore_nats_url: str, l
         for result, took in calls:
             assert took <= timeout + 1.0 + SLACK, (result, took)  # request + the outer second
             if isinstance(result, MsstoreError):
-                assert isinstance(result, (OutcomeUnknown, ConnectionFailed)), repr(result)
+                # a write may still land; a read changed nothing; or the connection failed
+                assert isinstance(result, (OutcomeUnknown, DeadlineExceeded, ConnectionFailed)), (
+                    repr(result)
+                )
         assert all(isinstance(r, MsstoreError) for r, _ in calls[:2])
         written, _ = timed(lambda: kv.put("after", "heal"))
         assert isinstance(written, int)

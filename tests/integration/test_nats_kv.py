@@ -91,7 +91,7 @@ def test_cas_delete_with_wrong_revision_is_a_version_conflict(bucket: NatsKV) ->
     bucket.put("k", 2)
     with pytest.raises(VersionConflict) as info:
         bucket.delete("k", expected_revision=rev)  # nats-py raises a raw BadRequestError here
-    assert info.value.current == rev + 1  # type: ignore[attr-defined]
+    assert info.value.current == rev + 1
     with pytest.raises(VersionConflict):
         bucket.purge("k", expected_revision=rev)
     entry = bucket.get("k")
@@ -141,7 +141,7 @@ def test_existing_bucket_with_other_settings_is_opened_not_clobbered(
         await kv.put("kept", b'"from another tool"')
 
     raw(msstore_nats_url, make)
-    with caplog.at_level(logging.WARNING, logger="msstore.nats"):
+    with caplog.at_level(logging.WARNING, logger="msstore.backends.nats"):
         kv = NatsKV.open(nats_client, BucketConfig(name=name, history=5, ttl=60))
     try:
         assert any("history 3 (wanted 5)" in d for d in kv.differences)
@@ -173,7 +173,7 @@ def test_old_server_never_claims_per_key_ttl(
         assert Capability.PER_KEY_TTL not in kv.capabilities
         with pytest.raises(Unsupported) as info:
             kv.put("k", 1, ttl=5)
-        assert info.value.capability == "per_key_ttl"  # type: ignore[attr-defined]
+        assert info.value.capability == "per_key_ttl"
         assert kv.get("k") is None
         kv.put("k", 1)  # everything else works
     finally:
@@ -247,10 +247,10 @@ def test_batch_crosses_once_and_reports_per_key_errors(
     monkeypatch.setattr(bucket, "_publish", flaky)
     with pytest.raises(BatchError) as info:
         bucket.put_many([("b.12", "x"), ("b.13", "y"), ("b.14", "z")])
-    results = info.value.results  # type: ignore[attr-defined]
+    results = info.value.results
     assert isinstance(results[0], int) and isinstance(results[2], int)
     assert isinstance(results[1], VersionConflict)
-    assert info.value.failed == ["b.13"]  # type: ignore[attr-defined]
+    assert info.value.failed == ["b.13"]
 
 
 def test_open_by_url(msstore_nats_url: str, msstore_unique_name: str) -> None:

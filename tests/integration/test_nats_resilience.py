@@ -10,7 +10,7 @@ import pytest
 
 from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.buckets import BucketConfig
-from msstore.errors import ConnectionFailed, OutcomeUnknown
+from msstore.errors import ConnectionFailed, DeadlineExceeded, OutcomeUnknown
 from msstore.servers import EmbeddedNats, EmbeddedNatsCluster
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -22,7 +22,7 @@ def test_store_carries_on_across_a_server_restart(caplog: pytest.LogCaptureFixtu
         client = NatsClient(NatsConfig(servers=[server.url], request_timeout=8))
         kv = NatsKV.open(client, BucketConfig(name="RESTART", history=2))
         before = {f"k{i}": kv.put(f"k{i}", {"i": i}) for i in range(20)}
-        with caplog.at_level(logging.INFO, logger="msstore.nats"):
+        with caplog.at_level(logging.INFO, logger="msstore.backends.nats"):
             server.stop()
             restarter = threading.Timer(1.0, server.start)  # same port, same store dir
             restarter.start()
@@ -65,7 +65,7 @@ def test_r3_bucket_survives_losing_its_leader_mid_stream() -> None:
                     try:
                         kv.put(key, i)
                         break
-                    except (ConnectionFailed, OutcomeUnknown) as err:
+                    except (ConnectionFailed, DeadlineExceeded, OutcomeUnknown) as err:
                         failures.append(type(err).__name__)
                         if time.monotonic() > deadline:
                             raise
@@ -106,7 +106,7 @@ def test_bucket_lists_every_acknowledged_key_after_failover() -> None:
             try:
                 keys = kv.keys("agent.*.state")
                 break
-            except (ConnectionFailed, OutcomeUnknown):
+            except (ConnectionFailed, DeadlineExceeded, OutcomeUnknown):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert len(keys) == 100

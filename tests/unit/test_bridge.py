@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from msstore._internal.bridge import Bridge, BridgeMisuse, get_bridge
-from msstore.errors import ConnectionFailed, MsstoreError, OutcomeUnknown
+from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
 
 
 async def add(a: int, b: int) -> int:
@@ -57,8 +57,9 @@ def test_timeouts_say_whether_a_write_may_have_landed(bridge: Bridge) -> None:
     start = time.monotonic()
     with pytest.raises(OutcomeUnknown, match="may still land"):
         bridge.run(asyncio.sleep(10), timeout=0.2, write=True, what="put k")
-    with pytest.raises(ConnectionFailed, match=r"no answer within 0\.2s"):
+    with pytest.raises(DeadlineExceeded, match=r"no answer within 0\.2 s") as info:
         bridge.run(asyncio.sleep(10), timeout=0.2, what="get k")
+    assert info.value.limit == 0.2 and info.value.retryable
     assert time.monotonic() - start < 2
     assert bridge.run(add(1, 1), timeout=1) == 2  # the loop is still fine
 

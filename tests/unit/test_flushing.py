@@ -84,7 +84,7 @@ def test_a_refused_row_is_isolated_and_the_rest_stored() -> None:
         m.put_many({f"a.k{i}": i for i in range(9)} | {"a.bad": "x"})
         with pytest.raises(FlushError, match=r"a\.bad") as raised:
             m.flush()
-        assert [f.key for f in raised.value.failures] == ["a.bad"]  # type: ignore[attr-defined]
+        assert [f.key for f in raised.value.failures] == ["a.bad"]
         assert len(table.search("a.k")) == 9
         assert m.stats()["flush"]["failed"] == 1
         assert [f.key for f in m.flusher.failed] == ["a.bad"]

@@ -68,7 +68,7 @@ def test_narrowed_capabilities_raise_unsupported() -> None:
     ):
         with pytest.raises(Unsupported) as info:
             call()
-        assert info.value.capability  # type: ignore[attr-defined]
+        assert info.value.capability
     assert kv.keys() == []
     with pytest.raises(InvalidArgument):
         MemoryKV(capabilities={Capability.SEARCH_TEXT})
