@@ -1,141 +1,85 @@
-"""Sessions in process memory (the rules of :mod:`msstore.repositories._sessions`)."""
+"""Sessions in process memory: :class:`~msstore.work.SessionStoreBase`'s primitives, keyed
+by token hash."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-import attrs
-
-from msstore.codec import Codec, default_codec
-from msstore.errors import StoreClosed
-from msstore.repositories._sessions import (
-    Session,
-    SessionType,
-    check_open,
-    check_token,
-    new_token,
-    token_hash,
-)
-from msstore.repositories._tasks import check_seconds
+from msstore.codec import Codec, Encoded
+from msstore.work import NewSession, Session, SessionStoreBase, slid
 
 __all__ = ["MemorySessionStore"]
 
 
-class MemorySessionStore:
-    """``SessionStore`` in memory (thread-safe), keyed by token hash; ``clock``: Unix seconds."""
+class MemorySessionStore(SessionStoreBase):
+    """``SessionStore`` in memory (thread-safe); ``clock``: Unix seconds."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.time, codec: Codec | None = None
     ) -> None:
+        super().__init__(codec=codec)
         self._clock = clock
-        self._codec = codec or default_codec
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
-        self._closed = False
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosed("this session store is shut down", hint="open a new one")
+    def __repr__(self) -> str:
+        return f"MemorySessionStore({len(self._sessions)} sessions)"
 
-    def _copy(self, value: Any) -> Any:
-        return self._codec.decode(self._codec.encode(value))
+    def _now(self) -> float:
+        return self._clock()
 
-    def open(
-        self,
-        *,
-        agent: str | None = None,
-        user: str | None = None,
-        ttl: float,
-        data: Any = None,
-        permissions: Mapping[str, Any] | None = None,
-        session_type: SessionType | str = SessionType.INTERACTIVE,
-    ) -> Session:
-        owner, user, seconds, kind = check_open(
-            agent=agent, user=user, ttl=ttl, session_type=session_type, permissions=permissions
+    def _insert(self, new: NewSession, now: float) -> Session:
+        session = Session(
+            session_id=uuid.uuid4(),
+            agent=new.agent,
+            user=new.user,
+            session_type=new.session_type,
+            data=self._codec.decode(new.data.data),
+            permissions=self._codec.decode(new.permissions.data),
+            created_at=now,
+            last_activity=now,
+            expires_at=now + new.ttl,
+            ttl=new.ttl,
         )
-        stored_data = self._copy({} if data is None else data)
-        stored_permissions = self._copy(dict(permissions or {}))
-        token = new_token()
         with self._lock:
-            self._check_open()
-            now = self._clock()
-            session = Session(
-                uuid.uuid4(),
-                owner,
-                user,
-                kind,
-                stored_data,
-                stored_permissions,
-                now,
-                now,
-                now + seconds,
-                seconds,
-            )
-            self._sessions[token_hash(token)] = session
-            return attrs.evolve(session, token=token)
+            self._sessions[new.token_hash] = session
+        return session
 
-    def _live(self, token: str) -> tuple[str, Session] | None:
-        key = token_hash(check_token(token))
-        session = self._sessions.get(key)
-        if session is None or session.expires_at <= self._clock():
-            return None
-        return key, session
+    def _live(self, digest: str, now: float) -> Session | None:
+        session = self._sessions.get(digest)
+        return None if session is None or session.expires_at <= now else session
 
-    def get(self, token: str) -> Session | None:
+    def _find(self, digest: str, now: float) -> Session | None:
         with self._lock:
-            found = self._live(token)
-            return None if found is None else found[1]
+            return self._live(digest, now)
 
-    def _change(self, token: str, change: Callable[[Session, float], Session]) -> Session | None:
+    def _slide(
+        self, digest: str, now: float, ttl: float | None, data: Encoded | None
+    ) -> Session | None:
         with self._lock:
-            self._check_open()
-            found = self._live(token)
-            if found is None:
+            session = self._live(digest, now)
+            if session is None:
                 return None
-            key, session = found
-            session = change(session, self._clock())
-            self._sessions[key] = session
+            if data is None:
+                session = slid(session, now, ttl=ttl)
+            else:
+                session = slid(session, now, ttl=ttl, data=self._codec.decode(data.data))
+            self._sessions[digest] = session
             return session
 
-    def touch(self, token: str, *, ttl: float | None = None) -> Session | None:
-        seconds = None if ttl is None else check_seconds(ttl, field="ttl")
-
-        def touch(session: Session, now: float) -> Session:
-            length = session.ttl if seconds is None else seconds
-            return attrs.evolve(session, last_activity=now, expires_at=now + length, ttl=length)
-
-        return self._change(token, touch)
-
-    def update(self, token: str, data: Any) -> Session | None:
-        stored = self._copy(data)
-
-        def update(session: Session, now: float) -> Session:
-            return attrs.evolve(
-                session, data=stored, last_activity=now, expires_at=now + session.ttl
-            )
-
-        return self._change(token, update)
-
-    def close(self, token: str) -> bool:
+    def _delete(self, digest: str, now: float) -> bool:
         with self._lock:
-            self._check_open()
-            found = self._live(token)
-            if found is None:
+            if self._live(digest, now) is None:
                 return False
-            del self._sessions[found[0]]
+            del self._sessions[digest]
             return True
 
-    def sweep(self) -> int:
+    def _sweep(self, now: float) -> int:
         with self._lock:
-            now = self._clock()
             gone = [k for k, s in self._sessions.items() if s.expires_at <= now]
             for key in gone:
                 del self._sessions[key]
             return len(gone)
-
-    def shutdown(self) -> None:
-        self._closed = True

@@ -20,6 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
+from msstore.spi import StoreBase
 
 from ._config import check_dsn
 from ._deadline import guard
@@ -66,8 +67,9 @@ class _CutOff(Exception):
     """A call whose connection the deadline watchdog cut (internal)."""
 
 
-class PgStore:
-    """The shared run-on-a-connection of the PostgreSQL stores (see the module docstring)."""
+class PgStore(StoreBase):
+    """The shared run-on-a-connection of the PostgreSQL stores (see the module docstring),
+    and their lifecycle: ``close()`` closes the pool the store opened for itself."""
 
     _pool: ConnectionPool[Any]
     _deadline: float | None = None
@@ -75,11 +77,11 @@ class PgStore:
     _dsn: str = ""
     _clock: Callable[[], float] | None = None
 
-    def _now(self) -> datetime.datetime | None:
+    def _now_param(self) -> datetime.datetime | None:
         """The ``now`` parameter of :data:`NOW`: the store's clock, or ``None`` (the server's)."""
         return None if self._clock is None else timestamp(self._clock())
 
-    def _now_seconds(self) -> float:
+    def _now(self) -> float:
         """The store's clock, or this host's (Unix seconds), for checks made before SQL."""
         return time.time() if self._clock is None else self._clock()
 
@@ -105,8 +107,14 @@ class PgStore:
         self._pool = pool
         self._deadline = None if deadline is None else float(deadline)
 
+    def _release(self) -> None:
+        if self._owns_pool:
+            self._pool.close()
+
     def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
-        """``fn(conn)`` on a pooled connection; errors as msstore errors (module docstring)."""
+        """``fn(conn)`` on a pooled connection; errors as msstore errors (module docstring).
+        ``StoreClosed`` once the store is closed."""
+        self._check_open()
         try:
             with self._pool.connection() as conn, guard(conn, self._deadline) as deadline:
                 try:

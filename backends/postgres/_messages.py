@@ -1,4 +1,5 @@
-"""``MessageLog`` on messages.channels, .subscriptions, .log and .cursors (0005, 0018).
+"""``MessageLog`` on messages.channels, .subscriptions, .log and .cursors (0005, 0018):
+:class:`~msstore.work.MessageLogBase`'s primitives.
 
 An inbox read is one statement: the agent's messages after its cursor (direct ones, and the
 broadcasts of channels it subscribes to whose subject matches its pattern), in ``seq`` order,
@@ -15,24 +16,20 @@ from typing import Any, Final
 
 from psycopg_pool import ConnectionPool
 
-from msstore.codec import Codec, default_codec
-from msstore.errors import DuplicateKey, InvalidArgument, NotFound
+from msstore.codec import Codec
 from msstore.registry import redact_url
-from msstore.repositories._messages import (
+from msstore.work import (
     Channel,
     ChannelType,
     Message,
+    MessageDraft,
+    MessageLogBase,
     MessageType,
-    RequestReply,
-    check_channel_name,
-    check_channel_type,
-    check_correlation_id,
-    check_message,
-    check_pattern,
+    channel_taken,
+    no_channel,
+    no_message,
     pattern_regex,
 )
-from msstore.repositories._tasks import check_agent, check_limit
-from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
 from ._base import NOW, Conn, PgStore, timestamp
@@ -105,7 +102,7 @@ def _message(row: Sequence[Any]) -> Message:
     )
 
 
-class PostgresMessageLog(RequestReply, PgStore, StoreBase):
+class PostgresMessageLog(PgStore, MessageLogBase):
     """``MessageLog`` on PostgreSQL (migrations 0005 and 0018). ``pool``: a pool or a DSN;
     ``clock``: Unix seconds for every time the log records (default: the server's clock)."""
 
@@ -118,11 +115,11 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
         deadline: float | None = 15.0,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
+        MessageLogBase.__init__(self, codec=codec)
         self._adopt(
             pool, name="msstore-messages", connect_timeout=connect_timeout, deadline=deadline
         )
         self._clock = clock
-        self._codec = codec or default_codec
         self._registrar = AgentRegistrar()
 
     def __repr__(self) -> str:
@@ -133,25 +130,22 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
         self._registrar.ensure(lambda fn: self._run_statement("register agents", fn), tokens)
 
     @staticmethod
-    def _channel_row(c: Conn, name: str, *, lock: bool = False) -> tuple[uuid.UUID, str]:
+    def _find_channel(c: Conn, name: str, *, lock: bool = False) -> Channel | None:
+        """The channel, or ``None``; ``lock``: held (shared) until the transaction ends."""
         row = c.execute(
-            "SELECT channel_id, channel_type FROM messages.channels WHERE channel_name = %s"
-            + (" FOR SHARE" if lock else ""),
+            "SELECT channel_id, channel_type, description FROM messages.channels "
+            "WHERE channel_name = %s" + (" FOR SHARE" if lock else ""),
             [name],
         ).fetchone()
-        if row is None:
-            raise NotFound(f"no channel {name!r}", key=name)
-        return row[0], row[1]
+        return None if row is None else Channel(row[0], name, ChannelType(row[1]), row[2])
 
-    def create_channel(
-        self, name: str, channel_type: ChannelType | str, *, description: str | None = None
-    ) -> Channel:
-        check_channel_name(name)
-        kind = check_channel_type(channel_type)
-        if description is not None and type(description) is not str:
-            raise InvalidArgument(f"description must be a str or None, got {description!r}")
-        self._check_open()
+    def _channel_row(self, c: Conn, name: str, *, lock: bool = False) -> Channel:
+        found = self._find_channel(c, name, lock=lock)
+        if found is None:
+            raise no_channel(name)
+        return found
 
+    def _create_channel(self, name: str, kind: ChannelType, description: str | None) -> Channel:
         def create(c: Conn) -> Channel:
             row = c.execute(
                 "INSERT INTO messages.channels (channel_name, channel_type, description) "
@@ -159,39 +153,24 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 [name, kind.value, description],
             ).fetchone()
             if row is None:
-                raise DuplicateKey(f"channel {name!r} exists", key=name)
+                raise channel_taken(name)
             return Channel(row[0], name, kind, description)
 
         result: Channel = self._run_transaction("create channel", create)
         return result
 
-    def channel(self, name: str) -> Channel | None:
-        check_channel_name(name)
-        self._check_open()
-
-        def read(c: Conn) -> Channel | None:
-            row = c.execute(
-                "SELECT channel_id, channel_type, description FROM messages.channels "
-                "WHERE channel_name = %s",
-                [name],
-            ).fetchone()
-            c.rollback()
-            return None if row is None else Channel(row[0], name, ChannelType(row[1]), row[2])
-
-        result: Channel | None = self._run("read channel", read)
+    def _channel(self, name: str) -> Channel | None:
+        result: Channel | None = self._run_transaction(
+            "read channel", lambda c: self._find_channel(c, name), write=False
+        )
         return result
 
-    def subscribe(self, agent_id: str, channel: str, *, pattern: str | None = None) -> None:
-        agent = check_agent(agent_id)
-        check_channel_name(channel)
-        checked = check_pattern(pattern)
-        regex = None if checked is None else pattern_regex(checked)
-        self._check_open()
-
+    def _subscribe(self, agent: str, channel: str, pattern: str | None) -> None:
+        regex = None if pattern is None else pattern_regex(pattern)
         self._agents(agent)
 
         def subscribe(c: Conn) -> None:
-            channel_id, _ = self._channel_row(c, channel, lock=True)
+            channel_id = self._channel_row(c, channel, lock=True).channel_id
             aid = agent_of_token(agent)
             c.execute(
                 "DELETE FROM messages.subscriptions WHERE agent_id = %s AND channel_id = %s",
@@ -201,18 +180,14 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
                 "INSERT INTO messages.subscriptions (agent_id, channel_id, message_pattern, "
                 "filters, from_seq) VALUES (%s, %s, %s, %s::jsonb, "
                 "(SELECT COALESCE(max(seq), 0) FROM messages.log))",
-                [aid, channel_id, checked, "{}" if regex is None else jsonb_text({"regex": regex})],
+                [aid, channel_id, pattern, "{}" if regex is None else jsonb_text({"regex": regex})],
             )
 
         self._run_transaction("subscribe", subscribe)
 
-    def unsubscribe(self, agent_id: str, channel: str) -> bool:
-        agent = check_agent(agent_id)
-        check_channel_name(channel)
-        self._check_open()
-
+    def _unsubscribe(self, agent: str, channel: str) -> bool:
         def unsubscribe(c: Conn) -> bool:
-            channel_id, _ = self._channel_row(c, channel)
+            channel_id = self._channel_row(c, channel).channel_id
             return (
                 c.execute(
                     "DELETE FROM messages.subscriptions WHERE agent_id = %s AND channel_id = %s",
@@ -224,85 +199,39 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
         result: bool = self._run_transaction("unsubscribe", unsubscribe)
         return result
 
-    def send(
-        self,
-        channel: str,
-        *,
-        from_agent: str,
-        subject: str,
-        payload: Any = None,
-        to_agent: str | None = None,
-        message_type: MessageType | str = MessageType.NOTIFICATION,
-        correlation_id: uuid.UUID | None = None,
-        reply_to: str | None = None,
-        priority: int = 0,
-        expires_at: float | None = None,
-    ) -> Message:
-        now_s = self._now_seconds()
-        sender, recipient, subject, kind = check_message(
-            from_agent=from_agent,
-            to_agent=to_agent,
-            subject=subject,
-            message_type=message_type,
-            priority=priority,
-            expires_at=expires_at,
-            correlation_id=correlation_id,
-            reply_to=reply_to,
-            now=now_s,
-        )
-        check_channel_name(channel)
-        value = {} if payload is None else payload
-        text = jsonb_text(value, self._codec)
-        self._check_open()
-
-        self._agents(sender, recipient)
+    def _append(self, draft: MessageDraft) -> Message:
+        text = jsonb_text(draft.payload, self._codec)
+        payload = self._codec.decode(draft.payload.data)
+        self._agents(draft.from_agent, draft.to_agent)
 
         def send(c: Conn) -> Message:
-            channel_id, channel_type = self._channel_row(c, channel, lock=True)
-            if channel_type == ChannelType.DIRECT and recipient is None:
-                raise InvalidArgument(f"channel {channel!r} is direct: to_agent is required")
+            channel = self._channel_row(c, draft.channel, lock=True)
+            draft.check_route(channel)
             row = c.execute(
                 SEND,
                 {
-                    "now": self._now(),
-                    "channel_id": channel_id,
-                    "from_id": agent_of_token(sender),
-                    "to_id": None if recipient is None else agent_of_token(recipient),
-                    "broadcast": "subscribers" if recipient is None else None,
-                    "type": kind.value,
-                    "subject": subject,
+                    "now": self._now_param(),
+                    "channel_id": channel.channel_id,
+                    "from_id": agent_of_token(draft.from_agent),
+                    "to_id": None if draft.to_agent is None else agent_of_token(draft.to_agent),
+                    "broadcast": "subscribers" if draft.to_agent is None else None,
+                    "type": draft.message_type.value,
+                    "subject": draft.subject,
                     "payload": text,
-                    "correlation_id": correlation_id,
-                    "reply_to": reply_to,
-                    "priority": priority,
-                    "expires": timestamp(None if expires_at is None else float(expires_at)),
+                    "correlation_id": draft.correlation_id,
+                    "reply_to": draft.reply_to,
+                    "priority": draft.priority,
+                    "expires": timestamp(draft.expires_at),
                 },
             ).fetchone()
             assert row is not None
-            return Message(
-                message_id=row[0],
-                seq=row[1],
-                channel=channel,
-                from_agent=sender,
-                to_agent=recipient,
-                message_type=kind,
-                subject=subject,
-                payload=self._codec.decode(self._codec.encode(value)),
-                sent_at=row[2],
-                correlation_id=correlation_id,
-                reply_to=reply_to,
-                priority=priority,
-                expires_at=None if expires_at is None else float(expires_at),
-            )
+            return draft.logged(row[0], row[1], row[2], payload)
 
         result: Message = self._run_transaction("send", send)
         return result
 
-    def inbox(self, agent_id: str, *, limit: int = 100) -> builtins.list[Message]:
-        agent = check_agent(agent_id)
-        check_limit(limit)
-        self._check_open()
-        params = {"now": self._now(), "aid": agent_of_token(agent), "limit": limit}
+    def _inbox(self, agent: str, limit: int, now: float) -> builtins.list[Message]:
+        params = {"now": self._now_param(), "aid": agent_of_token(agent), "limit": limit}
 
         def read(c: Conn) -> builtins.list[Message]:
             return [_message(r) for r in c.execute(INBOX, params).fetchall()]
@@ -310,23 +239,17 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
         result: builtins.list[Message] = self._run_statement("inbox", read)
         return result
 
-    def ack(self, agent_id: str, message: Message) -> None:
-        agent = check_agent(agent_id)
-        if not isinstance(message, Message):
-            raise InvalidArgument(f"expected a Message, got {message!r}")
-        self._check_open()
+    def _ack(self, agent: str, message: Message) -> None:
         aid = agent_of_token(agent)
-
         self._agents(agent)
 
         def ack(c: Conn) -> None:
-            if (
-                c.execute(
-                    "SELECT 1 FROM messages.log WHERE message_id = %s", [message.message_id]
-                ).fetchone()
-                is None
-            ):
-                raise NotFound(f"no message {message.message_id}")
+            found = c.execute(
+                "SELECT 1 FROM messages.log WHERE message_id = %s AND seq = %s",
+                [message.message_id, message.seq],
+            ).fetchone()
+            if found is None:
+                raise no_message(message.message_id)
             c.execute(
                 "INSERT INTO messages.cursors AS k (agent_id, acked_seq) VALUES (%s, %s) "
                 "ON CONFLICT (agent_id) DO UPDATE SET acked_seq = GREATEST(k.acked_seq, "
@@ -336,30 +259,19 @@ class PostgresMessageLog(RequestReply, PgStore, StoreBase):
             c.execute(
                 f"UPDATE messages.log SET processed_at = {NOW} WHERE message_id = %(id)s "
                 "AND to_agent_id = %(aid)s AND processed_at IS NULL",
-                {"now": self._now(), "id": message.message_id, "aid": aid},
+                {"now": self._now_param(), "id": message.message_id, "aid": aid},
             )
 
         self._run_transaction("ack", ack)
 
-    def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
-        check_correlation_id(correlation_id)
-        self._check_open()
-
+    def _replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
         def read(c: Conn) -> builtins.list[Message]:
             rows = c.execute(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages.log l {JOINS} "
                 "WHERE l.correlation_id = %s AND l.message_type = 'response' ORDER BY l.seq",
                 [correlation_id],
             ).fetchall()
-            c.rollback()
             return [_message(r) for r in rows]
 
-        result: builtins.list[Message] = self._run("replies", read)
+        result: builtins.list[Message] = self._run_transaction("replies", read, write=False)
         return result
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        super().close()
-        if self._owns_pool:
-            self._pool.close()

@@ -1,63 +1,51 @@
-"""``TaskQueue`` on tasks.queue, tasks.dependencies and tasks.executions (0004, 0017).
+"""``TaskQueue`` on tasks.queue, tasks.dependencies and tasks.executions (0004, 0017, 0020):
+:class:`~msstore.work.TaskQueueBase`'s primitives, each one statement or one transaction.
 
 * **Claims** are one statement: a CTE picks claimable tasks in claim order ``FOR UPDATE SKIP
   LOCKED`` (no two workers ever hold one task; a worker never waits on another's lock), marks
   them running under a lease and inserts each attempt's ``tasks.executions`` row.
-* **Expired leases** are rescued by one ``UPDATE`` before a claim, at most every
-  ``rescue_interval`` seconds of the queue's clock: a task with retries left is pending again
-  (its open execution failed with "lease expired"), one without is failed (a dead letter).
+* **Settling** (complete, fail, a lapsed lease) is one statement for a batch of attempts: the
+  base class's settlements as arrays, applied where each claim still holds.
 * **Wake-ups**: an enqueue sends ``NOTIFY msstore_tasks`` with its commit; workers blocked in
   ``claim(wait=...)`` share one ``LISTEN`` connection per queue and try again when a
   notification comes, or every ``poll`` seconds (what a lost notification leaves).
 * **Time** is the queue's ``clock`` when one is given (tests drive it), else the server's
   ``clock_timestamp()``: every comparison of leases, schedules and expiries uses one of them.
-* ``enqueue(..., conn=c)`` writes on the caller's connection inside its transaction (see
-  :func:`~msstore.backends.postgres.transaction`): the task exists exactly when the caller's
+* ``enqueue_many(..., conn=c)`` writes on the caller's connection inside its transaction (see
+  :func:`~msstore.backends.postgres.transaction`): the tasks exist exactly when the caller's
   other writes commit.
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
+import functools
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-import attrs
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from msstore.codec import Codec, default_codec
-from msstore.errors import (
-    DependencyCycle,
-    InvalidArgument,
-    NotFound,
-    StaleClaim,
-    TaskStateError,
-)
+from msstore.codec import Codec
 from msstore.registry import redact_url
-from msstore.repositories._tasks import (
+from msstore.work import (
+    RUN_CANCELLED,
     Claim,
     Execution,
+    LinkCheck,
+    Move,
+    NewTask,
     Priority,
-    QueueStats,
+    Settlement,
     Task,
+    TaskQueueBase,
     TaskSpec,
     TaskStatus,
-    backoff,
-    check_agent,
-    check_limit,
-    check_seconds,
-    check_specs,
-    check_status,
-    check_task_id,
-    check_time,
-    check_types,
+    no_task,
+    task_id_taken,
 )
-from msstore.spi import StoreBase
 
 from ._agents import AgentRegistrar, agent_of_token
 from ._base import NOW, Conn, PgStore, timestamp
@@ -67,8 +55,6 @@ from ._listen import Listener
 from ._tx import classify
 
 __all__ = ["CHANNEL", "PostgresTaskQueue"]
-
-log = logging.getLogger("msstore.postgres")
 
 CHANNEL: Final = "msstore_tasks"
 PRIORITY_LABELS: Final = ("low", "normal", "high", "urgent", "critical")
@@ -82,7 +68,13 @@ TASK_COLUMNS: Final = """
         ORDER BY d.created_at, d.depends_on_task_id),
   q.unique_key, q.assigned_agent, q.claimed_by, extract(epoch FROM q.lease_expires_at)::float8,
   extract(epoch FROM q.started_at)::float8, extract(epoch FROM q.completed_at)::float8,
-  q.result, q.last_error
+  q.result, q.last_error, q.enqueue_seq
+"""
+# A claim holds its task while this is true (msstore.work.holds), with %(lapsed)s false; a
+# lapsed claim (its lease ran out, nobody took the task since) with it true.
+CLAIM_HOLDS: Final = """
+  q.status = 'running' AND q.attempts = s.attempt AND q.claimed_by = s.agent
+  AND (q.lease_expires_at > now.t) <> s.lapsed
 """
 INSERT_TASKS: Final = f"""
 WITH now AS (SELECT {NOW} AS t)
@@ -107,25 +99,7 @@ INSERT_DEPENDENCIES: Final = """
 INSERT INTO tasks.dependencies (task_id, depends_on_task_id)
 SELECT t, d FROM unnest(%b::uuid[], %b::uuid[]) AS x(t, d)
 """
-RESCUE: Final = f"""
-WITH now AS (SELECT {NOW} AS t),
-expired AS (
-  UPDATE tasks.queue q SET
-    status = CASE WHEN q.retry_count < q.max_retries THEN 'pending'::task_status_type
-                  ELSE 'failed'::task_status_type END,
-    retry_count = LEAST(q.retry_count + 1, q.max_retries),
-    completed_at = CASE WHEN q.retry_count < q.max_retries THEN NULL ELSE now.t END,
-    claimed_by = NULL, lease_expires_at = NULL, last_error = 'lease expired', updated_at = now.t
-  FROM now
-  WHERE q.status = 'running' AND q.lease_expires_at <= now.t
-  RETURNING q.task_id
-)
-UPDATE tasks.executions e SET status = 'failed', completed_at = now.t,
-  error_message = 'lease expired'
-FROM expired, now
-WHERE e.task_id = expired.task_id AND e.status = 'running'
-"""
-CLAIM: Final = f"""
+TAKE: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
 picked AS (
   SELECT q.task_id FROM tasks.queue q, now
@@ -137,7 +111,7 @@ picked AS (
     AND NOT EXISTS (
       SELECT 1 FROM tasks.dependencies d JOIN tasks.queue p ON p.task_id = d.depends_on_task_id
       WHERE d.task_id = q.task_id AND p.status <> 'completed')
-  ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.created_at, q.task_id
+  ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.enqueue_seq
   LIMIT %(limit)s
   FOR UPDATE OF q SKIP LOCKED
 ),
@@ -156,55 +130,88 @@ runs AS (
 SELECT {TASK_COLUMNS}
 FROM claimed q
 """
-COMPLETE: Final = f"""
-WITH now AS (SELECT {NOW} AS t),
-done AS (
-  UPDATE tasks.queue q SET status = 'completed', completed_at = now.t, updated_at = now.t,
-    result = %(result)s::jsonb, lease_expires_at = NULL
-  FROM now
-  WHERE q.task_id = %(task_id)s AND q.status = 'running' AND q.attempts = %(attempt)s
-    AND q.claimed_by = %(agent)s AND q.lease_expires_at > now.t
-  RETURNING q.task_id, q.attempts, q.completed_at
-),
-run AS (
-  UPDATE tasks.executions e SET status = 'completed', completed_at = now.t,
-    result = %(result)s::jsonb
-  FROM done, now
-  WHERE e.task_id = done.task_id AND e.execution_attempt = done.attempts AND e.status = 'running'
-)
-SELECT extract(epoch FROM q.completed_at)::float8,
-  (SELECT count(pg_notify('{CHANNEL}', 'completed')) FROM tasks.dependencies d
-   WHERE d.depends_on_task_id = q.task_id)
-FROM done q
+LAPSED: Final = f"""
+SELECT {TASK_COLUMNS} FROM tasks.queue q
+WHERE q.status = 'running' AND q.lease_expires_at <= {NOW}
+ORDER BY q.lease_expires_at LIMIT 1000
 """
-SELECT_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks.queue q WHERE q.task_id = %s"
-CURRENT: Final = f"""
-SELECT q.status::text, q.attempts, q.claimed_by, q.lease_expires_at > {NOW}
-FROM tasks.queue q WHERE q.task_id = %(task_id)s
-FOR UPDATE
+# One attempt ({ONE}) or many ({MANY}) settled: the settlements' columns, decided by the base.
+SETTLE_ONE: Final = """
+SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
+  %(status)s::task_status_type AS status, %(run)s::task_status_type AS run,
+  %(result)s::jsonb AS result, %(error)s::text AS error, %(retry_in)s::float8 AS retry_in,
+  %(retried)s::bool AS retried, %(finished)s::bool AS finished, %(lapsed)s::bool AS lapsed
+"""
+SETTLE_MANY: Final = """
+SELECT * FROM unnest(%(id)s::uuid[], %(attempt)s::int[], %(agent)s::text[],
+  %(status)s::task_status_type[], %(run)s::task_status_type[], %(result)s::jsonb[],
+  %(error)s::text[], %(retry_in)s::float8[], %(retried)s::bool[], %(finished)s::bool[],
+  %(lapsed)s::bool[])
+  AS x(task_id, attempt, agent, status, run, result, error, retry_in, retried, finished, lapsed)
+"""
+SETTLE: Final = f"""
+WITH now AS (SELECT {NOW} AS t),
+s AS ({{source}}),
+done AS (
+  UPDATE tasks.queue q SET status = s.status, retry_count = q.retry_count + s.retried::int,
+    scheduled_at = COALESCE(now.t + s.retry_in * interval '1 second', q.scheduled_at),
+    claimed_by = CASE WHEN s.retried THEN NULL ELSE q.claimed_by END,
+    completed_at = CASE WHEN s.finished THEN now.t END,
+    result = COALESCE(s.result, q.result), last_error = COALESCE(s.error, q.last_error),
+    lease_expires_at = NULL, updated_at = now.t
+  FROM s, now
+  WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+  RETURNING q.task_id, q.attempts, s.run, s.result, s.error, s.finished
+),
+runs AS (
+  UPDATE tasks.executions e SET status = d.run, completed_at = now.t, result = d.result,
+    error_message = d.error
+  FROM done d, now
+  WHERE e.task_id = d.task_id AND e.execution_attempt = d.attempts AND e.status = 'running'
+)
+SELECT d.task_id, extract(epoch FROM now.t)::float8,
+  (SELECT count(pg_notify('{CHANNEL}', 'settled')) FROM tasks.dependencies x
+   WHERE x.depends_on_task_id = d.task_id AND d.run = 'completed')
+FROM done d, now
+"""
+SETTLE_ONE_STATEMENT: Final = SETTLE.format(source=SETTLE_ONE)
+SETTLE_MANY_STATEMENT: Final = SETTLE.format(source=SETTLE_MANY)
+RENEW: Final = f"""
+WITH now AS (SELECT {NOW} AS t),
+s AS (SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
+        false AS lapsed)
+UPDATE tasks.queue q SET lease_expires_at = now.t + %(seconds)s * interval '1 second',
+  updated_at = now.t
+FROM s, now
+WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+RETURNING extract(epoch FROM q.lease_expires_at)::float8
 """
 END_RUN: Final = f"""
-UPDATE tasks.executions SET status = %(status)s::task_status_type, completed_at = {NOW},
-  result = %(result)s::jsonb, error_message = %(error)s
-WHERE task_id = %(task_id)s AND execution_attempt = %(attempt)s AND status = 'running'
+UPDATE tasks.executions SET status = 'failed', completed_at = {NOW}, error_message = %(error)s
+WHERE task_id = %(id)s AND execution_attempt = %(attempt)s AND status = 'running'
 """
-
-
-_TASK_FIELDS: Final = tuple(a.name for a in attrs.fields(Task))
-
-
-def _completed(task: Task, at: float, result: Any) -> Task:
-    """``task`` completed at ``at`` with ``result`` (``attrs.evolve``, without its per-call
-    field introspection: this is on every completion's path)."""
-    values = {name: getattr(task, name) for name in _TASK_FIELDS}
-    values.update(status=TaskStatus.COMPLETED, completed_at=at, result=result)
-    values["lease_expires_at"] = None
-    return Task(**values)
-
-
-def _claim_order(task: Task) -> tuple[int, float, float, str]:
-    when = task.scheduled_at if task.scheduled_at is not None else task.created_at
-    return (-task.priority, when, task.created_at, str(task.task_id))
+MOVE: Final = f"""
+UPDATE tasks.queue q SET status = %(to)s::task_status_type, lease_expires_at = NULL,
+  completed_at = CASE WHEN %(finished)s THEN {NOW} ELSE q.completed_at END, updated_at = {NOW}
+WHERE q.task_id = %(id)s
+RETURNING {TASK_COLUMNS}
+"""
+REACHABLE_EDGES: Final = """
+WITH RECURSIVE up(id) AS (
+  SELECT %s::uuid
+  UNION SELECT d.depends_on_task_id FROM tasks.dependencies d JOIN up ON d.task_id = up.id)
+SELECT d.task_id, d.depends_on_task_id FROM tasks.dependencies d JOIN up ON d.task_id = up.id
+"""
+SELECT_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks.queue q WHERE q.task_id = %s"
+DELETE_FINISHED: Final = """
+DELETE FROM tasks.queue q
+WHERE q.status::text = ANY(%s) AND q.completed_at < %s
+  AND NOT EXISTS (
+    SELECT 1 FROM tasks.dependencies d JOIN tasks.queue w ON w.task_id = d.task_id
+    WHERE d.depends_on_task_id = q.task_id
+      AND w.status NOT IN ('completed', 'failed', 'cancelled'))
+  AND NOT EXISTS (SELECT 1 FROM tasks.queue ch WHERE ch.parent_task_id = q.task_id)
+"""
 
 
 def _task(row: Sequence[Any]) -> Task:
@@ -231,16 +238,18 @@ def _task(row: Sequence[Any]) -> Task:
         completed_at=row[19],
         result=row[20],
         last_error=row[21],
+        seq=row[22],
     )
 
 
-class PostgresTaskQueue(PgStore, StoreBase):
-    """``TaskQueue`` on PostgreSQL (migrations 0004 and 0017). ``pool``: a
+class PostgresTaskQueue(PgStore, TaskQueueBase):
+    """``TaskQueue`` on PostgreSQL (migrations 0004, 0017 and 0020). ``pool``: a
     ``psycopg_pool.ConnectionPool`` or a DSN (the queue then opens a small pool of its own).
 
     ``clock``: Unix seconds for every time the queue compares (default: the server's clock).
     ``poll``: how often a waiting ``claim`` looks again without a notification.
     ``rescue_interval``: how often (queue clock seconds) a claim first rescues expired leases.
+    ``deadline``: seconds a call may wait for the server (``None``: no limit).
     """
 
     def __init__(
@@ -254,11 +263,8 @@ class PostgresTaskQueue(PgStore, StoreBase):
         deadline: float | None = 15.0,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        self._poll = check_seconds(poll, field="poll")
-        self._rescue_interval = check_seconds(rescue_interval, field="rescue_interval")
-        if deadline is not None:
-            check_seconds(deadline, field="deadline")
-        # Autocommit connections: claims and completions are single statements; the
+        TaskQueueBase.__init__(self, codec=codec, poll=poll, rescue_interval=rescue_interval)
+        # Autocommit connections: claims and settlements are single statements; the
         # multi-statement calls open their own transaction (conn.transaction()).
         self._adopt(
             pool,
@@ -268,10 +274,7 @@ class PostgresTaskQueue(PgStore, StoreBase):
             autocommit=True,
         )
         self._clock = clock
-        self._codec = codec or default_codec
         self._registrar = AgentRegistrar()
-        self._last_rescue: float | None = None
-        self._rescue_lock = threading.Lock()
         self._waker: Listener | None = None
         self._waker_lock = threading.Lock()
 
@@ -284,83 +287,56 @@ class PostgresTaskQueue(PgStore, StoreBase):
 
     # Enqueue ---------------------------------------------------------------------------------
 
-    def enqueue(
-        self,
-        task_type: str,
-        payload: Any = None,
-        *,
-        priority: Priority | int = Priority.NORMAL,
-        scheduled_at: float | None = None,
-        expires_at: float | None = None,
-        max_retries: int = 3,
-        max_execution_time: float = 3600.0,
-        parent: uuid.UUID | None = None,
-        depends_on: Sequence[uuid.UUID] = (),
-        unique_key: str | None = None,
-        assigned_agent: str | None = None,
-        task_id: uuid.UUID | None = None,
-        conn: Conn | None = None,
-    ) -> uuid.UUID:
-        """:meth:`TaskQueue.enqueue`; ``conn``: write on that connection, in its transaction."""
-        spec = TaskSpec(
-            task_type,
-            {} if payload is None else payload,
-            priority,  # type: ignore[arg-type]  # checked by check_spec
-            scheduled_at,
-            expires_at,
-            max_retries,
-            max_execution_time,
-            parent,
-            tuple(depends_on),
-            unique_key,
-            assigned_agent,
-            task_id,
-        )
-        return self.enqueue_many([spec], conn=conn)[0]
-
     def enqueue_many(
         self, specs: Iterable[TaskSpec], *, conn: Conn | None = None
     ) -> list[uuid.UUID]:
-        """:meth:`TaskQueue.enqueue_many`; ``conn`` as for :meth:`enqueue`."""
-        self._check_open()
-        checked = check_specs(specs, now=self._now_seconds(), codec=self._codec)
-        if not checked:
-            return []
-        # One task per unique key in the batch: later ones resolve to the first.
-        first: dict[str, uuid.UUID] = {}
-        rows = []
-        for spec in checked:
-            assert spec.task_id is not None
-            if spec.unique_key is not None and spec.unique_key in first:
-                continue
-            if spec.unique_key is not None:
-                first[spec.unique_key] = spec.task_id
-            rows.append(spec)
+        """Add every task of ``specs`` atomically, in order; return their ids. ``conn``:
+        write on that connection, inside its transaction (the tasks exist exactly when the
+        caller's other writes commit)."""
+        return self._enqueue(specs, functools.partial(self._insert, conn=conn))
+
+    def _insert(
+        self, tasks: Sequence[NewTask], now: float, *, conn: Conn | None = None
+    ) -> list[uuid.UUID]:
+        specs = [t.spec for t in tasks]
         params = {
-            "now": self._now(),
-            "ids": [s.task_id for s in rows],
-            "types": [s.task_type for s in rows],
-            "payloads": [jsonb_text(s.payload, self._codec) for s in rows],
-            "priorities": [PRIORITY_LABELS[s.priority] for s in rows],
-            "scheduled": [timestamp(s.scheduled_at) for s in rows],
-            "expires": [timestamp(s.expires_at) for s in rows],
-            "retries": [s.max_retries for s in rows],
-            "exec_s": [s.max_execution_time for s in rows],
-            "parents": [s.parent for s in rows],
-            "ukeys": [s.unique_key for s in rows],
-            "agents": [s.assigned_agent for s in rows],
+            "now": self._now_param(),
+            "ids": [t.task_id for t in tasks],
+            "types": [s.task_type for s in specs],
+            "payloads": [jsonb_text(t.payload, self._codec) for t in tasks],
+            "priorities": [PRIORITY_LABELS[s.priority] for s in specs],
+            "scheduled": [timestamp(s.scheduled_at) for s in specs],
+            "expires": [timestamp(s.expires_at) for s in specs],
+            "retries": [s.max_retries for s in specs],
+            "exec_s": [s.max_execution_time for s in specs],
+            "parents": [s.parent for s in specs],
+            "ukeys": [s.unique_key for s in specs],
+            "agents": [s.assigned_agent for s in specs],
             "agent_ids": [
-                None if s.assigned_agent is None else agent_of_token(s.assigned_agent) for s in rows
+                None if s.assigned_agent is None else agent_of_token(s.assigned_agent)
+                for s in specs
             ],
         }
-        batch_ids = {s.task_id for s in checked}
-        self._agents(s.assigned_agent for s in rows)
+        self._agents(s.assigned_agent for s in specs)
 
         def write(c: Conn) -> list[uuid.UUID]:
-            self._check_references(c, checked, batch_ids)
-            inserted = {r[0] for r in c.execute(INSERT_TASKS, params).fetchall()}
+            self._check_references(c, tasks)
+            try:
+                inserted = {r[0] for r in c.execute(INSERT_TASKS, params).fetchall()}
+            except psycopg.errors.UniqueViolation as err:
+                if err.diag.constraint_name == "queue_pkey":
+                    taken = c.execute(
+                        "SELECT task_id FROM tasks.queue WHERE task_id = ANY(%s) LIMIT 1",
+                        [params["ids"]],
+                    )
+                    raise task_id_taken(_first(taken.fetchall(), tasks[0].task_id)) from None
+                raise
             held: dict[str, uuid.UUID] = {}
-            clashes = [s.unique_key for s in rows if s.task_id not in inserted and s.unique_key]
+            clashes = [
+                s.unique_key
+                for t, s in zip(tasks, specs, strict=True)
+                if t.task_id not in inserted and s.unique_key
+            ]
             if clashes:
                 held = dict(
                     c.execute(
@@ -369,18 +345,15 @@ class PostgresTaskQueue(PgStore, StoreBase):
                         [clashes],
                     ).fetchall()
                 )
-            deps = [(s.task_id, d) for s in rows if s.task_id in inserted for d in s.depends_on]
+            deps = [
+                (t.task_id, d) for t in tasks if t.task_id in inserted for d in t.spec.depends_on
+            ]
             if deps:
                 c.execute(INSERT_DEPENDENCIES, [[t for t, _ in deps], [d for _, d in deps]])
             c.execute("SELECT pg_notify(%s, %s)", [CHANNEL, "enqueued"])
-            out = []
-            for spec in checked:
-                assert spec.task_id is not None
-                if spec.task_id in inserted:
-                    out.append(spec.task_id)
-                elif spec.unique_key is not None:
-                    out.append(held.get(spec.unique_key) or first[spec.unique_key])
-            return out
+            return [
+                t.task_id if t.task_id in inserted else held[t.spec.unique_key or ""] for t in tasks
+            ]
 
         if conn is not None:
             try:
@@ -391,61 +364,43 @@ class PostgresTaskQueue(PgStore, StoreBase):
         result: list[uuid.UUID] = self._run_transaction("enqueue", write)
         return result
 
-    def _check_references(self, c: Conn, specs: list[TaskSpec], batch: set[Any]) -> None:
-        outside = {d for s in specs for d in s.depends_on if d not in batch}
-        outside |= {s.parent for s in specs if s.parent is not None and s.parent not in batch}
-        if not outside:
+    @staticmethod
+    def _check_references(c: Conn, tasks: Sequence[NewTask]) -> None:
+        batch = {t.task_id for t in tasks}
+        named = {(d, "depends_on") for t in tasks for d in t.spec.depends_on if d not in batch}
+        named |= {
+            (t.spec.parent, "parent")
+            for t in tasks
+            if t.spec.parent is not None and t.spec.parent not in batch
+        }
+        if not named:
             return
         found = {
             r[0]
             for r in c.execute(
-                "SELECT task_id FROM tasks.queue WHERE task_id = ANY(%s)", [list(outside)]
+                "SELECT task_id FROM tasks.queue WHERE task_id = ANY(%s)",
+                [[task_id for task_id, _ in named]],
             ).fetchall()
         }
-        missing = sorted(outside - found, key=str)
+        missing = sorted((t, f) for t, f in named if t not in found)
         if missing:
-            raise NotFound(f"depends_on/parent: no task {missing[0]}", task_id=str(missing[0]))
+            task_id, field = missing[0]
+            raise no_task(task_id, field=field)
 
-    def add_dependency(self, task_id: uuid.UUID, depends_on: uuid.UUID) -> None:
-        """Make pending ``task_id`` wait for ``depends_on`` too (``DependencyCycle`` if that
-        closes a cycle, checked with the graph locked)."""
-        check_task_id(task_id)
-        check_task_id(depends_on, field="depends_on")
-
+    def _link(self, task_id: uuid.UUID, depends_on: uuid.UUID, check: LinkCheck) -> None:
         def add(c: Conn) -> None:
             c.execute("LOCK TABLE tasks.dependencies IN SHARE ROW EXCLUSIVE MODE")
             row = c.execute(
                 "SELECT status::text FROM tasks.queue WHERE task_id = %s FOR UPDATE", [task_id]
             ).fetchone()
-            if row is None:
-                raise NotFound(f"no task {task_id}", task_id=str(task_id))
-            if (
+            exists = (
                 c.execute("SELECT 1 FROM tasks.queue WHERE task_id = %s", [depends_on]).fetchone()
-                is None
-            ):
-                raise NotFound(f"depends_on: no task {depends_on}", task_id=str(depends_on))
-            if row[0] not in ("pending", "paused"):
-                raise TaskStateError(
-                    f"task {task_id} is {row[0]}; only a pending or paused task can gain a "
-                    "dependency",
-                    task_id=str(task_id),
-                    status=row[0],
-                )
-            reaches = c.execute(
-                """
-                WITH RECURSIVE up(id) AS (
-                  SELECT %s::uuid
-                  UNION SELECT d.depends_on_task_id FROM tasks.dependencies d JOIN up
-                    ON d.task_id = up.id)
-                SELECT 1 FROM up WHERE id = %s LIMIT 1
-                """,
-                [depends_on, task_id],
-            ).fetchone()
-            if reaches is not None or task_id == depends_on:
-                raise DependencyCycle(
-                    f"task {task_id} depending on {depends_on} would form a cycle",
-                    cycle=[str(task_id), str(depends_on), str(task_id)],
-                )
+                is not None
+            )
+            graph: dict[uuid.UUID, list[uuid.UUID]] = {}
+            for source, target in c.execute(REACHABLE_EDGES, [depends_on]).fetchall():
+                graph.setdefault(source, []).append(target)
+            check(None if row is None else TaskStatus(row[0]), exists, graph)
             c.execute(
                 "INSERT INTO tasks.dependencies (task_id, depends_on_task_id) VALUES (%s, %s) "
                 "ON CONFLICT DO NOTHING",
@@ -454,28 +409,14 @@ class PostgresTaskQueue(PgStore, StoreBase):
 
         self._run_transaction("add dependency", add)
 
-    # Claims ----------------------------------------------------------------------------------
-
-    def _rescue(self) -> None:
-        now = self._now_seconds()
-        with self._rescue_lock:
-            if self._last_rescue is not None and now - self._last_rescue < self._rescue_interval:
-                return
-            self._last_rescue = now
-        params = {"now": self._now()}
-
-        def rescue(c: Conn) -> None:
-            c.execute(RESCUE, params)
-
-        self._run_statement("rescue expired leases", rescue)
+    # Claims and settlements ------------------------------------------------------------------
 
     def _take(
-        self, agent: str, types: set[str] | None, limit: int, lease: float | None
-    ) -> list[Claim]:
-        self._rescue()
+        self, agent: str, types: frozenset[str] | None, limit: int, lease: float | None, now: float
+    ) -> list[Task]:
         self._agents([agent])  # (a statement only the first time an agent claims)
         params = {
-            "now": self._now(),
+            "now": self._now_param(),
             "types": None if types is None else sorted(types),
             "agent": agent,
             "agent_id": agent_of_token(agent),
@@ -483,234 +424,98 @@ class PostgresTaskQueue(PgStore, StoreBase):
             "lease": lease,
         }
 
-        def claim(c: Conn) -> list[Task]:
-            return [_task(r) for r in c.execute(CLAIM, params).fetchall()]
+        def take(c: Conn) -> list[Task]:
+            return [_task(r) for r in c.execute(TAKE, params).fetchall()]
 
-        tasks: list[Task] = self._run_statement("claim", claim)
-        tasks.sort(key=_claim_order)  # (the statement's rows come in no particular order)
-        return [Claim(t, agent, t.attempts, t.lease_expires_at or 0.0) for t in tasks]
-
-    def claim(
-        self,
-        agent_id: str,
-        *,
-        types: Sequence[str] | None = None,
-        limit: int = 1,
-        lease: float | None = None,
-        wait: float | None = None,
-    ) -> list[Claim]:
-        agent = check_agent(agent_id)
-        wanted = check_types(types)
-        limit = check_limit(limit)
-        seconds = None if lease is None else check_seconds(lease, field="lease")
-        until = None if wait is None else time.monotonic() + check_seconds(wait, field="wait")
-        self._check_open()
-        waker = None if until is None else self._get_waker()
-        while True:
-            seen = waker.generation if waker is not None else 0
-            claims = self._take(agent, wanted, limit, seconds)
-            if claims or until is None or waker is None:
-                return claims
-            left = until - time.monotonic()
-            if left <= 0:
-                return []
-            waker.wait(seen, min(left, self._poll))
-            self._check_open()
-
-    def _get_waker(self) -> Listener:
-        with self._waker_lock:
-            if self._waker is None:
-                self._waker = Listener(self._pool, CHANNEL, name="msstore-task-waker")
-            return self._waker
-
-    def _settle(
-        self,
-        claim: Claim,
-        what: str,
-        change: Callable[[Conn, dict[str, Any]], Task],
-    ) -> Task:
-        if not isinstance(claim, Claim):
-            raise InvalidArgument(f"expected a Claim, got {claim!r}")
-        self._check_open()
-
-        def settle(c: Conn) -> Task:
-            row = c.execute(CURRENT, {"task_id": claim.task_id, "now": self._now()}).fetchone()
-            stale = _stale(claim, row)
-            if stale is not None:
-                raise stale
-            return change(
-                c, {"task_id": claim.task_id, "attempt": claim.attempt, "now": self._now()}
-            )
-
-        result: Task = self._run_transaction(what, settle)
+        result: list[Task] = self._run_statement("claim", take)
         return result
 
-    def heartbeat(self, claim: Claim, *, lease: float | None = None) -> Claim:
-        seconds = (
-            claim.lease_expires_at - (claim.task.started_at or claim.lease_expires_at)
-            if lease is None
-            else check_seconds(lease, field="lease")
+    def _lapsed(self, now: float) -> list[Task]:
+        params = {"now": self._now_param()}
+        result: list[Task] = self._run_statement(
+            "find expired leases",
+            lambda c: [_task(r) for r in c.execute(LAPSED, params).fetchall()],
+            write=False,
         )
+        return result
 
-        def renew(c: Conn, p: dict[str, Any]) -> Task:
-            c.execute(
-                f"UPDATE tasks.queue SET lease_expires_at = {NOW} + %(s)s * interval '1 second', "
-                f"updated_at = {NOW} WHERE task_id = %(task_id)s",
-                {**p, "s": seconds},
-            )
-            return self._read(c, claim.task_id)
+    def _settle(self, settlements: Sequence[Settlement]) -> list[float | None]:
+        columns = _settlement_columns(settlements, self._codec)
+        if len(settlements) == 1:
+            statement = SETTLE_ONE_STATEMENT
+            params: dict[str, Any] = {name: values[0] for name, values in columns.items()}
+        else:
+            statement = SETTLE_MANY_STATEMENT
+            params = dict(columns)
+        params["now"] = self._now_param()
 
-        task = self._settle(claim, "heartbeat", renew)
-        return Claim(task, claim.agent_id, claim.attempt, task.lease_expires_at or 0.0)
+        def settle(c: Conn) -> dict[uuid.UUID, float]:
+            return {r[0]: r[1] for r in c.execute(statement, params).fetchall()}
 
-    def complete(self, claim: Claim, result: Any = None) -> Task:
-        if not isinstance(claim, Claim):
-            raise InvalidArgument(f"expected a Claim, got {claim!r}")
-        encoded = self._codec.encode_canonical(result)  # once: for the row and the copy
-        self._check_open()
+        done: dict[uuid.UUID, float] = self._run_statement("settle tasks", settle)
+        return [done.get(s.claim.task_id) for s in settlements]
+
+    def _renew(self, claim: Claim, seconds: float) -> float | None:
         params = {
-            "now": self._now(),
-            "task_id": claim.task_id,
+            "now": self._now_param(),
+            "id": claim.task_id,
             "attempt": claim.attempt,
             "agent": claim.agent_id,
-            "result": jsonb_text(encoded, self._codec),
+            "seconds": seconds,
         }
 
-        def done(c: Conn) -> float | None:
-            row = c.execute(COMPLETE, params).fetchone()
+        def renew(c: Conn) -> float | None:
+            row = c.execute(RENEW, params).fetchone()
             return None if row is None else float(row[0])
 
-        completed_at: float | None = self._run_statement("complete", done)
-        if completed_at is not None:
-            # While the claim was current nothing else could change the task (every other
-            # change makes the claim stale), so the claim's copy is the task but for this.
-            return _completed(claim.task, completed_at, self._codec.decode(encoded.data))
-        # Not (or no longer) this claim's task: say why.
-        status = {"task_id": claim.task_id, "now": self._now()}
-        row = self._run("task status", lambda c: c.execute(CURRENT, status).fetchone())
-        raise _stale(claim, row) or StaleClaim(
-            f"task {claim.task_id}: attempt {claim.attempt} is no longer current",
-            task_id=str(claim.task_id),
-            attempt=claim.attempt,
-        )
-
-    def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
-        if type(error) is not str or not error:
-            raise InvalidArgument(f"error must be a non-empty str, got {error!r}")
-        if type(retry) is not bool:
-            raise InvalidArgument(f"retry must be a bool, got {retry!r}")
-
-        def failed(c: Conn, p: dict[str, Any]) -> Task:
-            c.execute(END_RUN, {**p, "status": "failed", "result": None, "error": error})
-            row = c.execute(
-                "SELECT retry_count, max_retries FROM tasks.queue WHERE task_id = %s",
-                [claim.task_id],
-            ).fetchone()
-            assert row is not None
-            if retry and row[0] < row[1]:
-                c.execute(
-                    f"UPDATE tasks.queue SET status = 'pending', retry_count = retry_count + 1, "
-                    f"scheduled_at = {NOW} + %(wait)s * interval '1 second', claimed_by = NULL, "
-                    f"lease_expires_at = NULL, last_error = %(error)s, updated_at = {NOW} "
-                    "WHERE task_id = %(task_id)s",
-                    {**p, "wait": backoff(row[0] + 1), "error": error},
-                )
-            else:
-                c.execute(
-                    f"UPDATE tasks.queue SET status = 'failed', completed_at = {NOW}, "
-                    f"lease_expires_at = NULL, last_error = %(error)s, updated_at = {NOW} "
-                    "WHERE task_id = %(task_id)s",
-                    {**p, "error": error},
-                )
-            return self._read(c, claim.task_id)
-
-        return self._settle(claim, "fail", failed)
-
-    # Control ---------------------------------------------------------------------------------
-
-    def _read(self, c: Conn, task_id: uuid.UUID) -> Task:
-        row = c.execute(SELECT_TASK, [task_id]).fetchone()
-        if row is None:
-            raise NotFound(f"no task {task_id}", task_id=str(task_id))
-        return _task(row)
-
-    def _move(self, task_id: uuid.UUID, allowed: set[str], to: str, verb: str) -> Task:
-        check_task_id(task_id)
-        self._check_open()
-        params = {"task_id": task_id, "now": self._now(), "to": to}
-
-        def move(c: Conn) -> Task:
-            row = c.execute(
-                "SELECT status::text, attempts FROM tasks.queue WHERE task_id = %s FOR UPDATE",
-                [task_id],
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no task {task_id}", task_id=str(task_id))
-            if row[0] not in allowed:
-                raise TaskStateError(
-                    f"cannot {verb} task {task_id}: it is {row[0]}",
-                    task_id=str(task_id),
-                    status=row[0],
-                )
-            if row[0] == "running":
-                c.execute(
-                    END_RUN,
-                    {
-                        **params,
-                        "attempt": row[1],
-                        "status": "failed",
-                        "result": None,
-                        "error": "cancelled",
-                    },
-                )
-            finished = to in ("completed", "failed", "cancelled")
-            c.execute(
-                f"UPDATE tasks.queue SET status = %(to)s::task_status_type, updated_at = {NOW}, "
-                "lease_expires_at = NULL"
-                + (f", completed_at = {NOW}" if finished else "")
-                + " WHERE task_id = %(task_id)s",
-                params,
-            )
-            if to == "pending":
-                c.execute("SELECT pg_notify(%s, %s)", [CHANNEL, "resumed"])
-            return self._read(c, task_id)
-
-        result: Task = self._run_transaction(verb, move)
+        result: float | None = self._run_statement("heartbeat", renew)
         return result
 
-    def cancel(self, task_id: uuid.UUID) -> Task:
-        return self._move(task_id, {"pending", "paused", "running"}, "cancelled", "cancel")
+    def _change(self, task_id: uuid.UUID, decide: Callable[[Task], Move]) -> Task:
+        def change(c: Conn) -> Task:
+            row = c.execute(SELECT_TASK + " FOR UPDATE OF q", [task_id]).fetchone()
+            if row is None:
+                raise no_task(task_id)
+            task = _task(row)
+            move = decide(task)
+            params = {"now": self._now_param(), "id": task_id}
+            if move.ends_run:
+                c.execute(END_RUN, {**params, "attempt": task.attempts, "error": RUN_CANCELLED})
+            changed = c.execute(
+                MOVE, {**params, "to": move.to.value, "finished": move.finished}
+            ).fetchone()
+            assert changed is not None
+            if move.wakes:
+                c.execute("SELECT pg_notify(%s, %s)", [CHANNEL, move.verb])
+            return _task(changed)
 
-    def pause(self, task_id: uuid.UUID) -> Task:
-        return self._move(task_id, {"pending"}, "paused", "pause")
+        result: Task = self._run_transaction("change task", change)
+        return result
 
-    def resume(self, task_id: uuid.UUID) -> Task:
-        return self._move(task_id, {"paused"}, "pending", "resume")
+    def _delete_finished(self, statuses: frozenset[TaskStatus], before: float) -> int:
+        params = [[s.value for s in statuses], timestamp(before)]
+        result: int = self._run_transaction(
+            "purge tasks", lambda c: c.execute(DELETE_FINISHED, params).rowcount
+        )
+        return result
 
-    # Reading ---------------------------------------------------------------------------------
+    # Reads -----------------------------------------------------------------------------------
 
-    def get(self, task_id: uuid.UUID) -> Task | None:
-        check_task_id(task_id)
-        self._check_open()
-
+    def _get(self, task_id: uuid.UUID) -> Task | None:
         def read(c: Conn) -> Task | None:
             row = c.execute(SELECT_TASK, [task_id]).fetchone()
-            c.rollback()
             return None if row is None else _task(row)
 
-        result: Task | None = self._run("get task", read)
+        result: Task | None = self._run_statement("get task", read, write=False)
         return result
 
-    def executions(self, task_id: uuid.UUID) -> list[Execution]:
-        check_task_id(task_id)
-        self._check_open()
-
-        def read(c: Conn) -> list[Execution]:
+    def _executions(self, task_id: uuid.UUID) -> builtins.list[Execution] | None:
+        def read(c: Conn) -> builtins.list[Execution] | None:
             if (
                 c.execute("SELECT 1 FROM tasks.queue WHERE task_id = %s", [task_id]).fetchone()
                 is None
             ):
-                raise NotFound(f"no task {task_id}", task_id=str(task_id))
+                return None
             rows = c.execute(
                 "SELECT e.execution_attempt, r.agent_name, e.status::text, "
                 "extract(epoch FROM e.started_at)::float8, "
@@ -719,77 +524,45 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 "WHERE e.task_id = %s ORDER BY e.execution_attempt",
                 [task_id],
             ).fetchall()
-            c.rollback()
             return [
                 Execution(task_id, a, agent, TaskStatus(s), start, end, res, err)
                 for a, agent, s, start, end, res, err in rows
             ]
 
-        result: list[Execution] = self._run("task executions", read)
+        result: builtins.list[Execution] | None = self._run_transaction(
+            "task executions", read, write=False
+        )
         return result
 
-    def stats(self) -> QueueStats:
-        self._check_open()
-        params = {"now": self._now()}
+    def _counts(self) -> tuple[Mapping[TaskStatus, int], float | None, float]:
+        params = {"now": self._now_param()}
 
-        def read(c: Conn) -> QueueStats:
-            counts = {s.value: 0 for s in TaskStatus}
-            for status, n in c.execute(
-                "SELECT status::text, count(*) FROM tasks.queue GROUP BY status"
-            ).fetchall():
-                counts[status] = n
+        def read(c: Conn) -> tuple[dict[TaskStatus, int], float | None, float]:
+            counts = {
+                TaskStatus(status): n
+                for status, n in c.execute(
+                    "SELECT status::text, count(*) FROM tasks.queue GROUP BY status"
+                ).fetchall()
+            }
             row = c.execute(
-                f"SELECT extract(epoch FROM {NOW} - min(created_at))::float8 FROM tasks.queue "
-                "WHERE status = 'pending'",
+                f"SELECT extract(epoch FROM min(created_at))::float8, "
+                f"extract(epoch FROM {NOW})::float8 FROM tasks.queue WHERE status = 'pending'",
                 params,
             ).fetchone()
-            c.rollback()
-            oldest = 0.0 if row is None or row[0] is None else max(0.0, row[0])
-            return QueueStats(
-                counts=counts, oldest_pending_age_s=oldest, total=sum(counts.values())
-            )
+            assert row is not None
+            return counts, row[0], row[1]
 
-        result: QueueStats = self._run("queue stats", read)
+        result: tuple[dict[TaskStatus, int], float | None, float] = self._run_transaction(
+            "queue stats", read, write=False
+        )
         return result
 
-    def purge(self, *, completed_before: float, include_failed: bool = False) -> int:
-        before = timestamp(check_time(completed_before, field="completed_before"))
-        if type(include_failed) is not bool:
-            raise InvalidArgument(f"include_failed must be a bool, got {include_failed!r}")
-        statuses = ["completed", "cancelled"] + (["failed"] if include_failed else [])
-        self._check_open()
-
-        def purge(c: Conn) -> int:
-            return c.execute(
-                """
-                DELETE FROM tasks.queue q
-                WHERE q.status::text = ANY(%s) AND q.completed_at < %s
-                  AND NOT EXISTS (
-                    SELECT 1 FROM tasks.dependencies d JOIN tasks.queue w ON w.task_id = d.task_id
-                    WHERE d.depends_on_task_id = q.task_id
-                      AND w.status NOT IN ('completed', 'failed', 'cancelled'))
-                  AND NOT EXISTS (SELECT 1 FROM tasks.queue ch WHERE ch.parent_task_id = q.task_id)
-                """,
-                [statuses, before],
-            ).rowcount
-
-        result: int = self._run_transaction("purge tasks", purge)
-        return result
-
-    def list(
-        self,
-        *,
-        status: TaskStatus | None = None,
-        type: str | None = None,
-        agent: str | None = None,
-        limit: int = 100,
+    def _select(
+        self, status: TaskStatus | None, task_type: str | None, agent: str | None, limit: int
     ) -> builtins.list[Task]:
-        wanted = check_status(status)
-        check_limit(limit)
-        self._check_open()
         params = {
-            "status": None if wanted is None else wanted.value,
-            "type": type,
+            "status": None if status is None else status.value,
+            "type": task_type,
             "agent": agent,
             "limit": limit,
         }
@@ -800,35 +573,54 @@ class PostgresTaskQueue(PgStore, StoreBase):
                 "WHERE (%(status)s::text IS NULL OR q.status::text = %(status)s) "
                 "AND (%(type)s::text IS NULL OR q.task_type = %(type)s) "
                 "AND (%(agent)s::text IS NULL OR %(agent)s IN (q.assigned_agent, q.claimed_by)) "
-                "ORDER BY q.created_at, q.task_id LIMIT %(limit)s",
+                "ORDER BY q.enqueue_seq LIMIT %(limit)s",
                 params,
             ).fetchall()
-            c.rollback()
             return [_task(r) for r in rows]
 
-        result: builtins.list[Task] = self._run("list tasks", read)
+        result: builtins.list[Task] = self._run_statement("list tasks", read, write=False)
         return result
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        super().close()
+    # Waiting and closing ---------------------------------------------------------------------
+
+    def _get_waker(self) -> Listener:
+        with self._waker_lock:
+            if self._waker is None:
+                self._waker = Listener(self._pool, CHANNEL, name="msstore-task-waker")
+            return self._waker
+
+    def _wake_mark(self) -> object:
+        return self._get_waker().generation
+
+    def _wait_for_work(self, mark: object, timeout: float) -> bool:
+        assert isinstance(mark, int)
+        return self._get_waker().wait(mark, timeout)
+
+    def _release(self) -> None:
         with self._waker_lock:
             if self._waker is not None:
                 self._waker.close()
-        if self._owns_pool:
-            self._pool.close()
+        super()._release()
 
 
-def _stale(claim: Claim, row: Sequence[Any] | None) -> StaleClaim | None:
-    """The error for ``claim`` given its task's (status, attempts, claimed_by, lease live)
-    row, or ``None`` when the claim is current."""
-    if row is not None and tuple(row[:3]) == ("running", claim.attempt, claim.agent_id) and row[3]:
-        return None
-    status = "deleted" if row is None else row[0]
-    return StaleClaim(
-        f"task {claim.task_id}: attempt {claim.attempt} by {claim.agent_id!r} is no longer "
-        f"current (the task is {status}; a lease that ran out is lost)",
-        task_id=str(claim.task_id),
-        attempt=claim.attempt,
-    )
+def _first(rows: Sequence[Sequence[Any]], default: uuid.UUID) -> uuid.UUID:
+    return rows[0][0] if rows else default
+
+
+def _settlement_columns(
+    settlements: Sequence[Settlement], codec: Codec
+) -> dict[str, builtins.list[Any]]:
+    """The settlements as the SETTLE statement's arrays (one value per settlement)."""
+    return {
+        "id": [s.claim.task_id for s in settlements],
+        "attempt": [s.claim.attempt for s in settlements],
+        "agent": [s.claim.agent_id for s in settlements],
+        "status": [s.status.value for s in settlements],
+        "run": [s.run_status.value for s in settlements],
+        "result": [None if s.result is None else jsonb_text(s.result, codec) for s in settlements],
+        "error": [s.error for s in settlements],
+        "retry_in": [s.retry_in for s in settlements],
+        "retried": [s.retried for s in settlements],
+        "finished": [s.finished for s in settlements],
+        "lapsed": [s.lapsed for s in settlements],
+    }

@@ -25,8 +25,8 @@ from msstore.conflicts import CRDTMerge, PNCounter
 from msstore.conflicts.crdt import from_doc
 from msstore.errors import MsstoreError, VersionConflict
 from msstore.protocols import DataStorage, KeyValueStore
-from msstore.repositories import ChannelType, MessageLog, TaskQueue, TaskSpec
 from msstore.state import DataRouter, DataType, FlushPolicy, HybridStateManager
+from msstore.work import ChannelType, MessageLog, TaskQueue, TaskSpec
 
 __all__ = ["embedded_available", "run"]
 
@@ -270,7 +270,7 @@ def _agent_work(queue: TaskQueue, log: MessageLog, out: TextIO) -> dict[str, Any
 
 def _events(dsn: str, nats_url: str, out: TextIO) -> dict[str, Any]:
     """Relay the outbox the run filled (state flushes, task lifecycles, messages) to the
-    reference design's streams, once, and say where the events went."""
+    provisioned streams, once, and say where the events went."""
     from msstore.backends.nats import NatsClient, NatsConfig, provision  # noqa: PLC0415
     from msstore.coordination import OutboxEvent, OutboxRelay, Outcome, Published  # noqa: PLC0415
     from msstore.ops._provisioning import DEFAULT  # noqa: PLC0415

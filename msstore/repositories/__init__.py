@@ -1,42 +1,10 @@
-"""Typed repositories over the stores: keyed records, the agent registry, and agent work: the
-task queue, agent messages, sessions."""
+"""Typed repositories over the dual store: keyed attrs records, and the agent registry.
+
+(Agent work, the task queue, messages and sessions, is in :mod:`msstore.work`.)
+"""
 
 from __future__ import annotations
 
 from ._keyed import Agent, AgentRepository, KeyedRepository
-from ._messages import Channel, ChannelType, Message, MessageLog, MessageType
-from ._sessions import Session, SessionStore, SessionType
-from ._tasks import (
-    Claim,
-    Execution,
-    Priority,
-    QueueStats,
-    Task,
-    TaskQueue,
-    TaskSpec,
-    TaskStatus,
-    backoff,
-)
 
-__all__ = [
-    "Agent",
-    "AgentRepository",
-    "Channel",
-    "ChannelType",
-    "Claim",
-    "Execution",
-    "KeyedRepository",
-    "Message",
-    "MessageLog",
-    "MessageType",
-    "Priority",
-    "QueueStats",
-    "Session",
-    "SessionStore",
-    "SessionType",
-    "Task",
-    "TaskQueue",
-    "TaskSpec",
-    "TaskStatus",
-    "backoff",
-]
+__all__ = ["Agent", "AgentRepository", "KeyedRepository"]

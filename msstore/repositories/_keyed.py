@@ -1,4 +1,4 @@
-"""Typed repositories over the dual store (reference design section 4.1).
+"""Typed repositories over the dual store: attrs records saved through a hybrid manager.
 
 :class:`KeyedRepository` saves attrs records through a :class:`HybridStateManager`: a record is
 unstructured by a cattrs converter, written to KV (flushed to SQL like any state), and
@@ -42,7 +42,7 @@ def _status(_: object, attribute: attrs.Attribute[str], value: str) -> None:
 
 @attrs.define(kw_only=True)
 class Agent:
-    """An agent registry entry (the reference's ``agents.registry`` row)."""
+    """An agent registry entry (an ``agents.registry`` row)."""
 
     id: str
     type: str

@@ -1,11 +1,24 @@
-"""What a backend author builds on: the KV base class and its argument checks, upsert batching,
-query filters, queue-backed watchers, vector checks.
+"""What a backend author builds on: the store lifecycle, argument checks, the KV base class,
+upsert batching, query filters, queue-backed watchers, vector checks, URL option parsing, and
+the sync bridge to asyncio drivers.
+
+Everything a backend needs from msstore's core is public here (or in the package of the
+capability it implements, such as :mod:`msstore.work` or :mod:`msstore.coordination`); a
+backend imports no private core module.
 """
 
 from __future__ import annotations
 
+from msstore._internal.bridge import Bridge, get_bridge, timed_out
+from msstore._internal.local_loops import LocalLoop, LocalLoops
+from msstore._internal.options import check_known, opt_bool, opt_choice, opt_float, opt_int
+from msstore._internal.timers import EarliestTimer
+from msstore._internal.ttl import MAX_TTL_SECONDS, check_ttl, expiry
+
+from ._checks import check_bool, check_int, check_seconds
 from ._filters import check_query, contains
-from ._kvbase import KVBase, StoreBase, check_revision, stale_revision
+from ._kvbase import KVBase, check_revision, stale_revision
+from ._store import StoreBase
 from ._upserts import check_retention, check_version, newest, newest_per_key, newest_records
 from ._vectors import (
     MAX_DIM,
@@ -25,27 +38,44 @@ from ._watching import QueueWatcher
 
 __all__ = [
     "MAX_DIM",
+    "MAX_TTL_SECONDS",
     "METRICS",
     "VECTOR_TYPES",
+    "Bridge",
+    "EarliestTimer",
     "KVBase",
+    "LocalLoop",
+    "LocalLoops",
     "QueueWatcher",
     "StoreBase",
     "as_matrix",
+    "check_bool",
     "check_dim",
     "check_ids",
+    "check_int",
     "check_k",
+    "check_known",
     "check_metadata",
     "check_metric",
     "check_query",
     "check_retention",
     "check_revision",
+    "check_seconds",
+    "check_ttl",
     "check_vector_type",
     "check_version",
     "check_where",
     "contains",
+    "expiry",
+    "get_bridge",
     "newest",
     "newest_per_key",
     "newest_records",
     "numpy",
+    "opt_bool",
+    "opt_choice",
+    "opt_float",
+    "opt_int",
     "stale_revision",
+    "timed_out",
 ]

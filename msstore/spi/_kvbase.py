@@ -9,19 +9,21 @@ every backend alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from msstore import keys as keygrammar
 from msstore._internal.ttl import check_ttl
 from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
-from msstore.errors import InvalidArgument, StoreClosed, VersionConflict
+from msstore.errors import InvalidArgument, VersionConflict
 
 if TYPE_CHECKING:  # (conflicts builds on the KV protocols: imported when called)
     from msstore.conflicts.update import Resolver, RetryPolicy, Updated
 
-__all__ = ["KVBase", "StoreBase", "check_revision", "stale_revision"]
+from ._store import StoreBase
+
+__all__ = ["KVBase", "check_revision", "stale_revision"]
 
 _UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
 
@@ -42,30 +44,6 @@ def check_revision(revision: object, name: str = "expected_revision", *, minimum
     if type(revision) is not int or revision < minimum:
         raise InvalidArgument(f"{name} must be an int >= {minimum}, got {revision!r}")
     return revision
-
-
-class StoreBase:
-    """Open/closed bookkeeping and the context-manager protocol, for every kind of store."""
-
-    _closed: bool = False
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosed(f"{self!r} is closed", hint="open a new store")
-
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class KVBase(StoreBase):

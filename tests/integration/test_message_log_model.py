@@ -22,9 +22,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from msstore.repositories import ChannelType, Message, MessageLog
-from msstore.repositories._messages import matches
-from msstore.testing.conformance import FakeClock
+from msstore.keys import match
+from msstore.testing import FakeClock
+from msstore.work import ChannelType, Message, MessageLog
 
 from ._models import THOROUGH, run_model
 
@@ -79,7 +79,7 @@ class MessageLogModel(RuleBasedStateMachine):
                     out.append(m.seq)
                 continue
             sub = self.subs.get((agent, m.channel))
-            if sub is not None and m.seq > sub[1] and matches(sub[0], m.subject):
+            if sub is not None and m.seq > sub[1] and (sub[0] is None or match(sub[0], m.subject)):
                 out.append(m.seq)
         return out
 

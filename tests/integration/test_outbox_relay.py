@@ -18,8 +18,8 @@ from msstore.coordination import BatchReport, Event, OutboxRelay, subscribe
 from msstore.ops import ProvisionConfig, StreamSpec
 from msstore.ops._provisioning import DEFAULT
 from msstore.records import HealthStatus
-from msstore.repositories import TaskSpec
 from msstore.servers import EmbeddedNats
+from msstore.work import TaskSpec
 
 from ._streams import keep_everything, purge, stream_events
 
@@ -218,7 +218,7 @@ def test_a_second_relay_holds_back_a_subject_whose_head_the_first_holds(outbox_d
 
         def publish(events):  # type: ignore[no-untyped-def]
             inner.append(second.run_once())  # while the first holds rows 0 and 1
-            return first._publish(events)
+            return first.sink.publish_batch(events)
 
         outbox.relay_batch(2, publish)
         assert (inner[0].claimed, inner[0].held_back, inner[0].published) == (2, 2, 0)

@@ -19,7 +19,7 @@ import pytest
 
 from msstore.backends.postgres import PostgresTaskQueue, transaction
 from msstore.errors import StaleClaim
-from msstore.repositories import Claim, TaskSpec, TaskStatus
+from msstore.work import Claim, TaskSpec, TaskStatus
 
 pytestmark = pytest.mark.postgres
 
@@ -166,7 +166,7 @@ def test_enqueue_commits_with_the_callers_transaction_or_not_at_all(
         def committed(conn: psycopg.Connection[object]) -> uuid.UUID:
             conn.execute("CREATE TABLE IF NOT EXISTS public.orders (id int PRIMARY KEY)")
             conn.execute("INSERT INTO public.orders VALUES (1) ON CONFLICT DO NOTHING")
-            return queue.enqueue("ship", {"order": 1}, conn=conn)
+            return queue.enqueue_many([TaskSpec("ship", {"order": 1})], conn=conn)[0]
 
         kept = transaction(pool, committed)
         assert queue.get(kept) is not None
@@ -177,7 +177,7 @@ def test_enqueue_commits_with_the_callers_transaction_or_not_at_all(
         seen: list[uuid.UUID] = []
 
         def rolled_back(conn: psycopg.Connection[object]) -> None:
-            seen.append(queue.enqueue("ship", {"order": 2}, conn=conn))
+            seen.extend(queue.enqueue_many([TaskSpec("ship", {"order": 2})], conn=conn))
             raise Abort
 
         with pytest.raises(Abort):

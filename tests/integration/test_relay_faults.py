@@ -28,8 +28,8 @@ from msstore.backends.postgres import PostgresStateStore, PostgresTaskQueue
 from msstore.coordination import Event, subscribe
 from msstore.ops._provisioning import DEFAULT
 from msstore.records import Record
-from msstore.repositories import TaskSpec
 from msstore.servers import EmbeddedNats
+from msstore.work import TaskSpec
 
 from ._streams import keep_everything, stream_events
 

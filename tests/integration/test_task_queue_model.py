@@ -31,8 +31,8 @@ from hypothesis.stateful import (
 )
 
 from msstore.errors import StaleClaim, TaskStateError
-from msstore.repositories import Claim, Priority, TaskQueue, TaskStatus, backoff
-from msstore.testing.conformance import FakeClock
+from msstore.testing import FakeClock
+from msstore.work import Claim, Priority, TaskQueue, TaskStatus, backoff
 
 from ._models import THOROUGH, run_model
 

@@ -90,7 +90,7 @@ def _reset(dsn: str) -> None:
 
 def _msstore_round(dsn: str) -> tuple[float, float]:
     from msstore.backends.postgres import PostgresTaskQueue  # noqa: PLC0415
-    from msstore.repositories import TaskSpec  # noqa: PLC0415
+    from msstore.work import TaskSpec  # noqa: PLC0415
 
     _reset(dsn)
     payloads = _payloads(TASKS)

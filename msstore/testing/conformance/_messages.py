@@ -1,4 +1,4 @@
-"""The cases every :class:`~msstore.repositories.MessageLog` passes."""
+"""The cases every :class:`~msstore.work.MessageLog` passes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 from msstore.errors import DuplicateKey, InvalidArgument, NotFound, SerializationError
-from msstore.repositories import ChannelType, MessageLog, MessageType
+from msstore.testing._clock import FakeClock
+from msstore.work import ChannelType, MessageLog, MessageType
 
-from ._tasks import FakeClock
+from ._closing import check_closing
 
 __all__ = ["MessageLogConformance"]
 
 
 class MessageLogConformance:
-    """Cases for :class:`~msstore.repositories.MessageLog`. Needs fixture ``messages_factory``:
+    """Cases for :class:`~msstore.work.MessageLog`. Needs fixture ``messages_factory``:
     a callable taking a clock and returning a fresh, empty log that reads time from it."""
 
     @pytest.fixture
@@ -31,6 +32,11 @@ class MessageLogConformance:
         store = messages_factory(clock)
         yield store
         store.close()
+
+    def test_a_log_is_a_context_manager_and_refuses_work_once_closed(
+        self, messages_factory: Callable[[Callable[[], float]], MessageLog], clock: FakeClock
+    ) -> None:
+        check_closing(lambda: messages_factory(clock), lambda log: log.channel("c"))
 
     def test_channels_are_created_once_and_read_back(self, log: MessageLog) -> None:
         made = log.create_channel("ops", ChannelType.BROADCAST, description="alerts")

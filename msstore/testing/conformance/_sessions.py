@@ -1,4 +1,4 @@
-"""The cases every :class:`~msstore.repositories.SessionStore` passes."""
+"""The cases every :class:`~msstore.work.SessionStore` passes."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from msstore.errors import InvalidArgument, SerializationError
-from msstore.repositories import SessionStore, SessionType
-from msstore.repositories._sessions import MIN_TOKEN_LENGTH, token_hash
+from msstore.testing._clock import FakeClock
+from msstore.work import MIN_TOKEN_LENGTH, SessionStore, SessionType, token_hash
 
-from ._tasks import FakeClock
+from ._closing import check_closing
 
 __all__ = ["SessionStoreConformance"]
 
 
 class SessionStoreConformance:
-    """Cases for :class:`~msstore.repositories.SessionStore`. Needs fixture
+    """Cases for :class:`~msstore.work.SessionStore`. Needs fixture
     ``sessions_factory``: a callable taking a clock, returning a fresh, empty store."""
 
     @pytest.fixture
@@ -29,7 +29,12 @@ class SessionStoreConformance:
     ) -> Iterator[SessionStore]:
         store = sessions_factory(clock)
         yield store
-        store.shutdown()
+        store.close()
+
+    def test_a_store_is_a_context_manager_and_refuses_work_once_closed(
+        self, sessions_factory: Callable[[Callable[[], float]], SessionStore], clock: FakeClock
+    ) -> None:
+        check_closing(lambda: sessions_factory(clock), lambda s: s.open(agent="a", ttl=60))
 
     def test_open_returns_a_long_random_token_and_get_finds_the_session(
         self, sessions: SessionStore, clock: FakeClock
@@ -47,7 +52,7 @@ class SessionStoreConformance:
     def test_an_unknown_token_is_none(self, sessions: SessionStore) -> None:
         assert sessions.get("x" * 43) is None
         assert sessions.touch("x" * 43) is None
-        assert sessions.close("x" * 43) is False
+        assert sessions.end("x" * 43) is False
 
     def test_a_session_expires_and_touch_slides_its_expiry(
         self, sessions: SessionStore, clock: FakeClock
@@ -71,12 +76,12 @@ class SessionStoreConformance:
         found = sessions.get(token)
         assert found is not None and found.data == {"v": 2}
 
-    def test_close_ends_a_session(self, sessions: SessionStore) -> None:
+    def test_end_ends_a_session(self, sessions: SessionStore) -> None:
         token = sessions.open(agent="a", ttl=60).token
         assert token is not None
-        assert sessions.close(token) is True
+        assert sessions.end(token) is True
         assert sessions.get(token) is None
-        assert sessions.close(token) is False
+        assert sessions.end(token) is False
 
     def test_sweep_deletes_only_expired_sessions(
         self, sessions: SessionStore, clock: FakeClock

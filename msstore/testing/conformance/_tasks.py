@@ -1,4 +1,4 @@
-"""The cases every :class:`~msstore.repositories.TaskQueue` passes."""
+"""The cases every :class:`~msstore.work.TaskQueue` passes."""
 
 from __future__ import annotations
 
@@ -11,38 +11,25 @@ import pytest
 
 from msstore.errors import (
     DependencyCycle,
+    DuplicateKey,
     InvalidArgument,
     NotFound,
     SerializationError,
     StaleClaim,
     TaskStateError,
 )
-from msstore.repositories import Priority, TaskQueue, TaskSpec, TaskStatus, backoff
+from msstore.testing._clock import FakeClock
+from msstore.work import Priority, TaskQueue, TaskSpec, TaskStatus, backoff
 
-__all__ = ["FakeClock", "TaskQueueConformance"]
+from ._closing import check_closing
+
+__all__ = ["TaskQueueConformance"]
 
 S = TaskStatus
-T0 = 1_900_000_000.0  # the fake clock's start (Unix seconds, in the future of any real data)
-
-
-class FakeClock:
-    """Unix seconds that move only when told (thread-safe)."""
-
-    def __init__(self, start: float = T0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 class TaskQueueConformance:
-    """Cases for :class:`~msstore.repositories.TaskQueue`. Needs fixture ``queue_factory``: a
+    """Cases for :class:`~msstore.work.TaskQueue`. Needs fixture ``queue_factory``: a
     callable taking a clock (``() -> Unix seconds``) and returning a fresh, empty queue that
     reads time from it."""
 
@@ -97,6 +84,19 @@ class TaskQueueConformance:
         (run,) = queue.executions(task_id)
         assert (run.attempt, run.agent_id, run.status) == (1, "w1", S.RUNNING)
         assert queue.claim("w2") == []  # nobody else holds it while the lease runs
+
+    def test_tasks_enqueued_at_one_instant_are_claimed_in_enqueue_order(
+        self, queue: TaskQueue
+    ) -> None:
+        batch = queue.enqueue_many([TaskSpec("t", {"i": i}) for i in range(12)])
+        singles = [queue.enqueue("t", {"i": 100 + i}) for i in range(4)]
+        claimed = [c.task_id for c in queue.claim("w", limit=20)]
+        assert claimed == batch + singles
+
+    def test_list_returns_tasks_in_enqueue_order(self, queue: TaskQueue) -> None:
+        ids = queue.enqueue_many([TaskSpec("t", {"i": i}) for i in range(8)])
+        ids.append(queue.enqueue("t"))
+        assert [t.task_id for t in queue.list()] == ids
 
     def test_claim_filters_by_type_and_honours_the_limit(self, queue: TaskQueue) -> None:
         for i in range(5):
@@ -323,6 +323,13 @@ class TaskQueueConformance:
         with pytest.raises(TaskStateError):
             queue.add_dependency(c, a)  # finished tasks gain no dependencies
 
+    def test_a_task_id_already_taken_is_refused_and_nothing_written(self, queue: TaskQueue) -> None:
+        taken = queue.enqueue("t")
+        with pytest.raises(DuplicateKey) as info:
+            queue.enqueue_many([TaskSpec("t"), TaskSpec("t", task_id=taken)])
+        assert info.value.key == str(taken)
+        assert queue.stats()["total"] == 1
+
     def test_a_dependency_on_a_missing_task_is_refused(self, queue: TaskQueue) -> None:
         with pytest.raises(NotFound):
             queue.enqueue("t", depends_on=[uuid.uuid4()])
@@ -452,6 +459,13 @@ class TaskQueueConformance:
         for agent in ("", "a b", "x" * 300, 7):
             with pytest.raises(InvalidArgument, match="agent_id"):
                 queue.claim(agent)  # type: ignore[arg-type]
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def test_a_queue_is_a_context_manager_and_refuses_work_once_closed(
+        self, queue_factory: Callable[[Callable[[], float]], TaskQueue], clock: FakeClock
+    ) -> None:
+        check_closing(lambda: queue_factory(clock), lambda q: q.enqueue("t"))
 
     # Waiting -------------------------------------------------------------------------------
 

@@ -1,0 +1,126 @@
+"""Agent work: the task queue, agent messages and sessions.
+
+Each capability is here once: its records, its checks, its rules (:mod:`._task_rules` holds
+the task queue's state machine), its protocol (what callers use: :class:`TaskQueue`,
+:class:`MessageLog`, :class:`SessionStore`) and its base class (what an implementation builds
+on: :class:`TaskQueueBase`, :class:`MessageLogBase`, :class:`SessionStoreBase`). The memory and
+PostgreSQL stores in ``msstore.backends`` supply only the primitives those base classes name.
+"""
+
+from __future__ import annotations
+
+from ._checks import MAX_LIMIT, check_agent, check_limit, check_task_id, check_time, check_uuid
+from ._message_log import MessageLog, MessageLogBase
+from ._messages import (
+    MAX_MESSAGE_PRIORITY,
+    Channel,
+    ChannelType,
+    Message,
+    MessageDraft,
+    MessageType,
+    Subscription,
+    addressed_to,
+    channel_taken,
+    no_channel,
+    no_message,
+    pattern_regex,
+)
+from ._sessions import (
+    MIN_TOKEN_LENGTH,
+    NewSession,
+    Session,
+    SessionStore,
+    SessionStoreBase,
+    SessionType,
+    slid,
+    token_hash,
+)
+from ._task_queue import LinkCheck, TaskQueue, TaskQueueBase
+from ._task_rules import (
+    LEASE_EXPIRED,
+    RUN_CANCELLED,
+    TRANSITIONS,
+    Move,
+    Settlement,
+    claim_order,
+    claimable,
+    ended,
+    holds,
+    moved,
+    no_task,
+    settled,
+    taken,
+    task_id_taken,
+)
+from ._tasks import (
+    TERMINAL,
+    Claim,
+    Execution,
+    NewTask,
+    Priority,
+    QueueStats,
+    Task,
+    TaskSpec,
+    TaskStatus,
+    backoff,
+    dependency_path,
+)
+
+__all__ = [
+    "LEASE_EXPIRED",
+    "MAX_LIMIT",
+    "MAX_MESSAGE_PRIORITY",
+    "MIN_TOKEN_LENGTH",
+    "RUN_CANCELLED",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Channel",
+    "ChannelType",
+    "Claim",
+    "Execution",
+    "LinkCheck",
+    "Message",
+    "MessageDraft",
+    "MessageLog",
+    "MessageLogBase",
+    "MessageType",
+    "Move",
+    "NewSession",
+    "NewTask",
+    "Priority",
+    "QueueStats",
+    "Session",
+    "SessionStore",
+    "SessionStoreBase",
+    "SessionType",
+    "Settlement",
+    "Subscription",
+    "Task",
+    "TaskQueue",
+    "TaskQueueBase",
+    "TaskSpec",
+    "TaskStatus",
+    "addressed_to",
+    "backoff",
+    "channel_taken",
+    "check_agent",
+    "check_limit",
+    "check_task_id",
+    "check_time",
+    "check_uuid",
+    "claim_order",
+    "claimable",
+    "dependency_path",
+    "ended",
+    "holds",
+    "moved",
+    "no_channel",
+    "no_message",
+    "no_task",
+    "pattern_regex",
+    "settled",
+    "slid",
+    "taken",
+    "task_id_taken",
+    "token_hash",
+]
