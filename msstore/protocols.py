@@ -40,6 +40,7 @@ __all__ = [
     "FlushLedger",
     "KeyValueStore",
     "Repository",
+    "Store",
     "VectorIndex",
     "Watcher",
 ]
@@ -68,7 +69,25 @@ class Watcher(Protocol):
 
 
 @runtime_checkable
-class KeyValueStore(Protocol):
+class Store(Protocol):
+    """What every store shares (built on :class:`msstore.spi.StoreBase`): ``close()`` releases
+    it, ``closed`` says so, a ``with`` block closes it, and a closed store raises
+    ``StoreClosed``."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None:
+        """Release the store's resources; idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class KeyValueStore(Store, Protocol):
     """A revisioned key-value bucket with JetStream KV semantics.
 
     Revisions are bucket-wide, strictly increasing and never reused. A delete writes a marker
@@ -141,8 +160,6 @@ class KeyValueStore(Protocol):
         """Read several keys in one round trip."""
         ...
 
-    def close(self) -> None: ...
-
 
 @runtime_checkable
 class ChangeFeed(Protocol):
@@ -170,7 +187,7 @@ class ChangeFeed(Protocol):
 
 
 @runtime_checkable
-class DataStorage(Protocol):
+class DataStorage(Store, Protocol):
     """A durable table of keyed JSON documents with monotonic versions (the SQL tier).
 
     A row is replaced only by a strictly newer version: an old flush never overwrites new data.
@@ -213,8 +230,6 @@ class DataStorage(Protocol):
         writes a tombstone. Nothing is written if any row is invalid.
         """
         ...
-
-    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -267,7 +282,7 @@ class FlushLedger(Protocol):
 
 @runtime_checkable
 class Repository(Protocol[T, ID_contra]):
-    """Typed records saved and found by id (the reference's ``Repository<T>``)."""
+    """Typed records saved and found by id."""
 
     def save(self, entity: T) -> T: ...
 
@@ -279,7 +294,7 @@ class Repository(Protocol[T, ID_contra]):
 
 
 @runtime_checkable
-class VectorIndex(Protocol):
+class VectorIndex(Store, Protocol):
     """Vectors with ids and metadata, searched by nearest neighbour."""
 
     @property

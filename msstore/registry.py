@@ -23,6 +23,7 @@ __all__ = [
     "known_schemes",
     "open_kv",
     "open_storage",
+    "open_store",
     "open_vector",
     "redact_url",
     "register_backend",
@@ -153,3 +154,24 @@ def open_vector(url: str, **options: Any) -> VectorIndex:
     """Open the vector index ``url`` names, e.g. ``memory://facts?dim=384&metric=cosine``."""
     backend, parts, merged = _split(url, options)
     return backend.open_vector(parts, merged)
+
+
+def open_store(kind: str, url: str, **options: Any) -> object:
+    """Open what ``url`` names as a store of ``kind`` through the scheme's backend, which
+    provides it as ``open_<kind>(url, options)`` (``Unsupported`` when it does not).
+
+    The capability packages wrap this with a typed opener that checks what comes back
+    (:func:`msstore.coordination.open_outbox`, :func:`~msstore.coordination.open_event_sink`);
+    a third-party backend adds a kind by defining its ``open_<kind>``.
+    """
+    if type(kind) is not str or not kind.isidentifier():
+        raise InvalidArgument(f"a store kind is an identifier such as 'outbox', got {kind!r}")
+    backend, parts, merged = _split(url, options)
+    opener = getattr(backend, f"open_{kind}", None)
+    if not callable(opener):
+        raise Unsupported(
+            f"the {parts.scheme}:// backend has no {kind.replace('_', ' ')}",
+            capability=kind,
+            hint=f"schemes: {', '.join(known_schemes())}",
+        )
+    return opener(parts, merged)

@@ -17,7 +17,7 @@ from hypothesis import settings
 
 from msstore.buckets import BucketConfig
 from msstore.protocols import DataStorage, KeyValueStore, VectorIndex
-from msstore.repositories import MessageLog, SessionStore, TaskQueue
+from msstore.work import MessageLog, SessionStore, TaskQueue
 
 pytest_plugins = ["pytester"]
 
@@ -223,7 +223,7 @@ def sessions_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., S
 
     yield make
     for store in opened:
-        store.shutdown()
+        store.close()
 
 
 @pytest.fixture(
@@ -255,6 +255,12 @@ def vector_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Vec
 
     yield make
     for index in opened:
+        if index.closed:  # (a case closed it: drop its table without it)
+            import psycopg
+
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS knowledge.vec_{index.name}")
+            continue
         index.drop()
         index.close()
 
@@ -379,3 +385,84 @@ def fact_store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], 
     yield make_pg
     for store in opened:
         store.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def outbox_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``make(keep_published=3600.0)``: an outbox source with nothing in it."""
+    opened: list[Any] = []
+    if request.param == "memory":
+        from msstore.backends.memory import MemoryOutbox
+
+        def make(keep_published: float = 3600.0) -> Any:
+            return MemoryOutbox(keep_published=keep_published)
+
+        yield make
+        return
+    import psycopg
+
+    from msstore.backends.postgres import PostgresOutbox
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE messages.outbox")
+
+    def make_pg(keep_published: float = 3600.0) -> Any:
+        outbox = PostgresOutbox(dsn, keep_published=keep_published)
+        opened.append(outbox)
+        return outbox
+
+    yield make_pg
+    for outbox in opened:
+        outbox.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
+def event_sink_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``make(streams)``: an event sink whose server has each stream (name -> subjects)."""
+    if request.param == "memory":
+        from msstore.backends.memory import MemoryEventStream
+
+        yield MemoryEventStream
+        return
+    import asyncio
+
+    import nats
+
+    from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig
+
+    url = request.getfixturevalue("msstore_nats_url")
+    created: list[str] = []
+    opened: list[Any] = []
+
+    async def add_streams(streams: Any) -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream(timeout=10)
+            for name, subjects in streams.items():
+                await js.add_stream(name=name, subjects=list(subjects), duplicate_window=120)
+        finally:
+            await nc.close()
+
+    def make(streams: Any) -> Any:
+        asyncio.run(add_streams(streams))
+        created.extend(streams)
+        sink = JetStreamSink(NatsClient(NatsConfig(servers=[url])), owns_client=True)
+        opened.append(sink)
+        return sink
+
+    yield make
+    for sink in opened:
+        sink.close()
+
+    async def drop() -> None:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream(timeout=10)
+            for name in created:
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+        finally:
+            await nc.close()
+
+    asyncio.run(drop())

@@ -2,8 +2,11 @@
 
 from msstore.testing.conformance import (
     DataStorageConformance,
+    EventSinkConformance,
+    FactStoreConformance,
     KeyValueConformance,
     MessageLogConformance,
+    OutboxSourceConformance,
     SessionStoreConformance,
     TaskQueueConformance,
     VectorIndexConformance,
@@ -31,4 +34,16 @@ class TestMessageLog(MessageLogConformance):
 
 
 class TestSessionStore(SessionStoreConformance):
+    pass
+
+
+class TestFactStore(FactStoreConformance):
+    pass
+
+
+class TestOutboxSource(OutboxSourceConformance):
+    pass
+
+
+class TestEventSink(EventSinkConformance):
     pass

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
-from msstore._internal.options import check_known, opt_int
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument
+from msstore.spi import check_known, opt_float, opt_int
 
 from ._facts import MemoryFactStore
 from ._kv import MemoryKV
@@ -68,3 +68,10 @@ class MemoryBackend:
         if dim is None:
             raise InvalidArgument("memory vector index needs dim=N")
         return MemoryVectorIndex(dim=dim, metric=str(options.get("metric", "cosine")))
+
+    def open_outbox(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryOutbox:
+        """A new, empty outbox (option ``keep_published``)."""
+        check_known(options, {"keep_published"}, backend="memory outbox")
+        return MemoryOutbox(
+            keep_published=opt_float(options, "keep_published", 3600.0, inclusive=True)
+        )

@@ -19,9 +19,8 @@ from typing import Any, Final
 import attrs
 
 from msstore.codec import default_codec
-from msstore.errors import VersionConflict
-from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash
-from msstore.spi import as_matrix, check_dim, check_k, numpy
+from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, next_version
+from msstore.spi import StoreBase, as_matrix, check_dim, check_k, numpy
 
 __all__ = ["MemoryFactStore"]
 
@@ -73,7 +72,7 @@ class _Vector:
     vector: Any  # a float32 row
 
 
-class MemoryFactStore:
+class MemoryFactStore(StoreBase):
     """Facts and vectors in dictionaries; searches compare with every fact (exact)."""
 
     def __init__(self, *, dim: int, clock: Any = time.time) -> None:
@@ -99,6 +98,7 @@ class MemoryFactStore:
         return self._vectors[next(iter(holders))].vector if holders else None
 
     def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
+        self._check_open()
         with self._lock:
             return {h for h in hashes if self._holders.get((h, model, version))}
 
@@ -111,6 +111,7 @@ class MemoryFactStore:
         version: str,
         skip_stale: bool = False,
     ) -> list[Fact]:
+        self._check_open()
         fresh = {h: as_matrix(v, dim=self._dim, rows=1)[0] for h, v in vectors.items()}
         with self._lock:
             plan: list[tuple[Fact, int, Any, str]] = []
@@ -123,25 +124,17 @@ class MemoryFactStore:
                     evidence=default_codec.decode(default_codec.encode(dict(given.evidence))),
                 )
                 current = self._facts.get(self._keys.get(fact.key, "")) if fact.key else None
-                if current is not None and fact.version is not None:
-                    assert current.version is not None
-                    if fact.version <= current.version:
-                        if skip_stale:
-                            continue
-                        raise VersionConflict(
-                            f"fact {fact.key!r} is stored at version {current.version}; "
-                            f"version {fact.version} is not newer",
-                            key=fact.key,
-                            expected=fact.version,
-                            current=current.version,
-                        )
+                new_version = next_version(
+                    fact, None if current is None else current.version, skip_stale=skip_stale
+                )
+                if new_version is None:
+                    continue
                 h = content_hash(fact.content)
                 vector = fresh.get(h)
                 if vector is None:
                     vector = self._stored_vector(h, model, version)
                     if vector is None:
                         missing.append(h)
-                new_version = fact.version or ((current.version or 0) + 1 if current else 1)
                 plan.append((fact, new_version, vector, h))
             if missing:
                 raise StaleVectors(
@@ -186,10 +179,12 @@ class MemoryFactStore:
         return True
 
     def remove(self, fact_ids: Sequence[str]) -> int:
+        self._check_open()
         with self._lock:
             return sum(self._drop(str(f)) for f in dict.fromkeys(fact_ids))
 
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
+        self._check_open()
         with self._lock:
             fact = self._facts.get(self._keys.get(key, ""))
             if fact is None or (below_version is not None and (fact.version or 0) >= below_version):
@@ -208,6 +203,7 @@ class MemoryFactStore:
     def vector_search(
         self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
     ) -> list[tuple[Fact, float]]:
+        self._check_open()
         check_k(k)
         query = as_matrix(vector, dim=self._dim, rows=1)[0]
         np_ = self._np
@@ -225,6 +221,7 @@ class MemoryFactStore:
     def text_search(
         self, text: str, k: int, flt: FactFilter, *, model: str, version: str
     ) -> list[tuple[Fact, float]]:
+        self._check_open()
         check_k(k)
         query = set(_terms(text))
         with self._lock:
@@ -254,21 +251,23 @@ class MemoryFactStore:
         return scored[:k]
 
     def get(self, fact_id: str) -> Fact | None:
+        self._check_open()
         with self._lock:
             return self._facts.get(str(fact_id))
 
     def get_key(self, key: str) -> Fact | None:
+        self._check_open()
         with self._lock:
             return self._facts.get(self._keys.get(key, ""))
 
     def scan(self, flt: FactFilter, limit: int) -> list[Fact]:
+        self._check_open()
         with self._lock:
             keyed = [f for f in self._facts.values() if f.key is not None and flt.matches(f)]
         keyed.sort(key=lambda f: (f.key or "").encode())
         return keyed[:limit]
 
     def count(self) -> int:
-        return len(self._facts)
-
-    def close(self) -> None:
-        pass
+        self._check_open()
+        with self._lock:
+            return len(self._facts)

@@ -65,7 +65,6 @@ class MemoryKV(KVBase):
         self._hist: dict[str, list[Entry]] = {}
         self._watchers: list[QueueWatcher] = []
         self._incarnation = f"memory:{uuid.uuid4()}"
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"MemoryKV(name={self.name!r}, history={self.config.history})"
@@ -280,9 +279,8 @@ class MemoryKV(KVBase):
         found.sort(key=lambda e: e.revision)
         return found[:limit]
 
-    def close(self) -> None:
+    def _release(self) -> None:
         with self._lock:
-            self._closed = True
             watchers, self._watchers = self._watchers, []
         for watcher in watchers:
             watcher.stop()

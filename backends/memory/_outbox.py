@@ -7,25 +7,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import attrs
-import orjson
 
-from msstore.coordination._outbox import (
-    BatchReport,
+from msstore.coordination import (
+    ClaimedRows,
+    EventSinkBase,
     Failed,
     OutboxEvent,
+    OutboxSourceBase,
     OutboxStats,
     Outcome,
-    Publish,
     Published,
     Retry,
-    check_subject,
+    Verdicts,
     subject_matches,
-    summarize,
 )
-from msstore.errors import InvalidArgument, StoreClosed
 
 __all__ = ["MemoryEventStream", "MemoryOutbox", "StoredEvent"]
 
@@ -44,7 +41,7 @@ class _Row:
         return self.published_at is None and self.failed_at is None
 
 
-class MemoryOutbox:
+class MemoryOutbox(OutboxSourceBase):
     """``OutboxSource`` in memory (thread-safe). Rows a relay is publishing stay claimed until
     its pass ends, as ``FOR UPDATE SKIP LOCKED`` keeps them; ``keep_published``: seconds a
     published row is kept (0: deleted when published)."""
@@ -52,72 +49,56 @@ class MemoryOutbox:
     def __init__(
         self, *, clock: Callable[[], float] = time.time, keep_published: float = 3600.0
     ) -> None:
-        if (
-            isinstance(keep_published, bool)
-            or not isinstance(keep_published, (int, float))
-            or (keep_published < 0)
-        ):
-            raise InvalidArgument(f"keep_published must be seconds >= 0, got {keep_published!r}")
+        super().__init__(keep_published=keep_published)
         self._clock = clock
-        self.keep_published = float(keep_published)
         self._rows: dict[int, _Row] = {}
         self._claimed: set[int] = set()
         self._next_id = 1
         self._cond = threading.Condition()
-        self._closed = False
 
-    def add(self, subject: str, payload: Any) -> OutboxEvent:
-        """Append an event (``payload``: JSON-able, or JSON bytes); its subject is checked."""
-        check_subject(subject)
-        return self._append(subject, payload)
+    def __repr__(self) -> str:
+        return f"MemoryOutbox({len(self._rows)} rows)"
 
-    def _append(self, subject: str, payload: Any) -> OutboxEvent:
-        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    def _insert(self, subjects: Sequence[str], payloads: Sequence[bytes]) -> list[OutboxEvent]:
         with self._cond:
-            self._check_open()
-            outbox_id = self._next_id
-            self._next_id += 1
-            event = OutboxEvent(
-                outbox_id=outbox_id,
-                msg_id=f"memory-{id(self):x}-{outbox_id}",
-                subject=subject,
-                payload=data,
-                created_at=self._clock(),
-            )
-            self._rows[outbox_id] = _Row(event=event)
-            self._cond.notify_all()
-        return event
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosed("the memory outbox is closed")
-
-    def relay_batch(self, limit: int, publish: Publish) -> BatchReport:
-        batch, sendable = self._claim(limit)
-        try:
-            outcomes = list(publish(sendable)) if sendable else []
-            if len(outcomes) != len(sendable):
-                raise InvalidArgument(
-                    f"publish returned {len(outcomes)} outcomes for {len(sendable)} events"
+            added = []
+            for subject, data in zip(subjects, payloads, strict=True):
+                outbox_id = self._next_id
+                self._next_id += 1
+                event = OutboxEvent(
+                    outbox_id=outbox_id,
+                    msg_id=f"memory-{id(self):x}-{outbox_id}",
+                    subject=subject,
+                    payload=data,
+                    created_at=self._clock(),
                 )
-        except BaseException:
+                self._rows[outbox_id] = _Row(event=event)
+                added.append(event)
+            self._cond.notify_all()
+            return added
+
+    def _relay(self, limit: int, decide: Callable[[ClaimedRows], Verdicts]) -> Verdicts:
+        claimed = self._claim(limit)
+        ids = [event.outbox_id for event, _ in claimed]
+        try:
+            verdicts = decide(claimed)
+        except BaseException:  # nothing applied; the pass's rows are free again
             with self._cond:
-                self._claimed.difference_update(e.outbox_id for e in batch)
+                self._claimed.difference_update(ids)
+                self._cond.notify_all()
             raise
         with self._cond:
-            self._apply(sendable, outcomes)
-            self._claimed.difference_update(e.outbox_id for e in batch)
+            self._apply(verdicts)
+            self._claimed.difference_update(ids)
             self._cond.notify_all()
-        return summarize(len(batch), outcomes, held_back=len(batch) - len(sendable))
+        return verdicts
 
-    def _claim(self, limit: int) -> tuple[list[OutboxEvent], list[OutboxEvent]]:
-        """The first ``limit`` waiting rows no relay holds, claimed; and those of them no
-        earlier row of their subject (held by another relay) blocks."""
+    def _claim(self, limit: int) -> list[tuple[OutboxEvent, bool]]:
+        """The first ``limit`` waiting rows no pass holds, claimed, each flagged held back
+        when an earlier waiting row of its subject is held by another pass."""
         with self._cond:
-            self._check_open()
-            batch: list[OutboxEvent] = []
-            sendable: list[OutboxEvent] = []
-            blocked: set[str] = set()  # subjects with an earlier row held by another relay
+            claimed: list[tuple[OutboxEvent, bool]] = []
+            blocked: set[str] = set()  # subjects with an earlier row held by another pass
             for outbox_id in sorted(self._rows):
                 row = self._rows[outbox_id]
                 if not row.waiting:
@@ -125,32 +106,29 @@ class MemoryOutbox:
                 if outbox_id in self._claimed:
                     blocked.add(row.event.subject)
                     continue
-                if len(batch) >= limit:
+                if len(claimed) >= limit:
                     break
                 self._claimed.add(outbox_id)  # claimed (as SKIP LOCKED would), sent or not
-                batch.append(row.event)
-                if row.event.subject not in blocked:
-                    sendable.append(row.event)
-            return batch, sendable
+                claimed.append((row.event, row.event.subject in blocked))
+            return claimed
 
-    def _apply(self, events: Sequence[OutboxEvent], outcomes: Sequence[Outcome]) -> None:
+    def _apply(self, verdicts: Verdicts) -> None:
         now = self._clock()
-        for event, outcome in zip(events, outcomes, strict=True):
-            row = self._rows[event.outbox_id]
-            if isinstance(outcome, Published):
-                if self.keep_published == 0:
-                    del self._rows[event.outbox_id]
-                else:
-                    row.published_at = now
-            elif isinstance(outcome, Failed):
-                row.failed_at, row.reason = now, outcome.reason
+        for outbox_id in verdicts.published:
+            if verdicts.delete_published:
+                del self._rows[outbox_id]
             else:
-                row.attempts += 1
-                row.last_error = outcome.reason
+                self._rows[outbox_id].published_at = now
+        for outbox_id, reason in verdicts.failed:
+            row = self._rows[outbox_id]
+            row.failed_at, row.reason = now, reason
+        for outbox_id, reason in verdicts.retried:
+            row = self._rows[outbox_id]
+            row.attempts += 1
+            row.last_error = reason
 
-    def stats(self) -> OutboxStats:
+    def _stats(self) -> OutboxStats:
         with self._cond:
-            self._check_open()
             waiting = [r.event for r in self._rows.values() if r.waiting]
             return OutboxStats(
                 depth=len(waiting),
@@ -158,7 +136,7 @@ class MemoryOutbox:
                 failed=sum(r.failed_at is not None for r in self._rows.values()),
             )
 
-    def failures(self, limit: int = 100) -> list[tuple[OutboxEvent, str]]:
+    def _failures(self, limit: int) -> list[tuple[OutboxEvent, str]]:
         with self._cond:
             failed = [
                 (r.event, r.reason or "")
@@ -167,9 +145,20 @@ class MemoryOutbox:
             ]
         return failed[:limit]
 
-    def purge_published(self) -> int:
+    def _requeue(self, outbox_ids: Sequence[int] | None) -> int:
         with self._cond:
-            cutoff = self._clock() - self.keep_published
+            wanted = None if outbox_ids is None else set(outbox_ids)
+            count = 0
+            for outbox_id, row in self._rows.items():
+                if row.failed_at is not None and (wanted is None or outbox_id in wanted):
+                    row.failed_at = row.reason = None
+                    count += 1
+            self._cond.notify_all()
+            return count
+
+    def _purge(self, older_than: float) -> int:
+        with self._cond:
+            cutoff = self._clock() - older_than
             old = [
                 i
                 for i, r in self._rows.items()
@@ -179,7 +168,7 @@ class MemoryOutbox:
                 del self._rows[outbox_id]
             return len(old)
 
-    def wait(self, timeout: float) -> bool:
+    def _wait(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(
                 lambda: (
@@ -189,9 +178,8 @@ class MemoryOutbox:
                 timeout,
             )
 
-    def close(self) -> None:
+    def _release(self) -> None:
         with self._cond:
-            self._closed = True
             self._cond.notify_all()
 
 
@@ -208,7 +196,7 @@ class StoredEvent:
     stored_at: float
 
 
-class MemoryEventStream:
+class MemoryEventStream(EventSinkBase):
     """``EventSink`` in memory: named streams capturing subject patterns, each deduplicating by
     ``msg_id`` inside ``duplicate_window`` seconds, as JetStream does. ``down = True`` makes
     every publish a :class:`Retry` (a server away); a subject no stream captures fails."""
@@ -230,6 +218,9 @@ class MemoryEventStream:
         self._seen: dict[tuple[str, str], tuple[int, float]] = {}
         self.down = False
 
+    def __repr__(self) -> str:
+        return f"MemoryEventStream({', '.join(self._streams)})"
+
     @property
     def max_payload(self) -> int:
         return self._max_payload
@@ -240,7 +231,7 @@ class MemoryEventStream:
                 return name
         return None
 
-    def publish_batch(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
+    def _publish(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         with self._lock:
             now = self._clock()
@@ -274,11 +265,9 @@ class MemoryEventStream:
         return outcomes
 
     def events(self, stream: str) -> list[StoredEvent]:
+        """What ``stream`` holds, in stream order."""
         with self._lock:
             return list(self._events[stream])
 
-    def reachable(self) -> bool:
+    def _reachable(self) -> bool:
         return not self.down
-
-    def close(self) -> None:
-        """Nothing to release."""

@@ -11,7 +11,6 @@ from typing import Any, Final, NamedTuple
 import attrs
 
 from msstore import keys as keygrammar
-from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
 from msstore.errors import VersionConflict
@@ -20,6 +19,7 @@ from msstore.spi import (
     StoreBase,
     check_query,
     check_retention,
+    check_ttl,
     check_version,
     contains,
     newest_per_key,
@@ -68,7 +68,6 @@ class MemoryTable(StoreBase):
         self._feeds: dict[str, tuple[str, int, int]] = {}
         self._failures: dict[tuple[str, int], FlushFailure] = {}
         self._checkpoints: list[tuple[Checkpoint, bytes]] = []
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"MemoryTable(name={self.name!r})"

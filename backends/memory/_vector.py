@@ -1,4 +1,4 @@
-"""An exact (brute-force) vector index on numpy: the reference ANN indexes are checked against."""
+"""An exact (brute-force) vector index on numpy: what ANN indexes are checked against."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from msstore.codec import default_codec
 from msstore.records import Hit
 from msstore.spi import (
     METRICS,
+    StoreBase,
     as_matrix,
     check_dim,
     check_ids,
@@ -31,7 +32,7 @@ __all__ = ["METRICS", "MemoryVectorIndex"]
 CAPABILITIES: Final = frozenset({Capability.VECTOR_FILTER})
 
 
-class MemoryVectorIndex:
+class MemoryVectorIndex(StoreBase):
     """Exact nearest-neighbour search over float32 vectors.
 
     Distances follow pgvector (lower is closer): ``cosine`` = 1 - cosine similarity, ``l2`` =
@@ -73,6 +74,7 @@ class MemoryVectorIndex:
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
     ) -> None:
+        self._check_open()
         ids = check_ids(ids)
         arr = as_matrix(vectors, dim=self._dim, rows=len(ids))
         # Through the codec: what a SQL index would refuse is refused here too, and later
@@ -117,6 +119,7 @@ class MemoryVectorIndex:
     def search(
         self, vector: Any, k: int = 10, *, where: Mapping[str, Any] | None = None
     ) -> list[Hit]:
+        self._check_open()
         check_k(k)
         query = as_matrix(vector, dim=self._dim, rows=1)[0]
         where = check_where(where)
@@ -138,6 +141,7 @@ class MemoryVectorIndex:
             ]
 
     def remove(self, ids: Sequence[str]) -> int:
+        self._check_open()
         with self._lock:
             gone = {self._pos[i] for i in ids if i in self._pos}
             if not gone:
@@ -151,4 +155,5 @@ class MemoryVectorIndex:
             return len(gone)
 
     def count(self) -> int:
+        self._check_open()
         return self._count

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult
 
-from msstore._internal.options import check_known, opt_bool, opt_float
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument, Unsupported
+from msstore.spi import check_known, opt_bool, opt_float
 
 from ._client import NatsClient
 from ._config import NatsConfig, parse_size
@@ -50,6 +50,17 @@ def _servers(url: SplitResult) -> list[str]:
     return [prefix + h for h in hosts.split(",") if h]
 
 
+def _config(url: SplitResult, options: Mapping[str, Any]) -> NatsConfig:
+    """The connection settings: the URL's servers, the timeouts given, the rest from the
+    ``NATS_*`` variables."""
+    overrides: dict[str, Any] = {"servers": _servers(url)}
+    if "request_timeout" in options:
+        overrides["request_timeout"] = opt_float(options, "request_timeout", 5.0, maximum=3600.0)
+    if "connect_timeout" in options:
+        overrides["connect_timeout"] = opt_float(options, "connect_timeout", 2.0, maximum=3600.0)
+    return NatsConfig.from_env(**overrides)
+
+
 class NatsBackend:
     """The ``nats://`` scheme."""
 
@@ -58,16 +69,7 @@ class NatsBackend:
         name = url.path.strip("/")
         if not name:
             raise InvalidArgument("a nats:// KV URL names its bucket: nats://host:4222/BUCKET")
-        overrides: dict[str, Any] = {"servers": _servers(url)}
-        if "request_timeout" in options:
-            overrides["request_timeout"] = opt_float(
-                options, "request_timeout", 5.0, maximum=3600.0
-            )
-        if "connect_timeout" in options:
-            overrides["connect_timeout"] = opt_float(
-                options, "connect_timeout", 2.0, maximum=3600.0
-            )
-        nats_config = NatsConfig.from_env(**overrides)
+        nats_config = _config(url, options)
         minutes = nats_config.kv_ttl_minutes
         config = BucketConfig.from_options(
             nats_config.bucket_prefix + name,
@@ -79,6 +81,17 @@ class NatsBackend:
         client = NatsClient(nats_config)
         try:
             return NatsKV.open(client, config, create=create, owns_client=True)
+        except BaseException:
+            client.close()
+            raise
+
+    def open_event_sink(self, url: SplitResult, options: Mapping[str, Any]) -> JetStreamSink:
+        """Outbox events onto this server's JetStream (``nats://host:4222``; options
+        ``request_timeout``, ``connect_timeout``)."""
+        check_known(options, {"request_timeout", "connect_timeout"}, backend="JetStream sink")
+        client = NatsClient(_config(url, options))
+        try:
+            return JetStreamSink(client, owns_client=True)
         except BaseException:
             client.close()
             raise

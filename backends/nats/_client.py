@@ -25,10 +25,10 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from msstore._internal.bridge import Bridge, get_bridge
-from msstore._internal.local_loops import LocalLoops
-from msstore.errors import ConnectionFailed, MsstoreError, NotFound, OutcomeUnknown
+from msstore.coordination import Handler, Preset, Subscription
+from msstore.errors import ConnectionFailed, MsstoreError, NotFound
 from msstore.registry import redact_url
+from msstore.spi import Bridge, LocalLoops, get_bridge, timed_out
 
 from ._config import NatsConfig
 from ._requests import Requests
@@ -36,7 +36,7 @@ from ._requests import Requests
 __all__ = ["Conn", "NatsClient", "translate"]
 
 T = TypeVar("T")
-log = logging.getLogger("msstore.nats")
+log = logging.getLogger("msstore.backends.nats")
 
 # Per-message TTL (the Nats-TTL header, stream setting allow_msg_ttl) arrived in nats-server
 # 2.11. Older servers accept the header and ignore it, so the version decides, never the header.
@@ -82,7 +82,7 @@ class Conn:
     )
 
 
-def translate(  # noqa: PLR0911
+def translate(
     err: BaseException, *, what: str, write: bool, limit: float | None = None
 ) -> MsstoreError:
     """A driver error as the msstore error a caller should see (``limit``: the request
@@ -90,18 +90,7 @@ def translate(  # noqa: PLR0911
     if isinstance(err, MsstoreError):
         return err
     if isinstance(err, (nats.errors.TimeoutError, TimeoutError)):
-        within = "in time" if limit is None else f"within the {limit:g} s request timeout"
-        if write:
-            return OutcomeUnknown(
-                f"{what}: no answer {within}",
-                limit=limit,
-                hint="the write may still land; re-read before writing again",
-            )
-        return ConnectionFailed(
-            f"{what}: no answer {within}",
-            limit=limit,
-            hint="the NATS server may be down or overloaded",
-        )
+        return timed_out(f"{what} (request timeout)", limit or 0.0, write=write)
     if isinstance(err, nats.errors.NoRespondersError):
         return ConnectionFailed(
             f"{what}: no JetStream responder",
@@ -258,6 +247,30 @@ class NatsClient:
                 hint="check that the server is up and the URL, credentials and TLS files are right",
             ) from None
         return Conn(nc, nc.jetstream(timeout=cfg.request_timeout))
+
+    def open_subscription(
+        self,
+        handler: Handler,
+        settings: Preset,
+        *,
+        backoff: tuple[float, ...],
+        dead_letter: str,
+        fetch_wait: float,
+        remember: int,
+    ) -> Subscription:
+        """A JetStream pull consumer running ``handler`` on its own thread (what
+        :func:`msstore.coordination.subscribe` calls; the arguments arrive checked)."""
+        from ._consumers import NatsSubscription  # noqa: PLC0415 - (it imports this module)
+
+        return NatsSubscription(
+            self,
+            handler,
+            settings,
+            backoff=backoff,
+            dead_letter=dead_letter,
+            fetch_wait=fetch_wait,
+            remember=remember,
+        ).start()
 
     def close(self) -> None:
         """Drain and close every connection. Idempotent."""

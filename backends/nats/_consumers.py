@@ -21,7 +21,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from msstore.coordination._consumers import Event, Handler, Preset, redelivery_delay
+from msstore.coordination import Event, Handler, Preset, redelivery_delay
 from msstore.errors import MsstoreError
 
 from ._client import Conn, NatsClient
@@ -29,7 +29,7 @@ from ._events import OUTBOX_ID_HEADER
 
 __all__ = ["NatsSubscription"]
 
-log = logging.getLogger("msstore.coordination.consumers")
+log = logging.getLogger("msstore.backends.nats.consumers")
 REASON_LIMIT: Final = 500  # characters of a handler's error kept in a dead letter's headers
 
 Settle = tuple[str, Msg, float, str]  # (ack | nak | dead, message, delay, reason)

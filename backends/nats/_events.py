@@ -26,7 +26,7 @@ import nats.errors
 import orjson
 from nats.aio.msg import Msg
 
-from msstore.coordination._outbox import Failed, OutboxEvent, Outcome, Published, Retry
+from msstore.coordination import EventSinkBase, Failed, OutboxEvent, Outcome, Published, Retry
 from msstore.errors import MsstoreError
 
 from ._client import Conn, NatsClient
@@ -65,7 +65,7 @@ def _unsent(err: BaseException, timeout: float) -> Outcome | None:
     return Retry(f"publish failed: {type(err).__name__}: {err}")
 
 
-class JetStreamSink:
+class JetStreamSink(EventSinkBase):
     """Publishes outbox events to JetStream through ``client`` (see the module docstring).
     ``timeout``: how long a batch waits for its acknowledgements (default: the client's
     request timeout); ``owns_client``: :meth:`close` closes the client too."""
@@ -82,9 +82,10 @@ class JetStreamSink:
     def max_payload(self) -> int:
         return self._max_payload - HEADER_ALLOWANCE
 
-    def publish_batch(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
-        if not events:
-            return []
+    def __repr__(self) -> str:
+        return f"JetStreamSink({self.client!r})"
+
+    def _publish(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
         timeout = self.timeout
         requests = [
             (
@@ -125,7 +126,7 @@ class JetStreamSink:
         except MsstoreError as err:  # the batch never got through (a bridge or loop failure)
             return [Retry(str(err))] * len(events)
 
-    def reachable(self) -> bool:
+    def _reachable(self) -> bool:
         async def ping(c: Conn) -> bool:
             if not c.nc.is_connected:
                 return False
@@ -137,7 +138,7 @@ class JetStreamSink:
         except MsstoreError:
             return False
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._owns_client:
             self.client.close()
 

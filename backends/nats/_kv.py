@@ -54,7 +54,7 @@ from ._wire import (
 
 __all__ = ["BatchError", "NatsKV"]
 
-log = logging.getLogger("msstore.nats")
+log = logging.getLogger("msstore.backends.nats")
 
 NO_RESPONDERS_BACKOFF: Final = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, None)  # ~1 s, then give up
 BASE_CAPABILITIES: Final = frozenset(
@@ -102,7 +102,6 @@ class NatsKV(KVBase):
         self._caps = frozenset(caps)
         self._timeout = client.config.request_timeout
         self._watchers: list[QueueWatcher] = []
-        self._closed = False
 
     # Opening ---------------------------------------------------------------------------------
 
@@ -563,10 +562,7 @@ class NatsKV(KVBase):
             for k, e in zip(wanted, entries, strict=True)
         }
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         for watcher in self._watchers:
             watcher.stop()
         self._watchers.clear()

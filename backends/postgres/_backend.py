@@ -1,6 +1,8 @@
 """The ``postgresql://`` and ``pgvector://`` URL schemes.
 
 * ``postgresql://user@host:5432/db`` opens :class:`PostgresStateStore` (``open_storage``).
+* ``open_outbox("postgresql://...")`` (:mod:`msstore.coordination`) opens
+  :class:`PostgresOutbox`.
 * ``pgvector://user@host:5432/db?collection=NAME&dim=384&metric=cosine`` opens
   :class:`PgVectorIndex`; further options: ``vector_type`` (vector, halfvec), ``schema``,
   ``m``, ``ef_construction``, ``ef_search``, ``iterative_scan``, ``max_scan_tuples``,
@@ -13,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
-from msstore._internal.options import check_known, opt_bool, opt_float, opt_int
 from msstore.errors import InvalidArgument, Unsupported
+from msstore.spi import check_known, opt_bool, opt_float, opt_int
 
 from ._config import DEFAULT_CONNECT_TIMEOUT
+from ._outbox import PostgresOutbox
 from ._pgvector import HnswParams
 from ._state import DEFAULT_DEADLINE, PostgresStateStore
 from ._vector import PgVectorIndex
@@ -42,6 +45,12 @@ def _dsn(url: SplitResult) -> str:
     return urlunsplit(url._replace(scheme="postgresql", query="", fragment=""))
 
 
+def _connect_timeout(options: Mapping[str, Any]) -> int:
+    seconds = opt_int(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, minimum=1, maximum=3600)
+    assert seconds is not None
+    return seconds
+
+
 class PostgresBackend:
     """Opens msstore's PostgreSQL stores by URL (see the module docstring)."""
 
@@ -53,13 +62,20 @@ class PostgresBackend:
         return PostgresStateStore(
             _dsn(url),
             deadline=opt_float(options, "deadline", DEFAULT_DEADLINE, maximum=86_400.0),
-            connect_timeout=opt_int(  # type: ignore[arg-type]
-                options,
-                "connect_timeout",
-                DEFAULT_CONNECT_TIMEOUT,
-                minimum=1,
-                maximum=3600,
-            ),
+            connect_timeout=_connect_timeout(options),
+        )
+
+    def open_outbox(self, url: SplitResult, options: Mapping[str, Any]) -> PostgresOutbox:
+        """``messages.outbox`` (options ``keep_published``, ``deadline``, ``connect_timeout``,
+        and ``dsn``: a libpq connection string used instead of the URL)."""
+        check_known(
+            options, {"keep_published", "deadline", "connect_timeout", "dsn"}, backend="outbox"
+        )
+        return PostgresOutbox(
+            str(options["dsn"]) if "dsn" in options else _dsn(url),
+            keep_published=opt_float(options, "keep_published", 3600.0, inclusive=True),
+            deadline=opt_float(options, "deadline", 60.0, maximum=86_400.0),
+            connect_timeout=_connect_timeout(options),
         )
 
     def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> PgVectorIndex:

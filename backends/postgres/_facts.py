@@ -24,13 +24,21 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, NotFound, VersionConflict
-from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, object_type
+from msstore.errors import InvalidArgument, NotFound
+from msstore.knowledge import (
+    Fact,
+    FactFilter,
+    StaleVectors,
+    content_hash,
+    next_version,
+    object_type,
+)
 from msstore.registry import redact_url
 from msstore.spi import as_matrix, check_k
 
 from ._agents import ENSURE_AGENTS, agent_of_token
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore, timestamp
+from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 from ._pgvector import HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._tx import classify
@@ -142,11 +150,12 @@ class PostgresFactStore(PgStore):
         search: HnswParams = DEFAULT_SEARCH,
         codec: Codec | None = None,
     ) -> None:
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            pool = ConnectionPool(pool, min_size=1, max_size=4, name="msstore-facts", open=True)
-        self._pool = pool
-        self._deadline = KNOWLEDGE_DEADLINE
+        self._adopt(
+            pool,
+            name="msstore-facts",
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+            deadline=KNOWLEDGE_DEADLINE,
+        )
         self._json = codec or default_codec
         try:
             self._vec, iterative = self._open()
@@ -157,11 +166,11 @@ class PostgresFactStore(PgStore):
         self._settings = ann_settings(search, iterative=iterative)
 
     def __repr__(self) -> str:
-        return f"PostgresFactStore({redact_url(str(self._pool.conninfo))})"
+        return f"PostgresFactStore({redact_url(self._dsn)})"
 
     def _open(self) -> tuple[VectorCodec, bool]:
-        with self._pool.connection() as conn:
-            try:
+        try:
+            with self._pool.connection() as conn:
                 version = ensure_pgvector(conn)
                 row = conn.execute(
                     "SELECT format_type(a.atttypid, a.atttypmod), a.atttypid FROM pg_attribute a "
@@ -173,8 +182,8 @@ class PostgresFactStore(PgStore):
                     "AND attname = 'fact_key'"
                 ).fetchone()
                 conn.rollback()
-            except psycopg.Error as err:
-                raise classify(err, what="open the knowledge store") from err
+        except psycopg.Error as err:  # (PoolTimeout too: the server cannot be reached)
+            raise classify(err, what="open the knowledge store") from err
         if row is None or keyed is None:
             raise NotFound(
                 "knowledge.facts / knowledge.embeddings are missing or out of date",
@@ -282,19 +291,13 @@ class PostgresFactStore(PgStore):
         replaced: list[uuid.UUID] = []
         for i, fact in enumerate(facts):
             current = stored.get(fact.key) if fact.key is not None else None
-            if current is not None and fact.version is not None and fact.version <= current[0]:
-                if skip_stale:
-                    continue
-                conn.rollback()
-                raise VersionConflict(
-                    f"fact {fact.key!r} is stored at version {current[0]}; version "
-                    f"{fact.version} is not newer",
-                    key=fact.key,
-                    expected=fact.version,
-                    current=current[0],
-                )
+            version = next_version(
+                fact, None if current is None else current[0], skip_stale=skip_stale
+            )
+            if version is None:
+                continue
             keep.append(i)
-            versions.append(fact.version or (current[0] + 1 if current else 1))
+            versions.append(version)
             if current is not None:
                 replaced.append(current[1])
         return keep, versions, replaced
@@ -528,7 +531,3 @@ class PostgresFactStore(PgStore):
 
         result: int = self._run("count facts", read)
         return result
-
-    def close(self) -> None:
-        if self._owns_pool:
-            self._pool.close()

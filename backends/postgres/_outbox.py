@@ -11,28 +11,23 @@ waiting relay; its poll covers a lost notification.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from psycopg_pool import ConnectionPool
 
-from msstore.codec import Codec, default_codec
-from msstore.coordination._outbox import (
-    BatchReport,
-    Failed,
+from msstore.codec import Codec
+from msstore.coordination import (
+    ClaimedRows,
     OutboxEvent,
+    OutboxSourceBase,
     OutboxStats,
-    Outcome,
-    Publish,
-    Published,
-    check_subject,
-    summarize,
+    Verdicts,
 )
-from msstore.errors import InvalidArgument
 from msstore.registry import redact_url
-from msstore.repositories._tasks import check_seconds
-from msstore.spi import StoreBase
+from msstore.spi import check_seconds
 
 from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -83,7 +78,7 @@ def _event(row: Sequence[Any]) -> OutboxEvent:
     )
 
 
-class PostgresOutbox(PgStore, StoreBase):
+class PostgresOutbox(PgStore, OutboxSourceBase):
     """The transactional outbox on PostgreSQL (see the module docstring). ``pool``: a pool or
     a DSN (a small pool of its own then). ``keep_published``: seconds a published row is kept
     before :meth:`purge_published` deletes it (0: deleted in the pass that published it)."""
@@ -97,18 +92,9 @@ class PostgresOutbox(PgStore, StoreBase):
         deadline: float | None = 60.0,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if (
-            isinstance(keep_published, bool)
-            or not isinstance(keep_published, (int, float))
-            or not 0 <= keep_published < float("inf")
-        ):
-            raise InvalidArgument(
-                f"keep_published must be a finite number of seconds >= 0, got {keep_published!r}"
-            )
+        OutboxSourceBase.__init__(self, keep_published=keep_published, codec=codec)
         if deadline is not None:
             check_seconds(deadline, field="deadline")
-        self.keep_published = float(keep_published)
-        self._codec = codec or default_codec
         self._adopt(pool, name="msstore-outbox", connect_timeout=connect_timeout, deadline=deadline)
         self._listener: Listener | None = None
         self._listener_lock = threading.Lock()
@@ -130,17 +116,15 @@ class PostgresOutbox(PgStore, StoreBase):
         connection, in its transaction (the events commit, or not, with the caller's change);
         otherwise in a transaction of their own. Subjects and payloads are checked first:
         nothing is written if one is refused."""
-        self._check_open()
-        subjects: list[str] = []
-        payloads: list[str] = []
-        for subject, payload in events:
-            subjects.append(check_subject(subject))
-            payloads.append(self._codec.encode(payload).decode())
-        if not subjects:
-            return []
+        return self._add(events, functools.partial(self._insert, conn=conn))
+
+    def _insert(
+        self, subjects: Sequence[str], payloads: Sequence[bytes], *, conn: Conn | None = None
+    ) -> list[OutboxEvent]:
+        texts = [p.decode() for p in payloads]
 
         def insert(c: Conn) -> list[OutboxEvent]:
-            rows = c.execute(INSERT, [subjects, payloads]).fetchall()
+            rows = c.execute(INSERT, [list(subjects), texts]).fetchall()
             c.execute("SELECT pg_notify(%s, 'add')", [CHANNEL])
             return [_event(r) for r in rows]
 
@@ -151,41 +135,22 @@ class PostgresOutbox(PgStore, StoreBase):
 
     # Relaying ---------------------------------------------------------------------------------
 
-    def relay_batch(self, limit: int, publish: Publish) -> BatchReport:
-        self._check_open()
+    def _relay(self, limit: int, decide: Callable[[ClaimedRows], Verdicts]) -> Verdicts:
         self._seen.generation = self._get_listener().generation
 
-        def relay(c: Conn) -> BatchReport:
+        def relay(c: Conn) -> Verdicts:
             rows = c.execute(CLAIM, {"limit": limit}).fetchall()
-            sendable = [_event(r) for r in rows if not r[5]]
-            outcomes: Sequence[Outcome] = publish(sendable) if sendable else []
-            if len(outcomes) != len(sendable):
-                raise InvalidArgument(
-                    f"publish returned {len(outcomes)} outcomes for {len(sendable)} events"
-                )
-            self._apply(c, sendable, outcomes)
-            return summarize(len(rows), outcomes, held_back=len(rows) - len(sendable))
+            verdicts = decide([(_event(r), bool(r[5])) for r in rows])
+            if verdicts.published:
+                c.execute(DELETE if verdicts.delete_published else MARK, [list(verdicts.published)])
+            if verdicts.failed:
+                c.execute(FAIL, [list(column) for column in zip(*verdicts.failed, strict=True)])
+            if verdicts.retried:
+                c.execute(RETRY, [list(column) for column in zip(*verdicts.retried, strict=True)])
+            return verdicts
 
-        report: BatchReport = self._run_transaction("relay outbox events", relay)
-        return report
-
-    def _apply(self, c: Conn, events: Sequence[OutboxEvent], outcomes: Sequence[Outcome]) -> None:
-        done: list[int] = []
-        failed: tuple[list[int], list[str]] = ([], [])
-        retry: tuple[list[int], list[str]] = ([], [])
-        for event, outcome in zip(events, outcomes, strict=True):
-            if isinstance(outcome, Published):
-                done.append(event.outbox_id)
-            else:
-                into = failed if isinstance(outcome, Failed) else retry
-                into[0].append(event.outbox_id)
-                into[1].append(outcome.reason)
-        if done:
-            c.execute(DELETE if self.keep_published == 0 else MARK, [done])
-        if failed[0]:
-            c.execute(FAIL, list(failed))
-        if retry[0]:
-            c.execute(RETRY, list(retry))
+        result: Verdicts = self._run_transaction("relay outbox events", relay)
+        return result
 
     def _get_listener(self) -> Listener:
         with self._listener_lock:
@@ -193,14 +158,14 @@ class PostgresOutbox(PgStore, StoreBase):
                 self._listener = Listener(self._pool, CHANNEL, name="msstore-outbox-waker")
             return self._listener
 
-    def wait(self, timeout: float) -> bool:
+    def _wait(self, timeout: float) -> bool:
         seen = getattr(self._seen, "generation", None)
         listener = self._get_listener()
         return listener.wait(listener.generation if seen is None else seen, timeout)
 
     # Observing and housekeeping ---------------------------------------------------------------
 
-    def stats(self) -> OutboxStats:
+    def _stats(self) -> OutboxStats:
         def read(c: Conn) -> OutboxStats:
             row = c.execute(
                 f"SELECT count(*), extract(epoch FROM min(created_at))::float8 "
@@ -212,14 +177,10 @@ class PostgresOutbox(PgStore, StoreBase):
             assert row is not None and failed is not None
             return OutboxStats(depth=row[0], oldest_created_at=row[1], failed=failed[0])
 
-        self._check_open()
         result: OutboxStats = self._run_transaction("outbox stats", read, write=False)
         return result
 
-    def failures(self, limit: int = 100) -> list[tuple[OutboxEvent, str]]:
-        if type(limit) is not int or limit < 1:
-            raise InvalidArgument(f"limit must be a positive int, got {limit!r}")
-
+    def _failures(self, limit: int) -> list[tuple[OutboxEvent, str]]:
         def read(c: Conn) -> list[tuple[OutboxEvent, str]]:
             rows = c.execute(
                 f"SELECT {EVENT_COLUMNS}, failure_reason FROM messages.outbox "
@@ -228,17 +189,12 @@ class PostgresOutbox(PgStore, StoreBase):
             ).fetchall()
             return [(_event(r), r[5]) for r in rows]
 
-        self._check_open()
         result: list[tuple[OutboxEvent, str]] = self._run_transaction(
             "read failed outbox events", read, write=False
         )
         return result
 
-    def retry_failed(self, outbox_ids: Sequence[int] | None = None) -> int:
-        """Put failed rows (all, or those of ``outbox_ids``) back in line, e.g. after adding
-        the stream their subject lacked; how many."""
-        self._check_open()
-
+    def _requeue(self, outbox_ids: Sequence[int] | None) -> int:
         def requeue(c: Conn) -> int:
             cur = c.execute(
                 "UPDATE messages.outbox SET failed_at = NULL, failure_reason = NULL "
@@ -251,15 +207,13 @@ class PostgresOutbox(PgStore, StoreBase):
         result: int = self._run_transaction("retry failed outbox events", requeue)
         return result
 
-    def purge_published(self) -> int:
-        self._check_open()
-
+    def _purge(self, older_than: float) -> int:
         def purge(c: Conn) -> int:
             cur = c.execute(
                 "DELETE FROM messages.outbox WHERE outbox_id IN (SELECT outbox_id "
                 "FROM messages.outbox WHERE published_at < clock_timestamp() - %s * interval "
                 "'1 second' LIMIT %s)",
-                [self.keep_published, PURGE_CHUNK],
+                [older_than, PURGE_CHUNK],
             )
             return cur.rowcount
 
@@ -270,12 +224,8 @@ class PostgresOutbox(PgStore, StoreBase):
             if purged < PURGE_CHUNK:
                 return total
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        super().close()
+    def _release(self) -> None:
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.close()
-        if self._owns_pool:
-            self._pool.close()
+        super()._release()

@@ -27,7 +27,6 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from msstore import keys as keygrammar
-from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
 from msstore.errors import (
@@ -36,7 +35,14 @@ from msstore.errors import (
 )
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.registry import redact_url
-from msstore.spi import StoreBase, check_query, check_retention, check_version, newest_records
+from msstore.spi import (
+    StoreBase,
+    check_query,
+    check_retention,
+    check_ttl,
+    check_version,
+    newest_records,
+)
 
 from ._agents import ENSURE_AGENTS, agent_id_for, agent_of_token
 from ._base import Conn, PgStore, own_pool, timestamp
@@ -153,7 +159,6 @@ class PostgresStateStore(PgStore, StoreBase):
         self._codec = codec or default_codec
         self._deadline = None if deadline is None else float(deadline)
         self._known_agents: set[str] = set()  # agent tokens (first key tokens) registered
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"PostgresStateStore({redact_url(str(self._pool.conninfo))})"
@@ -187,7 +192,7 @@ class PostgresStateStore(PgStore, StoreBase):
             try:
                 return super()._run(what, fn, write=write)
             except InvalidArgument as err:
-                if err.fields.get("sqlstate") != "23503":
+                if err.sqlstate != "23503":
                     raise
                 self._known_agents.clear()
                 return super()._run(what, fn, write=write)
@@ -569,8 +574,3 @@ class PostgresStateStore(PgStore, StoreBase):
 
         result: int = self._run("sweep expired rows and old tombstones", sweep, write=True)
         return result
-
-    def close(self) -> None:
-        super().close()
-        if self._owns_pool:
-            self._pool.close()

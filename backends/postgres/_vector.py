@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool
 
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument, StoreClosed
+from msstore.errors import InvalidArgument
 from msstore.records import Hit
 from msstore.registry import redact_url
 from msstore.spi import (
@@ -50,6 +50,7 @@ from msstore.spi import (
 )
 
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
+from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_text
 from ._pgvector import OPERATORS, HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._tx import classify
@@ -58,7 +59,7 @@ T = TypeVar("T")
 
 __all__ = ["PgVectorIndex"]
 
-log = logging.getLogger("msstore.postgres.vector")
+log = logging.getLogger("msstore.backends.postgres.vector")
 
 CAPABILITIES: Final = frozenset({Capability.VECTOR_FILTER})
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,40}")
@@ -107,15 +108,13 @@ class PgVectorIndex(PgStore):
         self._table = sql.Identifier(schema, f"vec_{name}")
         self._index_name = f"vec_{name}_hnsw"
         self._index = sql.Identifier(schema, self._index_name)
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            pool = ConnectionPool(
-                pool, min_size=1, max_size=4, name=f"msstore-vec-{name}", open=True
-            )
-        self._pool = pool
-        self._deadline = KNOWLEDGE_DEADLINE
+        self._adopt(
+            pool,
+            name=f"msstore-vec-{name}",
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+            deadline=KNOWLEDGE_DEADLINE,
+        )
         self._lock = threading.Lock()
-        self._closed = False
         try:
             self._vec, self._iterative = self._open(schema)
         except BaseException:
@@ -168,8 +167,8 @@ class PgVectorIndex(PgStore):
         )
 
     def _open(self, schema: str) -> tuple[VectorCodec, bool]:
-        with self._pool.connection() as conn:
-            try:
+        try:
+            with self._pool.connection() as conn:
                 version = ensure_pgvector(conn)
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext('msstore.vector'), hashtext(%s))",
@@ -197,8 +196,8 @@ class PgVectorIndex(PgStore):
                 if self._hnsw is not None:
                     self._create_hnsw(conn)
                 conn.commit()
-            except psycopg.Error as err:
-                raise classify(err, what=f"open vector collection {self.name!r}") from err
+        except psycopg.Error as err:  # (PoolTimeout too: the server cannot be reached)
+            raise classify(err, what=f"open vector collection {self.name!r}") from err
         return codec, version >= (0, 8)
 
     def _check_existing(self, conn: psycopg.Connection[Any], codec: VectorCodec) -> None:
@@ -255,11 +254,6 @@ class PgVectorIndex(PgStore):
 
     def _prepare(self, conn: Conn) -> None:
         self._vec.register(conn)
-
-    def _run(self, what: str, fn: Callable[[Conn], T], *, write: bool = False) -> T:
-        if self._closed:
-            raise StoreClosed(f"{self!r} is closed", hint="open a new index")
-        return super()._run(what, fn, write=write)
 
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
@@ -414,17 +408,3 @@ class PgVectorIndex(PgStore):
             conn.commit()
 
         self._run(f"drop {self.name!r}", run)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        if self._owns_pool:
-            self._pool.close()
-
-    def __enter__(self) -> PgVectorIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -71,10 +71,13 @@ def opt_float(
     *,
     above: float = 0.0,
     maximum: float | None = None,
+    inclusive: bool = False,
 ) -> float:
-    """Option ``name`` as a finite number above ``above`` (and at most ``maximum``)."""
+    """Option ``name`` as a finite number above ``above`` (or equal to it, ``inclusive``) and
+    at most ``maximum``."""
     value = options.get(name, default)
-    want = f"option {name} must be a finite number of seconds > {above:g}" + (
+    bound = f"{'>=' if inclusive else '>'} {above:g}"
+    want = f"option {name} must be a finite number of seconds {bound}" + (
         "" if maximum is None else f" and <= {maximum:g}"
     )
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -83,7 +86,12 @@ def opt_float(
         number = float(value)
     except ValueError:
         raise InvalidArgument(f"{want}, got {value!r}") from None
-    if not math.isfinite(number) or number <= above or (maximum is not None and number > maximum):
+    if (
+        not math.isfinite(number)
+        or number < above
+        or (number == above and not inclusive)
+        or (maximum is not None and number > maximum)
+    ):
         raise InvalidArgument(f"{want}, got {value!r}")
     return number
 

@@ -5,7 +5,8 @@ consumers that read it.
   changes, and your own, added in your transaction) to their JetStream stream, exactly once
   inside the stream's deduplication window, in outbox order per subject.
 * :func:`subscribe` runs a handler over a stream's events with explicit acks, redelivery with
-  backoff, and a dead-letter subject; :data:`PRESETS` are the reference design's consumers.
+  backoff, and a dead-letter subject; :data:`PRESETS` are the consumers ``msstore provision``
+  creates.
 
 The seams are :class:`OutboxSource` (PostgreSQL's ``PostgresOutbox``, or ``MemoryOutbox``)
 and :class:`EventSink` (NATS's ``JetStreamSink``, or ``MemoryEventStream``).
@@ -13,10 +14,20 @@ and :class:`EventSink` (NATS's ``JetStreamSink``, or ``MemoryEventStream``).
 
 from __future__ import annotations
 
+from ._bases import (
+    ClaimedRows,
+    EventSinkBase,
+    OutboxSourceBase,
+    Verdicts,
+    open_event_sink,
+    open_outbox,
+    payload_problem,
+)
 from ._consumers import (
     DEAD_LETTER_PREFIX,
     PRESETS,
     Event,
+    EventSource,
     Handler,
     Preset,
     Subscription,
@@ -45,20 +56,28 @@ __all__ = [
     "MAX_BATCH",
     "PRESETS",
     "BatchReport",
+    "ClaimedRows",
     "Event",
     "EventSink",
+    "EventSinkBase",
+    "EventSource",
     "Failed",
     "Handler",
     "OutboxEvent",
     "OutboxRelay",
     "OutboxSource",
+    "OutboxSourceBase",
     "OutboxStats",
     "Outcome",
     "Preset",
     "Published",
     "Retry",
     "Subscription",
+    "Verdicts",
     "check_subject",
+    "open_event_sink",
+    "open_outbox",
+    "payload_problem",
     "redelivery_delay",
     "relay_health",
     "subject_matches",

@@ -1,5 +1,5 @@
 """Consumers of relayed events: a handler per event, explicit acks, redelivery with backoff, a
-dead-letter subject after the last attempt, and the reference design's consumers as presets.
+dead-letter subject after the last attempt, and the provisioned consumers as presets.
 
 :func:`subscribe` is the sync entry point (the NATS backend does the work, on a thread of its
 own). A handler that returns acks its event; one that raises has it redelivered after
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import orjson
@@ -24,13 +24,11 @@ from msstore.ops import DEFAULT, ConsumerSpec
 
 from ._outbox import check_subject
 
-if TYPE_CHECKING:
-    from msstore.backends.nats import NatsClient
-
 __all__ = [
     "DEAD_LETTER_PREFIX",
     "PRESETS",
     "Event",
+    "EventSource",
     "Handler",
     "Preset",
     "Subscription",
@@ -68,7 +66,7 @@ Handler = Callable[[Event], None]
 
 @attrs.frozen(kw_only=True)
 class Preset:
-    """A named consumer (reference design 11.3): where it reads and how it acks.
+    """A named consumer: where it reads and how it acks.
     ``subject``: the filter (``None``: every subject of the stream)."""
 
     stream: str
@@ -119,6 +117,30 @@ class Subscription(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+@runtime_checkable
+class EventSource(Protocol):
+    """Where :func:`subscribe` reads events: a server with streams. The NATS backend's
+    ``NatsClient`` is one (a JetStream pull consumer on a thread of its own)."""
+
+    def open_subscription(
+        self,
+        handler: Handler,
+        settings: Preset,
+        *,
+        backoff: tuple[float, ...],
+        dead_letter: str,
+        fetch_wait: float,
+        remember: int,
+    ) -> Subscription:
+        """Start consuming ``settings.stream`` (checked settings: see :func:`subscribe`):
+        ``handler`` per event; an event it raises on comes again after
+        ``backoff[attempt - 1]`` seconds, and after ``settings.max_deliver`` attempts goes to
+        ``<dead_letter>.<stream>.<durable>`` and is terminated; an event whose ``msg_id`` was
+        among the last ``remember`` handled is acked without running the handler. Return once
+        the consumer is ready (raise if it cannot be)."""
+        ...
+
+
 def check_backoff(backoff: Sequence[float]) -> tuple[float, ...]:
     if isinstance(backoff, (str, bytes)) or not backoff:
         raise InvalidArgument(f"backoff must be a non-empty list of seconds, got {backoff!r}")
@@ -139,7 +161,7 @@ def redelivery_delay(attempt: int, backoff: Sequence[float]) -> float:
 
 
 def subscribe(
-    client: NatsClient,
+    client: EventSource,
     handler: Handler,
     *,
     preset: str | None = None,
@@ -154,7 +176,8 @@ def subscribe(
     fetch_wait: float = 1.0,
     remember: int = 10_000,
 ) -> Subscription:
-    """Run ``handler`` on every event of ``stream`` matching ``subject`` (module docstring).
+    """Run ``handler`` on every event of ``stream`` matching ``subject`` (module docstring),
+    read from ``client`` (an :class:`EventSource`: the NATS backend's ``NatsClient``).
 
     ``preset``: one of :data:`PRESETS` (its settings are the defaults of the others);
     ``durable``: the consumer's name (its position survives restarts; ``None``: an ephemeral
@@ -174,17 +197,19 @@ def subscribe(
     check_subject(dead_letter)
     if not callable(handler):
         raise InvalidArgument(f"handler must be callable, got {handler!r}")
-    from msstore.backends.nats._consumers import NatsSubscription  # noqa: PLC0415
-
-    return NatsSubscription(
-        client,
+    delays = check_backoff(backoff)
+    if not isinstance(client, EventSource):
+        raise InvalidArgument(
+            f"subscribe reads from an event source such as a NatsClient, got {client!r}"
+        )
+    return client.open_subscription(
         handler,
         settings,
-        backoff=check_backoff(backoff),
+        backoff=delays,
         dead_letter=dead_letter,
         fetch_wait=fetch_wait,
         remember=remember,
-    ).start()
+    )
 
 
 def _preset(name: str | None, stream: str | None, subject: str | None) -> Preset:

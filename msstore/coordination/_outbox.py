@@ -12,11 +12,12 @@ the sink's deduplication (JetStream's ``Nats-Msg-Id`` window) drops the copies.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
 from msstore.errors import InvalidArgument
+from msstore.protocols import Store
 from msstore.records import HealthStatus
 
 __all__ = [
@@ -110,8 +111,14 @@ Publish = Callable[[Sequence[OutboxEvent]], Sequence[Outcome]]
 
 
 @runtime_checkable
-class OutboxSource(Protocol):
-    """Committed events, claimed in outbox order by one relay at a time per row."""
+class OutboxSource(Store, Protocol):
+    """Committed events, claimed in outbox order by one relay at a time per row (memory:
+    ``MemoryOutbox``, PostgreSQL: ``PostgresOutbox``; both build on
+    :class:`~msstore.coordination.OutboxSourceBase`)."""
+
+    def add(self, subject: str, payload: Any) -> OutboxEvent:
+        """Append one event (``payload``: JSON-able, or JSON bytes)."""
+        ...
 
     def relay_batch(self, limit: int, publish: Publish) -> BatchReport:
         """Claim up to ``limit`` waiting events (skipping rows another relay holds, and rows
@@ -126,6 +133,10 @@ class OutboxSource(Protocol):
         """Rows set aside as failed, oldest first, with their reasons."""
         ...
 
+    def retry_failed(self, outbox_ids: Sequence[int] | None = None) -> int:
+        """Put failed rows (all, or those of ``outbox_ids``) back in line; how many."""
+        ...
+
     def purge_published(self) -> int:
         """Delete the published rows kept longer than the source's retention; how many."""
         ...
@@ -135,12 +146,11 @@ class OutboxSource(Protocol):
         :meth:`relay_batch`, False after ``timeout`` seconds without."""
         ...
 
-    def close(self) -> None: ...
-
 
 @runtime_checkable
-class EventSink(Protocol):
-    """Where events go (JetStream, or an in-memory stream for tests)."""
+class EventSink(Store, Protocol):
+    """Where events go (JetStream's ``JetStreamSink``, or ``MemoryEventStream`` for tests;
+    both build on :class:`~msstore.coordination.EventSinkBase`)."""
 
     @property
     def max_payload(self) -> int:
@@ -155,8 +165,6 @@ class EventSink(Protocol):
     def reachable(self) -> bool:
         """Whether the sink's server answers now."""
         ...
-
-    def close(self) -> None: ...
 
 
 def subject_problem(subject: str) -> str | None:

@@ -18,25 +18,16 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import HealthStatus
-from msstore.repositories._tasks import check_seconds
+from msstore.spi import check_seconds
 
-from ._outbox import (
-    MAX_BATCH,
-    BatchReport,
-    EventSink,
-    Failed,
-    OutboxEvent,
-    OutboxSource,
-    Outcome,
-    relay_health,
-    subject_problem,
-)
+from ._bases import open_event_sink, open_outbox
+from ._outbox import MAX_BATCH, BatchReport, EventSink, OutboxSource, relay_health
 
 __all__ = ["OutboxRelay"]
 
@@ -105,16 +96,13 @@ class OutboxRelay:
         request_timeout: float = 5.0,
         **options: Any,
     ) -> OutboxRelay:
-        """A relay from ``messages.outbox`` at ``dsn`` to the JetStream at ``nats_url`` (the
-        ``NATS_*`` variables fill in credentials and TLS); it owns both connections.
-        ``options``: the constructor's settings."""
-        from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig  # noqa: PLC0415
-        from msstore.backends.postgres import PostgresOutbox  # noqa: PLC0415
-
-        source = PostgresOutbox(dsn, keep_published=keep_published)
+        """A relay from the outbox at ``dsn`` (:func:`~msstore.coordination.open_outbox`) to
+        the event sink at ``nats_url`` (:func:`~msstore.coordination.open_event_sink`; the
+        ``NATS_*`` variables fill in credentials and TLS); it owns both. ``options``: the
+        constructor's settings."""
+        source = open_outbox(dsn, keep_published=keep_published)
         try:
-            config = NatsConfig.from_env(servers=nats_url, request_timeout=request_timeout)
-            sink = JetStreamSink(NatsClient(config), owns_client=True)
+            sink = open_event_sink(nats_url, request_timeout=request_timeout)
         except BaseException:
             source.close()
             raise
@@ -122,33 +110,9 @@ class OutboxRelay:
 
     # -- one pass ---------------------------------------------------------------------------
 
-    def _publish(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
-        """Outcomes for a claimed batch: events that can never go out fail here, the rest go
-        to the sink in one call, and outcomes come back in the batch's order."""
-        limit = self.sink.max_payload
-        outcomes: list[Outcome | None] = [None] * len(events)
-        sendable: list[OutboxEvent] = []
-        where: list[int] = []
-        for i, event in enumerate(events):
-            problem = subject_problem(event.subject)
-            if problem is None and len(event.payload) > limit:
-                problem = (
-                    f"the payload is {len(event.payload):,} bytes, over the server's "
-                    f"{limit:,}-byte limit"
-                )
-            if problem is None:
-                sendable.append(event)
-                where.append(i)
-            else:
-                outcomes[i] = Failed(problem)
-        if sendable:
-            for i, outcome in zip(where, self.sink.publish_batch(sendable), strict=True):
-                outcomes[i] = outcome
-        return [o for o in outcomes if o is not None]
-
     def run_once(self) -> BatchReport:
         """One pass (see the module docstring); errors of the source propagate."""
-        report = self.source.relay_batch(self.batch_size, self._publish)
+        report = self.source.relay_batch(self.batch_size, self.sink.publish_batch)
         self._count(report)
         return report
 

@@ -13,6 +13,7 @@ from ._facts import (
     check_fact,
     content_hash,
     epoch,
+    next_version,
     object_type,
 )
 from ._fusion import RRF_K, reciprocal_rank_fusion
@@ -33,6 +34,7 @@ __all__ = [
     "check_texts",
     "content_hash",
     "epoch",
+    "next_version",
     "object_type",
     "reciprocal_rank_fusion",
 ]

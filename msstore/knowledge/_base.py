@@ -125,7 +125,7 @@ class KnowledgeBase:
                 checked, vectors, model=model, version=version, skip_stale=skip_stale
             )
         except StaleVectors as gone:  # deleted between the lookup and the insert: embed them
-            lost: list[str] = gone.fields["hashes"]
+            lost: list[str] = gone.hashes
             vectors.update(zip(lost, self._embed([texts[h] for h in lost]), strict=True))
             stored = self._store.insert(
                 checked, vectors, model=model, version=version, skip_stale=skip_stale

@@ -1,7 +1,7 @@
 """Knowledge facts: the records, their checks, and the :class:`FactStore` seam.
 
-A fact says ``entity_type/entity_id`` ``predicate`` ``value`` (knowledge.facts, reference
-section 9.2), with a confidence, a validity window and the agent it came from. Its ``text`` is
+A fact says ``entity_type/entity_id`` ``predicate`` ``value`` (a ``knowledge.facts`` row),
+with a confidence, a validity window and the agent it came from. Its ``text`` is
 what gets embedded and full-text indexed (by default ``"<entity_type> <entity_id> <predicate>
 <value>"``); ``content_hash`` (SHA-256 of that text) lets a store reuse a vector it already has
 for the same text, model and version instead of embedding it again.
@@ -22,7 +22,8 @@ import attrs
 
 from msstore import keys as keygrammar
 from msstore.codec import default_codec
-from msstore.errors import InvalidArgument, StaleVectors
+from msstore.errors import InvalidArgument, StaleVectors, VersionConflict
+from msstore.protocols import Store
 from msstore.spi import check_version, contains
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "check_fact",
     "content_hash",
     "epoch",
+    "next_version",
     "object_type",
 ]
 
@@ -136,8 +138,28 @@ def check_fact(fact: Fact, *, now: float) -> Fact:
     if fact.version is not None:
         check_version(fact.version)
     confidence = None if fact.confidence is None else round(float(fact.confidence), 2)
-    # Two decimals: the reference's DECIMAL(3,2) column, so every store keeps the same number.
+    # Two decimals: the DECIMAL(3,2) column's, so every store keeps the same number.
     return attrs.evolve(fact, valid_from=valid_from, valid_until=valid_until, confidence=confidence)
+
+
+def next_version(fact: Fact, current: int | None, *, skip_stale: bool) -> int | None:
+    """The version ``fact`` is stored at, given the ``current`` version of its key (``None``:
+    not stored): its own if it has one and it is newer, else the next. An older or equal
+    version raises ``VersionConflict``, or with ``skip_stale`` gives ``None`` (left out)."""
+    if current is None:
+        return fact.version or 1
+    if fact.version is None:
+        return current + 1
+    if fact.version > current:
+        return fact.version
+    if skip_stale:
+        return None
+    raise VersionConflict(
+        f"fact {fact.key!r} is stored at version {current}; version {fact.version} is not newer",
+        key=fact.key,
+        expected=fact.version,
+        current=current,
+    )
 
 
 def _valid_at(when: float | datetime.datetime | None) -> float | None:
@@ -206,7 +228,7 @@ class FactHit:
 
 
 @runtime_checkable
-class FactStore(Protocol):
+class FactStore(Store, Protocol):
     """Where a :class:`~msstore.knowledge.KnowledgeBase` keeps facts and their vectors.
 
     Implementations: ``MemoryFactStore`` (exact, in process) and ``PostgresFactStore``
@@ -261,5 +283,3 @@ class FactStore(Protocol):
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool: ...
 
     def count(self) -> int: ...
-
-    def close(self) -> None: ...

@@ -1,17 +1,24 @@
-"""Writes from "another client": bytes stored past msstore's codec, for tests of what msstore
-does with values it did not write (undecodable bytes, JSON it would not produce).
+"""Writes from "another client": data stored past msstore's checks, for tests of what msstore
+does with what it did not write (undecodable bytes, JSON it would not produce, an outbox row
+with a subject NATS refuses).
 
-msstore's stores refuse such values by design, so no store method writes them; this helper
-knows how each shipped backend takes raw bytes: the memory KV appends them as a revision, the
-NATS KV publishes them to the key's subject as any NATS client could.
+msstore's stores refuse such data by design, so no public store method writes it; these
+helpers know how each shipped backend takes it: the memory KV appends raw bytes as a revision,
+the NATS KV publishes them to the key's subject as any NATS client could, and an outbox source
+(memory or PostgreSQL) inserts a row as a trigger or a raw ``INSERT`` would.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from msstore.coordination import OutboxEvent, OutboxSourceBase
 from msstore.errors import Unsupported
 from msstore.protocols import KeyValueStore
 
-__all__ = ["foreign_put"]
+__all__ = ["foreign_event", "foreign_put"]
 
 
 def foreign_put(kv: KeyValueStore, key: str, raw: bytes) -> int:
@@ -27,3 +34,11 @@ def foreign_put(kv: KeyValueStore, key: str, raw: bytes) -> int:
     if NatsKV is not None and isinstance(kv, NatsKV):
         return kv._foreign_put(key, raw)
     raise Unsupported(f"foreign_put does not know how to write raw bytes to {kv!r}")
+
+
+def foreign_event(outbox: OutboxSourceBase, subject: str, payload: Any) -> OutboxEvent:
+    """Append an outbox row with ``subject`` unchecked (``payload``: JSON-able)."""
+    if not isinstance(outbox, OutboxSourceBase):
+        raise Unsupported(f"foreign_event does not know how to write a raw row to {outbox!r}")
+    (event,) = outbox._insert([subject], [orjson.dumps(payload)])
+    return event

@@ -51,6 +51,7 @@ from msstore.conflicts.update import RetryPolicy
 from msstore.errors import SerializationError
 from msstore.protocols import DataStorage, KeyValueStore
 from msstore.state import FlushPolicy, HybridStateManager, L1Cache
+from msstore.testing import FakeClock
 from msstore.testing.foreign import foreign_put
 
 from ._models import THOROUGH, run_model
@@ -149,16 +150,6 @@ def _refused(m: Manager) -> int:
     if isinstance(m, ManagerProcess):
         return int(m.call("failed"))
     return int(m.stats()["flush"]["failed"])
-
-
-class Clock:
-    """Unix seconds that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 Stores = tuple[KeyValueStore, DataStorage, Callable[[], float], Callable[[], None]]
@@ -313,13 +304,15 @@ class DualStoreModel(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         if self.clock() + seconds - self.last_sync >= BUCKET_TTL - 5:
             self.sync()
-        self.clock.now += seconds  # type: ignore[attr-defined]
+        assert isinstance(self.clock, FakeClock)
+        self.clock.advance(seconds)
 
     @precondition(lambda self: self.fake_clock)
     @rule(seconds=st.sampled_from([BUCKET_TTL + 1.0, RETENTION + 1.0, 2 * RETENTION]))
     def much_time_passes(self, seconds: float) -> None:
         self.sync()
-        self.clock.now += seconds  # type: ignore[attr-defined]
+        assert isinstance(self.clock, FakeClock)
+        self.clock.advance(seconds)
 
     # Reads -------------------------------------------------------------------------------------
 
@@ -370,7 +363,7 @@ def _run(*, examples: int, steps: int) -> None:
 
 def test_the_dual_store_matches_its_model_on_memory_backends() -> None:
     def make() -> Stores:
-        clock = Clock()
+        clock = FakeClock(1_800_000_000.0)
         kv = MemoryKV(BucketConfig(name="model", ttl=BUCKET_TTL, history=5), clock=clock)
         return kv, MemoryTable(clock=clock), clock, lambda: None
 

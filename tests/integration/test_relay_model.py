@@ -31,7 +31,8 @@ from hypothesis.stateful import (
 
 from msstore.backends.memory import MemoryEventStream
 from msstore.coordination import OutboxEvent, OutboxRelay, OutboxSource, Outcome
-from msstore.testing.conformance import FakeClock
+from msstore.testing import FakeClock
+from msstore.testing.foreign import foreign_event
 
 from ._models import THOROUGH, run_model
 
@@ -102,14 +103,14 @@ class RelayModel(RuleBasedStateMachine):
 
         def publish(events: Sequence[OutboxEvent]) -> list[Outcome]:
             second.run_once()  # while the first holds its rows
-            return first._publish(events)
+            return first.sink.publish_batch(events)
 
         self.source.relay_batch(first.batch_size, publish)
 
     @rule(relay=st.integers(0, 1))
     def killed_after_publishing(self, relay: int) -> None:
         def publish(events: Sequence[OutboxEvent]) -> list[Outcome]:
-            self.relays[relay]._publish(events)
+            self.relays[relay].sink.publish_batch(events)
             raise Killed
 
         with contextlib.suppress(Killed):
@@ -187,7 +188,7 @@ def test_the_memory_outbox_relay_matches_its_model() -> None:
 
     def add(source: OutboxSource, subject: str, payload: Any) -> None:
         assert isinstance(source, MemoryOutbox)
-        source._append(subject, payload)  # bad subjects too, as a raw INSERT could
+        foreign_event(source, subject, payload)  # bad subjects too, as a raw INSERT could
 
     _run(
         lambda clock, fresh: MemoryOutbox(clock=clock),

@@ -26,7 +26,8 @@ from msstore.coordination._consumers import check_backoff
 from msstore.coordination._outbox import subject_problem, summarize
 from msstore.errors import InvalidArgument, StoreClosed
 from msstore.records import HealthStatus
-from msstore.testing.conformance import FakeClock
+from msstore.testing import FakeClock
+from msstore.testing.foreign import foreign_event
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_a_pass_publishes_fails_and_waits_as_each_event_deserves(
     outbox, stream = pair
     relay = OutboxRelay(outbox, stream, clock=clock)
     outbox.add("agents.state.a", {"n": 1})
-    outbox._append("agents.state.*", {"n": 2})
+    foreign_event(outbox, "agents.state.*", {"n": 2})
     outbox.add("agents.state.a", {"blob": "x" * 100})  # over the stream's 64 bytes
     outbox.add("elsewhere.a", {"n": 3})
     report = relay.run_once()
@@ -193,7 +194,7 @@ def test_a_crash_between_publish_and_mark_republishes_and_dedup_drops_the_copy(
         outbox.add("agents.state.a", {"n": n})
 
     def publish_then_die(events: Sequence[OutboxEvent]) -> list[Outcome]:
-        relay._publish(events)
+        relay.sink.publish_batch(events)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

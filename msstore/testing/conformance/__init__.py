@@ -21,11 +21,13 @@ A capability the store declares is exercised; one it does not declare must raise
 
 from __future__ import annotations
 
+from ._facts import FactStoreConformance
 from ._kv import KeyValueConformance
 from ._messages import MessageLogConformance
+from ._outbox import EventSinkConformance, OutboxSourceConformance
 from ._sessions import SessionStoreConformance
 from ._storage import DataStorageConformance
-from ._tasks import FakeClock, TaskQueueConformance
+from ._tasks import TaskQueueConformance
 from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES
 from ._vector import VectorIndexConformance
 
@@ -35,9 +37,11 @@ __all__ = [
     "BAD_VALUES",
     "JSON_VALUES",
     "DataStorageConformance",
-    "FakeClock",
+    "EventSinkConformance",
+    "FactStoreConformance",
     "KeyValueConformance",
     "MessageLogConformance",
+    "OutboxSourceConformance",
     "SessionStoreConformance",
     "TaskQueueConformance",
     "VectorIndexConformance",

@@ -24,6 +24,7 @@ from msstore.errors import (
 from msstore.protocols import KeyValueStore
 from msstore.records import Operation
 
+from ._closing import check_closing
 from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES, _wait_for
 
 KVFactory = Callable[[BucketConfig], KeyValueStore]
@@ -52,6 +53,11 @@ class KeyValueConformance:
     @pytest.fixture
     def kv(self, make_kv: Callable[..., KeyValueStore]) -> KeyValueStore:
         return make_kv(history=5)
+
+    def test_a_bucket_is_a_context_manager_and_refuses_work_once_closed(
+        self, make_kv: Callable[..., KeyValueStore]
+    ) -> None:
+        check_closing(lambda: make_kv(history=1), lambda kv: kv.get("k"))
 
     # Reads and round trips -----------------------------------------------------------------
 

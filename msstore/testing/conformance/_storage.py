@@ -20,6 +20,7 @@ from msstore.errors import (
 from msstore.protocols import DataStorage
 from msstore.records import Query, Record
 
+from ._closing import check_closing
 from ._values import BAD_KEYS, BAD_VALUES, JSON_VALUES, _wait_for
 
 __all__ = ["DataStorageConformance"]
@@ -34,6 +35,11 @@ class DataStorageConformance:
         store = storage_factory()
         yield store
         store.close()
+
+    def test_a_store_is_a_context_manager_and_refuses_work_once_closed(
+        self, storage_factory: Callable[[], DataStorage]
+    ) -> None:
+        check_closing(storage_factory, lambda s: s.retrieve("k"))
 
     def test_missing_key_reads_none(self, storage: DataStorage) -> None:
         assert storage.retrieve("absent") is None

@@ -12,6 +12,8 @@ from msstore.errors import (
 )
 from msstore.protocols import VectorIndex
 
+from ._closing import check_closing
+
 __all__ = ["VectorIndexConformance"]
 
 
@@ -43,6 +45,11 @@ class VectorIndexConformance:
         if metric == "l2":
             return np.sqrt(((data - q) ** 2).sum(axis=1))
         return 1 - (data @ q) / (np.linalg.norm(data, axis=1) * np.linalg.norm(q))
+
+    def test_an_index_is_a_context_manager_and_refuses_work_once_closed(
+        self, vector_factory: Callable[..., VectorIndex]
+    ) -> None:
+        check_closing(lambda: vector_factory(dim=3), lambda v: v.count())
 
     def test_search_matches_brute_force(
         self, vector_factory: Callable[..., VectorIndex], metric: str
