@@ -24,7 +24,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from msstore._internal.timers import EarliestTimer
+from msstore.spi import EarliestTimer
 
 __all__ = ["Requests"]
 

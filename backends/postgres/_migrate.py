@@ -3,9 +3,8 @@
 One run holds a session-level ``pg_advisory_lock``: a second process migrating at the same
 time waits for it, then re-reads the history and finds nothing left to do. Each migration runs
 in its own transaction together with its history row, so a failure leaves neither behind.
-The history follows reference section 10.1 (``migrations.applied_migrations``); the reference's
-``migrations.locks`` table is replaced by the advisory lock, which a crashed run cannot leave
-held.
+The history is ``migrations.applied_migrations`` (version, file checksum, when); an advisory
+lock stands in for a lock table, since a crashed run cannot leave it held.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from psycopg import sql
 
 from msstore import __version__
 from msstore.errors import ConnectionFailed, InvalidArgument
-from msstore.ops._migrations import (
+from msstore.ops import (
     DEFAULT_PARAMETERS,
     Applied,
     Migration,
@@ -39,7 +38,7 @@ from ._config import check_dsn
 
 __all__ = ["MigrationReport", "MigrationStatus", "Migrator"]
 
-log = logging.getLogger("msstore.postgres")
+log = logging.getLogger("msstore.backends.postgres")
 
 # The advisory lock every msstore migration run takes (any 64-bit key works; this one is
 # "msstore migrations" in spirit and fixed so that all versions agree).

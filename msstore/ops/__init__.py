@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._migrations import (
+    DEFAULT_PARAMETERS,
     Applied,
     Migration,
     MigrationError,
@@ -16,6 +17,7 @@ from ._provisioning import DEFAULT, ConsumerSpec, ProvisionConfig, StreamSpec, l
 
 __all__ = [
     "DEFAULT",
+    "DEFAULT_PARAMETERS",
     "Applied",
     "ConsumerSpec",
     "Migration",
