@@ -1,4 +1,4 @@
-"""NATS connection settings: keyword arguments or the reference design's environment variables."""
+"""NATS connection settings: keyword arguments or the ``NATS_*`` environment variables."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ _UNITS = {
 
 
 def parse_size(text: str) -> int:
-    """``"1GB"`` -> 1073741824 (binary units, as the reference means them)."""
+    """``"1GB"`` -> 1073741824 (binary units)."""
     m = _SIZE.fullmatch(text)
     unit = (m.group(2) or "").upper() if m else None
     if m is None or unit not in _UNITS:
@@ -63,7 +63,12 @@ def _whole(name: str, value: object, *, minimum: int, maximum: int | None = None
 def _servers(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [s for s in value.split(",") if s.strip()]
-    servers = tuple(str(s).strip() for s in value)  # type: ignore[attr-defined]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidArgument(
+            f"servers must be a nats:// URL or a list of them, got {value!r}",
+            hint="servers=['nats://127.0.0.1:4222'] (or NATS_SERVERS)",
+        )
+    servers = tuple(str(s).strip() for s in value)
     if not servers or not all(
         s.startswith(("nats://", "tls://", "ws://", "wss://")) for s in servers
     ):

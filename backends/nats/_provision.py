@@ -27,7 +27,7 @@ from ._streams import compare, stream_config
 
 __all__ = ["Change", "cluster_size", "provision"]
 
-log = logging.getLogger("msstore.nats")
+log = logging.getLogger("msstore.backends.nats")
 NS: Final = 1_000_000_000
 API_TIMEOUT: Final = 10.0
 

@@ -3,8 +3,8 @@
 * :class:`Migrator` applies, rolls back and reports msstore's versioned migrations
   (``msstore migrate up|down|status``).
 * :class:`Pools` keeps a ``psycopg_pool.ConnectionPool`` per role (primary, replicas,
-  background, analytics) with the reference settings, round-robin reads with fallback,
-  ``get_stats()`` and ``health()``; :func:`recommend_pool_size` is the section 5.2 helper.
+  background, analytics) with production settings, round-robin reads with fallback,
+  ``get_stats()`` and ``health()``; :func:`recommend_pool_size` sizes a pool for a workload.
 * :class:`PostgresStateStore` is ``DataStorage`` on ``agents.state`` with the version-guarded
   bulk ``upsert_many`` (binary COPY + one merge) the flusher uses.
 * :class:`PostgresTaskQueue` is ``TaskQueue`` on tasks.queue / dependencies / executions:
@@ -18,7 +18,7 @@
   holds its index settings. ``pgvector://`` and ``postgresql://`` URLs open both stores
   (:class:`PostgresBackend`). :class:`PostgresFactStore` keeps the knowledge base's facts and
   embeddings (knowledge.facts, knowledge.embeddings).
-* :func:`dsn_from_env` builds a connection string from the reference ``PG_*`` variables.
+* :func:`dsn_from_env` builds a connection string from the ``PG_*`` variables.
 """
 
 from __future__ import annotations

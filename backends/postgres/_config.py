@@ -1,4 +1,4 @@
-"""PostgreSQL connection settings from the reference design's environment variables."""
+"""PostgreSQL connection settings from the ``PG_*`` environment variables."""
 
 from __future__ import annotations
 

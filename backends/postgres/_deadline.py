@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["Deadline", "guard"]
 
-log = logging.getLogger("msstore.postgres")
+log = logging.getLogger("msstore.backends.postgres")
 
 
 class Deadline:

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 
 __all__ = ["Listener"]
 
-log = logging.getLogger("msstore.postgres")
+log = logging.getLogger("msstore.backends.postgres")
 
 
 class Listener:

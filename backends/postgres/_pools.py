@@ -1,8 +1,8 @@
-"""Connection pools per role (reference sections 5.1, 5.2, 12.1) and health (5.5, 12.2).
+"""Connection pools per role, their sizes and their health.
 
 Roles: ``primary`` (writes, consistent reads), ``replicas`` (read-only, round-robin, falling
 back to the primary), ``background`` (maintenance) and ``analytics`` (reports). Each is a
-``psycopg_pool.ConnectionPool`` with the reference's production settings unless overridden;
+``psycopg_pool.ConnectionPool`` with production settings unless overridden;
 every connection starts with the session settings (``statement_timeout`` 30 s,
 ``idle_in_transaction_session_timeout`` 60 s, ``application_name``).
 """
@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from msstore.errors import ConnectionFailed, InvalidArgument
 from msstore.records import HealthStatus
 from msstore.registry import redact_url
+from msstore.spi import check_bool, check_int, check_seconds
 
 from ._config import check_dsn, dsn_from_env
 
@@ -41,9 +42,9 @@ __all__ = [
     "recommend_pool_size",
 ]
 
-log = logging.getLogger("msstore.postgres")
+log = logging.getLogger("msstore.backends.postgres")
 
-HEALTHY_MS = 10.0  # SELECT 1 under this is healthy (reference 7.2 / 12.2)
+HEALTHY_MS = 10.0  # SELECT 1 under this is healthy
 UNHEALTHY_MS = 100.0  # at or over this (or failing) is unhealthy; between is degraded
 
 
@@ -59,22 +60,14 @@ class PoolSettings:
     check_on_acquire: bool = True
 
     def __attrs_post_init__(self) -> None:
-        if not (
-            isinstance(self.min_size, int)
-            and isinstance(self.max_size, int)
-            and 0 <= self.min_size <= self.max_size
-            and self.max_size >= 1
-        ):
-            raise InvalidArgument(
-                f"pool sizes must satisfy 0 <= min <= max, max >= 1; got "
-                f"min={self.min_size} max={self.max_size}"
-            )
+        check_int(self.min_size, field="min_size", minimum=0)
+        check_int(self.max_size, field="max_size", minimum=max(1, self.min_size))
         for name in ("acquire_timeout", "idle_timeout", "max_lifetime"):
-            if getattr(self, name) <= 0:
-                raise InvalidArgument(f"{name} must be positive")
+            check_seconds(getattr(self, name), field=name)
+        check_bool(self.check_on_acquire, field="check_on_acquire")
 
 
-# Reference section 12.1, production.
+# Production settings per role.
 ROLE_DEFAULTS: Mapping[str, PoolSettings] = {
     "primary": PoolSettings(
         min_size=5, max_size=20, acquire_timeout=30, idle_timeout=600, max_lifetime=3600
@@ -118,7 +111,7 @@ def recommend_pool_size(
     *,
     target_utilization: float = 0.8,
 ) -> PoolSizeRecommendation:
-    """Reference section 5.2: Little's law, an agent-concurrency factor, then bounds.
+    """A pool size for a workload: Little's law, an agent-concurrency factor, then bounds.
 
     size = ops/s x duration / utilisation, x 1.0 (<= 5 agents), 0.8 (<= 20) or 0.6 (more),
     clamped to [max(2, agents / 4), min(50, agents x 2)].

@@ -1,7 +1,7 @@
 """Transactions with an isolation level, ``SET LOCAL`` settings and classified retries.
 
 :func:`transaction` runs ``fn(conn)`` inside one transaction taken from a
-``psycopg_pool.ConnectionPool`` (reference section 5.3) and retries it as a whole when
+``psycopg_pool.ConnectionPool`` and retries it as a whole when
 PostgreSQL says the same work can succeed on another try:
 
 * serialization failures (40001) and deadlocks (40P01): retried with exponential backoff and

@@ -110,7 +110,7 @@ def bench(name: str, as_json: bool, plot: str | None) -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="TOML or JSON file of buckets, streams and consumers (default: the reference design's).",
+    help="TOML or JSON file of buckets, streams and consumers (default: msstore's own).",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:

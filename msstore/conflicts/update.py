@@ -40,7 +40,7 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
 class RetryPolicy:
     """How often and how patiently to retry a retryable failure.
 
-    The default is the reference design's (section 6.3): 3 attempts, 100 ms doubling up to 5 s,
+    The default: 3 attempts, 100 ms doubling up to 5 s,
     plus up to ``jitter`` seconds of random delay so that contending writers spread out. A hot
     key (many writers on one counter) wants more attempts and shorter waits:
     :meth:`hot_key`.

@@ -2,7 +2,7 @@
 
 A migration is a file ``NNNN_name.sql`` (the *up* script) with an optional ``NNNN_name.down.sql``
 beside it. Versions are the integer prefix, applied in ascending order; the history records
-each as ``"N.0.0"`` (the reference history table requires ``x.y.z``). A file's SHA-256 is kept
+each as ``"N.0.0"`` (the history table's versions are ``x.y.z``). A file's SHA-256 is kept
 when it is applied: a file changed after that is refused, since the database no longer matches
 it. Directives in leading ``-- msstore:`` comment lines:
 
@@ -164,9 +164,23 @@ def verify(available: Sequence[Migration], applied: Sequence[Applied]) -> None:
 def plan_up(
     available: Sequence[Migration], applied: Sequence[Applied], target: int | None = None
 ) -> list[Migration]:
-    """The migrations to apply, in order, up to ``target`` (all when ``None``)."""
+    """The migrations to apply, in order, up to ``target`` (all when ``None``). A ``target``
+    below the newest applied migration asks ``up`` for a downgrade: ``InvalidArgument``."""
+    if target is not None:
+        versions = [m.version for m in available]
+        if type(target) is not int or target < 0:
+            raise InvalidArgument(f"target must be an int >= 0 (a version), got {target!r}")
+        if versions and target > max(versions):
+            raise InvalidArgument(f"target {target} is past the newest migration ({max(versions)})")
     verify(available, applied)
     done = {row.version for row in applied}
+    newest = max(done, default=0)
+    if target is not None and target < newest:
+        raise InvalidArgument(
+            f"target {target} is below the newest applied migration ({newest}): up never "
+            "rolls back",
+            hint=f"to go back, run down (steps={sum(v > target for v in done)})",
+        )
     return [
         m for m in available if m.version not in done and (target is None or m.version <= target)
     ]

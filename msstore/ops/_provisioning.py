@@ -1,6 +1,7 @@
 """Declarative JetStream resources: KV buckets, streams and consumers, as data.
 
-:data:`DEFAULT` reproduces reference design section 11. A configuration is built from Python
+:data:`DEFAULT` is msstore's own set (the buckets, streams and consumers its stores and relay
+use). A configuration is built from Python
 objects (:class:`ProvisionConfig`) or read from a TOML or JSON file (:func:`load`)::
 
     [[buckets]]
@@ -20,13 +21,12 @@ objects (:class:`ProvisionConfig`) or read from a TOML or JSON file (:func:`load
     name = "message-batch-processor"
     kind = "pull"
 
-Applying it to a server is the NATS backend's job (``msstore provision``). Deviations from the
-reference: the task processor is a durable *pull* consumer, so its ``rate_limit`` (which NATS
-applies to push consumers only, in bits per second) is not set; placement tags are not set, since
-they need a server configured with matching tags; TASK_EXECUTION also captures
-``tasks.updated.>`` (the outbox trigger's subject for a change that is not a status change: a
-retry put back to pending, a lease renewed), which the reference's trigger emits but its stream
-did not capture; ``DEAD_LETTERS`` (``msstore.dead.>``) keeps what a consumer gave up on.
+Applying it to a server is the NATS backend's job (``msstore provision``). Of note: the task
+processor is a durable *pull* consumer, so it has no ``rate_limit`` (which NATS applies to push
+consumers only, in bits per second); no placement tags are set, since they need a server
+configured with matching tags; TASK_EXECUTION captures ``tasks.updated.>`` too (the outbox
+trigger's subject for a change that is not a status change: a retry put back to pending, a lease
+renewed); ``DEAD_LETTERS`` (``msstore.dead.>``) keeps what a consumer gave up on.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ __all__ = [
     "free_port",
 ]
 
-log = logging.getLogger("msstore.embedded")
+log = logging.getLogger("msstore.servers")
 
 _PG_USER = "embedded_postgres"
 

@@ -1,4 +1,4 @@
-"""The read path: L1 in process -> KV -> SQL, with promotion and invalidation (section 4.3).
+"""The read path: L1 in process -> KV -> SQL, with promotion and invalidation.
 
 :class:`L1Cache` is a bounded LRU with a per-entry time to live, holding encoded values with
 their KV revision (each hit decodes its own copy, so a caller mutating what it read cannot change
@@ -30,15 +30,16 @@ from typing import Any
 from msstore import keys as keygrammar
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
-from msstore.errors import DuplicateKey, InvalidArgument, MsstoreError, VersionConflict
+from msstore.errors import DuplicateKey, MsstoreError, VersionConflict
 from msstore.protocols import ChangeFeed, DataStorage, KeyValueStore
 from msstore.records import Entry, Query, Record
+from msstore.spi import check_int, check_seconds
 
 from ._stats import CacheStats
 
 __all__ = ["L1Cache", "TieredCache"]
 
-log = logging.getLogger("msstore.cache")
+log = logging.getLogger("msstore.state.cache")
 
 _TIERS = ("l1", "kv", "sql")
 
@@ -53,10 +54,8 @@ class L1Cache:
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if type(max_size) is not int or max_size < 0 or not ttl > 0:
-            raise InvalidArgument("L1 max_size must be an int >= 0 and ttl > 0")
-        self.max_size = max_size
-        self.ttl = ttl
+        self.max_size = check_int(max_size, field="max_size", minimum=0)
+        self.ttl = check_seconds(ttl, field="ttl")
         self._clock = clock
         self._lock = threading.Lock()
         # key -> (raw or None for an invalidation marker, revision, expires)

@@ -1,9 +1,9 @@
-"""Consistency lag between the KV tier and the SQL tier (reference design section 7.1).
+"""Consistency lag between the KV tier and the SQL tier.
 
 A write's lag runs from its KV acknowledgement to the SQL commit that made it durable in
 PostgreSQL. :class:`ConsistencyMonitor` keeps the most recent lags in a bounded window and counts,
-over its whole life, the writes whose lag exceeded the consistency window (200 ms by default, the
-reference's ``CONSISTENCY_WINDOW``). Pure bookkeeping: the flusher feeds it.
+over its whole life, the writes whose lag exceeded the consistency window (200 ms by default).
+Pure bookkeeping: the flusher feeds it.
 """
 
 from __future__ import annotations

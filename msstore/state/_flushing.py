@@ -31,7 +31,7 @@ from msstore.codec import Encoded, default_codec
 from msstore.errors import FlushError, InvalidArgument, MsstoreError, OutcomeUnknown
 from msstore.protocols import DataStorage
 from msstore.records import FlushFailure, Record
-from msstore.spi import check_retention
+from msstore.spi import check_int, check_retention, check_seconds
 
 from ._batching import set_aside, write_batch
 from ._consistency import ConsistencyMonitor
@@ -40,12 +40,12 @@ from ._stats import FailureInfo, FlushStats
 
 __all__ = ["FlushPolicy", "Flusher"]
 
-log = logging.getLogger("msstore.flush")
+log = logging.getLogger("msstore.state.flush")
 
 
 @attrs.frozen(kw_only=True)
 class FlushPolicy:
-    """When the flusher runs (reference section 4.1: ``FLUSH_THRESHOLD`` 50, max lag 100 ms).
+    """When the flusher runs (defaults: 50 dirty keys, or 100 ms after the oldest write).
 
     ``threshold``: flush when this many keys are dirty. ``max_lag``: flush when the oldest
     dirty write is this many seconds old. ``reconcile_every``: seconds between recovery passes
@@ -64,13 +64,15 @@ class FlushPolicy:
     tombstone_retention: float = 86_400.0
 
     def __attrs_post_init__(self) -> None:
-        if type(self.threshold) is not int or self.threshold < 1:
-            raise InvalidArgument(f"threshold must be an int >= 1, got {self.threshold!r}")
+        check_int(self.threshold, field="threshold", minimum=1)
         for name in ("max_lag", "retry_initial", "retry_max"):
-            if not getattr(self, name) > 0:
-                raise InvalidArgument(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.reconcile_every >= 0:
-            raise InvalidArgument(f"reconcile_every must be >= 0, got {self.reconcile_every!r}")
+            check_seconds(getattr(self, name), field=name)
+        check_seconds(self.reconcile_every, field="reconcile_every", inclusive=True)
+        if self.retry_max < self.retry_initial:
+            raise InvalidArgument(
+                f"retry_max must be >= retry_initial ({self.retry_initial:g}), "
+                f"got {self.retry_max!r}"
+            )
         check_retention(self.tombstone_retention)
 
 

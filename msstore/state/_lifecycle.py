@@ -1,4 +1,4 @@
-"""Per-agent state lifecycle and checkpoints (reference design section 4.2).
+"""Per-agent state lifecycle and checkpoints.
 
 An agent's state is the set of keys whose first token is the agent id (``a1.plan``,
 ``a1.memory``). :class:`StateLifecycleManager` moves each agent through

@@ -1,4 +1,4 @@
-"""The hybrid state manager: KV first, SQL behind it (reference sections 1.3 and 4.1).
+"""The hybrid state manager: KV first, SQL behind it.
 
 Write path: the key and value are checked (a value the SQL tier could not hold is refused here,
 before the KV sees it), the KV write is awaited, the key is recorded as dirty, and the KV revision
@@ -48,7 +48,7 @@ __all__ = ["HybridStateManager"]
 
 _KEY_LOCKS: Final = 64
 _RECOVERY_RETRY: Final = RetryPolicy(attempts=6, base=0.05, multiplier=2.0, cap=1.0, jitter=0.05)
-log = logging.getLogger("msstore.hybrid")
+log = logging.getLogger("msstore.state")
 
 
 class HybridStateManager:

@@ -52,7 +52,7 @@ from ._batching import set_aside, write_batch
 
 __all__ = ["FeedPosition", "ReconcileReport", "reconcile", "record_of", "records_for"]
 
-log = logging.getLogger("msstore.recovery")
+log = logging.getLogger("msstore.state.recovery")
 
 
 @attrs.define

@@ -1,4 +1,5 @@
-"""Which tier each kind of data lives in (reference design sections 1.1-1.2 and 3.1)."""
+"""Which tier each kind of data lives in: short-lived state in KV, long-lived records in SQL,
+knowledge in the vector store."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def _route(value: object, base: Route) -> Route:
 
 
 class DataRouter:
-    """Maps each :class:`DataType` to a :class:`Route`: the reference defaults, overridable.
+    """Maps each :class:`DataType` to a :class:`Route`: msstore's defaults, overridable.
 
     >>> router = DataRouter(overrides={"TASK_INFO": {"layer": "DISTRIBUTED_KV",
     ...                                              "bucket": "TASKS", "ttl": 600}})
@@ -121,7 +122,7 @@ class DataRouter:
         return self._routes[_data_type(data_type)]
 
     def select_storage(self, data_type: DataType | str) -> StorageLayer:
-        """The tier ``data_type`` is written to first (the reference's ``selectStorage``)."""
+        """The tier ``data_type`` is written to first."""
         return self.route(data_type).layer
 
     def routes(self) -> dict[DataType, Route]:

@@ -200,7 +200,7 @@ def test_urls_open_the_postgres_stores(pg_state_dsn: str) -> None:
         assert index.metric == "l2" and index.dim == 3
     finally:
         index.drop()  # type: ignore[attr-defined]
-        index.close()  # type: ignore[attr-defined]
+        index.close()
     with pytest.raises(InvalidArgument, match="no option"):
         msstore.open_vector(f"pgvector://{base}?collection=x&dim=3&colour=red")
     with pytest.raises(InvalidArgument, match="collection"):

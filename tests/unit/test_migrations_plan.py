@@ -73,3 +73,17 @@ def test_placeholders() -> None:
     assert render("vector({{ embedding_dim }})", {"embedding_dim": "384"}) == "vector(384)"
     with pytest.raises(InvalidArgument, match="has no value"):
         render("{{nope}}", {})
+
+
+def test_up_never_rolls_back_and_refuses_a_target_out_of_range(tmp_path: Path) -> None:
+    ms = discover(write(tmp_path, {"0001_a.sql": "1", "0002_b.sql": "2", "0003_c.sql": "3"}))
+    applied = [Applied(m.version, m.label.split("_")[1], m.checksum) for m in ms[:2]]
+    with pytest.raises(InvalidArgument, match="below the newest applied migration"):
+        plan_up(ms, applied, target=0)
+    with pytest.raises(InvalidArgument, match="below the newest applied"):
+        plan_up(ms, applied, target=1)
+    assert plan_up(ms, applied, target=2) == []  # where it is: nothing to do
+    with pytest.raises(InvalidArgument, match="past the newest migration"):
+        plan_up(ms, applied, target=9)
+    with pytest.raises(InvalidArgument, match="target must be an int"):
+        plan_up(ms, applied, target="3")  # type: ignore[arg-type]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import msstore
@@ -74,3 +76,51 @@ def test_the_memory_vector_index_refuses_a_filter_that_is_not_a_mapping() -> Non
     index.add(["a"], [[1.0, 0.0]])
     with pytest.raises(InvalidArgument, match="where"):
         index.search([1.0, 0.0], where=["x"])  # type: ignore[arg-type]
+
+
+BAD_VALUES = ["x", None, -1, float("nan"), True, [1]]
+
+
+def _option_classes() -> list[tuple[str, Any, dict[str, Any], list[str]]]:
+    from msstore.backends.postgres import PoolSettings
+    from msstore.state import FlushPolicy
+
+    pool = {
+        "min_size": 1,
+        "max_size": 2,
+        "acquire_timeout": 1.0,
+        "idle_timeout": 1.0,
+        "max_lifetime": 1.0,
+    }
+    return [
+        (
+            "FlushPolicy",
+            FlushPolicy,
+            {},
+            ["threshold", "max_lag", "reconcile_every", "retry_initial", "retry_max"],
+        ),
+        ("PoolSettings", PoolSettings, pool, [*pool, "check_on_acquire"]),
+    ]
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
+def test_option_classes_refuse_a_bad_value_naming_the_field(bad: object) -> None:
+    for name, cls, base, fields in _option_classes():
+        for field in fields:
+            if bad is True and field == "check_on_acquire":
+                continue
+            with pytest.raises(InvalidArgument, match=field):
+                cls(**{**base, field: bad})
+            assert name
+
+
+def test_l1_cache_and_nats_servers_refuse_values_of_the_wrong_kind() -> None:
+    from msstore.backends.nats import NatsConfig
+    from msstore.state import L1Cache
+
+    with pytest.raises(InvalidArgument, match="ttl"):
+        L1Cache(ttl="30")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="max_size"):
+        L1Cache(max_size=1.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="servers"):
+        NatsConfig(servers=4222)

@@ -10,7 +10,7 @@ rows preloaded, untimed); figures are medians of three alternating rounds.
 * ``raw_copy_merge_per_s``: raw psycopg, values already encoded: binary COPY into a temp table
   and the same ``INSERT ... ON CONFLICT DO UPDATE ... WHERE version <``.
 * ``raw_row_loop_per_s``: raw psycopg, one ``INSERT ... ON CONFLICT`` per row in one
-  transaction (what the reference design's flush does).
+  transaction (a flush without the version guard).
 
 Starts its own PostgreSQL from the ``embedded`` extra, or uses ``MSSTORE_PG_DSN``.
 """
