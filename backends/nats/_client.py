@@ -25,7 +25,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
-from msstore.coordination import Handler, Preset, Subscription
+from msstore.coordination import ConsumerPlan, Handler, Subscription
 from msstore.errors import ConnectionFailed, MsstoreError, NotFound
 from msstore.registry import redact_url
 from msstore.spi import Bridge, LocalLoops, get_bridge, timed_out
@@ -248,29 +248,12 @@ class NatsClient:
             ) from None
         return Conn(nc, nc.jetstream(timeout=cfg.request_timeout))
 
-    def open_subscription(
-        self,
-        handler: Handler,
-        settings: Preset,
-        *,
-        backoff: tuple[float, ...],
-        dead_letter: str,
-        fetch_wait: float,
-        remember: int,
-    ) -> Subscription:
+    def open_subscription(self, handler: Handler, plan: ConsumerPlan) -> Subscription:
         """A JetStream pull consumer running ``handler`` on its own thread (what
-        :func:`msstore.coordination.subscribe` calls; the arguments arrive checked)."""
+        :func:`msstore.coordination.subscribe` calls, with a checked plan)."""
         from ._consumers import NatsSubscription  # noqa: PLC0415 - (it imports this module)
 
-        return NatsSubscription(
-            self,
-            handler,
-            settings,
-            backoff=backoff,
-            dead_letter=dead_letter,
-            fetch_wait=fetch_wait,
-            remember=remember,
-        ).start()
+        return NatsSubscription(self, handler, plan).start()
 
     def close(self) -> None:
         """Drain and close every connection. Idempotent."""

@@ -21,7 +21,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from msstore.coordination import Event, Handler, Preset, redelivery_delay
+from msstore.coordination import ConsumerPlan, Event, Handler, redelivery_delay
 from msstore.errors import MsstoreError
 
 from ._client import Conn, NatsClient
@@ -54,24 +54,14 @@ def _event(msg: Msg, stream: str) -> Event:
 class NatsSubscription:
     """One consumer on one thread (``msstore-consumer-<name>``)."""
 
-    def __init__(
-        self,
-        client: NatsClient,
-        handler: Handler,
-        settings: Preset,
-        *,
-        backoff: tuple[float, ...],
-        dead_letter: str,
-        fetch_wait: float,
-        remember: int,
-    ) -> None:
+    def __init__(self, client: NatsClient, handler: Handler, plan: ConsumerPlan) -> None:
         self.client = client
         self.handler = handler
-        self.settings = settings
-        self.backoff = backoff
-        self.dead_letter = f"{dead_letter}.{settings.stream}.{settings.durable or 'ephemeral'}"
-        self.fetch_wait = fetch_wait
-        self._remember = remember
+        self.settings = plan.preset
+        self.backoff = plan.backoff
+        self.dead_letter = plan.dead_letter
+        self.fetch_wait = plan.fetch_wait
+        self._remember = plan.remember
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -81,7 +71,7 @@ class NatsSubscription:
         self._counts = collections.Counter[str]()
         self._thread = threading.Thread(
             target=self._run,
-            name=f"msstore-consumer-{settings.durable or 'ephemeral'}",
+            name=f"msstore-consumer-{plan.preset.durable or 'ephemeral'}",
             daemon=True,
         )
         self._psub: Any = None

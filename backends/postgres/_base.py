@@ -12,11 +12,14 @@ raised. Subclasses set ``_pool`` and ``_deadline`` and may prepare each connecti
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
@@ -36,6 +39,20 @@ T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 
+def _loads(data: str | bytes) -> Any:
+    """JSON from PostgreSQL: orjson, or the standard library for what orjson refuses (integers
+    past 64 bits, which JSONB keeps)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def configure(conn: Conn) -> None:
+    """Prepare a new connection of a store's pool: JSON and JSONB read with :func:`_loads`."""
+    set_json_loads(_loads, conn)
+
+
 def own_pool(
     dsn: str, *, connect_timeout: int, name: str, max_size: int = 4, autocommit: bool = False
 ) -> ConnectionPool[Any]:
@@ -49,6 +66,7 @@ def own_pool(
         name=name,
         timeout=connect_timeout,
         kwargs={"autocommit": True} if autocommit else None,
+        configure=configure,
         open=True,
     )
 

@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["Deadline", "guard"]
@@ -107,18 +106,27 @@ def _cut(conn: Any) -> None:
 _watchdog = _Watchdog()
 
 
-@contextlib.contextmanager
-def guard(conn: Any, seconds: float | None) -> Iterator[Deadline | None]:
-    """Run the block with ``conn`` cut off ``seconds`` from now if it is still inside."""
-    if seconds is None:
-        yield None
-        return
-    deadline = Deadline(conn, seconds)
-    token = _watchdog.add(deadline)
-    try:
-        yield deadline
-    finally:
-        _watchdog.remove(token)
+class guard:
+    """Run the block with ``conn`` cut off ``seconds`` from now if it is still inside (a class,
+    not a generator: it wraps every SQL call)."""
+
+    __slots__ = ("_conn", "_deadline", "_token")
+
+    def __init__(self, conn: Any, seconds: float | None) -> None:
+        self._conn = conn
+        self._deadline = None if seconds is None else Deadline(conn, seconds)
+        self._token = 0
+
+    def __enter__(self) -> Deadline | None:
+        if self._deadline is not None:
+            self._token = _watchdog.add(self._deadline)
+        return self._deadline
+
+    def __exit__(self, *exc: object) -> None:
+        deadline = self._deadline
+        if deadline is None:
+            return
+        _watchdog.remove(self._token)
         if deadline.fired:
             with contextlib.suppress(Exception):
-                conn.close()  # the pool drops a closed connection instead of reusing it
+                self._conn.close()  # the pool drops a closed connection instead of reusing it

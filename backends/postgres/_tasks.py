@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,6 +59,7 @@ __all__ = ["CHANNEL", "PostgresTaskQueue"]
 
 CHANNEL: Final = "msstore_tasks"
 PRIORITY_LABELS: Final = ("low", "normal", "high", "urgent", "critical")
+_TAKEN: Final = re.compile(r"\(task_id\)=\(([0-9a-f-]{36})\)")
 
 TASK_COLUMNS: Final = """
   q.task_id, q.task_type, q.payload, q.status::text, q.priority::text,
@@ -175,6 +177,30 @@ SELECT d.task_id, extract(epoch FROM now.t)::float8,
 FROM done d, now
 """
 SETTLE_ONE_STATEMENT: Final = SETTLE.format(source=SETTLE_ONE)
+# A completion, the most frequent settlement, has the one statement that writes just what a
+# completion changes (SETTLE does the same for it, with every column's case in the plan).
+COMPLETE_STATEMENT: Final = f"""
+WITH now AS (SELECT {NOW} AS t),
+s AS (SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
+        false AS lapsed),
+done AS (
+  UPDATE tasks.queue q SET status = 'completed', completed_at = now.t,
+    result = %(result)s::jsonb, lease_expires_at = NULL, updated_at = now.t
+  FROM s, now
+  WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+  RETURNING q.task_id, q.attempts
+),
+runs AS (
+  UPDATE tasks.executions e SET status = 'completed', completed_at = now.t,
+    result = %(result)s::jsonb
+  FROM done d, now
+  WHERE e.task_id = d.task_id AND e.execution_attempt = d.attempts AND e.status = 'running'
+)
+SELECT d.task_id, extract(epoch FROM now.t)::float8,
+  (SELECT count(pg_notify('{CHANNEL}', 'settled')) FROM tasks.dependencies x
+   WHERE x.depends_on_task_id = d.task_id)
+FROM done d, now
+"""
 SETTLE_MANY_STATEMENT: Final = SETTLE.format(source=SETTLE_MANY)
 RENEW: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
@@ -324,12 +350,11 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
             try:
                 inserted = {r[0] for r in c.execute(INSERT_TASKS, params).fetchall()}
             except psycopg.errors.UniqueViolation as err:
-                if err.diag.constraint_name == "queue_pkey":
-                    taken = c.execute(
-                        "SELECT task_id FROM tasks.queue WHERE task_id = ANY(%s) LIMIT 1",
-                        [params["ids"]],
-                    )
-                    raise task_id_taken(_first(taken.fetchall(), tasks[0].task_id)) from None
+                if err.diag.constraint_name == "queue_pkey":  # (the transaction is aborted)
+                    found = _TAKEN.search(err.diag.message_detail or "")
+                    raise task_id_taken(
+                        uuid.UUID(found[1]) if found else tasks[0].task_id
+                    ) from None
                 raise
             held: dict[str, uuid.UUID] = {}
             clashes = [
@@ -440,13 +465,14 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         return result
 
     def _settle(self, settlements: Sequence[Settlement]) -> list[float | None]:
-        columns = _settlement_columns(settlements, self._codec)
-        if len(settlements) == 1:
-            statement = SETTLE_ONE_STATEMENT
-            params: dict[str, Any] = {name: values[0] for name, values in columns.items()}
+        if len(settlements) == 1:  # (every complete and fail: no arrays to build)
+            one = settlements[0]
+            completes = one.status is TaskStatus.COMPLETED and not one.lapsed
+            statement = COMPLETE_STATEMENT if completes else SETTLE_ONE_STATEMENT
+            params = _settlement_params(one, self._codec)
         else:
             statement = SETTLE_MANY_STATEMENT
-            params = dict(columns)
+            params = _settlement_columns(settlements, self._codec)
         params["now"] = self._now_param()
 
         def settle(c: Conn) -> dict[uuid.UUID, float]:
@@ -603,24 +629,24 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         super()._release()
 
 
-def _first(rows: Sequence[Sequence[Any]], default: uuid.UUID) -> uuid.UUID:
-    return rows[0][0] if rows else default
-
-
-def _settlement_columns(
-    settlements: Sequence[Settlement], codec: Codec
-) -> dict[str, builtins.list[Any]]:
-    """The settlements as the SETTLE statement's arrays (one value per settlement)."""
+def _settlement_params(s: Settlement, codec: Codec) -> dict[str, Any]:
+    """One settlement as the SETTLE statement's parameters."""
     return {
-        "id": [s.claim.task_id for s in settlements],
-        "attempt": [s.claim.attempt for s in settlements],
-        "agent": [s.claim.agent_id for s in settlements],
-        "status": [s.status.value for s in settlements],
-        "run": [s.run_status.value for s in settlements],
-        "result": [None if s.result is None else jsonb_text(s.result, codec) for s in settlements],
-        "error": [s.error for s in settlements],
-        "retry_in": [s.retry_in for s in settlements],
-        "retried": [s.retried for s in settlements],
-        "finished": [s.finished for s in settlements],
-        "lapsed": [s.lapsed for s in settlements],
+        "id": s.claim.task_id,
+        "attempt": s.claim.attempt,
+        "agent": s.claim.agent_id,
+        "status": s.status.value,
+        "run": s.run_status.value,
+        "result": None if s.result is None else jsonb_text(s.result, codec),
+        "error": s.error,
+        "retry_in": s.retry_in,
+        "retried": s.retried,
+        "finished": s.finished,
+        "lapsed": s.lapsed,
     }
+
+
+def _settlement_columns(settlements: Sequence[Settlement], codec: Codec) -> dict[str, Any]:
+    """Settlements as the SETTLE statement's arrays (one value per settlement, per name)."""
+    rows = [_settlement_params(s, codec) for s in settlements]
+    return {name: [row[name] for row in rows] for name in rows[0]}

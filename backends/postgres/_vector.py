@@ -25,29 +25,19 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument
 from msstore.records import Hit
 from msstore.registry import redact_url
-from msstore.spi import (
-    as_matrix,
-    check_dim,
-    check_ids,
-    check_k,
-    check_metadata,
-    check_metric,
-    check_vector_type,
-    check_where,
-)
+from msstore.spi import VectorIndexBase, check_vector_type
 
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -55,19 +45,22 @@ from ._jsonb import jsonb_text
 from ._pgvector import OPERATORS, HnswParams, VectorCodec, ann_settings, ensure_pgvector, run_ann
 from ._tx import classify
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
 T = TypeVar("T")
 
 __all__ = ["PgVectorIndex"]
 
 log = logging.getLogger("msstore.backends.postgres.vector")
 
-CAPABILITIES: Final = frozenset({Capability.VECTOR_FILTER})
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,40}")
 DEFAULT_HNSW: Final = HnswParams()
 BULK_BUILD_ROWS: Final = 5000  # a first load at least this big builds the graph afterwards
 
 
-class PgVectorIndex(PgStore):
+class PgVectorIndex(PgStore, VectorIndexBase):
     """Vectors with ids and JSON metadata in PostgreSQL, searched through pgvector's HNSW.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` or a DSN (the index then owns a small pool).
@@ -98,9 +91,8 @@ class PgVectorIndex(PgStore):
             raise InvalidArgument(f"hnsw must be HnswParams or None, not {hnsw!r}")
         if not re.fullmatch(r"[0-9]{1,6}\s*(kB|MB|GB)", str(build_memory)):
             raise InvalidArgument(f"build_memory must look like '512MB', got {build_memory!r}")
-        self._dim = check_dim(dim)
-        self._metric = check_metric(metric)
         self._type = check_vector_type(vector_type)
+        VectorIndexBase.__init__(self, dim=dim, metric=metric, half=self._type == "halfvec")
         self._hnsw = hnsw
         self._build_memory = build_memory
         self._codec_json = codec or default_codec
@@ -228,14 +220,6 @@ class PgVectorIndex(PgStore):
     # VectorIndex -----------------------------------------------------------------------------
 
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def metric(self) -> str:
-        return self._metric
-
-    @property
     def vector_type(self) -> str:
         return self._type
 
@@ -248,22 +232,12 @@ class PgVectorIndex(PgStore):
         """True without an HNSW index (every search scans the table), False with one (ANN)."""
         return self._hnsw is None
 
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return CAPABILITIES
-
     def _prepare(self, conn: Conn) -> None:
         self._vec.register(conn)
 
-    def add(
-        self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
+    def _add(
+        self, ids: list[str], matrix: npt.NDArray[np.float32], metas: list[dict[str, Any]]
     ) -> None:
-        """Insert or replace vectors and their metadata, all or nothing, in one transaction."""
-        ids = check_ids(ids)
-        matrix = as_matrix(vectors, dim=self._dim, rows=len(ids), half=self._type == "halfvec")
-        metas = check_metadata(metadata, len(ids))
-        if not ids:
-            return
         meta_fields = [
             (b"\x01" + jsonb_text(m, self._codec_json).encode(),) for m in metas
         ]  # jsonb's binary form: a version byte, then the text
@@ -329,13 +303,9 @@ class PgVectorIndex(PgStore):
         ).fetchone()
         return bool(row and row[0])
 
-    def search(
-        self, vector: Any, k: int = 10, *, where: Mapping[str, Any] | None = None
+    def _search(
+        self, query: npt.NDArray[np.float32], k: int, where: Mapping[str, Any] | None
     ) -> list[Hit]:
-        """The ``k`` nearest rows whose metadata contains ``where`` (JSON containment)."""
-        check_k(k)
-        query = as_matrix(vector, dim=self._dim, rows=1)[0]
-        where = check_where(where)
         params: list[Any] = [self._vec.param(query)]
         if where is not None:
             params.append(jsonb_text(dict(where), self._codec_json))
@@ -350,9 +320,7 @@ class PgVectorIndex(PgStore):
         result: list[Hit] = self._run(f"search {self.name!r}", read)
         return result
 
-    def remove(self, ids: Sequence[str]) -> int:
-        ids = [i for i in ids if isinstance(i, str)]
-
+    def _remove(self, ids: list[str]) -> int:
         def delete(conn: psycopg.Connection[Any]) -> int:
             gone = conn.execute(
                 sql.SQL("DELETE FROM {} WHERE id = ANY(%b::text[])").format(self._table), (ids,)
@@ -363,7 +331,7 @@ class PgVectorIndex(PgStore):
         result: int = self._run(f"remove vectors from {self.name!r}", delete)
         return result
 
-    def count(self) -> int:
+    def _count(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
             conn.rollback()

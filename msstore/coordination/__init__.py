@@ -26,6 +26,7 @@ from ._bases import (
 from ._consumers import (
     DEAD_LETTER_PREFIX,
     PRESETS,
+    ConsumerPlan,
     Event,
     EventSource,
     Handler,
@@ -57,6 +58,7 @@ __all__ = [
     "PRESETS",
     "BatchReport",
     "ClaimedRows",
+    "ConsumerPlan",
     "Event",
     "EventSink",
     "EventSinkBase",

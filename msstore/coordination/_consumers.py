@@ -27,6 +27,7 @@ from ._outbox import check_subject
 __all__ = [
     "DEAD_LETTER_PREFIX",
     "PRESETS",
+    "ConsumerPlan",
     "Event",
     "EventSource",
     "Handler",
@@ -99,6 +100,21 @@ def _from_spec(spec: ConsumerSpec) -> Preset:
 PRESETS: Mapping[str, Preset] = {c.name: _from_spec(c) for c in DEFAULT.consumers}
 
 
+@attrs.frozen(kw_only=True)
+class ConsumerPlan:
+    """A checked subscription, what an :class:`EventSource` runs: the consumer (``preset``:
+    where it reads and how it acks), the delays before each redelivery (``backoff``; the last
+    repeats), the subject dead letters go to (``dead_letter``: ``<prefix>.<stream>.<durable>``),
+    how long one fetch waits (``fetch_wait``) and how many handled ``msg_id`` values are
+    remembered to skip duplicates (``remember``)."""
+
+    preset: Preset
+    backoff: tuple[float, ...]
+    dead_letter: str
+    fetch_wait: float
+    remember: int
+
+
 class Subscription(Protocol):
     """A running consumer; stop it (or leave its ``with`` block) to end it."""
 
@@ -122,22 +138,13 @@ class EventSource(Protocol):
     """Where :func:`subscribe` reads events: a server with streams. The NATS backend's
     ``NatsClient`` is one (a JetStream pull consumer on a thread of its own)."""
 
-    def open_subscription(
-        self,
-        handler: Handler,
-        settings: Preset,
-        *,
-        backoff: tuple[float, ...],
-        dead_letter: str,
-        fetch_wait: float,
-        remember: int,
-    ) -> Subscription:
-        """Start consuming ``settings.stream`` (checked settings: see :func:`subscribe`):
-        ``handler`` per event; an event it raises on comes again after
-        ``backoff[attempt - 1]`` seconds, and after ``settings.max_deliver`` attempts goes to
-        ``<dead_letter>.<stream>.<durable>`` and is terminated; an event whose ``msg_id`` was
-        among the last ``remember`` handled is acked without running the handler. Return once
-        the consumer is ready (raise if it cannot be)."""
+    def open_subscription(self, handler: Handler, plan: ConsumerPlan) -> Subscription:
+        """Start consuming ``plan.preset.stream``: ``handler`` per event; an event it raises on
+        comes again after ``plan.backoff[attempt - 1]`` seconds, and after
+        ``plan.preset.max_deliver`` attempts goes to ``plan.dead_letter`` and is terminated;
+        an event whose ``msg_id`` was among the last ``plan.remember`` handled is acked
+        without running the handler. Return once the consumer is ready (raise if it cannot
+        be)."""
         ...
 
 
@@ -197,19 +204,18 @@ def subscribe(
     check_subject(dead_letter)
     if not callable(handler):
         raise InvalidArgument(f"handler must be callable, got {handler!r}")
-    delays = check_backoff(backoff)
+    plan = ConsumerPlan(
+        preset=settings,
+        backoff=check_backoff(backoff),
+        dead_letter=f"{dead_letter}.{settings.stream}.{settings.durable or 'ephemeral'}",
+        fetch_wait=fetch_wait,
+        remember=remember,
+    )
     if not isinstance(client, EventSource):
         raise InvalidArgument(
             f"subscribe reads from an event source such as a NatsClient, got {client!r}"
         )
-    return client.open_subscription(
-        handler,
-        settings,
-        backoff=delays,
-        dead_letter=dead_letter,
-        fetch_wait=fetch_wait,
-        remember=remember,
-    )
+    return client.open_subscription(handler, plan)
 
 
 def _preset(name: str | None, stream: str | None, subject: str | None) -> Preset:

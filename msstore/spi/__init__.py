@@ -20,6 +20,7 @@ from ._filters import check_query, contains
 from ._kvbase import KVBase, check_revision, stale_revision
 from ._store import StoreBase
 from ._upserts import check_retention, check_version, newest, newest_per_key, newest_records
+from ._vector_base import VECTOR_CAPABILITIES, VectorIndexBase
 from ._vectors import (
     MAX_DIM,
     METRICS,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_DIM",
     "MAX_TTL_SECONDS",
     "METRICS",
+    "VECTOR_CAPABILITIES",
     "VECTOR_TYPES",
     "Bridge",
     "EarliestTimer",
@@ -48,6 +50,7 @@ __all__ = [
     "LocalLoops",
     "QueueWatcher",
     "StoreBase",
+    "VectorIndexBase",
     "as_matrix",
     "check_bool",
     "check_dim",

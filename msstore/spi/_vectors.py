@@ -84,6 +84,11 @@ def check_where(where: object) -> Mapping[str, Any] | None:
 
 
 def check_ids(ids: Sequence[str]) -> list[str]:
+    """Distinct non-empty strings, as a list (one id alone is refused: wrap it in a list)."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidArgument(
+            f"ids must be a list of strings, got the string {ids!r}", hint=f"[{ids!r}]"
+        )
     ids = list(ids)
     if not all(type(i) is str and i and "\x00" not in i for i in ids) or len(set(ids)) != len(ids):
         raise InvalidArgument("ids must be distinct non-empty strings without U+0000")
