@@ -19,8 +19,15 @@ from typing import Any, Final
 import attrs
 
 from msstore.codec import default_codec
-from msstore.knowledge import Fact, FactFilter, StaleVectors, content_hash, next_version
-from msstore.spi import StoreBase, as_matrix, check_dim, check_k, numpy
+from msstore.knowledge import (
+    Fact,
+    FactFilter,
+    FactStoreBase,
+    StaleVectors,
+    content_hash,
+    next_version,
+)
+from msstore.spi import as_matrix, check_dim, numpy
 
 __all__ = ["MemoryFactStore"]
 
@@ -72,7 +79,7 @@ class _Vector:
     vector: Any  # a float32 row
 
 
-class MemoryFactStore(StoreBase):
+class MemoryFactStore(FactStoreBase):
     """Facts and vectors in dictionaries; searches compare with every fact (exact)."""
 
     def __init__(self, *, dim: int, clock: Any = time.time) -> None:
@@ -89,29 +96,22 @@ class MemoryFactStore(StoreBase):
     def __repr__(self) -> str:
         return f"MemoryFactStore(dim={self._dim}, facts={len(self._facts)})"
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
     def _stored_vector(self, h: str, model: str, version: str) -> Any:
         holders = self._holders.get((h, model, version))
         return self._vectors[next(iter(holders))].vector if holders else None
 
-    def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
-        self._check_open()
+    def _known_hashes(self, hashes: list[str], model: str, version: str) -> set[str]:
         with self._lock:
             return {h for h in hashes if self._holders.get((h, model, version))}
 
-    def insert(
+    def _insert(
         self,
-        facts: Sequence[Fact],
+        facts: list[Fact],
         vectors: Mapping[str, Sequence[float]],
-        *,
         model: str,
         version: str,
-        skip_stale: bool = False,
+        skip_stale: bool,
     ) -> list[Fact]:
-        self._check_open()
         fresh = {h: as_matrix(v, dim=self._dim, rows=1)[0] for h, v in vectors.items()}
         with self._lock:
             plan: list[tuple[Fact, int, Any, str]] = []
@@ -178,13 +178,11 @@ class MemoryFactStore(StoreBase):
             self._keys.pop(fact.key, None)
         return True
 
-    def remove(self, fact_ids: Sequence[str]) -> int:
-        self._check_open()
+    def _remove(self, fact_ids: list[str]) -> int:
         with self._lock:
-            return sum(self._drop(str(f)) for f in dict.fromkeys(fact_ids))
+            return sum(self._drop(f) for f in fact_ids)
 
-    def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
-        self._check_open()
+    def _remove_key(self, key: str, below_version: int | None) -> bool:
         with self._lock:
             fact = self._facts.get(self._keys.get(key, ""))
             if fact is None or (below_version is not None and (fact.version or 0) >= below_version):
@@ -200,12 +198,9 @@ class MemoryFactStore(StoreBase):
             and flt.matches(f)
         ]
 
-    def vector_search(
-        self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
+    def _vector_search(
+        self, query: Any, k: int, flt: FactFilter, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        self._check_open()
-        check_k(k)
-        query = as_matrix(vector, dim=self._dim, rows=1)[0]
         np_ = self._np
         with self._lock:
             found = self._candidates(flt, model, version)
@@ -218,11 +213,9 @@ class MemoryFactStore(StoreBase):
         order = sorted(range(len(found)), key=lambda i: (float(dist[i]), found[i].fact_id))
         return [(found[i], float(dist[i])) for i in order[:k]]
 
-    def text_search(
-        self, text: str, k: int, flt: FactFilter, *, model: str, version: str
+    def _text_search(
+        self, text: str, k: int, flt: FactFilter, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        self._check_open()
-        check_k(k)
         query = set(_terms(text))
         with self._lock:
             found = self._candidates(flt, model, version)
@@ -250,24 +243,20 @@ class MemoryFactStore(StoreBase):
         scored.sort(key=lambda p: (-p[1], p[0].fact_id))
         return scored[:k]
 
-    def get(self, fact_id: str) -> Fact | None:
-        self._check_open()
+    def _get(self, fact_id: str) -> Fact | None:
         with self._lock:
-            return self._facts.get(str(fact_id))
+            return self._facts.get(fact_id)
 
-    def get_key(self, key: str) -> Fact | None:
-        self._check_open()
+    def _get_key(self, key: str) -> Fact | None:
         with self._lock:
             return self._facts.get(self._keys.get(key, ""))
 
-    def scan(self, flt: FactFilter, limit: int) -> list[Fact]:
-        self._check_open()
+    def _scan(self, flt: FactFilter, limit: int) -> list[Fact]:
         with self._lock:
             keyed = [f for f in self._facts.values() if f.key is not None and flt.matches(f)]
         keyed.sort(key=lambda f: (f.key or "").encode())
         return keyed[:limit]
 
-    def count(self) -> int:
-        self._check_open()
+    def _count(self) -> int:
         with self._lock:
             return len(self._facts)

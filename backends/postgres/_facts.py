@@ -28,13 +28,14 @@ from msstore.errors import InvalidArgument, NotFound
 from msstore.knowledge import (
     Fact,
     FactFilter,
+    FactStoreBase,
     StaleVectors,
     content_hash,
     next_version,
     object_type,
 )
 from msstore.registry import redact_url
-from msstore.spi import as_matrix, check_k
+from msstore.spi import as_matrix
 
 from ._agents import ENSURE_AGENTS, agent_of_token
 from ._base import KNOWLEDGE_DEADLINE, Conn, PgStore, timestamp
@@ -136,7 +137,7 @@ class _InsertPlan:
         ]
 
 
-class PostgresFactStore(PgStore):
+class PostgresFactStore(PgStore, FactStoreBase):
     """Facts and their vectors in PostgreSQL with pgvector (see the module docstring).
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` or a DSN. ``search`` tunes the HNSW scans
@@ -163,6 +164,7 @@ class PostgresFactStore(PgStore):
             if self._owns_pool:
                 self._pool.close()
             raise
+        self._dim = self._vec.dim
         self._settings = ann_settings(search, iterative=iterative)
 
     def __repr__(self) -> str:
@@ -195,21 +197,18 @@ class PostgresFactStore(PgStore):
         codec = VectorCodec(vector_type=found[1], dim=int(found[2]), oid=int(row[1]))
         return codec, version >= (0, 8)
 
-    @property
-    def dim(self) -> int:
-        return self._vec.dim
 
     def _prepare(self, conn: Conn) -> None:
         self._vec.register(conn)
 
     # writes ----------------------------------------------------------------------------------
 
-    def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
+    def _known_hashes(self, hashes: list[str], model: str, version: str) -> set[str]:
         def read(conn: psycopg.Connection[Any]) -> set[str]:
             rows = conn.execute(
                 "SELECT DISTINCT content_hash FROM knowledge.embeddings WHERE embedding_model = %s "
                 "AND embedding_version = %s AND content_hash = ANY(%b::text[])",
-                (model, version, list(hashes)),
+                (model, version, hashes),
             ).fetchall()
             conn.rollback()
             return {r[0] for r in rows}
@@ -217,14 +216,13 @@ class PostgresFactStore(PgStore):
         result: set[str] = self._run("look up stored vectors", read)
         return result
 
-    def insert(
+    def _insert(
         self,
-        facts: Sequence[Fact],
+        facts: list[Fact],
         vectors: Mapping[str, Sequence[float]],
-        *,
         model: str,
         version: str,
-        skip_stale: bool = False,
+        skip_stale: bool,
     ) -> list[Fact]:
         # Everything client-side is computed before the transaction opens.
         plan = _InsertPlan(facts, vectors, dim=self.dim, codec=self._json)
@@ -371,11 +369,11 @@ class PostgresFactStore(PgStore):
         if reused:
             conn.execute(COPY_REUSED, [list(c) for c in zip(*reused, strict=True)])
 
-    def remove(self, fact_ids: Sequence[str]) -> int:
+    def _remove(self, fact_ids: list[str]) -> int:
         ids = []
         for fid in fact_ids:
             try:
-                ids.append(uuid.UUID(str(fid)))
+                ids.append(uuid.UUID(fid))
             except ValueError:
                 continue
 
@@ -389,7 +387,7 @@ class PostgresFactStore(PgStore):
         result: int = self._run("remove facts", delete)
         return result
 
-    def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
+    def _remove_key(self, key: str, below_version: int | None) -> bool:
         def delete(conn: psycopg.Connection[Any]) -> bool:
             gone = conn.execute(
                 "DELETE FROM knowledge.facts WHERE fact_key = %s "
@@ -434,11 +432,9 @@ class PostgresFactStore(PgStore):
             params.append(jsonb_text(dict(flt.where), self._json))
         return where, params
 
-    def vector_search(
-        self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
+    def _vector_search(
+        self, query: Any, k: int, flt: FactFilter, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        check_k(k)
-        query = as_matrix(vector, dim=self.dim, rows=1)[0]
         where, params = self._filters(flt)
         statement = sql.SQL(
             "WITH hits AS MATERIALIZED (SELECT e.fact_id, e.embedding_vector <=> %s AS distance "
@@ -462,10 +458,9 @@ class PostgresFactStore(PgStore):
         result: list[tuple[Fact, float]] = self._run("vector search over facts", read)
         return result
 
-    def text_search(
-        self, text: str, k: int, flt: FactFilter, *, model: str, version: str
+    def _text_search(
+        self, text: str, k: int, flt: FactFilter, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        check_k(k)
         where, params = self._filters(flt)
         statement = sql.SQL(
             "SELECT {}, ts_rank(to_tsvector('english', e.text_content), q.q) AS rank "
@@ -501,19 +496,19 @@ class PostgresFactStore(PgStore):
         result: list[Fact] = self._run(what, read)
         return result
 
-    def get(self, fact_id: str) -> Fact | None:
+    def _get(self, fact_id: str) -> Fact | None:
         try:
-            wanted = uuid.UUID(str(fact_id))
+            wanted = uuid.UUID(fact_id)
         except ValueError:
             return None
         found = self._select("read a fact", sql.SQL("f.fact_id = %s"), [wanted])
         return found[0] if found else None
 
-    def get_key(self, key: str) -> Fact | None:
+    def _get_key(self, key: str) -> Fact | None:
         found = self._select("read a fact", sql.SQL("f.fact_key = %s"), [key])
         return found[0] if found else None
 
-    def scan(self, flt: FactFilter, limit: int) -> list[Fact]:
+    def _scan(self, flt: FactFilter, limit: int) -> list[Fact]:
         where, params = self._filters(flt)
         condition = sql.SQL(" AND ").join([sql.SQL("f.fact_key IS NOT NULL"), *where])
         return self._select(
@@ -523,7 +518,7 @@ class PostgresFactStore(PgStore):
             params,
         )
 
-    def count(self) -> int:
+    def _count(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute("SELECT count(*) FROM knowledge.facts").fetchone()
             conn.rollback()

@@ -24,13 +24,14 @@ from msstore import keys as keygrammar
 from msstore.codec import default_codec
 from msstore.errors import InvalidArgument, StaleVectors, VersionConflict
 from msstore.protocols import Store
-from msstore.spi import check_version, contains
+from msstore.spi import StoreBase, as_matrix, check_int, check_k, check_version, contains
 
 __all__ = [
     "Fact",
     "FactFilter",
     "FactHit",
     "FactStore",
+    "FactStoreBase",
     "StaleVectors",
     "check_fact",
     "content_hash",
@@ -283,3 +284,136 @@ class FactStore(Store, Protocol):
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool: ...
 
     def count(self) -> int: ...
+
+
+class FactStoreBase(StoreBase):
+    """Everything a fact store does but storing facts: the public calls of
+    :class:`FactStore`, their checks and the lifecycle, written once.
+
+    **Implementing a store.** Subclass this, set ``_dim`` and supply, each atomic:
+    :meth:`_known_hashes`, :meth:`_insert`, :meth:`_vector_search` (a float32 query of ``dim``
+    values), :meth:`_text_search`, :meth:`_get`, :meth:`_get_key`, :meth:`_scan`,
+    :meth:`_remove`, :meth:`_remove_key`, :meth:`_count`, and :meth:`_release`. A keyed fact's
+    version is :func:`next_version`; the conformance suite
+    (:class:`~msstore.testing.conformance.FactStoreConformance`) checks the rest.
+    """
+
+    _dim: int
+
+    @property
+    def dim(self) -> int:
+        """The embeddings' dimension."""
+        return self._dim
+
+    def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
+        """Which content hashes already have a vector of ``model``/``version``."""
+        self._check_open()
+        return self._known_hashes(list(hashes), model, version)
+
+    def insert(
+        self,
+        facts: Sequence[Fact],
+        vectors: Mapping[str, Sequence[float]],
+        *,
+        model: str,
+        version: str,
+        skip_stale: bool = False,
+    ) -> list[Fact]:
+        """See :meth:`FactStore.insert`."""
+        self._check_open()
+        return self._insert(list(facts), vectors, model, version, skip_stale)
+
+    def vector_search(
+        self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
+    ) -> list[tuple[Fact, float]]:
+        """The ``k`` facts (of ``flt``) nearest to ``vector``, with cosine distances."""
+        check_k(k)
+        query = as_matrix(vector, dim=self._dim, rows=1)[0]
+        self._check_open()
+        return self._vector_search(query, k, flt, model, version)
+
+    def text_search(
+        self, text: str, k: int, flt: FactFilter, *, model: str, version: str
+    ) -> list[tuple[Fact, float]]:
+        """The ``k`` facts (of ``flt``) whose text matches ``text`` best, with relevances."""
+        check_k(k)
+        if type(text) is not str:
+            raise InvalidArgument(f"text must be a str, got {text!r}")
+        self._check_open()
+        return self._text_search(text, k, flt, model, version)
+
+    def get(self, fact_id: str) -> Fact | None:
+        """The fact with ``fact_id``, or ``None``."""
+        self._check_open()
+        return self._get(str(fact_id))
+
+    def get_key(self, key: str) -> Fact | None:
+        """The fact stored under ``key``, or ``None``."""
+        self._check_open()
+        return self._get_key(key)
+
+    def scan(self, flt: FactFilter, limit: int) -> list[Fact]:
+        """Keyed facts matching ``flt``, ordered by key (byte order), at most ``limit``."""
+        check_int(limit, field="limit", minimum=1)
+        self._check_open()
+        return self._scan(flt, limit)
+
+    def remove(self, fact_ids: Sequence[str]) -> int:
+        """Delete the facts of ``fact_ids`` (ids that name none are skipped); how many."""
+        self._check_open()
+        return self._remove(list(dict.fromkeys(str(f) for f in fact_ids)))
+
+    def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
+        """Delete the fact of ``key`` (only if its version is below ``below_version``)."""
+        if below_version is not None:
+            check_version(below_version)
+        self._check_open()
+        return self._remove_key(key, below_version)
+
+    def count(self) -> int:
+        """How many facts the store holds."""
+        self._check_open()
+        return self._count()
+
+    # The primitives --------------------------------------------------------------------------
+
+    def _known_hashes(self, hashes: list[str], model: str, version: str) -> set[str]:
+        raise NotImplementedError
+
+    def _insert(
+        self,
+        facts: list[Fact],
+        vectors: Mapping[str, Sequence[float]],
+        model: str,
+        version: str,
+        skip_stale: bool,
+    ) -> list[Fact]:
+        raise NotImplementedError
+
+    def _vector_search(
+        self, query: Any, k: int, flt: FactFilter, model: str, version: str
+    ) -> list[tuple[Fact, float]]:
+        raise NotImplementedError
+
+    def _text_search(
+        self, text: str, k: int, flt: FactFilter, model: str, version: str
+    ) -> list[tuple[Fact, float]]:
+        raise NotImplementedError
+
+    def _get(self, fact_id: str) -> Fact | None:
+        raise NotImplementedError
+
+    def _get_key(self, key: str) -> Fact | None:
+        raise NotImplementedError
+
+    def _scan(self, flt: FactFilter, limit: int) -> list[Fact]:
+        raise NotImplementedError
+
+    def _remove(self, fact_ids: list[str]) -> int:
+        raise NotImplementedError
+
+    def _remove_key(self, key: str, below_version: int | None) -> bool:
+        raise NotImplementedError
+
+    def _count(self) -> int:
+        raise NotImplementedError
