@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -21,13 +20,14 @@ import attrs
 from msstore.codec import default_codec
 from msstore.knowledge import (
     Fact,
+    FactBatch,
     FactFilter,
     FactStoreBase,
-    StaleVectors,
     content_hash,
     next_version,
+    vectors_gone,
 )
-from msstore.spi import as_matrix, check_dim, numpy
+from msstore.spi import check_dim, numpy
 
 __all__ = ["MemoryFactStore"]
 
@@ -104,19 +104,12 @@ class MemoryFactStore(FactStoreBase):
         with self._lock:
             return {h for h in hashes if self._holders.get((h, model, version))}
 
-    def _insert(
-        self,
-        facts: list[Fact],
-        vectors: Mapping[str, Sequence[float]],
-        model: str,
-        version: str,
-        skip_stale: bool,
-    ) -> list[Fact]:
-        fresh = {h: as_matrix(v, dim=self._dim, rows=1)[0] for h, v in vectors.items()}
+    def _insert(self, batch: FactBatch) -> list[Fact]:
+        model, version = batch.model, batch.version
         with self._lock:
             plan: list[tuple[Fact, int, Any, str]] = []
             missing: list[str] = []
-            for given in facts:
+            for given in batch.facts:
                 # Round-trip the JSON parts: the store keeps what a SQL store would read back.
                 fact = attrs.evolve(
                     given,
@@ -125,22 +118,19 @@ class MemoryFactStore(FactStoreBase):
                 )
                 current = self._facts.get(self._keys.get(fact.key, "")) if fact.key else None
                 new_version = next_version(
-                    fact, None if current is None else current.version, skip_stale=skip_stale
+                    fact, None if current is None else current.version, skip_stale=batch.skip_stale
                 )
                 if new_version is None:
                     continue
                 h = content_hash(fact.content)
-                vector = fresh.get(h)
+                vector = batch.vectors.get(h)
                 if vector is None:
                     vector = self._stored_vector(h, model, version)
                     if vector is None:
                         missing.append(h)
                 plan.append((fact, new_version, vector, h))
             if missing:
-                raise StaleVectors(
-                    f"{len(set(missing))} stored vectors went away while adding facts",
-                    hashes=sorted(set(missing)),
-                )
+                raise vectors_gone(missing)
             now = self._clock()
             out = []
             for fact, new_version, vector, h in plan:

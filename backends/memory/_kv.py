@@ -14,22 +14,11 @@ from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import DuplicateKey, InvalidArgument
 from msstore.records import Entry, FeedState, Operation
-from msstore.spi import KVBase, QueueWatcher, check_revision, stale_revision
+from msstore.spi import KV_CAPABILITIES, KVBase, QueueWatcher, check_revision, stale_revision
 
 __all__ = ["MemoryKV"]
 
-ALL_CAPABILITIES: Final = frozenset(
-    {
-        Capability.TTL,
-        Capability.PER_KEY_TTL,
-        Capability.HISTORY,
-        Capability.WATCH,
-        Capability.CAS,
-        Capability.PURGE,
-        Capability.BATCH,
-        Capability.ENCODED_VALUES,
-    }
-)
+ALL_CAPABILITIES: Final = KV_CAPABILITIES | {Capability.PER_KEY_TTL}
 
 
 class MemoryKV(KVBase):

@@ -37,7 +37,7 @@ from msstore.errors import (
     VersionConflict,
 )
 from msstore.records import Entry, FeedState, Operation
-from msstore.spi import KVBase, QueueWatcher, check_revision, stale_revision
+from msstore.spi import KV_CAPABILITIES, KVBase, QueueWatcher, check_revision, stale_revision
 
 from ._client import Conn, NatsClient, translate
 from ._streams import compare, stream_config, wait_for_leader
@@ -57,17 +57,6 @@ __all__ = ["BatchError", "NatsKV"]
 log = logging.getLogger("msstore.backends.nats")
 
 NO_RESPONDERS_BACKOFF: Final = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, None)  # ~1 s, then give up
-BASE_CAPABILITIES: Final = frozenset(
-    {
-        Capability.TTL,
-        Capability.HISTORY,
-        Capability.WATCH,
-        Capability.CAS,
-        Capability.PURGE,
-        Capability.BATCH,
-        Capability.ENCODED_VALUES,
-    }
-)
 
 
 class NatsKV(KVBase):
@@ -96,7 +85,7 @@ class NatsKV(KVBase):
         self._direct = direct
         self._owns_client = owns_client
         self.differences = differences
-        caps = set(BASE_CAPABILITIES)
+        caps = set(KV_CAPABILITIES)
         if per_key_ttl:
             caps.add(Capability.PER_KEY_TTL)
         self._caps = frozenset(caps)

@@ -27,12 +27,13 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument, NotFound
 from msstore.knowledge import (
     Fact,
+    FactBatch,
     FactFilter,
     FactStoreBase,
-    StaleVectors,
     content_hash,
     next_version,
     object_type,
+    vectors_gone,
 )
 from msstore.registry import redact_url
 from msstore.spi import as_matrix
@@ -98,21 +99,15 @@ def _fact(row: Sequence[Any]) -> Fact:
 class _InsertPlan:
     """An insert's client-side work, done once before the transaction (and its retries)."""
 
-    def __init__(
-        self,
-        facts: Sequence[Fact],
-        vectors: Mapping[str, Sequence[float]],
-        *,
-        dim: int,
-        codec: Codec,
-    ) -> None:
+    def __init__(self, batch: FactBatch, *, dim: int, codec: Codec) -> None:
+        facts = batch.facts
         self.facts = facts
         self.texts = [f.content for f in facts]
         self.hashes = [content_hash(t) for t in self.texts]
         self.values = [jsonb_text(f.value, codec) for f in facts]
         self.evidence = [jsonb_text(dict(f.evidence), codec) for f in facts]
-        fresh = [h for h in dict.fromkeys(self.hashes) if h in vectors]
-        self.matrix = as_matrix([vectors[h] for h in fresh], dim=dim, rows=len(fresh))
+        fresh = [h for h in dict.fromkeys(self.hashes) if h in batch.vectors]
+        self.matrix = as_matrix([batch.vectors[h] for h in fresh], dim=dim, rows=len(fresh))
         self.fresh = {h: n for n, h in enumerate(fresh)}
 
     def fact_columns(
@@ -197,7 +192,6 @@ class PostgresFactStore(PgStore, FactStoreBase):
         codec = VectorCodec(vector_type=found[1], dim=int(found[2]), oid=int(row[1]))
         return codec, version >= (0, 8)
 
-
     def _prepare(self, conn: Conn) -> None:
         self._vec.register(conn)
 
@@ -216,19 +210,13 @@ class PostgresFactStore(PgStore, FactStoreBase):
         result: set[str] = self._run("look up stored vectors", read)
         return result
 
-    def _insert(
-        self,
-        facts: list[Fact],
-        vectors: Mapping[str, Sequence[float]],
-        model: str,
-        version: str,
-        skip_stale: bool,
-    ) -> list[Fact]:
+    def _insert(self, batch: FactBatch) -> list[Fact]:
         # Everything client-side is computed before the transaction opens.
-        plan = _InsertPlan(facts, vectors, dim=self.dim, codec=self._json)
+        plan = _InsertPlan(batch, dim=self.dim, codec=self._json)
+        facts, model, version = batch.facts, batch.model, batch.version
 
         def write(conn: psycopg.Connection[Any]) -> list[Fact]:
-            keep, versions, replaced = self._versions(conn, facts, skip_stale=skip_stale)
+            keep, versions, replaced = self._versions(conn, facts, skip_stale=batch.skip_stale)
             if not keep:
                 conn.rollback()
                 return []
@@ -324,10 +312,7 @@ class PostgresFactStore(PgStore, FactStoreBase):
         missing = [h for h in wanted if h not in source]
         if missing:
             conn.rollback()
-            raise StaleVectors(
-                f"{len(missing)} stored vectors went away while adding facts",
-                hashes=list(missing),
-            )
+            raise vectors_gone(missing)
         return source
 
     def _insert_vectors(

@@ -6,6 +6,7 @@ from ._base import MODES, KnowledgeBase, KnowledgeStorage
 from ._embedding import HashingEmbedder, SentenceTransformerEmbedder, check_texts
 from ._facts import (
     Fact,
+    FactBatch,
     FactFilter,
     FactHit,
     FactStore,
@@ -16,6 +17,7 @@ from ._facts import (
     epoch,
     next_version,
     object_type,
+    vectors_gone,
 )
 from ._fusion import RRF_K, reciprocal_rank_fusion
 
@@ -23,6 +25,7 @@ __all__ = [
     "MODES",
     "RRF_K",
     "Fact",
+    "FactBatch",
     "FactFilter",
     "FactHit",
     "FactStore",
@@ -39,4 +42,5 @@ __all__ = [
     "next_version",
     "object_type",
     "reciprocal_rank_fusion",
+    "vectors_gone",
 ]

@@ -28,6 +28,7 @@ from msstore.spi import StoreBase, as_matrix, check_int, check_k, check_version,
 
 __all__ = [
     "Fact",
+    "FactBatch",
     "FactFilter",
     "FactHit",
     "FactStore",
@@ -38,6 +39,7 @@ __all__ = [
     "epoch",
     "next_version",
     "object_type",
+    "vectors_gone",
 ]
 
 
@@ -160,6 +162,16 @@ def next_version(fact: Fact, current: int | None, *, skip_stale: bool) -> int | 
         key=fact.key,
         expected=fact.version,
         current=current,
+    )
+
+
+def vectors_gone(hashes: Sequence[str]) -> StaleVectors:
+    """The error for stored vectors an insert meant to reuse that were deleted meanwhile."""
+    gone = sorted(set(hashes))
+    return StaleVectors(
+        f"{len(gone)} stored vectors went away while adding facts",
+        hashes=gone,
+        hint="embed those texts again (KnowledgeBase.add_many does)",
     )
 
 
@@ -286,6 +298,29 @@ class FactStore(Store, Protocol):
     def count(self) -> int: ...
 
 
+@attrs.frozen(kw_only=True)
+class FactBatch:
+    """An insert on its way into a store: the facts (checked), the new vectors by content
+    hash (float32 rows of the store's dimension), the embedding model and version, and
+    whether facts older than their stored key are left out (``skip_stale``)."""
+
+    facts: tuple[Fact, ...]
+    vectors: Mapping[str, Any]
+    model: str
+    version: str
+    skip_stale: bool = False
+
+
+def _vector_rows(vectors: Mapping[str, Sequence[float]], dim: int) -> dict[str, Any]:
+    if not isinstance(vectors, Mapping):
+        raise InvalidArgument(f"vectors must map content hashes to vectors, got {vectors!r}")
+    hashes = list(vectors)
+    if not hashes:
+        return {}
+    matrix = as_matrix([vectors[h] for h in hashes], dim=dim, rows=len(hashes))
+    return {h: matrix[i] for i, h in enumerate(hashes)}
+
+
 class FactStoreBase(StoreBase):
     """Everything a fact store does but storing facts: the public calls of
     :class:`FactStore`, their checks and the lifecycle, written once.
@@ -320,8 +355,15 @@ class FactStoreBase(StoreBase):
         skip_stale: bool = False,
     ) -> list[Fact]:
         """See :meth:`FactStore.insert`."""
+        batch = FactBatch(
+            facts=tuple(facts),
+            vectors=_vector_rows(vectors, self._dim),
+            model=model,
+            version=version,
+            skip_stale=skip_stale,
+        )
         self._check_open()
-        return self._insert(list(facts), vectors, model, version, skip_stale)
+        return self._insert(batch)
 
     def vector_search(
         self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
@@ -380,14 +422,8 @@ class FactStoreBase(StoreBase):
     def _known_hashes(self, hashes: list[str], model: str, version: str) -> set[str]:
         raise NotImplementedError
 
-    def _insert(
-        self,
-        facts: list[Fact],
-        vectors: Mapping[str, Sequence[float]],
-        model: str,
-        version: str,
-        skip_stale: bool,
-    ) -> list[Fact]:
+    def _insert(self, batch: FactBatch) -> list[Fact]:
+        """Store ``batch`` in one transaction (see :meth:`FactStore.insert`)."""
         raise NotImplementedError
 
     def _vector_search(

@@ -17,7 +17,7 @@ from msstore._internal.ttl import MAX_TTL_SECONDS, check_ttl, expiry
 
 from ._checks import check_bool, check_int, check_seconds
 from ._filters import check_query, contains
-from ._kvbase import KVBase, check_revision, stale_revision
+from ._kvbase import KV_CAPABILITIES, KVBase, check_revision, stale_revision
 from ._store import StoreBase
 from ._upserts import check_retention, check_version, newest, newest_per_key, newest_records
 from ._vector_base import VECTOR_CAPABILITIES, VectorIndexBase
@@ -38,6 +38,7 @@ from ._vectors import (
 from ._watching import QueueWatcher
 
 __all__ = [
+    "KV_CAPABILITIES",
     "MAX_DIM",
     "MAX_TTL_SECONDS",
     "METRICS",

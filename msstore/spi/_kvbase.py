@@ -9,7 +9,7 @@ every backend alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from msstore import keys as keygrammar
 from msstore._internal.ttl import check_ttl
@@ -23,7 +23,20 @@ if TYPE_CHECKING:  # (conflicts builds on the KV protocols: imported when called
 
 from ._store import StoreBase
 
-__all__ = ["KVBase", "check_revision", "stale_revision"]
+__all__ = ["KV_CAPABILITIES", "KVBase", "check_revision", "stale_revision"]
+
+# What a JetStream-like KV bucket does; per-key TTLs come on top where the store honours them.
+KV_CAPABILITIES: Final = frozenset(
+    {
+        Capability.TTL,
+        Capability.HISTORY,
+        Capability.WATCH,
+        Capability.CAS,
+        Capability.PURGE,
+        Capability.BATCH,
+        Capability.ENCODED_VALUES,
+    }
+)
 
 _UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
 
