@@ -229,9 +229,7 @@ class MemoryKV(KVBase):
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
     ) -> list[int]:
-        encoded = self._encode_batch(items)
-        key_ttl = self._ttl(ttl)
-        self._check_open()
+        encoded, key_ttl = self._prepare_batch(items, ttl)
         with self._lock:
             return [self._append(k, raw, Operation.PUT, key_ttl) for k, raw in encoded]
 

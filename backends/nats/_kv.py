@@ -514,9 +514,7 @@ class NatsKV(KVBase):
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
     ) -> list[int]:
-        encoded = self._encode_batch(items)
-        seconds = self._ttl(ttl)
-        self._check_open()
+        encoded, seconds = self._prepare_batch(items, ttl)
         headers = None if seconds is None else ttl_headers(seconds)
 
         async def batch(c: Conn) -> list[int | BaseException]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -23,7 +24,8 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
-from msstore.spi import StoreBase
+from msstore.registry import redact_url
+from msstore.spi import StoreBase, check_int, check_seconds
 
 from ._config import check_dsn
 from ._deadline import guard
@@ -39,13 +41,17 @@ T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 
+_LONG_NUMBER: Final = re.compile(r"[0-9]{19}")
+
+
 def _loads(data: str | bytes) -> Any:
-    """JSON from PostgreSQL: orjson, or the standard library for what orjson refuses (integers
-    past 64 bits, which JSONB keeps)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+    """JSON from PostgreSQL: orjson, but the standard library for a document with a number of
+    19 digits or more (orjson reads an integer past 64 bits as a float; JSONB keeps it
+    exact, and so must msstore)."""
+    text = data if isinstance(data, str) else data.decode()
+    if _LONG_NUMBER.search(text) is not None:
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 def configure(conn: Conn) -> None:
@@ -115,7 +121,12 @@ class PgStore(StoreBase):
         deadline: float | None,
         autocommit: bool = False,
     ) -> None:
-        """Take ``pool``, or open a small one of the store's own for a DSN (closed with it)."""
+        """Take ``pool``, or open a small one of the store's own for a DSN (closed with it).
+        ``deadline``: seconds a call may wait for the server (``None``: no limit);
+        ``connect_timeout``: whole seconds, 1 to 3600."""
+        if deadline is not None:
+            check_seconds(deadline, field="deadline")
+        check_int(connect_timeout, field="connect_timeout", minimum=1, maximum=3600)
         self._owns_pool = isinstance(pool, str)
         if isinstance(pool, str):
             self._dsn = pool
@@ -124,6 +135,9 @@ class PgStore(StoreBase):
             self._dsn = str(pool.conninfo)
         self._pool = pool
         self._deadline = None if deadline is None else float(deadline)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact_url(self._dsn)})"
 
     def _release(self) -> None:
         if self._owns_pool:

@@ -35,7 +35,6 @@ from msstore.knowledge import (
     object_type,
     vectors_gone,
 )
-from msstore.registry import redact_url
 from msstore.spi import as_matrix
 
 from ._agents import ENSURE_AGENTS, agent_of_token
@@ -161,9 +160,6 @@ class PostgresFactStore(PgStore, FactStoreBase):
             raise
         self._dim = self._vec.dim
         self._settings = ann_settings(search, iterative=iterative)
-
-    def __repr__(self) -> str:
-        return f"PostgresFactStore({redact_url(self._dsn)})"
 
     def _open(self) -> tuple[VectorCodec, bool]:
         try:

@@ -17,7 +17,6 @@ from typing import Any, Final
 from psycopg_pool import ConnectionPool
 
 from msstore.codec import Codec
-from msstore.registry import redact_url
 from msstore.work import (
     Channel,
     ChannelType,
@@ -121,9 +120,6 @@ class PostgresMessageLog(PgStore, MessageLogBase):
         )
         self._clock = clock
         self._registrar = AgentRegistrar()
-
-    def __repr__(self) -> str:
-        return f"PostgresMessageLog({redact_url(self._dsn)})"
 
     def _agents(self, *tokens: str | None) -> None:
         """Register the agents a write is about to reference (committed before it)."""

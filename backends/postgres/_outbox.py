@@ -26,8 +26,6 @@ from msstore.coordination import (
     OutboxStats,
     Verdicts,
 )
-from msstore.registry import redact_url
-from msstore.spi import check_seconds
 
 from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -93,15 +91,10 @@ class PostgresOutbox(PgStore, OutboxSourceBase):
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         OutboxSourceBase.__init__(self, keep_published=keep_published, codec=codec)
-        if deadline is not None:
-            check_seconds(deadline, field="deadline")
         self._adopt(pool, name="msstore-outbox", connect_timeout=connect_timeout, deadline=deadline)
         self._listener: Listener | None = None
         self._listener_lock = threading.Lock()
         self._seen = threading.local()
-
-    def __repr__(self) -> str:
-        return f"PostgresOutbox({redact_url(self._dsn)})"
 
     # Writing events ---------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from typing import Any, Final
 from psycopg_pool import ConnectionPool
 
 from msstore.codec import Codec, Encoded
-from msstore.registry import redact_url
 from msstore.work import NewSession, Session, SessionStoreBase, SessionType
 
 from ._agents import ENSURE_AGENTS, agent_of_token
@@ -75,9 +74,6 @@ class PostgresSessionStore(PgStore, SessionStoreBase):
             pool, name="msstore-sessions", connect_timeout=connect_timeout, deadline=deadline
         )
         self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"PostgresSessionStore({redact_url(self._dsn)})"
 
     def _insert(self, new: NewSession, now: float) -> Session:
         params = {

@@ -34,9 +34,7 @@ from msstore.errors import (
     VersionConflict,
 )
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
-from msstore.registry import redact_url
 from msstore.spi import (
-    StoreBase,
     check_query,
     check_retention,
     check_ttl,
@@ -45,7 +43,7 @@ from msstore.spi import (
 )
 
 from ._agents import ENSURE_AGENTS, agent_id_for, agent_of_token
-from ._base import Conn, PgStore, own_pool, timestamp
+from ._base import Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
 from ._jsonb import jsonb_row, jsonb_text
 
@@ -125,7 +123,7 @@ WHERE s.version <= covered.version
 """
 
 
-class PostgresStateStore(PgStore, StoreBase):
+class PostgresStateStore(PgStore):
     """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` (``Pools.pool("primary")``) or a DSN, for
@@ -140,28 +138,11 @@ class PostgresStateStore(PgStore, StoreBase):
         deadline: float | None = DEFAULT_DEADLINE,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if deadline is not None and (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not 0 < deadline < float("inf")
-        ):
-            raise InvalidArgument(
-                f"deadline must be a finite number of seconds > 0 or None, got {deadline!r}"
-            )
-        if type(connect_timeout) is not int or not 1 <= connect_timeout <= 3600:
-            raise InvalidArgument(
-                f"connect_timeout must be whole seconds from 1 to 3600, got {connect_timeout!r}"
-            )
-        self._owns_pool = isinstance(pool, str)
-        if isinstance(pool, str):
-            pool = own_pool(pool, connect_timeout=connect_timeout, name="msstore-state")
-        self._pool: ConnectionPool[Any] = pool
+        self._adopt(
+            pool, name="msstore-state", connect_timeout=connect_timeout, deadline=deadline
+        )
         self._codec = codec or default_codec
-        self._deadline = None if deadline is None else float(deadline)
         self._known_agents: set[str] = set()  # agent tokens (first key tokens) registered
-
-    def __repr__(self) -> str:
-        return f"PostgresStateStore({redact_url(str(self._pool.conninfo))})"
 
     @property
     def capabilities(self) -> frozenset[Capability]:

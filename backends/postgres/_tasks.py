@@ -30,7 +30,6 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from msstore.codec import Codec
-from msstore.registry import redact_url
 from msstore.work import (
     RUN_CANCELLED,
     Claim,
@@ -303,9 +302,6 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         self._registrar = AgentRegistrar()
         self._waker: Listener | None = None
         self._waker_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"PostgresTaskQueue({redact_url(self._dsn)})"
 
     def _agents(self, tokens: Iterable[str | None]) -> None:
         """Register the agents a write is about to reference (committed before it)."""

@@ -113,12 +113,16 @@ class KVBase(StoreBase):
         self._check_open()
         return raw, seconds
 
-    def _encode_batch(
-        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]
-    ) -> list[tuple[str, bytes]]:
-        """Every key checked and every value encoded, before any is written."""
+    def _prepare_batch(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: object
+    ) -> tuple[list[tuple[str, bytes]], int | None]:
+        """A batch write's checks: every key checked and every value encoded, the TTL, the
+        store open; nothing is written before all pass."""
         pairs = items.items() if isinstance(items, Mapping) else items
-        return [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
+        seconds = self._ttl(ttl)
+        self._check_open()
+        return encoded, seconds
 
     def update_with(
         self,

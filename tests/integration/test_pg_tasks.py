@@ -206,3 +206,13 @@ def test_a_waiting_worker_wakes_on_notify_well_before_its_poll(tasks_dsn: str) -
         thread.join(40)
         assert not thread.is_alive(), "the notification did not wake the worker"
         assert got == [task_id]
+
+
+def test_big_integers_in_payloads_and_results_come_back_exact(queue: PostgresTaskQueue) -> None:
+    payload = {"big": 2**100, "neg": -(10**20), "f": 1.5, "text": "1234567890123456789"}
+    task_id = queue.enqueue("exact", payload)
+    (claim,) = queue.claim("w")
+    assert claim.task.payload == payload and type(claim.task.payload["big"]) is int
+    done = queue.complete(claim, {"sum": 2**70})
+    stored = queue.get(task_id)
+    assert stored is not None and stored.result == {"sum": 2**70} == done.result
