@@ -33,6 +33,7 @@ class Listener:
         self.channel = channel
         self._cond = threading.Condition(threading.Lock())
         self.generation = 0
+        self.listening = threading.Event()  # set while the LISTEN connection is up
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name=name, daemon=True)
         self._thread.start()
@@ -48,10 +49,12 @@ class Listener:
                 with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     self._bump()  # anything sent while we were not listening: look again
+                    self.listening.set()
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self._bump()
             except Exception as err:  # waiters still poll; reconnect after a pause
+                self.listening.clear()
                 if self._stop.is_set():
                     return
                 log.info("LISTEN %s: %s; reconnecting", self.channel, err)

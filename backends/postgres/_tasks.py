@@ -611,6 +611,13 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
                 self._waker = Listener(self._pool, CHANNEL, name="msstore-task-waker")
             return self._waker
 
+    @property
+    def listening(self) -> bool:
+        """Whether the queue's wake-up connection (``LISTEN msstore_tasks``) is up: started by
+        the first ``claim(wait=...)``; while it is down, waiting claims look every ``poll``."""
+        waker = self._waker
+        return waker is not None and waker.listening.is_set()
+
     def _wake_mark(self) -> object:
         return self._get_waker().generation
 

@@ -218,6 +218,7 @@ class LocalLoops(Generic[S]):
         self._has_input = has_input
         self._open_timeout = open_timeout
         self._tick_interval = tick_interval
+        self.housekeeping_passes = 0  # (passes the housekeeper finished: tests wait on it)
         self._lock = threading.Lock()
         self._loops: dict[int, LocalLoop[S]] = {}
         self._closed = False
@@ -286,19 +287,24 @@ class LocalLoops(Generic[S]):
 
     def _housekeep(self) -> None:
         while not self._stop.wait(self._tick_interval):
-            now = time.monotonic()
-            with self._lock:
-                loops = list(self._loops.items())
-            for ident, local in loops:
-                with self._lock:  # decided under the lock _mine hands loops over under
-                    owner = local.owner()
-                    dead = owner is None or not owner.is_alive()
-                    if dead and self._loops.get(ident) is local:
-                        del self._loops[ident]
-                if dead:
-                    local.close(self._closer)
-                elif now - local.last_used >= self._tick_interval:
-                    local.tick()
+            self._housekeep_once()
+            self.housekeeping_passes += 1
+
+    def _housekeep_once(self) -> None:
+        """One pass: close the loops of threads that ended, tick the idle ones."""
+        now = time.monotonic()
+        with self._lock:
+            loops = list(self._loops.items())
+        for ident, local in loops:
+            with self._lock:  # decided under the lock _mine hands loops over under
+                owner = local.owner()
+                dead = owner is None or not owner.is_alive()
+                if dead and self._loops.get(ident) is local:
+                    del self._loops[ident]
+            if dead:
+                local.close(self._closer)
+            elif now - local.last_used >= self._tick_interval:
+                local.tick()
 
     def close(self) -> None:
         """Close every thread's state and loop."""

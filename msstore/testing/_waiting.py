@@ -17,10 +17,12 @@ def eventually(
     timeout: float = 30.0,
     interval: float = 0.005,
     what: str | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``check`` until it returns a truthy value, and return that value.
 
-    An ``AssertionError`` raised by ``check`` counts as "not yet", so ``check`` may assert.
+    An ``AssertionError`` raised by ``check`` counts as "not yet", so ``check`` may assert; so
+    do the exceptions of ``retry_on`` (say, ``ConnectionFailed`` while a server restarts).
     The pause between calls starts at ``interval`` and doubles up to 0.1 s, so a condition that
     holds soon is seen soon and a slow one does not spin. After ``timeout`` seconds
     ``AssertionError`` is raised, naming ``what`` (or ``check``) and carrying the last failure.
@@ -37,6 +39,8 @@ def eventually(
             result = check()
         except AssertionError as err:
             last = err
+        except retry_on as err:
+            last = AssertionError(f"{type(err).__name__}: {err}")
         else:
             if result:
                 return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,17 +14,9 @@ from msstore.conflicts.crdt import from_doc
 from msstore.errors import InvalidKey, SerializationError
 from msstore.protocols import DataStorage, KeyValueStore
 from msstore.state import FlushPolicy, HybridStateManager, L1Cache
+from msstore.testing import eventually
 
 Make = Callable[..., tuple[KeyValueStore, DataStorage]]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def manager(kv: KeyValueStore, storage: DataStorage, **policy: Any) -> HybridStateManager:
@@ -52,22 +43,21 @@ def test_writes_reach_sql_with_their_kv_revision_as_version(hybrid_stores: Make)
 def test_threshold_triggers_a_flush_without_waiting_for_max_lag(hybrid_stores: Make) -> None:
     kv, storage = hybrid_stores()
     with manager(kv, storage, threshold=5, max_lag=60.0) as m:
-        for i in range(4):
+        for i in range(5):
             m.put(f"a1.k{i}", i)
-        time.sleep(0.3)
-        assert storage.retrieve("a1.k0") is None  # under the threshold and max lag: waiting
-        m.put("a1.k4", 4)
         # The batch counter moves just after the commit: wait for it, not for the row.
-        assert wait_for(lambda: m.stats()["flush"]["batches"] >= 1, 10)
+        eventually(lambda: m.stats()["flush"]["batches"] >= 1, what="the threshold's flush")
         assert storage.retrieve("a1.k4") is not None
-        assert m.stats()["flush"]["batches"] == 1
+        # One batch of all five: nothing went before the fifth write reached the threshold.
+        flushed = m.stats()["flush"]
+        assert (flushed["batches"], flushed["rows_written"]) == (1, 5)
 
 
 def test_max_lag_triggers_a_flush_below_the_threshold(hybrid_stores: Make) -> None:
     kv, storage = hybrid_stores()
     with manager(kv, storage, threshold=1000, max_lag=0.05) as m:
         m.put("a1.lonely", "x")
-        assert wait_for(lambda: storage.retrieve("a1.lonely"), 10)
+        eventually(lambda: storage.retrieve("a1.lonely"), what="the max-lag flush")
 
 
 def test_expired_kv_entry_is_read_from_sql_and_hydrates_the_agent(hybrid_stores: Make) -> None:
@@ -78,7 +68,7 @@ def test_expired_kv_entry_is_read_from_sql_and_hydrates_the_agent(hybrid_stores:
         m.put("a7.notes", ["a", "b"])
         m.put("a8.other", 1)
         m.flush()
-        assert wait_for(lambda: kv.get("a7.plan") is None, 10)  # expired in KV
+        eventually(lambda: kv.get("a7.plan") is None, what="the KV TTL")  # expired in KV
         value, revision, tier = m.get_with_revision("a7.plan")  # type: ignore[misc]
         assert (value, tier) == ({"step": 3}, "sql")
         assert kv.get("a7.plan").value == {"step": 3}  # type: ignore[union-attr]
@@ -267,7 +257,7 @@ def test_l1_is_refreshed_by_own_writes_and_invalidated_by_others(hybrid_stores: 
         m.put("a1.k", "mine")
         assert m.get_with_revision("a1.k")[2] == "l1"  # type: ignore[index]
         kv.put("a1.k", "another process")  # not through this manager
-        assert wait_for(lambda: m.get("a1.k") == "another process", 10)
+        eventually(lambda: m.get("a1.k") == "another process", what="the other write")
         assert m.stats()["cache"]["invalidations"] >= 1
 
 

@@ -16,20 +16,11 @@ import pytest
 
 from msstore.buckets import BucketConfig
 from msstore.state import FlushPolicy, HealthStatus, HybridStateManager
+from msstore.testing import eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
 CHILD = str(Path(__file__).with_name("hybrid_child.py"))
-
-
-def until(predicate: Any, timeout: float = 60.0) -> bool:
-    """Wait for ``predicate()`` to hold (polling; the timeout only ends a hung test)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _stores(nats_client: Any, dsn: str, bucket: str) -> tuple[Any, Any]:
@@ -177,18 +168,20 @@ def test_postgres_restart_mid_load_loses_nothing_and_lag_recovers(
 
         writer = threading.Thread(target=write)
         writer.start()
-        assert until(lambda: m.stats()["flush"]["batches"] >= 3)  # flushing under load
+        eventually(lambda: m.stats()["flush"]["batches"] >= 3, timeout=60)  # flushing under load
         pg.stop()
         # The outage is seen: batches fail and are retried, writes pile up unflushed.
-        assert until(lambda: m.stats()["flush"]["retries"] >= 2)
+        eventually(lambda: m.stats()["flush"]["retries"] >= 2, timeout=60)
         mark = written[0]
-        assert until(lambda: writes_after(mark + 100))  # KV keeps acknowledging meanwhile
-        assert until(lambda: m.health() is not HealthStatus.HEALTHY)  # and health says so
+        eventually(lambda: writes_after(mark + 100), timeout=60)  # KV keeps acknowledging meanwhile
+        eventually(lambda: m.health() is not HealthStatus.HEALTHY, timeout=60)  # and health says so
         pending_during = m.stats()["flush"]["pending"]
         pg.start()
         retries = m.stats()["flush"]["retries"]
         batches = m.stats()["flush"]["batches"]
-        assert until(lambda: m.stats()["flush"]["batches"] > batches + 3)  # flushing again
+        eventually(
+            lambda: m.stats()["flush"]["batches"] > batches + 3, timeout=60
+        )  # flushing again
         stop.set()
         writer.join()
         m.flush(timeout=60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.errors import ConnectionFailed, DuplicateKey, Unsupported, VersionConflict
 from msstore.records import Operation
+from msstore.testing import eventually
 
 pytestmark = pytest.mark.nats
 
@@ -53,10 +53,7 @@ def test_limit_marker_after_ttl_reads_as_absent(
     raw(msstore_nats_url, make)
     kv = NatsKV.open(nats_client, BucketConfig(name=name, history=1))
     try:
-        deadline = time.monotonic() + 6
-        while kv.get("short") is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert kv.get("short") is None
+        eventually(lambda: kv.get("short") is None, timeout=30, what="the 1 s TTL running out")
         hist = kv.history("short")
         assert hist and hist[-1].operation is not Operation.PUT  # the marker is there ...
         assert kv.keys() == []  # ... and is not a live key

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.buckets import BucketConfig
 from msstore.errors import ConnectionFailed, DeadlineExceeded, OutcomeUnknown
 from msstore.servers import EmbeddedNats, EmbeddedNatsCluster
+from msstore.testing import eventually
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -60,24 +60,23 @@ def test_r3_bucket_survives_losing_its_leader_mid_stream() -> None:
             nonlocal after_stop
             for i in range(600):
                 key = f"k{i % 40}"
-                deadline = time.monotonic() + 30
-                while True:
+
+                def put(key: str = key, i: int = i) -> bool:
                     try:
                         kv.put(key, i)
-                        break
                     except (ConnectionFailed, DeadlineExceeded, OutcomeUnknown) as err:
                         failures.append(type(err).__name__)
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+                        return False
+                    return True
+
+                eventually(put, timeout=30, interval=0.1, what=f"writing {key}")
                 acked[key] = i
                 if stopped.is_set():
                     after_stop += 1
 
         thread = threading.Thread(target=writer)
         thread.start()
-        while len(acked) < 40:
-            time.sleep(0.01)
+        eventually(lambda: len(acked) >= 40, what="40 writes before the failover")
         leader = _leader(client, "KV_FAILOVER")
         node = next(n for n in cluster.nodes if leader in " ".join(n.extra_args))
         node.stop()
@@ -101,14 +100,13 @@ def test_bucket_lists_every_acknowledged_key_after_failover() -> None:
         kv = NatsKV.open(client, BucketConfig(name="LIST", replicas=3))
         kv.put_many({f"agent.a{i}.state": i for i in range(100)})
         cluster.nodes[0].stop()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                keys = kv.keys("agent.*.state")
-                break
-            except (ConnectionFailed, DeadlineExceeded, OutcomeUnknown):
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        keys = eventually(
+            lambda: kv.keys("agent.*.state"),
+            timeout=30,
+            interval=0.2,
+            what="the bucket's keys after the failover",
+            retry_on=(ConnectionFailed, DeadlineExceeded, OutcomeUnknown),
+        )
         assert len(keys) == 100
         kv.close()
         client.close()

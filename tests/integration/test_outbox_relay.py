@@ -4,7 +4,6 @@ streams once each; rows that can never go out are set aside without blocking the
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from msstore.ops import ProvisionConfig, StreamSpec
 from msstore.ops._provisioning import DEFAULT
 from msstore.records import HealthStatus
 from msstore.servers import EmbeddedNats
+from msstore.testing import eventually
 from msstore.work import TaskSpec
 
 from ._streams import keep_everything, purge, stream_events
@@ -248,12 +248,12 @@ def test_nats_away_makes_the_relay_unhealthy_and_rows_wait(outbox_dsn: str) -> N
             assert relay.health()[0] is HealthStatus.UNHEALTHY
             assert relay.stats()["depth"] == 3
             server.start()
-            deadline = time.monotonic() + 30
-            while not relay.sink.reachable():
-                assert time.monotonic() < deadline, "NATS did not come back"
-            while relay.stats()["depth"]:
-                assert time.monotonic() < deadline, "the rows did not go out"
-                relay.run_once()
+            eventually(relay.sink.reachable, timeout=30, what="NATS coming back")
+            eventually(
+                lambda: relay.run_once() and relay.stats()["depth"] == 0,
+                timeout=30,
+                what="the waiting rows going out",
+            )
             assert relay.health()[0] is HealthStatus.HEALTHY
         events = stream_events(server.url, "AGENT_STATE")
         assert [orjson.loads(e.data)["n"] for e in events] == list(range(6))

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 
 from msstore.backends.postgres import PostgresTaskQueue, transaction
 from msstore.errors import StaleClaim
-from msstore.work import Claim, TaskSpec, TaskStatus
+from msstore.testing import eventually
+from msstore.work import TaskSpec, TaskStatus
 
 pytestmark = pytest.mark.postgres
 
@@ -124,11 +124,9 @@ def test_a_worker_killed_mid_task_has_its_task_completed_by_another(
     child.wait()
     child.stdout.close()
     # The lease is 1 s; a waiting claim gets the task once the lease has run out.
-    deadline = time.monotonic() + 60
-    claims: list[Claim] = []
-    while not claims and time.monotonic() < deadline:
-        claims = queue.claim("rescuer", wait=2)
-    (claim,) = claims
+    (claim,) = eventually(
+        lambda: queue.claim("rescuer", wait=2), timeout=60, what="the rescued task"
+    )
     assert claim.task_id == task_id and claim.attempt == 2
     queue.complete(claim, "rescued")
     runs = queue.executions(task_id)
@@ -145,10 +143,7 @@ def test_a_stale_worker_cannot_complete_after_its_lease_was_taken(
 ) -> None:
     task_id = queue.enqueue("job")
     (stale,) = queue.claim("slow", lease=0.2)
-    deadline = time.monotonic() + 60
-    fresh: list[Claim] = []
-    while not fresh and time.monotonic() < deadline:
-        fresh = queue.claim("fast", wait=1)
+    fresh = eventually(lambda: queue.claim("fast", wait=1), timeout=60, what="the task again")
     with pytest.raises(StaleClaim):
         queue.complete(stale, "late")
     queue.complete(fresh[0], "on time")
@@ -187,21 +182,19 @@ def test_enqueue_commits_with_the_callers_transaction_or_not_at_all(
 
 
 def test_a_waiting_worker_wakes_on_notify_well_before_its_poll(tasks_dsn: str) -> None:
-    """The poll is 60 s here: only the notification can wake the worker in time."""
+    """The poll is 60 s here, and the LISTEN connection is up before the worker waits: only the
+    enqueue's notification can wake the worker in time."""
     with psycopg.connect(tasks_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
     with PostgresTaskQueue(tasks_dsn, poll=60) as queue:
+        assert queue.claim("w", wait=0.01) == []  # starts the wake-up connection
+        eventually(lambda: queue.listening, what="the queue's LISTEN connection")
         got: list[uuid.UUID] = []
-        listening = threading.Event()
-
-        def worker() -> None:
-            listening.set()
-            got.extend(c.task_id for c in queue.claim("w", wait=50))
-
-        thread = threading.Thread(target=worker)
+        thread = threading.Thread(
+            target=lambda: got.extend(c.task_id for c in queue.claim("w", wait=50))
+        )
         thread.start()
-        listening.wait()
-        time.sleep(0.5)  # let the worker's first claim find nothing and start waiting
+        eventually(lambda: queue.waiting == 1, what="the worker waiting in claim()")
         task_id = queue.enqueue("job")
         thread.join(40)
         assert not thread.is_alive(), "the notification did not wake the worker"

@@ -1,5 +1,6 @@
 """The outbox relay under faults, on real servers: relays SIGKILLed at random and NATS restarted
-(down 10 s) while 10,000 state and task changes commit; two relays in separate processes.
+(down until the relay has retried a few times) while 10,000 state and task changes commit; two
+relays in separate processes.
 
 What must hold: every outbox event is in its stream exactly once (ids and counts checked), each
 subject's events are in outbox order, a consumer running throughout sees each event once, and
@@ -29,6 +30,7 @@ from msstore.coordination import Event, subscribe
 from msstore.ops._provisioning import DEFAULT
 from msstore.records import Record
 from msstore.servers import EmbeddedNats
+from msstore.testing import eventually
 from msstore.work import TaskSpec
 
 from ._streams import keep_everything, stream_events
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
 AGENTS = 20
 ROUNDS = 50
 PER_ROUND = 50  # tasks (3 events each) and state writes (1 event each) per round
-NATS_DOWN = 10.0  # seconds the server stays away
+RETRIES_DURING_OUTAGE = 3  # the server stays away until the relay met it away this often
 
 
 @pytest.fixture
@@ -88,6 +90,14 @@ def outbox_counts(dsn: str) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
+def retries(dsn: str) -> int:
+    """Publish attempts the relays gave up on and left waiting (the outbox counts them)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT COALESCE(sum(attempts), 0) FROM messages.outbox").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def produce(dsn: str, done: threading.Event) -> None:
     """ROUNDS rounds of: PER_ROUND tasks enqueued, claimed and completed (created, started,
     completed events), and PER_ROUND state writes spread over AGENTS agents."""
@@ -102,13 +112,6 @@ def produce(dsn: str, done: threading.Event) -> None:
                 version[key] += 1
                 state.upsert_many([Record(key, {"r": r}, version[key], time.time())])
     done.set()
-
-
-def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_every_event_reaches_its_stream_once_through_kills_and_a_nats_restart(
@@ -147,26 +150,34 @@ def _run_faults(
     producer = threading.Thread(target=produce, args=(dsn, done), daemon=True)
     producer.start()
     relay = relay_process(dsn, server.url)
-    kills = 0
-    restarted = False
+    # The faults, in the order their moment comes: (events published by then, what happens).
+    faults = sorted([*((at, "kill") for at in kill_at), (restart_at, "restart")])
     try:
-        while kills < 3 or not restarted:
-            published = outbox_counts(dsn)[1]
-            if kills < 3 and published >= kill_at[kills]:
+        for at, fault in faults:
+
+            def reached(at: int = at) -> bool:
+                assert producer.is_alive() or done.is_set(), "the producer died"
+                return outbox_counts(dsn)[1] >= at
+
+            eventually(reached, timeout=300, what=f"{at} events published")
+            if fault == "kill":
                 relay.send_signal(signal.SIGKILL)  # no clean-up: mid-batch, maybe mid-publish
                 relay.wait()
-                kills += 1
                 relay = relay_process(dsn, server.url)
-            if not restarted and published >= restart_at:
-                server.stop()
-                time.sleep(NATS_DOWN)  # the outage itself; the relay retries meanwhile
+            else:
+                wanted = retries(dsn) + RETRIES_DURING_OUTAGE
+                server.stop()  # away until the relay has met it away a few times
+                eventually(
+                    lambda: retries(dsn) >= wanted,  # noqa: B023 - (called before the loop moves)
+                    timeout=120,
+                    what="the relay retrying while NATS is away",
+                )
                 server.start()
-                restarted = True
-            assert producer.is_alive() or done.is_set()
-            time.sleep(0.02)
         producer.join(120)
         assert done.is_set()
-        wait_until(lambda: outbox_counts(dsn)[1] == outbox_counts(dsn)[0], 120, "the relay")
+        eventually(
+            lambda: outbox_counts(dsn)[1] == outbox_counts(dsn)[0], timeout=120, what="the relay"
+        )
     finally:
         relay.send_signal(signal.SIGTERM)
         assert relay.wait(30) == 0
@@ -188,7 +199,7 @@ def _run_faults(
     assert all(line == sorted(line) for line in by_subject.values())  # outbox order per subject
 
     state_events = sum(1 for e in events if e.subject.startswith("agents.state."))
-    wait_until(lambda: len(seen) >= state_events, 60, "the consumer")
+    eventually(lambda: len(seen) >= state_events, timeout=60, what="the consumer")
     assert len(seen) == len(set(seen)) == state_events  # the consumer saw each event once
 
 
@@ -205,7 +216,7 @@ def test_two_relay_processes_share_the_work_and_publish_nothing_twice(
             )
     relays = [relay_process(dsn, server.url, report=True) for _ in range(2)]
     try:
-        wait_until(lambda: outbox_counts(dsn)[1] >= 4000, 120, "the relays")
+        eventually(lambda: outbox_counts(dsn)[1] >= 4000, timeout=120, what="the relays")
     finally:
         for relay in relays:
             relay.send_signal(signal.SIGTERM)

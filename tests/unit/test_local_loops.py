@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from msstore._internal.bridge import BridgeMisuse
 from msstore._internal.local_loops import LocalLoops
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
+from msstore.testing import eventually
 
 
 class Conn:
@@ -80,16 +80,11 @@ def test_idle_loops_are_ticked_and_dead_threads_cleaned_up(loops: Any) -> None:
     t.start()
     t.join()
     conn = conns[0]
-    deadline = time.monotonic() + 3
-    while not conn.closed and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert conn.closed  # the housekeeper closed the exited thread's connection
+    # the housekeeper closes the exited thread's connection
+    eventually(lambda: conn.closed, what="the exited thread's connection closed")
     mine = loops.first_state()
     before = mine.ticks
-    deadline = time.monotonic() + 10  # waits for the event, however busy the machine is
-    while mine.ticks <= before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert mine.ticks > before  # idle, yet its background task ran
+    eventually(lambda: mine.ticks > before, what="a tick")  # idle, yet its background task ran
 
 
 def test_a_reused_thread_ident_takes_the_loop_over(loops: Any) -> None:
@@ -97,7 +92,10 @@ def test_a_reused_thread_ident_takes_the_loop_over(loops: Any) -> None:
         t = threading.Thread(target=lambda: loops.run(whoami, timeout=1, write=False, what="t"))
         t.start()
         t.join()
-    time.sleep(0.3)  # housekeeping ran meanwhile; nothing was closed under a live thread
+    # Two whole housekeeping passes after the threads ended (the first may have begun before):
+    # nothing was closed under a live thread.
+    passes = loops.housekeeping_passes
+    eventually(lambda: loops.housekeeping_passes >= passes + 2, what="housekeeping")
     errors: list[BaseException] = []
 
     def again() -> None:

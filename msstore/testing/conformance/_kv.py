@@ -23,9 +23,10 @@ from msstore.errors import (
 )
 from msstore.protocols import KeyValueStore
 from msstore.records import Operation
+from msstore.testing._waiting import eventually
 
 from ._closing import check_closing
-from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES, _wait_for
+from ._values import BAD_KEYS, BAD_TTLS, BAD_VALUES, JSON_VALUES
 
 KVFactory = Callable[[BucketConfig], KeyValueStore]
 
@@ -318,7 +319,7 @@ class KeyValueConformance:
         kv.put("ttl", "short", ttl=1)
         kv.put("stays", "long")
         assert kv.get("ttl") is not None
-        assert _wait_for(lambda: kv.get("ttl") is None, timeout=5)
+        eventually(lambda: kv.get("ttl") is None, timeout=30, what="the key's TTL")
         assert kv.keys() == ["stays"]
         assert kv.get("stays") is not None
         if Capability.CAS in kv.capabilities:
@@ -333,8 +334,9 @@ class KeyValueConformance:
         if Capability.PER_KEY_TTL not in kv.capabilities:
             pytest.skip("store does not declare per_key_ttl (checked by test_per_key_ttl_expires)")
         kv.put("clear", "with ttl", ttl=1)
+        kv.put("canary", "with ttl", ttl=1)  # written after: it expires after the first TTL
         kv.put("clear", "no ttl")
-        time.sleep(2.2)
+        eventually(lambda: kv.get("canary") is None, timeout=30, what="the canary's 1 s TTL")
         entry = kv.get("clear")
         assert entry is not None and entry.value == "no ttl"
 
@@ -343,7 +345,7 @@ class KeyValueConformance:
         if Capability.TTL not in kv.capabilities:
             pytest.skip("store does not declare ttl")
         kv.put("aging", 1)
-        assert _wait_for(lambda: kv.get("aging") is None, timeout=5)
+        eventually(lambda: kv.get("aging") is None, timeout=30, what="the bucket TTL")
         assert kv.keys() == []
 
     # Watch -----------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["BAD_KEYS", "BAD_TTLS", "BAD_VALUES", "JSON_VALUES"]
@@ -82,12 +80,3 @@ BAD_KEYS: list[Any] = [
 
 BAD_TTLS: list[Any] = [0, -1, 0.5, 0.999, float("nan"), float("inf"), "10", True, [5]]
 """TTLs every backend must refuse with ``InvalidArgument``, writing nothing."""
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
