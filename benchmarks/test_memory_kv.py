@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from msstore.backends.memory import MemoryKV
+from msstore.bench.memory_kv import KEYS, document
 from msstore.buckets import BucketConfig
-from msstore.cli.bench.memory_kv import KEYS, document
 
 DOCS = [document(i) for i in range(100)]
 NAMES = [f"agent.a{i}.state" for i in range(KEYS)]

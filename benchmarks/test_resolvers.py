@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msstore.cli.bench.resolvers import _orsets
+from msstore.bench.resolvers import _orsets
 from msstore.conflicts import GCounter
 
 

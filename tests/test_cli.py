@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from msstore import __version__
 from msstore.cli import main
-from msstore.cli.bench.memory_kv import run as bench_memory_kv
+from msstore.bench.memory_kv import run as bench_memory_kv
 
 
 def test_help_and_version() -> None:
@@ -98,7 +98,7 @@ def test_console_script_bench_json() -> None:
 
 
 def test_resolvers_bench_reports_every_crdt() -> None:
-    from msstore.cli.bench.resolvers import run
+    from msstore.bench.resolvers import run
 
     figures = run(n=200)
     for name in ("gcounter", "pncounter", "orset", "lwwmap", "lwwregister", "mvregister"):
@@ -107,7 +107,7 @@ def test_resolvers_bench_reports_every_crdt() -> None:
 
 
 def test_pg_upsert_bench_reports_ratios(msstore_postgres_dsn: str, monkeypatch: Any) -> None:
-    from msstore.cli.bench.pg_upsert import run
+    from msstore.bench.pg_upsert import run
 
     monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
     figures = run(rows=2000, rounds=1)
@@ -128,7 +128,7 @@ def test_migrate_with_a_bad_dsn_prints_one_line_and_exits_2(dsn: str) -> None:
 def test_relay_bench_reports_ratios(
     msstore_postgres_dsn: str, msstore_nats_url: str, monkeypatch: Any
 ) -> None:
-    from msstore.cli.bench.relay import run
+    from msstore.bench.relay import run
 
     monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
     monkeypatch.setenv("MSSTORE_NATS_URL", msstore_nats_url)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from msstore import __version__
-from msstore.cli.bench import BENCHMARKS
+from msstore.bench import BENCHMARKS
 
 __all__ = ["main"]
 
@@ -91,7 +91,7 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 )
 def bench(name: str, as_json: bool, plot: str | None) -> None:
     """Run benchmark NAME and print its figures (with their raw baselines)."""
-    from msstore.cli.bench import PLOTTABLE, load  # noqa: PLC0415
+    from msstore.bench import PLOTTABLE, load  # noqa: PLC0415
 
     if plot and name not in PLOTTABLE:
         raise click.UsageError(f"--plot works with {', '.join(PLOTTABLE)}, not {name}")

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msstore.cli.bench.pg_upsert import _database
+from msstore.bench.pg_upsert import _database
 
 __all__ = ["run"]
 

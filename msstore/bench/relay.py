@@ -33,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from msstore.cli.bench.pg_upsert import _database
+from msstore.bench.pg_upsert import _database
+from msstore.coordination import OutboxRelay
 
 EVENTS = 5_000
 AGENTS = 100
@@ -72,7 +73,8 @@ def _nats() -> Iterator[str]:
         yield server.url
 
 
-def _prepare(dsn: str, url: str) -> None:
+def prepare(dsn: str, url: str) -> None:
+    """Migrate ``dsn`` and create the two limits-retention streams the relay publishes to."""
     import psycopg  # noqa: PLC0415
 
     from msstore.backends.nats import NatsClient, NatsConfig, provision  # noqa: PLC0415
@@ -97,7 +99,8 @@ def _prepare(dsn: str, url: str) -> None:
         client.close()
 
 
-def _fill(dsn: str, url: str, events: int) -> None:
+def fill(dsn: str, url: str, events: int) -> None:
+    """An outbox of ``events`` waiting rows, and empty streams."""
     import nats  # noqa: PLC0415
     import psycopg  # noqa: PLC0415
 
@@ -116,29 +119,37 @@ def _fill(dsn: str, url: str, events: int) -> None:
     asyncio.run(purge())
 
 
-def _msstore_round(dsn: str, url: str, events: int) -> float:
-    from msstore.coordination import OutboxRelay  # noqa: PLC0415
+def drain(relay: OutboxRelay) -> int:
+    """``relay.run_once()`` until a pass claims nothing; the events published."""
+    published = 0
+    while True:
+        report = relay.run_once()
+        published += report.published
+        if report.claimed == 0:
+            return published
 
-    _fill(dsn, url, events)
-    with OutboxRelay.connect(dsn=dsn, nats_url=url, batch_size=BATCH) as relay:
+
+def connect(dsn: str, url: str) -> OutboxRelay:
+    """The msstore relay the benchmark measures (``OutboxRelay.connect``, batches of 100)."""
+    return OutboxRelay.connect(dsn=dsn, nats_url=url, batch_size=BATCH)
+
+
+def msstore_relay(dsn: str, url: str, events: int) -> float:
+    """``OutboxRelay`` passes until the filled outbox is empty; events per second."""
+    with connect(dsn, url) as relay:
         relay.source.stats()  # the pool's connection open before the clock starts
-        published = 0
         start = time.perf_counter()
-        while True:
-            report = relay.run_once()
-            published += report.published
-            if report.claimed == 0:
-                break
+        published = drain(relay)
         elapsed = time.perf_counter() - start
     assert published == events, published
     return events / elapsed
 
 
-def _raw_round(dsn: str, url: str, events: int) -> float:
+def raw_relay(dsn: str, url: str, events: int) -> float:
+    """The hand-written relay (psycopg SKIP LOCKED claim, nats-py ``publish_async``, mark) until
+    the filled outbox is empty; events per second."""
     import nats  # noqa: PLC0415
     import psycopg  # noqa: PLC0415
-
-    _fill(dsn, url, events)
 
     async def relay() -> float:
         nc = await nats.connect(url)
@@ -179,7 +190,7 @@ def _latencies(dsn: str, url: str, count: int) -> list[float]:
 
     from msstore.coordination import OutboxEvent, OutboxRelay, Outcome  # noqa: PLC0415
 
-    _fill(dsn, url, 0)
+    fill(dsn, url, 0)
     acked: dict[int, float] = {}
     committed: dict[int, float] = {}
     done = threading.Event()
@@ -219,11 +230,21 @@ def _latencies(dsn: str, url: str, count: int) -> list[float]:
     return sorted((acked[k] - t) * 1000 for k, t in committed.items() if k in acked)
 
 
+def _msstore_round(dsn: str, url: str, events: int) -> float:
+    fill(dsn, url, events)
+    return msstore_relay(dsn, url, events)
+
+
+def _raw_round(dsn: str, url: str, events: int) -> float:
+    fill(dsn, url, events)
+    return raw_relay(dsn, url, events)
+
+
 def run(
     *, events: int = EVENTS, rounds: int = ROUNDS, latency_events: int = LATENCY_EVENTS
 ) -> dict[str, Any]:
     with _database() as dsn, _nats() as url:
-        _prepare(dsn, url)
+        prepare(dsn, url)
         ours: list[float] = []
         raw: list[float] = []
         _msstore_round(dsn, url, events)  # warm-up: plans, connections, caches

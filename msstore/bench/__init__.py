@@ -14,14 +14,14 @@ from typing import Any
 __all__ = ["BENCHMARKS", "PLOTTABLE", "load"]
 
 BENCHMARKS: dict[str, str] = {
-    "flush-thresholds": "msstore.cli.bench.flush_thresholds:run",
-    "memory-kv": "msstore.cli.bench.memory_kv:run",
-    "nats-kv": "msstore.cli.bench.nats_kv:run",
-    "pg-upsert": "msstore.cli.bench.pg_upsert:run",
-    "relay": "msstore.cli.bench.relay:run",
-    "resolvers": "msstore.cli.bench.resolvers:run",
-    "tasks": "msstore.cli.bench.tasks:run",
-    "vector": "msstore.cli.bench.vector:run",
+    "flush-thresholds": "msstore.bench.flush_thresholds:run",
+    "memory-kv": "msstore.bench.memory_kv:run",
+    "nats-kv": "msstore.bench.nats_kv:run",
+    "pg-upsert": "msstore.bench.pg_upsert:run",
+    "relay": "msstore.bench.relay:run",
+    "resolvers": "msstore.bench.resolvers:run",
+    "tasks": "msstore.bench.tasks:run",
+    "vector": "msstore.bench.vector:run",
 }
 
 PLOTTABLE = ("flush-thresholds",)

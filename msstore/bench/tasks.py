@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from msstore.cli.bench.pg_upsert import _database
+from msstore.bench.pg_upsert import _database
 
 TASKS = 4000
 BATCH = 500
@@ -88,7 +88,8 @@ def _reset(dsn: str) -> None:
         conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
 
 
-def _msstore_round(dsn: str) -> tuple[float, float]:
+def msstore_round(dsn: str) -> tuple[float, float]:
+    """``PostgresTaskQueue`` through the workload; (enqueue, claim + complete) tasks per second."""
     from msstore.backends.postgres import PostgresTaskQueue  # noqa: PLC0415
     from msstore.work import TaskSpec  # noqa: PLC0415
 
@@ -120,7 +121,8 @@ def _msstore_round(dsn: str) -> tuple[float, float]:
     return enqueue, claimed
 
 
-def _raw_round(dsn: str) -> tuple[float, float]:
+def raw_round(dsn: str) -> tuple[float, float]:
+    """The same workload in hand-written psycopg; (enqueue, claim + complete) per second."""
     import orjson  # noqa: PLC0415
     import psycopg  # noqa: PLC0415
 
@@ -201,15 +203,15 @@ def run() -> dict[str, Any]:
         Migrator(dsn).up()
         ours: list[tuple[float, float]] = []
         raw: list[tuple[float, float]] = []
-        _msstore_round(dsn)  # warm-up: plans, connections, caches
-        _raw_round(dsn)
+        msstore_round(dsn)  # warm-up: plans, connections, caches
+        raw_round(dsn)
         for r in range(ROUNDS):  # which goes first alternates, so order effects cancel
             if r % 2:
-                raw.append(_raw_round(dsn))
-                ours.append(_msstore_round(dsn))
+                raw.append(raw_round(dsn))
+                ours.append(msstore_round(dsn))
             else:
-                ours.append(_msstore_round(dsn))
-                raw.append(_raw_round(dsn))
+                ours.append(msstore_round(dsn))
+                raw.append(raw_round(dsn))
         wakes = sorted(_wake_latencies(dsn))
     enqueue = statistics.median(e for e, _ in ours)
     raw_enqueue = statistics.median(e for e, _ in raw)
