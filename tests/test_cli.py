@@ -212,3 +212,10 @@ def test_relay_once_with_nats_away_fails_in_one_line(pg_state_dsn: str) -> None:
     )
     assert status.exit_code == 1, status.output
     assert "health       UNHEALTHY (NATS is unreachable" in status.output
+
+
+def test_a_plot_without_matplotlib_fails_at_once_in_one_line(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    result = CliRunner().invoke(main, ["bench", "flush-thresholds", "--plot", "x.png"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: --plot needs matplotlib; pip install 'msstore[plot]'"

@@ -223,6 +223,8 @@ def run(
     from msstore.buckets import BucketConfig  # noqa: PLC0415
     from msstore.state import FlushPolicy, HybridStateManager  # noqa: PLC0415
 
+    if plot:
+        _pyplot()  # before minutes of measuring: refuse at once if it cannot draw
     keys, values = workload(writes)
 
     rows: list[dict[str, Any]] = []
@@ -308,7 +310,8 @@ def _paced(
     return rate, stats
 
 
-def _plot(rows: list[dict[str, Any]], path: str) -> None:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or ``Unsupported`` saying what to install."""
     try:
         import matplotlib  # noqa: PLC0415
 
@@ -317,7 +320,14 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
     except ImportError:
         from msstore.errors import Unsupported  # noqa: PLC0415
 
-        raise Unsupported("--plot needs matplotlib", hint="pip install 'msstore[plot]'") from None
+        raise Unsupported(
+            "--plot needs matplotlib", capability="plot", hint="pip install 'msstore[plot]'"
+        ) from None
+    return plt
+
+
+def _plot(rows: list[dict[str, Any]], path: str) -> None:
+    plt = _pyplot()
     thresholds = [r["threshold"] for r in rows]
     fig, left = plt.subplots(figsize=(8, 4.5))
     left.set_xscale("log")

@@ -92,10 +92,14 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 def bench(name: str, as_json: bool, plot: str | None) -> None:
     """Run benchmark NAME and print its figures (with their raw baselines)."""
     from msstore.bench import PLOTTABLE, load  # noqa: PLC0415
+    from msstore.errors import MsstoreError  # noqa: PLC0415
 
     if plot and name not in PLOTTABLE:
         raise click.UsageError(f"--plot works with {', '.join(PLOTTABLE)}, not {name}")
-    figures = load(name)(plot=plot) if plot else load(name)()
+    try:
+        figures = load(name)(plot=plot) if plot else load(name)()
+    except MsstoreError as err:
+        raise _Failed(err) from None
     if as_json:
         click.echo(json.dumps(figures))
     else:
