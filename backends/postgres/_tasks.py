@@ -71,12 +71,18 @@ TASK_COLUMNS: Final = """
   extract(epoch FROM q.started_at)::float8, extract(epoch FROM q.completed_at)::float8,
   q.result, q.last_error, q.enqueue_seq
 """
-# A claim holds its task while this is true (msstore.work.holds), with %(lapsed)s false; a
-# lapsed claim (its lease ran out, nobody took the task since) with it true.
-CLAIM_HOLDS: Final = """
-  q.status = 'running' AND q.attempts = s.attempt AND q.claimed_by = s.agent
-  AND (q.lease_expires_at > now.t) <> s.lapsed
+
+
+def _claim_holds(task_id: str, attempt: str, agent: str, lapsed: str) -> str:
+    """The SQL form of :func:`msstore.work.holds` for the row ``q`` at ``now.t``: the task
+    running, at the claim's attempt, by its agent, its lease not run out (``lapsed`` true: run
+    out). The arguments are the SQL expressions of the claim's fields."""
+    return f"""
+  q.task_id = {task_id} AND q.status = 'running' AND q.attempts = {attempt}
+  AND q.claimed_by = {agent} AND (q.lease_expires_at > now.t) <> {lapsed}
 """
+
+
 INSERT_TASKS: Final = f"""
 WITH now AS (SELECT {NOW} AS t)
 INSERT INTO tasks.queue AS q (task_id, task_type, payload, priority, scheduled_at, expires_at,
@@ -136,7 +142,8 @@ SELECT {TASK_COLUMNS} FROM tasks.queue q
 WHERE q.status = 'running' AND q.lease_expires_at <= {NOW}
 ORDER BY q.lease_expires_at LIMIT 1000
 """
-# One attempt ({ONE}) or many ({MANY}) settled: the settlements' columns, decided by the base.
+# One attempt (SETTLE_ONE) or many (SETTLE_MANY) settled: the settlements' columns, decided by
+# the base.
 SETTLE_ONE: Final = """
 SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
   %(status)s::task_status_type AS status, %(run)s::task_status_type AS run,
@@ -161,7 +168,7 @@ done AS (
     result = COALESCE(s.result, q.result), last_error = COALESCE(s.error, q.last_error),
     lease_expires_at = NULL, updated_at = now.t
   FROM s, now
-  WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+  WHERE {_claim_holds("s.task_id", "s.attempt", "s.agent", "s.lapsed")}
   RETURNING q.task_id, q.attempts, s.run, s.result, s.error, s.finished
 ),
 runs AS (
@@ -176,17 +183,16 @@ SELECT d.task_id, extract(epoch FROM now.t)::float8,
 FROM done d, now
 """
 SETTLE_ONE_STATEMENT: Final = SETTLE.format(source=SETTLE_ONE)
+SETTLE_MANY_STATEMENT: Final = SETTLE.format(source=SETTLE_MANY)
 # A completion, the most frequent settlement, has the one statement that writes just what a
 # completion changes (SETTLE does the same for it, with every column's case in the plan).
 COMPLETE_STATEMENT: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
-s AS (SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
-        false AS lapsed),
 done AS (
   UPDATE tasks.queue q SET status = 'completed', completed_at = now.t,
     result = %(result)s::jsonb, lease_expires_at = NULL, updated_at = now.t
-  FROM s, now
-  WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+  FROM now
+  WHERE {_claim_holds("%(id)s", "%(attempt)s", "%(agent)s", "false")}
   RETURNING q.task_id, q.attempts
 ),
 runs AS (
@@ -200,15 +206,12 @@ SELECT d.task_id, extract(epoch FROM now.t)::float8,
    WHERE x.depends_on_task_id = d.task_id)
 FROM done d, now
 """
-SETTLE_MANY_STATEMENT: Final = SETTLE.format(source=SETTLE_MANY)
 RENEW: Final = f"""
-WITH now AS (SELECT {NOW} AS t),
-s AS (SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
-        false AS lapsed)
+WITH now AS (SELECT {NOW} AS t)
 UPDATE tasks.queue q SET lease_expires_at = now.t + %(seconds)s * interval '1 second',
   updated_at = now.t
-FROM s, now
-WHERE q.task_id = s.task_id AND {CLAIM_HOLDS}
+FROM now
+WHERE {_claim_holds("%(id)s", "%(attempt)s", "%(agent)s", "false")}
 RETURNING extract(epoch FROM q.lease_expires_at)::float8
 """
 END_RUN: Final = f"""
