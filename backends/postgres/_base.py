@@ -4,13 +4,15 @@
 store's client-side deadline (:mod:`._deadline`), and translates what psycopg raises into the
 msstore error a caller should see (:func:`._tx.classify`; a call cut off at its deadline is
 ``DeadlineExceeded`` for a read and ``OutcomeUnknown`` for a write, both naming the limit).
-The pool's ``connection()`` block commits what ``fn`` left open, or rolls it back when ``fn``
-raised. Subclasses set ``_pool`` and ``_deadline`` and may prepare each connection
+What ``fn`` leaves open is committed, or rolled back when ``fn`` raised (the work of the pool's
+``connection()`` block, done here without its two context managers: this is on every call).
+Subclasses set ``_pool`` and ``_deadline`` and may prepare each connection
 (:meth:`PgStore._prepare`, e.g. to register the vector types).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
@@ -20,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
@@ -87,6 +90,17 @@ def timestamp(seconds: float | None) -> datetime.datetime | None:
     return None if seconds is None else datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
+_IDLE: Final = TransactionStatus.IDLE
+
+
+def _roll_back(conn: Conn) -> None:
+    """End what a failed ``fn`` left open, so that the connection goes back to the pool clean
+    (a broken one is discarded by the pool)."""
+    if not conn.closed and conn.pgconn.transaction_status != _IDLE:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+
+
 class _CutOff(Exception):
     """A call whose connection the deadline watchdog cut (internal)."""
 
@@ -147,15 +161,24 @@ class PgStore(StoreBase):
         """``fn(conn)`` on a pooled connection; errors as msstore errors (module docstring).
         ``StoreClosed`` once the store is closed."""
         self._check_open()
+        pool = self._pool
         try:
-            with self._pool.connection() as conn, guard(conn, self._deadline) as deadline:
-                try:
-                    self._prepare(conn)
-                    return fn(conn)
-                except psycopg.Error as err:
-                    if deadline is not None and deadline.fired:
-                        raise _CutOff() from err
-                    raise
+            conn = pool.getconn()
+            try:
+                with guard(conn, self._deadline) as deadline:
+                    try:
+                        self._prepare(conn)
+                        result = fn(conn)
+                        if conn.pgconn.transaction_status != _IDLE:
+                            conn.commit()  # what fn left open (a pool without autocommit)
+                        return result
+                    except BaseException as err:
+                        _roll_back(conn)
+                        if isinstance(err, psycopg.Error) and deadline and deadline.fired:
+                            raise _CutOff() from err
+                        raise
+            finally:
+                pool.putconn(conn)
         except _CutOff as cut:
             raise self._cut_off(what, write) from cut.__cause__
         except psycopg.Error as err:

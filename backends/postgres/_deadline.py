@@ -46,12 +46,15 @@ class _Watchdog:
         self._live: set[int] = set()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+
+    def forked(self) -> None:
+        """In a child after fork(): the parent's thread and calls are not this process's."""
+        self._cond = threading.Condition(threading.Lock())
+        self._heap, self._live, self._thread = [], set(), None
 
     def add(self, deadline: Deadline) -> int:
         with self._cond:
-            if self._thread is None or self._pid != os.getpid():  # first use, or after fork()
-                self._heap, self._live, self._pid = [], set(), os.getpid()
+            if self._thread is None:  # first use (in this process)
                 self._thread = threading.Thread(
                     target=self._run, name="msstore-sql-deadlines", daemon=True
                 )
@@ -104,6 +107,7 @@ def _cut(conn: Any) -> None:
 
 
 _watchdog = _Watchdog()
+os.register_at_fork(after_in_child=_watchdog.forked)
 
 
 class guard:

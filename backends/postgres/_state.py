@@ -138,9 +138,7 @@ class PostgresStateStore(PgStore):
         deadline: float | None = DEFAULT_DEADLINE,
         connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        self._adopt(
-            pool, name="msstore-state", connect_timeout=connect_timeout, deadline=deadline
-        )
+        self._adopt(pool, name="msstore-state", connect_timeout=connect_timeout, deadline=deadline)
         self._codec = codec or default_codec
         self._known_agents: set[str] = set()  # agent tokens (first key tokens) registered
 

@@ -279,3 +279,37 @@ def test_task_events_and_monitoring(pg_state_dsn: str) -> None:
         assert health == ("application_pool", "healthy", True)
         assert conn.execute("SELECT count(*) FROM monitoring.connection_stats").fetchone()[0] >= 1
         conn.rollback()
+
+
+def test_a_callers_pool_gets_its_connections_back_clean(
+    store: PostgresStateStore, pg_state_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a pool of the caller's (not in autocommit), what a call left open is committed and
+    what a failed call left is rolled back: the next user of the connection starts clean and the
+    pool has nothing to roll back (it warns when it must)."""
+    from psycopg.pq import TransactionStatus
+    from psycopg_pool import ConnectionPool
+
+    caplog.set_level("WARNING", logger="psycopg")
+    with ConnectionPool(pg_state_dsn, min_size=1, max_size=1) as pool:
+        theirs = PostgresStateStore(pool)
+        theirs.store("agent-p.k", {"n": 1})
+        theirs._run(  # a write left open by the code it runs: committed
+            "update", lambda conn: conn.execute("UPDATE agents.state SET version = 2"), write=True
+        )
+        with pool.connection() as conn:
+            assert conn.info.transaction_status is TransactionStatus.IDLE
+        rec = theirs.retrieve("agent-p.k")
+        assert rec is not None and rec.value == {"n": 1} and rec.version == 2
+
+        def write_then_fail(conn: Any) -> None:
+            conn.execute("UPDATE agents.state SET version = 99 WHERE state_key = 'agent-p.k'")
+            raise RuntimeError("the caller's code failed")
+
+        with pytest.raises(RuntimeError):
+            theirs._run("fail", write_then_fail, write=True)
+        with pool.connection() as conn:
+            assert conn.info.transaction_status is TransactionStatus.IDLE
+        again = theirs.retrieve("agent-p.k")
+        assert again is not None and again.version == 2  # the failed call's update is gone
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
