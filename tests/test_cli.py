@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from msstore import __version__
-from msstore.cli import main
 from msstore.bench.memory_kv import run as bench_memory_kv
+from msstore.cli import main
 
 
 def test_help_and_version() -> None:

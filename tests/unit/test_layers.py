@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-EDGES = {"backends", "bench", "cli", "servers", "testing"}  # forbidden to backends whole, or backends
+# Packages forbidden to backends whole (not module by module), or backends themselves.
+EDGES = {"backends", "bench", "cli", "servers", "testing"}
 
 
 def _contract(name_start: str) -> dict[str, Any]:
