@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from msstore.bench.relay import connect, drain, fill, prepare, raw_relay
+from msstore.bench.relay import connect, fill, prepare, raw_relay
 
 EVENTS = 2000
 
@@ -32,7 +32,5 @@ def test_relay_an_outbox(benchmark: Any, prepared: tuple[str, str], relay: str) 
         )
         return
     with connect(dsn, url) as ours:
-        published = benchmark.pedantic(
-            drain, args=(ours,), setup=lambda: fill(dsn, url, EVENTS), rounds=3
-        )
+        published = benchmark.pedantic(ours.drain, setup=lambda: fill(dsn, url, EVENTS), rounds=3)
     assert published == EVENTS

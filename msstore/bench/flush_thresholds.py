@@ -326,29 +326,22 @@ def _pyplot() -> Any:
     return plt
 
 
+# The rate lines of the plot: msstore's and its two ceilings (figure, style, colour, label).
+_RATE_LINES = (
+    ("writes_per_s", "o-", "tab:blue", "msstore"),
+    ("raw_kv_writes_per_s", "o:", "tab:gray", "raw KV (nats-py puts, no SQL)"),
+    ("raw_dual_writes_per_s", "o--", "tab:green", "raw dual store (nats-py + psycopg)"),
+)
+
+
 def _plot(rows: list[dict[str, Any]], path: str) -> None:
     plt = _pyplot()
     thresholds = [r["threshold"] for r in rows]
     fig, left = plt.subplots(figsize=(8, 4.5))
     left.set_xscale("log")
     left.set_xlabel("flush threshold (dirty keys)")
-    left.plot(
-        thresholds, [r["writes_per_s"] for r in rows], "o-", color="tab:blue", label="msstore"
-    )
-    left.plot(
-        thresholds,
-        [r["raw_kv_writes_per_s"] for r in rows],
-        "o:",
-        color="tab:gray",
-        label="raw KV (nats-py puts, no SQL)",
-    )
-    left.plot(
-        thresholds,
-        [r["raw_dual_writes_per_s"] for r in rows],
-        "o--",
-        color="tab:green",
-        label="raw dual store (nats-py + psycopg)",
-    )
+    for figure, style, color, label in _RATE_LINES:
+        left.plot(thresholds, [r[figure] for r in rows], style, color=color, label=label)
     left.set_ylabel("writes/s")
     left.set_ylim(bottom=0)
     left.legend(loc="lower right", fontsize="small")

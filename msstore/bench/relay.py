@@ -119,16 +119,6 @@ def fill(dsn: str, url: str, events: int) -> None:
     asyncio.run(purge())
 
 
-def drain(relay: OutboxRelay) -> int:
-    """``relay.run_once()`` until a pass claims nothing; the events published."""
-    published = 0
-    while True:
-        report = relay.run_once()
-        published += report.published
-        if report.claimed == 0:
-            return published
-
-
 def connect(dsn: str, url: str) -> OutboxRelay:
     """The msstore relay the benchmark measures (``OutboxRelay.connect``, batches of 100)."""
     return OutboxRelay.connect(dsn=dsn, nats_url=url, batch_size=BATCH)
@@ -139,7 +129,7 @@ def msstore_relay(dsn: str, url: str, events: int) -> float:
     with connect(dsn, url) as relay:
         relay.source.stats()  # the pool's connection open before the clock starts
         start = time.perf_counter()
-        published = drain(relay)
+        published = relay.drain()
         elapsed = time.perf_counter() - start
     assert published == events, published
     return events / elapsed

@@ -23,6 +23,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from msstore.bench.pg_upsert import _database
@@ -102,22 +103,16 @@ def msstore_round(dsn: str) -> tuple[float, float]:
         enqueue = TASKS / (time.perf_counter() - start)
         for w in range(WORKERS):  # register the workers (once per agent) outside the timing
             queue.claim(f"w{w}", types=["none"])
-        done = [0] * WORKERS
 
-        def work(w: int) -> None:
+        def work(w: int) -> int:
+            done = 0
             while claims := queue.claim(f"w{w}", limit=CLAIM_LIMIT):
                 for claim in claims:
                     queue.complete(claim, {"ok": True})
-                    done[w] += 1
+                    done += 1
+            return done
 
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(WORKERS)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        claimed = sum(done) / (time.perf_counter() - start)
-        assert sum(done) == TASKS, done
+        claimed = _workers(work)
     return enqueue, claimed
 
 
@@ -143,27 +138,39 @@ def raw_round(dsn: str) -> tuple[float, float]:
         enqueue = TASKS / (time.perf_counter() - start)
         names = [f"raw{w}" for w in range(WORKERS)]
         conn.execute(ENSURE_AGENTS, ([agent_of_token(n) for n in names], names))
-    done = [0] * WORKERS
     result = orjson.dumps({"ok": True}).decode()
 
-    def work(w: int) -> None:
+    def work(w: int) -> int:
         name = f"raw{w}"
         agent = agent_of_token(name)
+        done = 0
         with psycopg.connect(dsn, autocommit=True) as c:
             while rows := c.execute(RAW_CLAIM, [CLAIM_LIMIT, name, agent]).fetchall():
                 for task_id, attempt, _payload in rows:
                     c.execute(RAW_COMPLETE, [result, task_id, attempt, name, result])
-                    done[w] += 1
+                    done += 1
+        return done
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(WORKERS)]
+    return enqueue, _workers(work)
+
+
+def _workers(work: Callable[[int], int]) -> float:
+    """``work(w)`` on ``WORKERS`` threads at once, each returning the tasks it completed; the
+    tasks completed per second, all of them."""
+    done = [0] * WORKERS
+
+    def run(w: int) -> None:
+        done[w] = work(w)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(WORKERS)]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    claimed = sum(done) / (time.perf_counter() - start)
+    rate = sum(done) / (time.perf_counter() - start)
     assert sum(done) == TASKS, done
-    return enqueue, claimed
+    return rate
 
 
 def _wake_latencies(dsn: str) -> list[float]:

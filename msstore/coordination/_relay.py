@@ -116,6 +116,16 @@ class OutboxRelay:
         self._count(report)
         return report
 
+    def drain(self) -> int:
+        """Pass after pass until one claims nothing (everything committed so far is relayed or
+        set aside); return the events published. For scripts, shutdown and tests."""
+        published = 0
+        while True:
+            report = self.run_once()
+            published += report.published
+            if report.claimed == 0:
+                return published
+
     def _count(self, report: BatchReport) -> None:
         with self._lock:
             totals = self._totals

@@ -56,15 +56,6 @@ def relay(outbox_dsn: str, nats_url: str) -> Iterator[OutboxRelay]:
     client.close()
 
 
-def drain(relay: OutboxRelay) -> int:
-    published = 0
-    while True:
-        report = relay.run_once()
-        published += report.published
-        if report.claimed == 0:
-            return published
-
-
 def test_task_events_reach_the_stream_once_in_order(
     relay: OutboxRelay, outbox_dsn: str, nats_url: str
 ) -> None:
@@ -72,7 +63,7 @@ def test_task_events_reach_the_stream_once_in_order(
         task = queue.enqueue("summarise", {"doc": 1})
         (claim,) = queue.claim("agent-a")
         queue.complete(claim, {"ok": True})
-    assert drain(relay) == 3
+    assert relay.drain() == 3
     events = stream_events(nats_url, "TASK_EXECUTION")
     assert [e.subject for e in events] == [
         f"tasks.created.{task}",
@@ -168,7 +159,7 @@ def test_the_task_processor_preset_sees_each_started_task_once(
     with PostgresTaskQueue(outbox_dsn) as queue:
         ids = queue.enqueue_many([TaskSpec("crawl", {"n": i}) for i in range(20)])
         claims = queue.claim("agent-a", limit=20)
-    drain(relay)
+    relay.drain()
     with subscribe(client, recorder, preset="task-processor", durable="tp-test"):
         events = recorder.wait_for(20)
     assert sorted(e.json()["task_id"] for e in events) == sorted(str(i) for i in ids)
@@ -185,7 +176,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
     agent = uuid.uuid4()
     outbox.add(f"agents.state.{agent}", {"n": "flaky"})
     outbox.add(f"agents.state.{agent}", {"n": "poison"})
-    drain(relay)
+    relay.drain()
     client = NatsClient(NatsConfig(servers=[nats_url]))
     flaky, poison = Recorder(fail=2), Recorder(fail=99)
     with subscribe(
@@ -278,7 +269,7 @@ def test_logged_messages_are_announced_without_their_payload(
             payload={"secret": "s3cr3t"},
         )
         broadcast = log.send(team.name, from_agent="planner", subject="q", message_type="query")
-    drain(relay)
+    relay.drain()
     events = {e.subject: orjson.loads(e.data) for e in stream_events(nats_url, "AGENT_MESSAGES")}
     worker = agent_id_for("worker-1")
     assert set(events) == {f"messages.direct.{worker}", f"messages.broadcast.{team.channel_id}"}
@@ -298,13 +289,13 @@ def test_the_monitoring_preset_reads_the_whole_stream_from_its_last_event(
     assert isinstance(outbox, PostgresOutbox)
     agent = uuid.uuid4()
     outbox.add_many([(f"agents.state.{agent}", {"n": n}) for n in range(3)])
-    drain(relay)
+    relay.drain()
     client = NatsClient(NatsConfig(servers=[nats_url]))
     recorder = Recorder()
     with subscribe(client, recorder, preset="monitoring"):
         (last,) = recorder.wait_for(1)
         outbox.add(f"agents.heartbeat.{agent}", {"n": 3})  # another subject of the stream
-        drain(relay)
+        relay.drain()
         events = recorder.wait_for(2)
     assert [e.json()["n"] for e in events] == [2, 3] and last.msg_id is not None
     client.close()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +9,8 @@ import pytest
 
 from msstore._internal.bridge import Bridge, BridgeMisuse, get_bridge
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
+
+from ._fork import in_child
 
 
 async def add(a: int, b: int) -> int:
@@ -100,17 +101,10 @@ def test_close_drains_pending_work(bridge: Bridge) -> None:
 def test_fork_gets_a_fresh_bridge() -> None:
     parent = get_bridge()
     assert parent.run(add(1, 1), timeout=1) == 2
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: the parent's loop thread does not exist here
-        try:
-            child = get_bridge()
-            ok = child is not parent and child.run(add(20, 22), timeout=2) == 42
-            os.write(write, b"ok" if ok else b"bad")
-        finally:
-            os._exit(0)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read, 10) == b"ok" and status == 0
-    os.close(read)
+
+    def fresh() -> bool:  # the parent's loop thread does not exist in the child
+        child = get_bridge()
+        return child is not parent and child.run(add(20, 22), timeout=2) == 42
+
+    assert in_child(fresh)
     assert get_bridge() is parent

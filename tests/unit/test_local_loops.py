@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from typing import Any
 
@@ -11,6 +10,8 @@ from msstore._internal.bridge import BridgeMisuse
 from msstore._internal.local_loops import LocalLoops
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
 from msstore.testing import eventually
+
+from ._fork import in_child
 
 
 class Conn:
@@ -183,17 +184,10 @@ def test_closed_pool_refuses_work(loops: Any) -> None:
 
 def test_fork_starts_without_the_parents_loops(loops: Any) -> None:
     parent_conn = loops.first_state()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            child_conn = loops.first_state()
-            ok = child_conn is not parent_conn and child_conn.loop is not parent_conn.loop
-            os.write(write, b"ok" if ok else b"bad")
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    assert os.read(read, 10) == b"ok"
-    os.close(read)
+
+    def fresh() -> bool:
+        child_conn = loops.first_state()
+        return child_conn is not parent_conn and child_conn.loop is not parent_conn.loop
+
+    assert in_child(fresh)
     assert loops.first_state() is parent_conn

@@ -7,7 +7,6 @@ what the stores make of a cut connection is tested against a real server in test
 
 from __future__ import annotations
 
-import os
 import socket
 import types
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from msstore.backends.postgres._deadline import guard
+
+from ._fork import in_child
 
 
 @pytest.fixture
@@ -74,18 +75,12 @@ def test_a_forked_child_gets_a_watchdog_of_its_own(
 ) -> None:
     ours, _ = pair
     with guard(_conn(ours), 30):  # the parent's watchdog thread is running
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: the parent's thread does not exist here
-            try:
-                child, _other = socket.socketpair()
-                child.settimeout(30)
-                with guard(_conn(child), 0.05) as deadline:
-                    cut = child.recv(1) == b""
-                os.write(write, b"ok" if cut and deadline and deadline.fired else b"bad")
-            finally:
-                os._exit(0)
-        os.close(write)
-        _, status = os.waitpid(pid, 0)
-        assert os.read(read, 10) == b"ok" and status == 0
-        os.close(read)
+
+        def cut_in_time() -> bool:  # the parent's thread does not exist in the child
+            child, _other = socket.socketpair()
+            child.settimeout(30)
+            with guard(_conn(child), 0.05) as deadline:
+                cut = child.recv(1) == b""
+            return cut and deadline is not None and deadline.fired
+
+        assert in_child(cut_in_time)
