@@ -234,8 +234,7 @@ class MemoryKV(KVBase):
             return [self._append(k, raw, Operation.PUT, key_ttl) for k, raw in encoded]
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
-        wanted = [keygrammar.check_key(k) for k in keys]
-        return {k: self.get(k) for k in wanted}
+        return {k: self.get(k) for k in self._check_keys(keys)}
 
     # ChangeFeed -------------------------------------------------------------------------------
 

@@ -531,8 +531,7 @@ class NatsKV(KVBase):
         return _batch_results(results, [k for k, _ in encoded], what="put_many", write=True)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
-        wanted = [keygrammar.check_key(k) for k in keys]
-        self._check_open()
+        wanted = self._check_keys(keys)
 
         async def batch(c: Conn) -> list[Entry | BaseException | None]:
             return await asyncio.gather(*(self._get(c, k) for k in wanted), return_exceptions=True)

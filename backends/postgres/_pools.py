@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from msstore.errors import ConnectionFailed, InvalidArgument
 from msstore.records import HealthStatus
 from msstore.registry import redact_url
-from msstore.spi import check_bool, check_int, check_seconds
+from msstore.spi import check_bool, check_int, check_many, check_seconds
 
 from ._config import check_dsn, dsn_from_env
 
@@ -184,7 +184,7 @@ class Pools:
             self._make(
                 f"replica{i}", dsn, chosen["replica"], f"{application_name}-replica{i}", open_now
             )
-            for i, dsn in enumerate(replicas)
+            for i, dsn in enumerate(check_many(replicas, field="replicas", of="DSNs"))
         ]
         self._next = itertools.count()
         self._lock = threading.Lock()

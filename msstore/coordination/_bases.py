@@ -17,7 +17,7 @@ import attrs
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument
 from msstore.registry import open_store, redact_url
-from msstore.spi import StoreBase, check_int, check_seconds
+from msstore.spi import StoreBase, check_int, check_pairs, check_seconds
 
 from ._outbox import (
     MAX_BATCH,
@@ -107,7 +107,7 @@ class OutboxSourceBase(StoreBase):
         self._check_open()
         subjects: list[str] = []
         payloads: list[bytes] = []
-        for subject, payload in events:
+        for subject, payload in check_pairs(events, field="events", of="(subject, payload) pairs"):
             subjects.append(check_subject(subject))
             if isinstance(payload, bytes):
                 self._codec.decode(payload)  # JSON text, or SerializationError

@@ -21,6 +21,7 @@ import orjson
 
 from msstore.errors import InvalidArgument
 from msstore.ops import DEFAULT, ConsumerSpec
+from msstore.spi import check_many
 
 from ._outbox import check_subject
 
@@ -149,9 +150,10 @@ class EventSource(Protocol):
 
 
 def check_backoff(backoff: Sequence[float]) -> tuple[float, ...]:
-    if isinstance(backoff, (str, bytes)) or not backoff:
-        raise InvalidArgument(f"backoff must be a non-empty list of seconds, got {backoff!r}")
-    for delay in backoff:
+    delays = check_many(backoff, field="backoff", of="seconds")
+    if not delays:
+        raise InvalidArgument("backoff must be a non-empty list of seconds, got []")
+    for delay in delays:
         if (
             isinstance(delay, bool)
             or not isinstance(delay, (int, float))
@@ -159,7 +161,7 @@ def check_backoff(backoff: Sequence[float]) -> tuple[float, ...]:
             or delay < 0
         ):
             raise InvalidArgument(f"backoff delays must be finite seconds >= 0, got {delay!r}")
-    return tuple(float(d) for d in backoff)
+    return tuple(float(d) for d in delays)
 
 
 def redelivery_delay(attempt: int, backoff: Sequence[float]) -> float:

@@ -28,7 +28,14 @@ from msstore.capabilities import Capability
 from msstore.errors import InvalidArgument
 from msstore.protocols import Embedder
 from msstore.records import Query, Record, UpsertResult
-from msstore.spi import as_matrix, check_k, check_query, check_version, newest_per_key
+from msstore.spi import (
+    as_matrix,
+    check_k,
+    check_many,
+    check_query,
+    check_version,
+    newest_per_key,
+)
 
 from ._facts import Fact, FactFilter, FactHit, FactStore, StaleVectors, check_fact, content_hash
 from ._fusion import RRF_K, reciprocal_rank_fusion
@@ -106,7 +113,7 @@ class KnowledgeBase:
         raises ``VersionConflict`` (nothing is stored) or, with ``skip_stale``, is left out.
         """
         now = self._clock()
-        checked = [check_fact(f, now=now) for f in facts]
+        checked = [check_fact(f, now=now) for f in check_many(facts, field="facts", of="Facts")]
         keys = [f.key for f in checked if f.key is not None]
         if len(set(keys)) != len(keys):
             raise InvalidArgument("a batch holds each key at most once")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from msstore.errors import InvalidArgument, Unsupported
-from msstore.spi import check_dim, numpy
+from msstore.spi import check_dim, check_many, numpy
 
 __all__ = ["HashingEmbedder", "SentenceTransformerEmbedder", "check_texts"]
 
@@ -31,9 +31,7 @@ _WORD: Final = re.compile(r"\w+", re.UNICODE)
 
 def check_texts(texts: Sequence[str]) -> list[str]:
     """``texts`` as a list of non-empty strings, or ``InvalidArgument``."""
-    if isinstance(texts, str):
-        raise InvalidArgument("embed() takes a sequence of texts, not one string")
-    out = list(texts)
+    out = check_many(texts, field="texts", of="strings")
     for text in out:
         if not isinstance(text, str) or not text.strip():
             raise InvalidArgument(f"texts must be non-empty strings, got {text!r}")

@@ -24,7 +24,16 @@ from msstore import keys as keygrammar
 from msstore.codec import default_codec
 from msstore.errors import InvalidArgument, StaleVectors, VersionConflict
 from msstore.protocols import Store
-from msstore.spi import StoreBase, as_matrix, check_int, check_k, check_version, contains
+from msstore.spi import (
+    StoreBase,
+    as_matrix,
+    check_int,
+    check_k,
+    check_many,
+    check_mapping,
+    check_version,
+    contains,
+)
 
 __all__ = [
     "Fact",
@@ -114,12 +123,13 @@ def _text_field(value: object, name: str, limit: int) -> None:
 def check_fact(fact: Fact, *, now: float) -> Fact:
     """Validate ``fact`` (typed errors, nothing written) and fill ``valid_from``."""
     if not isinstance(fact, Fact):
-        raise InvalidArgument(f"expected a Fact, got {type(fact).__name__}")
+        hint = "add_many([...]) stores several facts" if isinstance(fact, (list, tuple)) else None
+        raise InvalidArgument(f"expected a Fact, got {type(fact).__name__}", hint=hint)
     _text_field(fact.entity_type, "entity_type", 100)
     _text_field(fact.entity_id, "entity_id", 255)
     _text_field(fact.predicate, "predicate", 255)
     default_codec.encode(fact.value)  # SerializationError for what JSON cannot hold
-    default_codec.encode(dict(fact.evidence))
+    default_codec.encode(dict(check_mapping(fact.evidence, field="evidence")))
     if fact.confidence is not None and (
         not isinstance(fact.confidence, (int, float))
         or isinstance(fact.confidence, bool)
@@ -402,8 +412,11 @@ class FactStoreBase(StoreBase):
 
     def remove(self, fact_ids: Sequence[str]) -> int:
         """Delete the facts of ``fact_ids`` (ids that name none are skipped); how many."""
+        ids = check_many(fact_ids, field="fact_ids", of="fact ids")
+        if not all(type(f) is str and f for f in ids):
+            raise InvalidArgument(f"fact_ids must be non-empty strings, got {ids!r}"[:200])
         self._check_open()
-        return self._remove(list(dict.fromkeys(str(f) for f in fact_ids)))
+        return self._remove(list(dict.fromkeys(ids)))
 
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
         """Delete the fact of ``key`` (only if its version is below ``below_version``)."""

@@ -15,7 +15,14 @@ from msstore._internal.options import check_known, opt_bool, opt_choice, opt_flo
 from msstore._internal.timers import EarliestTimer
 from msstore._internal.ttl import MAX_TTL_SECONDS, check_ttl, expiry
 
-from ._checks import check_bool, check_int, check_seconds
+from ._checks import (
+    check_bool,
+    check_int,
+    check_many,
+    check_mapping,
+    check_pairs,
+    check_seconds,
+)
 from ._filters import check_query, contains
 from ._kvbase import KV_CAPABILITIES, KVBase, check_revision, stale_revision
 from ._store import StoreBase
@@ -59,8 +66,11 @@ __all__ = [
     "check_int",
     "check_k",
     "check_known",
+    "check_many",
+    "check_mapping",
     "check_metadata",
     "check_metric",
+    "check_pairs",
     "check_query",
     "check_retention",
     "check_revision",

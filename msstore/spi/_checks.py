@@ -4,10 +4,24 @@
 from __future__ import annotations
 
 import math
+import reprlib
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from msstore.errors import InvalidArgument
 
-__all__ = ["check_bool", "check_int", "check_seconds"]
+__all__ = [
+    "check_bool",
+    "check_int",
+    "check_many",
+    "check_mapping",
+    "check_pairs",
+    "check_seconds",
+]
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
 
 
 def check_seconds(
@@ -53,3 +67,51 @@ def check_bool(value: object, *, field: str) -> bool:
     if type(value) is not bool:
         raise InvalidArgument(f"{field} must be a bool, got {value!r}")
     return value
+
+
+def _one(value: object) -> str:
+    """How to name a single value where several were expected."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return f"the {type(value).__name__} {_short.repr(value)}"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} (a mapping, not a list)"
+    return f"a single {type(value).__name__} {_short.repr(value)}"
+
+
+def check_many(value: object, *, field: str, of: str) -> list[Any]:
+    """Several items (a list, tuple, set or any other iterable) as a list. One item alone is
+    refused, with a hint to wrap it in a list: a string or bytes (which would iterate its
+    characters), a mapping (its keys), or anything not iterable (a UUID, a record)."""
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidArgument(
+            f"{field} must be a list of {of}, got {_one(value)}",
+            hint=f"pass a list, even for one: {field}=[...]",
+        )
+    return list(value)
+
+
+def check_mapping(value: object, *, field: str, optional: bool = False) -> Mapping[str, Any]:
+    """A mapping (a dict); ``None`` too with ``optional`` (as an empty one)."""
+    if value is None and optional:
+        return {}
+    if not isinstance(value, Mapping):
+        wanted = "a mapping (a dict)" + (" or None" if optional else "")
+        raise InvalidArgument(
+            f"{field} must be {wanted}, got {type(value).__name__} {_short.repr(value)}"
+        )
+    return value
+
+
+def check_pairs(
+    items: object, *, field: str, of: str = "(key, value) pairs"
+) -> list[tuple[Any, Any]]:
+    """Keys and values: a mapping, or pairs (``of`` names them), as a list of pairs."""
+    if isinstance(items, Mapping):
+        return list(items.items())
+    pairs = check_many(items, field=field, of=f"{of}, or a mapping")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidArgument(
+                f"{field} must be {of} (or a mapping); item {i} is {_short.repr(pair)}"
+            )
+    return [(k, v) for k, v in pairs]

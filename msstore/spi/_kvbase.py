@@ -21,6 +21,7 @@ from msstore.errors import InvalidArgument, VersionConflict
 if TYPE_CHECKING:  # (conflicts builds on the KV protocols: imported when called)
     from msstore.conflicts.update import Resolver, RetryPolicy, Updated
 
+from ._checks import check_many, check_pairs
 from ._store import StoreBase
 
 __all__ = ["KV_CAPABILITIES", "KVBase", "check_revision", "stale_revision"]
@@ -113,12 +114,19 @@ class KVBase(StoreBase):
         self._check_open()
         return raw, seconds
 
+    def _check_keys(self, keys: Iterable[str]) -> list[str]:
+        """A batch read's checks: a list of keys (one key alone is refused), each checked, the
+        store open."""
+        wanted = [keygrammar.check_key(k) for k in check_many(keys, field="keys", of="keys")]
+        self._check_open()
+        return wanted
+
     def _prepare_batch(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], ttl: object
     ) -> tuple[list[tuple[str, bytes]], int | None]:
         """A batch write's checks: every key checked and every value encoded, the TTL, the
         store open; nothing is written before all pass."""
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = check_pairs(items, field="items")
         encoded = [(keygrammar.check_key(k), self._codec.encode(v)) for k, v in pairs]
         seconds = self._ttl(ttl)
         self._check_open()

@@ -10,6 +10,8 @@ from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument
 from msstore.records import Record
 
+from ._checks import check_many
+
 __all__ = ["check_retention", "check_version", "newest", "newest_per_key", "newest_records"]
 
 T = TypeVar("T")
@@ -35,6 +37,13 @@ def check_retention(seconds: object) -> float:
     return float(seconds)
 
 
+def _several(records: Iterable[object]) -> Iterable[object]:
+    """``records`` as given when a list (the flusher's case), else checked to be several."""
+    if type(records) is list:
+        return records
+    return check_many(records, field="records", of="Record objects")
+
+
 def _checked(rec: object) -> Record:
     """A record whose key and version are valid (values are the caller's to check)."""
     if not isinstance(rec, Record):
@@ -48,7 +57,7 @@ def _all_checked(records: Iterable[object]) -> list[Record]:
     """:func:`_checked` for each record; the common case (a valid ``Record``) inline."""
     checked: list[Record] = []
     check_key = keygrammar.check_key
-    for rec in records:
+    for rec in _several(records):
         if type(rec) is Record and type(rec.version) is int and rec.version >= 1:
             check_key(rec.key)
             checked.append(rec)
@@ -86,7 +95,7 @@ def newest_per_key(
 ) -> tuple[dict[str, tuple[Record, T]], int]:
     """Every record checked and encoded (raising before anything is written), then collapsed
     to the newest version per key; returns those and how many records came in."""
-    pairs = [(rec, encode(rec.value)) for rec in map(_checked, records)]
+    pairs = [(rec, encode(rec.value)) for rec in map(_checked, _several(records))]
     return newest(pairs, lambda p: p[0].key, lambda p: p[0].version), len(pairs)
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from msstore.errors import InvalidArgument, Unsupported
 
+from ._checks import check_many, check_mapping
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -85,24 +87,21 @@ def check_where(where: object) -> Mapping[str, Any] | None:
 
 def check_ids(ids: Sequence[str]) -> list[str]:
     """Distinct non-empty strings, as a list (one id alone is refused: wrap it in a list)."""
-    if isinstance(ids, (str, bytes)):
-        raise InvalidArgument(
-            f"ids must be a list of strings, got the string {ids!r}", hint=f"[{ids!r}]"
-        )
-    ids = list(ids)
+    ids = check_many(ids, field="ids", of="strings")
     if not all(type(i) is str and i and "\x00" not in i for i in ids) or len(set(ids)) != len(ids):
         raise InvalidArgument("ids must be distinct non-empty strings without U+0000")
     return ids
 
 
 def check_metadata(metadata: Sequence[Mapping[str, Any]] | None, rows: int) -> list[dict[str, Any]]:
+    """One mapping per id (``None``: empty ones), as dicts."""
     if metadata is None:
         return [{} for _ in range(rows)]
-    metas = list(metadata)
+    metas = check_many(metadata, field="metadata", of="mappings, one per id")
     if len(metas) != rows:
         raise InvalidArgument(f"{rows} ids but {len(metas)} metadata mappings")
-    if not all(isinstance(m, Mapping) for m in metas):
-        raise InvalidArgument("metadata must be mappings (JSON objects)")
+    for i, meta in enumerate(metas):
+        check_mapping(meta, field=f"metadata[{i}]")
     return [dict(m) for m in metas]
 
 

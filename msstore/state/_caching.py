@@ -33,7 +33,7 @@ from msstore.codec import Codec, default_codec
 from msstore.errors import DuplicateKey, MsstoreError, VersionConflict
 from msstore.protocols import ChangeFeed, DataStorage, KeyValueStore
 from msstore.records import Entry, Query, Record
-from msstore.spi import check_int, check_seconds
+from msstore.spi import check_int, check_many, check_seconds
 
 from ._stats import CacheStats
 
@@ -205,7 +205,7 @@ class TieredCache:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Several keys; KV is read in one batch for the L1 misses."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = list(dict.fromkeys(check_many(keys, field="keys", of="keys")))
         out: dict[str, Any] = {}
         missing = []
         for key in wanted:

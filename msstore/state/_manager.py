@@ -35,7 +35,7 @@ from msstore.errors import (
 )
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.records import FlushFailure
-from msstore.spi import StoreBase
+from msstore.spi import StoreBase, check_pairs
 
 from ._caching import L1Cache, TieredCache
 from ._consistency import ConsistencyMonitor, HealthStatus
@@ -211,7 +211,7 @@ class HybridStateManager:
     ) -> list[int]:
         """Write several keys in one KV round trip; all are checked before any is written."""
         self._check_open()
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        pairs = check_pairs(items, field="items")
         encoded = [self._encode(k, v) for k, v in pairs]
         seconds = check_ttl(ttl)
         at = self._clock()

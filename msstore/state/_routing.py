@@ -11,6 +11,7 @@ import attrs
 
 from msstore._internal.ttl import check_ttl
 from msstore.errors import InvalidArgument
+from msstore.spi import check_mapping
 
 __all__ = ["DEFAULT_ROUTES", "DataRouter", "DataType", "Route", "StorageLayer"]
 
@@ -105,7 +106,7 @@ class DataRouter:
 
     def __init__(self, *, overrides: Mapping[Any, Any] | None = None) -> None:
         routes = dict(DEFAULT_ROUTES)
-        for key, value in (overrides or {}).items():
+        for key, value in check_mapping(overrides, field="overrides", optional=True).items():
             data_type = _data_type(key)
             routes[data_type] = _route(value, routes[data_type])
         self._routes = routes
