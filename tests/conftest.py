@@ -101,22 +101,35 @@ def kv_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[BucketConfi
 
 
 @contextlib.contextmanager
-def migrated_database(server: str, name: str, **parameters: Any) -> Iterator[str]:
-    """A new database ``name`` on ``server`` with msstore's migrations applied; dropped after."""
+def fresh_database(server: str, name: str) -> Iterator[str]:
+    """A new, empty database ``name`` on ``server``; dropped after."""
     import psycopg
-
-    from msstore.backends.postgres import Migrator
 
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
-    dsn = psycopg.conninfo.make_conninfo(server, dbname=name)
-    Migrator(dsn, parameters=parameters).up()
     try:
-        yield dsn
+        yield psycopg.conninfo.make_conninfo(server, dbname=name)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@contextlib.contextmanager
+def migrated_database(server: str, name: str, **parameters: Any) -> Iterator[str]:
+    """A new database ``name`` on ``server`` with msstore's migrations applied; dropped after."""
+    from msstore.backends.postgres import Migrator
+
+    with fresh_database(server, name) as dsn:
+        Migrator(dsn, parameters=parameters).up()
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def empty_pg_dsn(msstore_postgres_dsn: str) -> Iterator[str]:
+    """A database msstore never migrated."""
+    with fresh_database(msstore_postgres_dsn, "msstore_never_migrated") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -182,7 +182,7 @@ class PgStore(StoreBase):
         except _CutOff as cut:
             raise self._cut_off(what, write) from cut.__cause__
         except psycopg.Error as err:
-            raise classify(err, what=what) from err
+            raise classify(err, what=what, ours=True) from err
 
     def _run_transaction(self, what: str, fn: Callable[[Conn], T], *, write: bool = True) -> T:
         """:meth:`_run` with ``fn`` inside ``conn.transaction()`` (explicit on autocommit

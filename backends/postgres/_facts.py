@@ -176,7 +176,7 @@ class PostgresFactStore(PgStore, FactStoreBase):
                 ).fetchone()
                 conn.rollback()
         except psycopg.Error as err:  # (PoolTimeout too: the server cannot be reached)
-            raise classify(err, what="open the knowledge store") from err
+            raise classify(err, what="open the knowledge store", ours=True) from err
         if row is None or keyed is None:
             raise NotFound(
                 "knowledge.facts / knowledge.embeddings are missing or out of date",

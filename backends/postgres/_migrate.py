@@ -33,6 +33,7 @@ from msstore.ops import (
     render,
 )
 from msstore.registry import redact_url
+from msstore.spi import check_int
 
 from ._config import check_dsn
 
@@ -104,8 +105,10 @@ class MigrationReport:
 class Migrator:
     """Migrations of one database. ``files`` defaults to the ones shipped in ``msstore.schema``.
 
-    ``parameters`` fill ``{{name}}`` placeholders (``embedding_dim`` defaults to 1536).
-    ``lock_timeout`` bounds the wait for another run's lock, in seconds.
+    ``embedding_dim``: the dimension of the knowledge base's embedding column (default 1536;
+    384 for all-MiniLM-L6-v2), fixed when that migration is applied. ``parameters`` fill other
+    ``{{name}}`` placeholders. ``lock_timeout`` bounds the wait for another run's lock, in
+    seconds.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Migrator:
         *,
         files: Iterable[Path | Traversable] | None = None,
         parameters: Mapping[str, Any] | None = None,
+        embedding_dim: int | None = None,
         environment: str | None = None,
         lock_timeout: float = 120.0,
         connect_timeout: float = 10.0,
@@ -128,6 +132,9 @@ class Migrator:
             **DEFAULT_PARAMETERS,
             **{k: str(v) for k, v in (parameters or {}).items()},
         }
+        if embedding_dim is not None:
+            check_int(embedding_dim, field="embedding_dim", minimum=1, maximum=16000)
+            self.parameters["embedding_dim"] = str(embedding_dim)
         dim = self.parameters["embedding_dim"]
         if not dim.isdigit() or not 1 <= int(dim) <= 16000:
             raise InvalidArgument(f"embedding_dim must be an int from 1 to 16000, got {dim!r}")

@@ -384,7 +384,7 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
                 with conn.transaction():  # a savepoint inside the caller's transaction
                     return write(conn)
             except psycopg.Error as err:
-                raise classify(err, what="enqueue") from err
+                raise classify(err, what="enqueue", ours=True) from err
         result: list[uuid.UUID] = self._run_transaction("enqueue", write)
         return result
 

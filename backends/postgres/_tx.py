@@ -33,6 +33,7 @@ from msstore.errors import (
     DuplicateKey,
     InvalidArgument,
     MsstoreError,
+    NotFound,
     TransactionConflict,
 )
 
@@ -42,6 +43,8 @@ T = TypeVar("T")
 
 _RETRY_CONFLICT = {"40001", "40P01"}
 _CONNECTION_LOST = {"57P01", "57P02", "57P03"}
+# undefined table, schema, column, function, type: what an unmigrated database lacks
+_MISSING = {"42P01", "3F000", "42703", "42883", "42704"}
 
 
 class Isolation(enum.Enum):
@@ -50,10 +53,19 @@ class Isolation(enum.Enum):
     SERIALIZABLE = "SERIALIZABLE"
 
 
-def classify(err: psycopg.Error, *, what: str) -> MsstoreError:
-    """A psycopg error as the msstore error a caller should see (see the module docstring)."""
+def classify(err: psycopg.Error, *, what: str, ours: bool = False) -> MsstoreError:  # noqa: PLR0911
+    """A psycopg error as the msstore error a caller should see (see the module docstring).
+    ``ours``: the statement was msstore's, so a missing table, column, type or function means
+    the database was not migrated (or not to this version): ``NotFound`` saying how to."""
     state = err.sqlstate or ""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if ours and state in _MISSING:
+        return NotFound(
+            f"{what}: {first}",
+            sqlstate=state,
+            hint="the database lacks msstore's schema, or this version's migrations: run "
+            "`msstore migrate up` (or Migrator(dsn).up() from msstore.backends.postgres)",
+        )
     if state in _RETRY_CONFLICT:
         kind = "deadlock" if state == "40P01" else "serialization failure"
         return TransactionConflict(

@@ -189,7 +189,7 @@ class PgVectorIndex(PgStore, VectorIndexBase):
                     self._create_hnsw(conn)
                 conn.commit()
         except psycopg.Error as err:  # (PoolTimeout too: the server cannot be reached)
-            raise classify(err, what=f"open vector collection {self.name!r}") from err
+            raise classify(err, what=f"open vector collection {self.name!r}", ours=True) from err
         return codec, version >= (0, 8)
 
     def _check_existing(self, conn: psycopg.Connection[Any], codec: VectorCodec) -> None:

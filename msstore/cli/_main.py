@@ -193,7 +193,7 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
             "migrations need psycopg: pip install 'msstore[postgres]'"
         ) from None
     try:
-        migrator = Migrator(dsn or dsn_from_env(), parameters={"embedding_dim": embedding_dim})
+        migrator = Migrator(dsn or dsn_from_env(), embedding_dim=embedding_dim)
         if direction == "status":
             for row in migrator.status():
                 click.echo(

@@ -67,8 +67,10 @@ class KnowledgeBase:
             raise InvalidArgument(
                 f"the embedder makes {embedder.dim}-dimensional vectors; the store holds "
                 f"{store.dim}",
-                hint="use an embedder of the store's dimension (PostgreSQL: the embedding_dim "
-                "the migrations were applied with)",
+                hint="use an embedder of the store's dimension; on PostgreSQL the dimension is "
+                "the one the database was migrated with (`msstore migrate up --embedding-dim "
+                f"{embedder.dim}`, or Migrator(dsn, embedding_dim={embedder.dim}), on a new "
+                "database)",
             )
         reciprocal_rank_fusion([], k=rrf_k, weights=[])  # validates rrf_k
         if type(candidates) is not int or candidates < 1:

@@ -37,3 +37,25 @@ def test_fact_checks_fill_and_refuse() -> None:
     assert flt.matches(ok)
     assert not flt.matches(attrs.evolve(ok, valid_until=5.0))
     assert not flt.matches(attrs.evolve(ok, value={"a": 2}))
+
+
+def test_an_embedder_of_another_dimension_names_the_migration_option() -> None:
+    pytest.importorskip("numpy", reason="needs msstore[vector]")
+    from msstore.backends.memory import MemoryFactStore
+    from msstore.knowledge import HashingEmbedder, KnowledgeBase
+
+    with pytest.raises(InvalidArgument) as info:
+        KnowledgeBase(MemoryFactStore(dim=1536), HashingEmbedder(dim=384))
+    assert "--embedding-dim 384" in str(info.value)
+    assert "Migrator(dsn, embedding_dim=384)" in str(info.value)
+
+
+def test_the_migrator_checks_its_embedding_dimension() -> None:
+    pytest.importorskip("psycopg", reason="needs msstore[postgres]")
+    from msstore.backends.postgres import Migrator
+
+    dsn = "postgresql://u@127.0.0.1:1/db"
+    assert Migrator(dsn, embedding_dim=384).parameters["embedding_dim"] == "384"
+    for bad in (0, 16001, "384", 3.5, True):
+        with pytest.raises(InvalidArgument, match="embedding_dim"):
+            Migrator(dsn, embedding_dim=bad)  # type: ignore[arg-type]
