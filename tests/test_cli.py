@@ -131,7 +131,7 @@ def test_relay_bench_reports_ratios(
     from msstore.bench.relay import run
 
     monkeypatch.setenv("MSSTORE_PG_DSN", msstore_postgres_dsn)
-    monkeypatch.setenv("MSSTORE_NATS_URL", msstore_nats_url)
+    monkeypatch.setenv("NATS_SERVERS", msstore_nats_url)
     figures = run(events=300, rounds=1, latency_events=50)
     assert figures["events"] == 300 and figures["latency_events"] == 50
     assert figures["events_per_s"] > 0 and figures["raw_events_per_s"] > 0
@@ -178,14 +178,72 @@ def test_relay_once_publishes_and_status_reports(pg_state_dsn: str, msstore_nats
     ran = runner.invoke(
         main, ["relay", "run", "--dsn", pg_state_dsn, "--nats", msstore_nats_url, "--once"]
     )
-    assert ran.exit_code == 0, ran.output
+    assert ran.exit_code == 1, ran.output  # a script must notice the event that did not go
     assert "published 250 event(s); 1 set aside as failed" in ran.output
+    assert "empty token" in ran.output and "Traceback" not in ran.output
     status = runner.invoke(
         main, ["relay", "status", "--dsn", pg_state_dsn, "--nats", msstore_nats_url]
     )
     assert status.exit_code == 0, status.output
     assert "waiting      0" in status.output and "failed rows  1" in status.output
-    assert "health       HEALTHY" in status.output and "empty token" in status.output
+    assert "health       DEGRADED (1 event(s) set aside as failed" in status.output
+    assert "empty token" in status.output
+
+
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_events_relayed_before_provisioning_say_so_and_can_be_retried(
+    pg_state_dsn: str, msstore_nats_url: str, msstore_unique_name: str
+) -> None:
+    import psycopg
+
+    from msstore.backends.nats import NatsClient, NatsConfig, provision
+    from msstore.backends.postgres import PostgresOutbox
+    from msstore.ops import ProvisionConfig, StreamSpec
+
+    subject = f"{msstore_unique_name.lower()}.event"
+    with psycopg.connect(pg_state_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE messages.outbox")
+    with PostgresOutbox(pg_state_dsn) as outbox:
+        outbox.add_many([(f"{subject}.{i}", {"i": i}) for i in range(15)])
+    runner = CliRunner()
+    common = ["--dsn", pg_state_dsn, "--nats", msstore_nats_url]
+    ran = runner.invoke(main, ["relay", "run", *common, "--once"])
+    assert ran.exit_code == 1, ran.output
+    assert "15 set aside as failed" in ran.output and "msstore provision" in ran.output
+    status = runner.invoke(main, ["relay", "status", *common])
+    assert "health       DEGRADED" in status.output and "retry-failed" in status.output
+    client = NatsClient(NatsConfig(servers=[msstore_nats_url]))
+    stream = StreamSpec(name=msstore_unique_name.upper(), subjects=(f"{subject}.>",))
+    provision(client, ProvisionConfig(streams=(stream,)))
+    client.close()
+    retried = runner.invoke(main, ["relay", "retry-failed", "--dsn", pg_state_dsn])
+    assert retried.exit_code == 0 and "15 failed event(s) back in line" in retried.output
+    ran = runner.invoke(main, ["relay", "run", *common, "--once"])
+    assert ran.exit_code == 0 and "published 15 event(s); 0 set aside" in ran.output
+    status = runner.invoke(main, ["relay", "status", *common])
+    assert "health       HEALTHY" in status.output, status.output
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["migrate", "status"], ("--dsn", "MSSTORE_PG_DSN", "PG_HOST")),
+        (["relay", "status"], ("--dsn", "MSSTORE_PG_DSN")),
+        (["relay", "retry-failed"], ("--dsn", "MSSTORE_PG_DSN")),
+        (["relay", "run", "--dsn", "postgresql://u@127.0.0.1:1/x"], ("--nats", "NATS_SERVERS")),
+        (["provision"], ("--nats", "NATS_SERVERS")),
+    ],
+)
+def test_a_command_without_its_server_names_its_option_and_variable(
+    args: list[str], names: tuple[str, ...], monkeypatch: Any
+) -> None:
+    for var in ("MSSTORE_PG_DSN", "PG_HOST", "PG_DATABASE", "PG_USER", "NATS_SERVERS"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert all(name in result.output for name in names), result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.postgres

@@ -13,7 +13,6 @@ import attrs
 from msstore.coordination import (
     ClaimedRows,
     EventSinkBase,
-    Failed,
     OutboxEvent,
     OutboxSourceBase,
     OutboxStats,
@@ -22,6 +21,7 @@ from msstore.coordination import (
     Retry,
     Verdicts,
     subject_matches,
+    uncaptured,
 )
 
 __all__ = ["MemoryEventStream", "MemoryOutbox", "StoredEvent"]
@@ -241,7 +241,7 @@ class MemoryEventStream(EventSinkBase):
                     continue
                 stream = self._stream_for(event.subject)
                 if stream is None:
-                    outcomes.append(Failed(f"no stream captures subject {event.subject}"))
+                    outcomes.append(uncaptured(event.subject))
                     continue
                 seen = self._seen.get((stream, event.msg_id))
                 if seen is not None and now - seen[1] < self.duplicate_window:

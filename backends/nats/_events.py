@@ -26,7 +26,15 @@ import nats.errors
 import orjson
 from nats.aio.msg import Msg
 
-from msstore.coordination import EventSinkBase, Failed, OutboxEvent, Outcome, Published, Retry
+from msstore.coordination import (
+    EventSinkBase,
+    Failed,
+    OutboxEvent,
+    Outcome,
+    Published,
+    Retry,
+    uncaptured,
+)
 from msstore.errors import MsstoreError
 
 from ._client import Conn, NatsClient
@@ -155,4 +163,4 @@ async def _no_responders(c: Conn, subject: str, timeout: float) -> Outcome:
         return Retry(f"no JetStream responder for {subject} ({type(err).__name__})")
     if names:
         return Retry(f"no JetStream responder for {subject} (stream {names[0]} is not ready)")
-    return Failed(f"no stream captures subject {subject}")
+    return uncaptured(subject)

@@ -24,12 +24,16 @@ _ENV = {
 
 
 def dsn_from_env(environ: Mapping[str, str] | None = None) -> str:
-    """A libpq connection string from ``PG_HOST``, ``PG_PORT``, ``PG_DATABASE``, ``PG_USER``,
-    ``PG_PASSWORD``, ``PG_APP_NAME``, ``PG_SSL_ROOT_CERT`` and ``PG_CONNECT_TIMEOUT``
-    (``PG_STATEMENT_TIMEOUT``, in milliseconds, becomes a session ``statement_timeout``)."""
+    """The PostgreSQL server msstore's environment names: ``MSSTORE_PG_DSN`` (a whole
+    connection string) when set, else a libpq connection string from ``PG_HOST``,
+    ``PG_PORT``, ``PG_DATABASE``, ``PG_USER``, ``PG_PASSWORD``, ``PG_APP_NAME``,
+    ``PG_SSL_ROOT_CERT`` and ``PG_CONNECT_TIMEOUT`` (``PG_STATEMENT_TIMEOUT``, in
+    milliseconds, becomes a session ``statement_timeout``)."""
     from psycopg.conninfo import make_conninfo  # noqa: PLC0415
 
     env = os.environ if environ is None else environ
+    if env.get("MSSTORE_PG_DSN"):
+        return env["MSSTORE_PG_DSN"]
     params: dict[str, str] = {key: env[var] for var, key in _ENV.items() if env.get(var)}
     for var in ("PG_PORT", "PG_CONNECT_TIMEOUT", "PG_STATEMENT_TIMEOUT"):
         if env.get(var) and not env[var].isdigit():
@@ -40,8 +44,8 @@ def dsn_from_env(environ: Mapping[str, str] | None = None) -> str:
         params["options"] = f"-c statement_timeout={env['PG_STATEMENT_TIMEOUT']}"
     if not params:
         raise InvalidArgument(
-            "no PostgreSQL settings: pass a DSN or set PG_HOST, PG_DATABASE, "
-            "PG_USER (and PG_PASSWORD, PG_PORT ...)"
+            "no PostgreSQL server named: set MSSTORE_PG_DSN (e.g. postgresql://user@host/db), "
+            "or PG_HOST, PG_DATABASE, PG_USER (and PG_PASSWORD, PG_PORT ...)"
         )
     return make_conninfo(**params)
 

@@ -1,6 +1,6 @@
 """Hybrid writes on NATS + PostgreSQL across flush thresholds, against raw nats-py puts.
 
-Starts its own servers from the ``embedded`` extra (or uses ``NATS_URL`` / ``MSSTORE_PG_DSN``).
+Starts its own servers from the ``embedded`` extra (or uses ``NATS_SERVERS`` / ``MSSTORE_PG_DSN``).
 For each threshold (1, 10, 50, 200, 1000) a raw KV round (:func:`raw_kv_round`: nats-py
 ``await kv.put()`` one at a time, on its own event loop), a raw dual round (below) and a msstore
 round (:func:`msstore_round`: ``HybridStateManager.put`` one at a time, the flusher running)
@@ -40,8 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from msstore.bench.nats_kv import _server as _nats_server
-from msstore.bench.pg_upsert import _database
+from msstore.bench._servers import database, nats_server
 
 THRESHOLDS = (1, 10, 50, 200, 1000)
 
@@ -80,7 +79,7 @@ def raw_kv_round(url: str, keys: list[str], values: list[Any]) -> float:
 def _servers() -> Iterator[tuple[str, str]]:
     from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
-    with _nats_server() as url, _database() as dsn:
+    with nats_server() as url, database() as dsn:
         Migrator(dsn).up()
         yield url, dsn
 

@@ -1,6 +1,6 @@
 """NATS KV throughput: msstore's blocking calls against raw nats-py on the same server.
 
-Starts its own ``nats-server -js`` (or uses ``NATS_URL``). Each figure is the median of five
+Starts its own ``nats-server -js`` (or uses ``NATS_SERVERS``). Each figure is the median of five
 rounds; rounds of msstore and raw nats-py alternate so that machine noise hits both alike.
 
 * ``put_per_s`` msstore ``put``; ``raw_put_per_s`` nats-py ``await kv.put()`` one at a time.
@@ -12,31 +12,18 @@ rounds; rounds of msstore and raw nats-py alternate so that machine noise hits b
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from msstore.bench._servers import nats_server
 
 BATCH = 256
 
 
 def _value(i: int) -> dict[str, Any]:
     return {"agent": f"a{i % 50}", "step": i, "status": "running", "note": "x" * 120}
-
-
-@contextmanager
-def _server() -> Iterator[str]:
-    url = os.environ.get("NATS_URL")
-    if url:
-        yield url
-        return
-    from msstore.servers import EmbeddedNats  # noqa: PLC0415
-
-    with EmbeddedNats() as server:
-        server.start()
-        yield server.url
 
 
 def _value_of(entry: Any) -> Any:
@@ -89,7 +76,7 @@ def run(*, ops: int = 3000, rounds: int = 5) -> dict[str, Any]:
     figures: dict[str, list[float]] = {
         k: [] for k in ("put", "raw_put", "put_many", "raw_gather", "get", "raw_get")
     }
-    with _server() as url:
+    with nats_server() as url:
         asyncio.run(make_raw_bucket(url))
         client = NatsClient(NatsConfig(servers=[url]))
         kv = NatsKV.open(client, BucketConfig(name="BENCH_MSSTORE", history=1))

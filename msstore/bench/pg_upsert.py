@@ -17,39 +17,15 @@ Starts its own PostgreSQL from the ``embedded`` extra, or uses ``MSSTORE_PG_DSN`
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from msstore.bench._servers import database
 
 ROWS = 20_000
 AGENTS = 100
-
-
-@contextmanager
-def _database() -> Iterator[str]:
-    import psycopg  # noqa: PLC0415
-
-    external = os.environ.get("MSSTORE_PG_DSN")
-    if external:
-        server, stop = external, None
-    else:
-        from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
-
-        stop = EmbeddedPostgres().start()
-        server = stop.dsn
-    try:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS msstore_bench WITH (FORCE)")
-            conn.execute("CREATE DATABASE msstore_bench")
-        yield psycopg.conninfo.make_conninfo(server, dbname="msstore_bench")
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS msstore_bench WITH (FORCE)")
-    finally:
-        if stop is not None:
-            stop.close()
 
 
 def _value(i: int, version: int) -> dict[str, Any]:
@@ -83,7 +59,7 @@ def run(*, rows: int = ROWS, rounds: int = 3) -> dict[str, Any]:
     encoded = [orjson.dumps(r.value).decode() for r in batch]
     size = round(statistics.mean(len(e) for e in encoded))
 
-    with _database() as dsn:
+    with database() as dsn:
         Migrator(dsn).up()
         store = PostgresStateStore(dsn)
 

@@ -1,7 +1,7 @@
 """The outbox relay against a hand-written raw relay doing the same work.
 
 Starts its own PostgreSQL and NATS from the ``embedded`` extra (or uses ``MSSTORE_PG_DSN`` /
-``MSSTORE_NATS_URL``), applies the migrations and the default streams, and alternates msstore
+``NATS_SERVERS``), applies the migrations and the default streams, and alternates msstore
 and raw rounds (five each, which goes first alternating); figures are medians, the ratio the
 median of the per-round ratios (``relay_ratio_rounds``).
 
@@ -24,16 +24,14 @@ median of the per-round ratios (``relay_ratio_rounds``).
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from msstore.bench.pg_upsert import _database
+from msstore.bench._servers import database, nats_server
 from msstore.coordination import OutboxRelay
 
 EVENTS = 5_000
@@ -58,19 +56,6 @@ WHERE published_at IS NULL AND failed_at IS NULL ORDER BY outbox_id LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 RAW_MARK = "UPDATE messages.outbox SET published_at = clock_timestamp() WHERE outbox_id = ANY(%b)"
-
-
-@contextmanager
-def _nats() -> Iterator[str]:
-    external = os.environ.get("MSSTORE_NATS_URL")
-    if external:
-        yield external
-        return
-    from msstore.servers import EmbeddedNats  # noqa: PLC0415
-
-    with EmbeddedNats() as server:
-        server.start()
-        yield server.url
 
 
 def prepare(dsn: str, url: str) -> None:
@@ -233,7 +218,7 @@ def _raw_round(dsn: str, url: str, events: int) -> float:
 def run(
     *, events: int = EVENTS, rounds: int = ROUNDS, latency_events: int = LATENCY_EVENTS
 ) -> dict[str, Any]:
-    with _database() as dsn, _nats() as url:
+    with database() as dsn, nats_server() as url:
         prepare(dsn, url)
         ours: list[float] = []
         raw: list[float] = []

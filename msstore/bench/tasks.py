@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from msstore.bench.pg_upsert import _database
+from msstore.bench._servers import database
 
 TASKS = 4000
 BATCH = 500
@@ -206,7 +206,7 @@ def _wake_latencies(dsn: str) -> list[float]:
 def run() -> dict[str, Any]:
     from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
-    with _database() as dsn:
+    with database() as dsn:
         Migrator(dsn).up()
         ours: list[tuple[float, float]] = []
         raw: list[tuple[float, float]] = []

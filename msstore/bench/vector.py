@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msstore.bench.pg_upsert import _database
+from msstore.bench._servers import database
 
 __all__ = ["run"]
 
@@ -126,7 +126,7 @@ def run(*, n: int = 100_000, dim: int = 384, queries: int = 200) -> dict[str, An
 
     data, qs = _data(n, dim, queries)
     metas = [{"group": i % 10} for i in range(n)]
-    with _database() as dsn:
+    with database() as dsn:
         from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
         Migrator(dsn, parameters={"embedding_dim": dim}).up()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from typing import Any
 
 import click
 
 from msstore import __version__
 from msstore.bench import BENCHMARKS
+from msstore.errors import InvalidArgument, MsstoreError
 
 __all__ = ["main"]
 
@@ -18,8 +21,6 @@ class _Failed(click.ClickException):
     1 for everything else (a server down, a refused migration)."""
 
     def __init__(self, err: Exception) -> None:
-        from msstore.errors import InvalidArgument  # noqa: PLC0415
-
         super().__init__(" ".join(str(err).split()))
         self.bad_input = isinstance(err, InvalidArgument)
 
@@ -28,19 +29,54 @@ class _Failed(click.ClickException):
         return 2 if self.bad_input else 1
 
 
-# Options several commands share.
+# Options several commands share, and the one way each names its server.
 _DSN_OPTION = click.option(
     "--dsn",
     envvar="MSSTORE_PG_DSN",
-    help="PostgreSQL connection string (or MSSTORE_PG_DSN, or the PG_* variables).",
+    help="PostgreSQL connection string (default: MSSTORE_PG_DSN, else the PG_* variables).",
 )
 _NATS_OPTION = click.option(
     "--nats",
     "nats_url",
-    envvar="NATS_URL",
-    required=True,
-    help="Server URL, e.g. nats://127.0.0.1:4222 (or NATS_URL).",
+    envvar="NATS_SERVERS",
+    help="NATS server URL, e.g. nats://127.0.0.1:4222 (default: NATS_SERVERS).",
 )
+_NO_DSN = (
+    "no PostgreSQL server named: pass --dsn postgresql://user@host/db, or set MSSTORE_PG_DSN "
+    "(or PG_HOST, PG_DATABASE, PG_USER ...)"
+)
+_NO_NATS = "no NATS server named: pass --nats nats://host:4222, or set NATS_SERVERS"
+
+
+def _postgres(what: str) -> Any:
+    """``msstore.backends.postgres``, or one line saying which extra brings it."""
+    try:
+        from msstore.backends import postgres  # noqa: PLC0415
+    except ImportError as err:
+        if not (err.name or "").startswith("psycopg"):
+            raise
+        raise click.ClickException(f"{what} needs psycopg: pip install 'msstore[all]'") from None
+    return postgres
+
+
+def _dsn(dsn: str | None, what: str = "this command") -> str:
+    """The DSN from --dsn / MSSTORE_PG_DSN, else from the PG_* variables; exit 2 naming both
+    when there is none."""
+    if dsn:
+        return dsn
+    if not any(os.environ.get(var) for var in ("PG_HOST", "PG_DATABASE", "PG_USER")):
+        raise click.UsageError(_NO_DSN)
+    try:
+        return str(_postgres(what).dsn_from_env())
+    except MsstoreError as err:
+        raise _Failed(err) from None
+
+
+def _nats(nats_url: str | None) -> str:
+    """The NATS URL from --nats / NATS_SERVERS; exit 2 naming both when there is none."""
+    if not nats_url:
+        raise click.UsageError(_NO_NATS)
+    return nats_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +128,6 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 def bench(name: str, as_json: bool, plot: str | None) -> None:
     """Run benchmark NAME and print its figures (with their raw baselines)."""
     from msstore.bench import PLOTTABLE, load  # noqa: PLC0415
-    from msstore.errors import MsstoreError  # noqa: PLC0415
 
     if plot and name not in PLOTTABLE:
         raise click.UsageError(f"--plot works with {', '.join(PLOTTABLE)}, not {name}")
@@ -117,11 +152,11 @@ def bench(name: str, as_json: bool, plot: str | None) -> None:
     help="TOML or JSON file of buckets, streams and consumers (default: msstore's own).",
 )
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
-def provision(nats_url: str, config_path: str | None, dry_run: bool) -> None:
+def provision(nats_url: str | None, config_path: str | None, dry_run: bool) -> None:
     """Create the JetStream buckets, streams and consumers that are missing (idempotent)."""
-    from msstore.errors import MsstoreError  # noqa: PLC0415
     from msstore.ops import _provisioning as provisioning  # noqa: PLC0415
 
+    nats_url = _nats(nats_url)
     try:
         from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
         from msstore.backends.nats import provision as apply  # noqa: PLC0415
@@ -182,18 +217,10 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
     embedding_dim: int,
 ) -> None:
     """Apply (up), roll back (down) or list (status) the schema migrations."""
-    from msstore.errors import MsstoreError  # noqa: PLC0415
-
+    postgres = _postgres("migrations")
+    url = _dsn(dsn, "migrations")
     try:
-        from msstore.backends.postgres import Migrator, dsn_from_env  # noqa: PLC0415
-    except ImportError as err:
-        if not (err.name or "").startswith("psycopg"):
-            raise
-        raise click.ClickException(
-            "migrations need psycopg: pip install 'msstore[postgres]'"
-        ) from None
-    try:
-        migrator = Migrator(dsn or dsn_from_env(), embedding_dim=embedding_dim)
+        migrator = postgres.Migrator(url, embedding_dim=embedding_dim)
         if direction == "status":
             for row in migrator.status():
                 click.echo(
@@ -224,17 +251,8 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
 
 @main.group()
 def relay() -> None:
-    """Publish the PostgreSQL outbox to NATS JetStream (run), or report on it (status)."""
-
-
-def _dsn(dsn: str | None) -> str:
-    try:
-        from msstore.backends.postgres import dsn_from_env  # noqa: PLC0415
-    except ImportError as err:
-        if not (err.name or "").startswith("psycopg"):
-            raise
-        raise click.ClickException("the relay needs psycopg: pip install 'msstore[all]'") from None
-    return dsn or dsn_from_env()
+    """Publish the PostgreSQL outbox to NATS JetStream (run), report on it (status), put
+    failed events back in line (retry-failed)."""
 
 
 @relay.command("run")
@@ -258,7 +276,7 @@ def _dsn(dsn: str | None) -> str:
 )
 def relay_run(  # noqa: PLR0917 - click passes every option positionally
     dsn: str | None,
-    nats_url: str,
+    nats_url: str | None,
     once: bool,
     batch_size: int,
     poll_interval: float,
@@ -269,8 +287,8 @@ def relay_run(  # noqa: PLR0917 - click passes every option positionally
     import threading  # noqa: PLC0415
 
     from msstore.coordination import OutboxRelay  # noqa: PLC0415
-    from msstore.errors import MsstoreError  # noqa: PLC0415
 
+    url, nats_url = _dsn(dsn, "the relay"), _nats(nats_url)
     stop = threading.Event()
     if not once:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -279,7 +297,7 @@ def relay_run(  # noqa: PLR0917 - click passes every option positionally
     while True:
         try:
             outbox = OutboxRelay.connect(
-                dsn=_dsn(dsn),
+                dsn=url,
                 nats_url=nats_url,
                 keep_published=keep_published,
                 batch_size=batch_size,
@@ -310,9 +328,12 @@ def relay_run(  # noqa: PLR0917 - click passes every option positionally
                         )
                     if report.claimed < batch_size and not report.held_back:
                         break
+                first = outbox.source.failures(limit=1) if failed else []
             except MsstoreError as err:
                 raise _Failed(err) from None
             click.echo(f"published {total} event(s); {failed} set aside as failed")
+            if first:  # exit 1: a script must notice events that did not go out
+                raise click.ClickException(f"{failed} event(s) set aside as failed: {first[0][1]}")
             return
         click.echo(f"relaying outbox events to {nats_url} (Ctrl-C to stop)", err=True)
         outbox.run(stop)
@@ -326,20 +347,24 @@ def relay_run(  # noqa: PLR0917 - click passes every option positionally
 
 @relay.command("status")
 @_DSN_OPTION
-@click.option("--nats", "nats_url", envvar="NATS_URL", help="Also check that NATS answers.")
+@click.option(
+    "--nats",
+    "nats_url",
+    envvar="NATS_SERVERS",
+    help="Also check that NATS answers (default: NATS_SERVERS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
-    """Outbox depth, the oldest waiting event's age, failed rows and (with --nats) health;
-    exits 1 when NATS cannot be reached."""
+    """Outbox depth, the oldest waiting event's age, failed rows and health (DEGRADED while
+    events lag or sit failed; NATS checked with --nats); exits 1 when NATS cannot be reached."""
     import time  # noqa: PLC0415
 
     from msstore.coordination import relay_health  # noqa: PLC0415
-    from msstore.errors import MsstoreError  # noqa: PLC0415
 
+    postgres = _postgres("the relay")
+    url = _dsn(dsn, "the relay")
     try:
-        from msstore.backends.postgres import PostgresOutbox  # noqa: PLC0415
-
-        with PostgresOutbox(_dsn(dsn)) as outbox:
+        with postgres.PostgresOutbox(url) as outbox:
             stats = outbox.stats()
             failures = outbox.failures(limit=5)
         reachable = True
@@ -358,33 +383,56 @@ def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
     age = (
         None if stats.oldest_created_at is None else max(0.0, time.time() - stats.oldest_created_at)
     )
-    health, reason = relay_health(oldest_age=age, reachable=reachable, window=1.0)
+    health, reason = relay_health(
+        oldest_age=age, reachable=reachable, window=1.0, failed=stats.failed
+    )
+    if not nats_url and health.value == "HEALTHY":
+        reason += " (NATS not checked: pass --nats)"
     figures = {
         "depth": stats.depth,
         "oldest_age_s": age,
         "failed_rows": stats.failed,
-        "health": health.value if nats_url else None,
-        "reason": reason if nats_url else None,
+        "health": health.value,
+        "reason": reason,
+        "nats_checked": bool(nats_url),
         "failures": [
             {"outbox_id": e.outbox_id, "subject": e.subject, "reason": r} for e, r in failures
         ],
     }
-    unhealthy = bool(nats_url) and health.value == "UNHEALTHY"
     if as_json:
         click.echo(json.dumps(figures))
     else:
-        _print_status(stats.depth, age, stats.failed, health.value if nats_url else None, reason)
+        _print_status(stats.depth, age, stats.failed, health.value, reason)
         for event, why in failures:
             click.echo(f"  failed #{event.outbox_id} {event.subject[:60]}: {why}")
-    if unhealthy:  # a monitor can act on the exit status
+    if health.value == "UNHEALTHY":  # a monitor can act on the exit status
         sys.exit(1)
 
 
-def _print_status(
-    depth: int, age: float | None, failed: int, health: str | None, reason: str
-) -> None:
+@relay.command("retry-failed")
+@_DSN_OPTION
+@click.option(
+    "--id",
+    "outbox_ids",
+    multiple=True,
+    type=click.IntRange(1),
+    help="Only this outbox row (repeatable); default: every failed row.",
+)
+def relay_retry_failed(dsn: str | None, outbox_ids: tuple[int, ...]) -> None:
+    """Put the events set aside as failed back in line (once their cause is fixed: a stream
+    added with `msstore provision`, a limit raised); the relay publishes them next."""
+    postgres = _postgres("the relay")
+    url = _dsn(dsn, "the relay")
+    try:
+        with postgres.PostgresOutbox(url) as outbox:
+            count = outbox.retry_failed(list(outbox_ids) if outbox_ids else None)
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    click.echo(f"{count} failed event(s) back in line")
+
+
+def _print_status(depth: int, age: float | None, failed: int, health: str, reason: str) -> None:
     click.echo(f"waiting      {depth}")
     click.echo(f"oldest       {'-' if age is None else f'{age:.3f} s'}")
     click.echo(f"failed rows  {failed}")
-    if health is not None:
-        click.echo(f"health       {health} ({reason})")
+    click.echo(f"health       {health} ({reason})")

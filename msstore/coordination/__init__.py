@@ -49,6 +49,7 @@ from ._outbox import (
     check_subject,
     relay_health,
     subject_matches,
+    uncaptured,
 )
 from ._relay import OutboxRelay
 
@@ -84,4 +85,5 @@ __all__ = [
     "relay_health",
     "subject_matches",
     "subscribe",
+    "uncaptured",
 ]

@@ -17,7 +17,7 @@ import attrs
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument
 from msstore.registry import open_store, redact_url
-from msstore.spi import StoreBase, check_int, check_pairs, check_seconds
+from msstore.spi import StoreBase, check_int, check_many, check_pairs, check_seconds
 
 from ._outbox import (
     MAX_BATCH,
@@ -171,9 +171,10 @@ class OutboxSourceBase(StoreBase):
         the stream their subject lacked; how many."""
         ids = None
         if outbox_ids is not None:
-            if isinstance(outbox_ids, (str, bytes)):
-                raise InvalidArgument(f"outbox_ids must be a list of ints, got {outbox_ids!r}")
-            ids = [check_int(i, field="outbox_ids", minimum=1) for i in outbox_ids]
+            ids = [
+                check_int(i, field="outbox_ids", minimum=1)
+                for i in check_many(outbox_ids, field="outbox_ids", of="ints")
+            ]
         self._check_open()
         return self._requeue(ids)
 

@@ -37,6 +37,7 @@ __all__ = [
     "subject_matches",
     "subject_problem",
     "summarize",
+    "uncaptured",
 ]
 
 MAX_BATCH: Final = 10_000
@@ -71,6 +72,14 @@ class Failed:
     """The event can never be published as it is (its row is set aside with ``reason``)."""
 
     reason: str
+
+
+def uncaptured(subject: str) -> Failed:
+    """The outcome of an event whose subject no stream captures, saying what to do."""
+    return Failed(
+        f"no stream captures subject {subject}: run `msstore provision` (or add a stream for "
+        "it), then `msstore relay retry-failed`"
+    )
 
 
 @attrs.frozen
@@ -208,17 +217,23 @@ def check_subject(subject: object) -> str:
 
 
 def relay_health(
-    *, oldest_age: float | None, reachable: bool, window: float
+    *, oldest_age: float | None, reachable: bool, window: float, failed: int = 0
 ) -> tuple[HealthStatus, str]:
     """UNHEALTHY when the sink cannot be reached (events wait in the outbox, nothing is
-    lost); DEGRADED when the oldest waiting event is older than ``window`` seconds; else
-    HEALTHY. Returns the status and a one-line reason."""
+    lost); DEGRADED when the oldest waiting event is older than ``window`` seconds, or while
+    ``failed`` events sit set aside; else HEALTHY. Returns the status and a one-line reason."""
     if not reachable:
         return HealthStatus.UNHEALTHY, "NATS is unreachable; events wait in the outbox"
     if oldest_age is not None and oldest_age > window:
         return (
             HealthStatus.DEGRADED,
             f"the oldest unpublished event is {oldest_age:.3g} s old (window {window:g} s)",
+        )
+    if failed:
+        return (
+            HealthStatus.DEGRADED,
+            f"{failed} event(s) set aside as failed: fix what their reasons say, then "
+            "`msstore relay retry-failed`",
         )
     return HealthStatus.HEALTHY, "publishing within the window"
 

@@ -238,15 +238,20 @@ class OutboxRelay:
         }
 
     def health(self) -> tuple[HealthStatus, str]:
-        """HEALTHY, DEGRADED (the oldest waiting event is older than ``lag_window``) or
-        UNHEALTHY (NATS cannot be reached: events wait, nothing is lost; or the outbox cannot be
-        read), with the reason."""
+        """HEALTHY, DEGRADED (the oldest waiting event is older than ``lag_window``, or events
+        sit set aside as failed) or UNHEALTHY (NATS cannot be reached: events wait, nothing is
+        lost; or the outbox cannot be read), with the reason."""
         try:
             outbox = self.source.stats()
         except MsstoreError as err:  # the outbox cannot be read: nothing moves
             return HealthStatus.UNHEALTHY, f"the outbox cannot be read: {err}"
         age = None if outbox.oldest_created_at is None else self._clock() - outbox.oldest_created_at
-        return relay_health(oldest_age=age, reachable=self.sink.reachable(), window=self.lag_window)
+        return relay_health(
+            oldest_age=age,
+            reachable=self.sink.reachable(),
+            window=self.lag_window,
+            failed=outbox.failed,
+        )
 
     def close(self) -> None:
         self.stop()

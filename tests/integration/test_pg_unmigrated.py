@@ -78,7 +78,9 @@ def test_a_users_own_missing_table_is_not_blamed_on_migrations(empty_pg_dsn: str
     from msstore.backends.postgres import transaction
     from msstore.errors import MsstoreError
 
-    with ConnectionPool(empty_pg_dsn, min_size=1, max_size=1) as pool:
-        with pytest.raises(MsstoreError) as info:
-            transaction(pool, lambda conn: conn.execute("SELECT * FROM shop.orders"))
+    with (
+        ConnectionPool(empty_pg_dsn, min_size=1, max_size=1) as pool,
+        pytest.raises(MsstoreError) as info,
+    ):
+        transaction(pool, lambda conn: conn.execute("SELECT * FROM shop.orders"))
     assert "migrate" not in str(info.value)
