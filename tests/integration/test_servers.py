@@ -61,3 +61,20 @@ def test_jetstream_kv_put_get(msstore_nats_url: str, msstore_unique_name: str) -
 
     value, rev, major = asyncio.run(roundtrip())
     assert value == b'{"step":1}' and rev >= 1 and major >= 2
+
+
+def test_entering_an_embedded_server_starts_it_and_leaving_removes_it() -> None:
+    import psycopg
+
+    from msstore.servers import EmbeddedNats, EmbeddedPostgres
+
+    with EmbeddedPostgres() as pg, EmbeddedNats() as nats:
+        assert pg.running and nats.running
+        with psycopg.connect(pg.dsn, connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert nats.url.startswith("nats://127.0.0.1:")
+        started = (pg.dir, nats.dir)
+    assert not pg.running and not nats.running
+    assert not any(path.exists() for path in started)
+    with EmbeddedNats().start() as again:  # started already: entering does not start twice
+        assert again.running
