@@ -48,6 +48,7 @@ from msstore.registry import open_kv, open_storage, open_vector, register_backen
 from msstore.state import DataRouter, DataType, Route, StorageLayer
 
 __version__ = "0.1.0"
+"""msstore's version."""
 
 # Quiet by default: an application that configures logging sees msstore's records; one that does
 # not gets nothing on stderr (not even warnings through logging's last-resort handler).

@@ -244,9 +244,11 @@ class Codec:
             raise SerializationError(f"cannot structure {cls.__name__}: {err}") from err
 
     def encode_record(self, obj: object) -> bytes:
+        """An attrs record (cattrs-unstructured) as stored bytes."""
         return self.encode(self.unstructure(obj))
 
     def decode_record(self, data: bytes, cls: type[T]) -> T:
+        """Stored bytes back as a ``cls`` record (cattrs-structured)."""
         return self.structure(self.decode(data), cls)
 
 

@@ -75,7 +75,9 @@ class Store(Protocol):
     ``StoreClosed``."""
 
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        ...
 
     def close(self) -> None:
         """Release the store's resources; idempotent."""
@@ -99,10 +101,14 @@ class KeyValueStore(Store, Protocol):
     """
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The bucket's name."""
+        ...
 
     @property
-    def capabilities(self) -> Set[Capability]: ...
+    def capabilities(self) -> Set[Capability]:
+        """What this store supports; a call needing anything else raises ``Unsupported``."""
+        ...
 
     def get(self, key: str, *, revision: int | None = None) -> Entry | None:
         """The key's live value (or the given revision of it), ``None`` if there is none."""
@@ -194,7 +200,9 @@ class DataStorage(Store, Protocol):
     """
 
     @property
-    def capabilities(self) -> Set[Capability]: ...
+    def capabilities(self) -> Set[Capability]:
+        """What this store supports; a call needing anything else raises ``Unsupported``."""
+        ...
 
     def store(
         self, key: str, value: Any, *, version: int | None = None, ttl: float | None = None
@@ -236,9 +244,13 @@ class DataStorage(Store, Protocol):
 class CheckpointStore(Protocol):
     """Where checkpoints are kept (the table store: ``agents.checkpoints`` in PostgreSQL)."""
 
-    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint: ...
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store ``checkpoint`` (its snapshot and KV revision); return it as stored."""
+        ...
 
-    def load_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None: ...
+    def load_checkpoint(self, agent: str, checkpoint_id: str) -> Checkpoint | None:
+        """The agent's checkpoint of that id, ``None`` if there is none."""
+        ...
 
     def list_checkpoints(self, agent: str) -> list[Checkpoint]:
         """The agent's checkpoints, newest first."""
@@ -284,13 +296,22 @@ class FlushLedger(Protocol):
 class Repository(Protocol[T, ID_contra]):
     """Typed records saved and found by id."""
 
-    def save(self, entity: T) -> T: ...
+    def save(self, entity: T) -> T:
+        """Store ``entity`` (new or not); return it with its stored version."""
+        ...
 
-    def find(self, id: ID_contra) -> T | None: ...
+    def find(self, id: ID_contra) -> T | None:
+        """The entity of ``id``, ``None`` if there is none."""
+        ...
 
-    def update(self, entity: T) -> T: ...
+    def update(self, entity: T) -> T:
+        """Store ``entity`` only if it is still at the version it was read at; else raise
+        ``VersionConflict``."""
+        ...
 
-    def delete(self, id: ID_contra) -> bool: ...
+    def delete(self, id: ID_contra) -> bool:
+        """Delete the entity of ``id``; ``True`` if there was one."""
+        ...
 
 
 @runtime_checkable
@@ -298,7 +319,9 @@ class VectorIndex(Store, Protocol):
     """Vectors with ids and metadata, searched by nearest neighbour."""
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """The vectors' dimension."""
+        ...
 
     @property
     def metric(self) -> str:
@@ -306,7 +329,9 @@ class VectorIndex(Store, Protocol):
         ...
 
     @property
-    def capabilities(self) -> Set[Capability]: ...
+    def capabilities(self) -> Set[Capability]:
+        """What this index supports (``vector_filter``: ``where`` in :meth:`search`)."""
+        ...
 
     def add(
         self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None
@@ -320,9 +345,13 @@ class VectorIndex(Store, Protocol):
         """The ``k`` nearest ids, closest first, among those whose metadata matches ``where``."""
         ...
 
-    def remove(self, ids: Sequence[str]) -> int: ...
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove the vectors of ``ids`` (ids with none are skipped); how many went."""
+        ...
 
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """How many vectors the index holds."""
+        ...
 
 
 @runtime_checkable
@@ -330,7 +359,10 @@ class ConflictResolver(Protocol):
     """Settles a compare-and-set conflict: given our proposed value and the value now stored,
     return the value to write in its place."""
 
-    def resolve(self, key: str, ours: Any, theirs: Any) -> Any: ...
+    def resolve(self, key: str, ours: Any, theirs: Any) -> Any:
+        """The value to write at ``key`` in place of ``theirs`` (stored now), given ``ours``
+        (the value we meant to write)."""
+        ...
 
 
 @runtime_checkable
@@ -342,13 +374,19 @@ class Embedder(Protocol):
     """
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """The dimension of the vectors it makes."""
+        ...
 
     @property
-    def model(self) -> str: ...
+    def model(self) -> str:
+        """The model's name, stored with each vector."""
+        ...
 
     @property
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """The model's version, stored with each vector."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector of ``dim`` floats per text, in order; empty texts are refused."""

@@ -46,11 +46,17 @@ class Backend(Protocol):
     (keywords win), all for the backend to validate.
     """
 
-    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> KeyValueStore: ...
+    def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> KeyValueStore:
+        """The KV bucket ``url`` names (what :func:`msstore.open_kv` returns)."""
+        ...
 
-    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> DataStorage: ...
+    def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> DataStorage:
+        """The table store ``url`` names (what :func:`msstore.open_storage` returns)."""
+        ...
 
-    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> VectorIndex: ...
+    def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> VectorIndex:
+        """The vector index ``url`` names (what :func:`msstore.open_vector` returns)."""
+        ...
 
 
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")

@@ -20,6 +20,7 @@ from urllib.parse import SplitResult
 
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument
+from msstore.registry import Backend
 from msstore.spi import check_known, opt_float, opt_int
 
 from ._facts import MemoryFactStore
@@ -49,7 +50,7 @@ def _name(url: SplitResult, default: str) -> str:
     return (url.netloc or url.path.strip("/") or default).split("/")[0]
 
 
-class MemoryBackend:
+class MemoryBackend(Backend):
     """The ``memory://`` scheme."""
 
     def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> MemoryKV:

@@ -13,6 +13,7 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability
 from msstore.codec import Codec
 from msstore.errors import DuplicateKey, InvalidArgument
+from msstore.protocols import ChangeFeed
 from msstore.records import Entry, FeedState, Operation
 from msstore.spi import KV_CAPABILITIES, KVBase, QueueWatcher, check_revision, stale_revision
 
@@ -21,7 +22,7 @@ __all__ = ["MemoryKV"]
 ALL_CAPABILITIES: Final = KV_CAPABILITIES | {Capability.PER_KEY_TTL}
 
 
-class MemoryKV(KVBase):
+class MemoryKV(KVBase, ChangeFeed):
     """A thread-safe KV bucket in this process's memory.
 
     Same semantics as a JetStream KV bucket: bucket-wide revisions that only grow, delete markers

@@ -14,6 +14,7 @@ from msstore import keys as keygrammar
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec, default_codec
 from msstore.errors import VersionConflict
+from msstore.protocols import CheckpointStore, DataStorage, FlushLedger
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.spi import (
     StoreBase,
@@ -46,7 +47,7 @@ class _Row(NamedTuple):
     deleted: bool = False
 
 
-class MemoryTable(StoreBase):
+class MemoryTable(StoreBase, DataStorage, CheckpointStore, FlushLedger):
     """A thread-safe ``DataStorage`` in memory: what the PostgreSQL state store does, minus I/O.
 
     Values are stored encoded, so a caller mutating what it stored or retrieved changes nothing

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult
 
 from msstore.buckets import BUCKET_OPTIONS, BucketConfig
 from msstore.errors import InvalidArgument, Unsupported
+from msstore.registry import Backend
 from msstore.spi import check_known, opt_bool, opt_float
 
 from ._client import NatsClient
@@ -61,7 +62,7 @@ def _config(url: SplitResult, options: Mapping[str, Any]) -> NatsConfig:
     return NatsConfig.from_env(**overrides)
 
 
-class NatsBackend:
+class NatsBackend(Backend):
     """The ``nats://`` scheme."""
 
     def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> NatsKV:

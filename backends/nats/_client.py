@@ -157,10 +157,12 @@ class NatsClient:
 
     @property
     def servers(self) -> str:
+        """The servers it connects to, passwords masked."""
         return ", ".join(redact_url(s) for s in self.config.servers)
 
     @property
     def supports_per_key_ttl(self) -> bool:
+        """True if the server honours per-message TTLs (nats-server 2.11 and later)."""
         return self.server_version[:2] >= PER_KEY_TTL_SINCE
 
     def run(

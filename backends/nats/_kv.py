@@ -36,6 +36,7 @@ from msstore.errors import (
     SerializationError,
     VersionConflict,
 )
+from msstore.protocols import ChangeFeed
 from msstore.records import Entry, FeedState, Operation
 from msstore.spi import KV_CAPABILITIES, KVBase, QueueWatcher, check_revision, stale_revision
 
@@ -59,7 +60,7 @@ log = logging.getLogger("msstore.backends.nats")
 NO_RESPONDERS_BACKOFF: Final = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, None)  # ~1 s, then give up
 
 
-class NatsKV(KVBase):
+class NatsKV(KVBase, ChangeFeed):
     """A JetStream KV bucket as a :class:`~msstore.protocols.KeyValueStore`.
 
     Open with :meth:`open` (creates the bucket from ``config`` if missing; an existing bucket is

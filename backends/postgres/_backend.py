@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
 from msstore.errors import InvalidArgument, Unsupported
+from msstore.registry import Backend
 from msstore.spi import check_known, opt_bool, opt_float, opt_int
 
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -51,7 +52,7 @@ def _connect_timeout(options: Mapping[str, Any]) -> int:
     return seconds
 
 
-class PostgresBackend:
+class PostgresBackend(Backend):
     """Opens msstore's PostgreSQL stores by URL (see the module docstring)."""
 
     def open_kv(self, url: SplitResult, options: Mapping[str, Any]) -> Any:

@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS migrations.validation_results (
 
 @attrs.frozen
 class MigrationStatus:
+    """One migration's state in a database: ``applied``, ``pending``, ``changed`` (applied, but its
+    file differs now) or ``missing`` (applied, its file gone), with when it was applied."""
+
     version: int
     name: str
     state: str  # applied, pending, changed (applied, but the file differs), missing (no file)

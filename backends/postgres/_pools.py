@@ -98,6 +98,9 @@ Role = Literal["primary", "background", "analytics"]
 
 @attrs.frozen
 class PoolSizeRecommendation:
+    """What :func:`recommend_pool_size` suggests: a size, the pool's minimum and maximum,
+    and why."""
+
     recommended_size: int
     min_connections: int
     max_connections: int
@@ -142,6 +145,9 @@ def latency_status(latency_ms: float | None) -> HealthStatus:
 
 @attrs.frozen
 class Health:
+    """A role pools' health check: the status, the primary's ``SELECT 1`` latency, each pool's
+    counters, and the error when it failed."""
+
     status: HealthStatus
     latency_ms: float | None
     pools: Mapping[str, Mapping[str, int]]
@@ -241,6 +247,8 @@ class Pools:
         )
 
     def open(self, *, wait: bool = True, timeout: float = 30.0) -> Pools:
+        """Open every pool; with ``wait``, until each has its minimum connections
+        (``ConnectionFailed`` naming the server after ``timeout`` seconds). Returns the pools."""
         for pool in self.all():
             try:
                 pool.open(wait=wait, timeout=timeout)
@@ -252,6 +260,7 @@ class Pools:
         return self
 
     def all(self) -> list[ConnectionPool[Any]]:
+        """Every pool: the roles', then the replicas'."""
         return [*self._pools.values(), *self._replicas]
 
     def __repr__(self) -> str:
@@ -259,6 +268,7 @@ class Pools:
         return f"Pools(primary={redact_url(self._dsns['primary'])}, replicas=[{replicas}])"
 
     def pool(self, role: Role = "primary") -> ConnectionPool[Any]:
+        """The pool of ``role`` (``primary``, ``background`` or ``analytics``), opened if closed."""
         if role not in self._pools:
             raise InvalidArgument(f"unknown pool role {role!r}; roles: {sorted(self._pools)}")
         pool = self._pools[role]
@@ -268,6 +278,8 @@ class Pools:
 
     @contextlib.contextmanager
     def connection(self, role: Role = "primary") -> Iterator[psycopg.Connection[Any]]:
+        """A connection from ``role``'s pool, in a ``with`` block (``ConnectionFailed`` when none
+        frees up within the acquire timeout)."""
         try:
             with self.pool(role).connection() as conn:
                 yield conn
@@ -320,6 +332,7 @@ class Pools:
         return Health(latency_status(latency), round(latency, 3), stats)
 
     def close(self) -> None:
+        """Close every pool."""
         for pool in self.all():
             pool.close()
 

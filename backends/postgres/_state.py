@@ -33,6 +33,7 @@ from msstore.errors import (
     InvalidArgument,
     VersionConflict,
 )
+from msstore.protocols import CheckpointStore, DataStorage, FlushLedger
 from msstore.records import Checkpoint, FlushFailure, Query, Record, UpsertResult
 from msstore.spi import (
     check_query,
@@ -123,7 +124,7 @@ WHERE s.version <= covered.version
 """
 
 
-class PostgresStateStore(PgStore):
+class PostgresStateStore(PgStore, DataStorage, CheckpointStore, FlushLedger):
     """``DataStorage`` on ``agents.state``; needs migrations 0001-0002 applied.
 
     ``pool`` is a ``psycopg_pool.ConnectionPool`` (``Pools.pool("primary")``) or a DSN, for

@@ -48,6 +48,8 @@ _MISSING = {"42P01", "3F000", "42703", "42883", "42704"}
 
 
 class Isolation(enum.Enum):
+    """A transaction isolation level for :func:`transaction`."""
+
     READ_COMMITTED = "READ COMMITTED"
     REPEATABLE_READ = "REPEATABLE READ"
     SERIALIZABLE = "SERIALIZABLE"

@@ -221,10 +221,12 @@ class PgVectorIndex(PgStore, VectorIndexBase):
 
     @property
     def vector_type(self) -> str:
+        """The column type: ``vector`` (4-byte floats) or ``halfvec`` (2-byte)."""
         return self._type
 
     @property
     def hnsw(self) -> HnswParams | None:
+        """The HNSW index's parameters, ``None`` without one (exact search)."""
         return self._hnsw
 
     @property

@@ -69,6 +69,9 @@ class LocalLoop(Generic[S]):
         what: str,
         settle: bool = False,
     ) -> T:
+        """Run ``coro`` on this thread's loop, driven here until it ends or ``timeout`` seconds
+        pass (then ``OutcomeUnknown`` for a ``write``, ``DeadlineExceeded`` otherwise;
+        ``what`` names the call). ``StoreClosed`` once the loop is closed."""
         with self.lock:
             if self.closed:
                 coro.close()
@@ -142,6 +145,7 @@ class LocalLoop(Generic[S]):
     def close(
         self, closer: Callable[[S], Coroutine[Any, Any, Any]] | None, timeout: float = 5.0
     ) -> None:
+        """Run ``closer`` on the loop's state (its connection), then close the loop; idempotent."""
         with self.lock:
             if self.closed:
                 return

@@ -97,6 +97,8 @@ def opt_float(
 
 
 def opt_bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
+    """URL option ``name`` as a bool (true/false, 1/0, yes/no, or a bool keyword),
+    ``default`` when absent; anything else is an ``InvalidArgument`` naming it."""
     value = options.get(name, default)
     if type(value) is bool:
         return value
@@ -108,6 +110,8 @@ def opt_bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
 def opt_choice(
     options: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]
 ) -> str:
+    """URL option ``name``, one of ``choices`` (``default`` when absent); anything else is an
+    ``InvalidArgument`` naming the choices."""
     value = options.get(name, default)
     if value not in choices:
         raise InvalidArgument(f"option {name} must be one of {', '.join(choices)}, got {value!r}")

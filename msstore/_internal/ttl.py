@@ -17,6 +17,7 @@ from msstore.errors import InvalidArgument
 __all__ = ["MAX_TTL_SECONDS", "check_ttl", "expiry"]
 
 MAX_TTL_SECONDS: Final = 100 * 365 * 24 * 3600
+"""The longest TTL accepted: 100 years."""
 
 
 def check_ttl(ttl: object) -> int | None:

@@ -31,10 +31,12 @@ class Stamp:
     node: str
 
     def to_doc(self) -> list[Any]:
+        """The stamp as JSON: ``[wall_ms, logical, node]``."""
         return [self.wall_ms, self.logical, self.node]
 
     @classmethod
     def from_doc(cls, doc: Any) -> Stamp:
+        """Read back :meth:`to_doc`'s form; ``SerializationError`` for anything else."""
         try:
             wall, logical, node = doc
             if type(wall) is not int or type(logical) is not int or type(node) is not str:
@@ -62,6 +64,7 @@ class HLC:
         self._last = Stamp(0, 0, node)
 
     def now(self) -> Stamp:
+        """A stamp for a local event, after every stamp this clock gave or observed."""
         with self._lock:
             wall = self._wall()
             last = self._last
@@ -108,6 +111,8 @@ class VectorClock:
     def increment(
         self, node: str, *, max_entries: int = 64, now_ms: int | None = None
     ) -> VectorClock:
+        """This clock with writer ``node``'s counter one higher (the oldest entries pruned past
+        ``max_entries``, see the class docstring; ``now_ms``: when, for pruning)."""
         counters = dict(self.counters)
         touched = dict(self.touched)
         counters[node] = counters.get(node, 0) + 1
@@ -122,6 +127,8 @@ class VectorClock:
         return VectorClock(counters, touched)
 
     def merge(self, other: VectorClock) -> VectorClock:
+        """The clock that has seen everything this one and ``other`` have (the greater counter per
+        writer)."""
         counters = dict(self.counters)
         touched = dict(self.touched)
         for node, count in other.counters.items():
@@ -142,13 +149,16 @@ class VectorClock:
         return all(self.counters.get(n, 0) >= c for n, c in other.counters.items())
 
     def concurrent(self, other: VectorClock) -> bool:
+        """True if neither clock has seen all of the other: the two writes were concurrent."""
         return not self.descends(other) and not other.descends(self)
 
     def to_doc(self) -> dict[str, Any]:
+        """The clock as JSON: ``{writer: [counter, last moved ms]}``."""
         return {n: [c, self.touched.get(n, 0)] for n, c in sorted(self.counters.items())}
 
     @classmethod
     def from_doc(cls, doc: Any) -> VectorClock:
+        """Read back :meth:`to_doc`'s form; ``SerializationError`` for anything else."""
         if not isinstance(doc, dict):
             raise SerializationError(f"not a vector clock: {doc!r}")
         try:

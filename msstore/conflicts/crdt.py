@@ -54,14 +54,29 @@ class CRDT:
         CRDT._types[cls.TAG] = cls
 
     def merge(self, other: Self) -> Self:
+        """The state that has seen both this one's updates and ``other``'s (commutative,
+        associative, idempotent); ``InvalidArgument`` for another CRDT type."""
         raise NotImplementedError
 
     @property
     def value(self) -> Any:
+        """The plain value this state stands for (a number, a set, a dict, ...)."""
         raise NotImplementedError
 
     def to_doc(self) -> dict[str, Any]:
+        """The tagged JSON document (``{"$crdt": TAG, ...}``) that stores this state in any backend;
+        :meth:`from_doc` reads it back."""
         return {"$crdt": self.TAG, **self._body()}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Self:
+        """Read back a document :meth:`to_doc` made, of this type
+        (``PNCounter.from_doc(kv.get("visits").value).value``); ``SerializationError`` for
+        anything else, another CRDT type's document included."""
+        found = from_doc(doc)
+        if not isinstance(found, cls):
+            raise SerializationError(f"not a {cls.__name__} document: a {type(found).__name__}")
+        return found
 
     def _body(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -101,10 +116,13 @@ def _amount(n: object) -> int:
 
 @attrs.frozen
 class GCounter(CRDT):
+    """A grow-only counter: each writer counts its own increments; the value is their sum."""
+
     TAG: ClassVar[str] = "gcounter"
     counts: dict[str, int] = attrs.field(factory=dict)
 
     def increment(self, node: str, n: int = 1) -> GCounter:
+        """This counter with ``n`` (>= 0) more counted for writer ``node``."""
         if _amount(n) == 0:  # a zero entry would make equal states compare unequal
             _node(node)
             return self
@@ -134,14 +152,19 @@ class GCounter(CRDT):
 
 @attrs.frozen
 class PNCounter(CRDT):
+    """A counter that goes both ways: a grow-only counter of increments and one of decrements; the
+    value is their difference."""
+
     TAG: ClassVar[str] = "pncounter"
     p: GCounter = attrs.field(factory=GCounter)
     n: GCounter = attrs.field(factory=GCounter)
 
     def increment(self, node: str, n: int = 1) -> PNCounter:
+        """This counter with ``n`` (>= 0) added by writer ``node``."""
         return PNCounter(self.p.increment(node, n), self.n)
 
     def decrement(self, node: str, n: int = 1) -> PNCounter:
+        """This counter with ``n`` (>= 0) taken away by writer ``node``."""
         return PNCounter(self.p, self.n.increment(node, n))
 
     def merge(self, other: PNCounter) -> PNCounter:
@@ -164,6 +187,8 @@ class PNCounter(CRDT):
 
 @attrs.frozen
 class LWWRegister(CRDT):
+    """A last-writer-wins register: the value with the greatest :class:`Stamp` wins."""
+
     TAG: ClassVar[str] = "lww"
     val: Any = None
     stamp: Stamp | None = None
@@ -204,6 +229,8 @@ class MVRegister(CRDT):
     versions: tuple[tuple[Any, VectorClock], ...] = ()
 
     def assign(self, node: str, value: Any, *, max_entries: int = 64) -> MVRegister:
+        """This register holding only ``value``, written by ``node`` after every sibling it holds
+        (its clock keeps at most ``max_entries`` writers)."""
         clock = VectorClock()
         for _, seen in self.versions:
             clock = clock.merge(seen)
@@ -270,6 +297,7 @@ class ORSet(CRDT):
     context: dict[str, int] = attrs.field(factory=dict)
 
     def add(self, node: str, elem: Any) -> ORSet:
+        """This set with ``elem`` (a ``str`` or ``int``) added by writer ``node``."""
         node = _node(node)
         counter = self.context.get(node, 0) + 1
         dots = dict(self.dots)
@@ -279,6 +307,7 @@ class ORSet(CRDT):
         return ORSet(dots, context)
 
     def add_all(self, node: str, elems: Iterable[Any]) -> ORSet:
+        """This set with every element of ``elems`` added by writer ``node``."""
         node = _node(node)
         counter = self.context.get(node, 0)
         dots = dict(self.dots)
@@ -290,6 +319,7 @@ class ORSet(CRDT):
         return ORSet(dots, context)
 
     def remove(self, elem: Any) -> ORSet:
+        """This set without ``elem`` (an add it has not seen survives the merge: add wins)."""
         if elem not in self.dots:
             return self
         dots = dict(self.dots)
@@ -360,9 +390,12 @@ class LWWMap(CRDT):
         return LWWMap(entries)
 
     def set(self, key: str, value: Any, stamp: Stamp) -> LWWMap:
+        """This map with ``key`` set to ``value`` at ``stamp`` (an older stamp than the key's
+        changes nothing)."""
         return self._put(key, True, value, stamp)
 
     def remove(self, key: str, stamp: Stamp) -> LWWMap:
+        """This map with ``key`` removed at ``stamp`` (a stamped tombstone)."""
         return self._put(key, False, None, stamp)
 
     def merge(self, other: LWWMap) -> LWWMap:

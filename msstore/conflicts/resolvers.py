@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from msstore.conflicts.clocks import HLC, Stamp, VectorClock
 from msstore.conflicts.crdt import CRDT, LWWRegister, MVRegister, from_doc
+from msstore.conflicts.update import Resolver
 from msstore.errors import InvalidArgument
 
 __all__ = ["CRDTMerge", "CustomMerge", "LastWriteWins", "Siblings", "VectorClockResolver"]
@@ -39,7 +40,7 @@ class Siblings(list[Any]):
     """Concurrent values of one key, handed to ``fn`` when a vector-clocked key has several."""
 
 
-class LastWriteWins:
+class LastWriteWins(Resolver):
     """The value with the greatest hybrid-logical-clock stamp wins; ties go to the greater
     writer id. Stored values are :class:`~msstore.conflicts.crdt.LWWRegister` documents.
 
@@ -69,11 +70,12 @@ class LastWriteWins:
 
     @staticmethod
     def stamp_of(stored: Any) -> Stamp | None:
+        """The stamp of a stored register (``None`` for any other document)."""
         reg = from_doc(stored)
         return reg.stamp if isinstance(reg, LWWRegister) else None
 
 
-class VectorClockResolver:
+class VectorClockResolver(Resolver):
     """Vector clocks decide: a write that has seen the other wins; concurrent writes are kept
     as siblings (stored as an :class:`~msstore.conflicts.crdt.MVRegister`).
 
@@ -126,7 +128,7 @@ class VectorClockResolver:
         return self._collapse(self._register(ours).merge(self._register(theirs))).to_doc()
 
 
-class CRDTMerge:
+class CRDTMerge(Resolver):
     """Values are CRDT documents; conflicts merge (exact for every CRDT type here).
 
     ``factory`` makes the empty state for a key that does not exist yet (e.g. ``PNCounter``);
@@ -156,7 +158,7 @@ class CRDTMerge:
         return self._load(ours).merge(self._load(theirs)).to_doc()
 
 
-class CustomMerge:
+class CustomMerge(Resolver):
     """Any function ``fn(key, ours, theirs) -> value`` as a resolver; ``fn`` applies as is."""
 
     def __init__(self, fn: Callable[[str, Any, Any], Any]) -> None:

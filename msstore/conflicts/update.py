@@ -26,9 +26,16 @@ log = logging.getLogger("msstore.conflicts")
 class Resolver(Protocol):
     """What ``update_with`` needs of a resolver (see :mod:`msstore.conflicts.resolvers`)."""
 
-    def apply(self, key: str, current: Any, fn: Callable[[Any], Any]) -> Any: ...
+    def apply(self, key: str, current: Any, fn: Callable[[Any], Any]) -> Any:
+        """The value to store at ``key``, built by the caller's ``fn`` from ``current`` (what
+        is stored now, ``None`` if nothing); the resolver adds what it keeps beside the value
+        (a stamp, a clock) or hands ``fn`` its own form of it (a CRDT)."""
+        ...
 
-    def resolve(self, key: str, ours: Any, theirs: Any) -> Any: ...
+    def resolve(self, key: str, ours: Any, theirs: Any) -> Any:
+        """The value to write in place of ``theirs`` (stored by another writer after our read),
+        settled against ``ours`` (what :meth:`apply` built)."""
+        ...
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:

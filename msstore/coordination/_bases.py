@@ -66,9 +66,11 @@ class Verdicts:
 
 # A pass's claimed rows, in outbox order: (event, held back).
 ClaimedRows = Sequence[tuple[OutboxEvent, bool]]
+"""Claimed events, each with whether it is held back (an earlier event of its subject is held by
+another relay)."""
 
 
-class OutboxSourceBase(StoreBase):
+class OutboxSourceBase(StoreBase, OutboxSource):
     """Everything an :class:`~msstore.coordination.OutboxSource` does but storing rows.
 
     ``keep_published``: seconds a published row is kept before :meth:`purge_published`
@@ -156,7 +158,6 @@ class OutboxSourceBase(StoreBase):
         return summarize(verdicts.claimed, verdicts.outcomes, held_back=verdicts.held_back)
 
     def stats(self) -> OutboxStats:
-        """Rows waiting, the creation time of the oldest, rows set aside as failed."""
         self._check_open()
         return self._stats()
 
@@ -235,7 +236,7 @@ def payload_problem(event: OutboxEvent, max_payload: int) -> str | None:
     return problem
 
 
-class EventSinkBase(StoreBase):
+class EventSinkBase(StoreBase, EventSink):
     """Everything an :class:`~msstore.coordination.EventSink` does but talking to its server.
 
     **Implementing a sink.** Subclass this and supply :attr:`max_payload`, :meth:`_publish`

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 DEAD_LETTER_PREFIX = "msstore.dead"
+"""Where dead letters go: <prefix>.<stream>.<durable>."""
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +65,7 @@ class Event:
 
 
 Handler = Callable[[Event], None]
+"""A consumer's function: called with each event; returning acks it, raising retries it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -99,6 +101,7 @@ def _from_spec(spec: ConsumerSpec) -> Preset:
 
 # The consumers `msstore provision` creates, so a preset binds to the provisioned consumer.
 PRESETS: Mapping[str, Preset] = {c.name: _from_spec(c) for c in DEFAULT.consumers}
+"""The consumers msstore provision creates, by name, for subscribe(preset=...)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -119,7 +122,9 @@ class ConsumerPlan:
 class Subscription(Protocol):
     """A running consumer; stop it (or leave its ``with`` block) to end it."""
 
-    def stop(self, timeout: float = 10.0) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop fetching, let the handler finish the event in hand (up to ``timeout`` s)."""
+        ...
 
     def stats(self) -> dict[str, int]:
         """handled, failed (handler errors), dead_lettered, duplicates (skipped), batches."""

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 MAX_BATCH: Final = 10_000
+"""The most events one relay pass claims."""
 # NATS caps a protocol line (PUB <subject> <reply> <size>) at 4 KiB by default; the reply
 # inbox and sizes take the rest.
 MAX_SUBJECT_BYTES: Final = 3_000
@@ -90,6 +91,7 @@ class Retry:
 
 
 Outcome = Published | Failed | Retry
+"""What publishing one event came to."""
 
 
 @attrs.frozen(kw_only=True)
@@ -136,7 +138,8 @@ class OutboxSource(Store, Protocol):
         one transaction. If ``publish`` raises, nothing is applied and the error propagates."""
         ...
 
-    def stats(self) -> OutboxStats: ...
+    def stats(self) -> OutboxStats:
+        """Rows waiting, the creation time of the oldest, rows set aside as failed."""
 
     def failures(self, limit: int = 100) -> list[tuple[OutboxEvent, str]]:
         """Rows set aside as failed, oldest first, with their reasons."""

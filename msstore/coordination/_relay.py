@@ -212,6 +212,7 @@ class OutboxRelay:
 
     @property
     def running(self) -> bool:
+        """True while the relay's thread (from :meth:`start`) runs."""
         return self._thread is not None and self._thread.is_alive()
 
     # -- observing --------------------------------------------------------------------------
@@ -254,6 +255,7 @@ class OutboxRelay:
         )
 
     def close(self) -> None:
+        """Stop the loop and, for a relay made by :meth:`connect`, close both ends."""
         self.stop()
         if self._owns:
             self.source.close()

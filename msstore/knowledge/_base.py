@@ -26,9 +26,10 @@ from typing import Any, Final
 from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability
 from msstore.errors import InvalidArgument
-from msstore.protocols import Embedder
+from msstore.protocols import DataStorage, Embedder
 from msstore.records import Query, Record, UpsertResult
 from msstore.spi import (
+    StoreBase,
     as_matrix,
     check_k,
     check_many,
@@ -43,9 +44,10 @@ from ._fusion import RRF_K, reciprocal_rank_fusion
 __all__ = ["MODES", "KnowledgeBase", "KnowledgeStorage"]
 
 MODES: Final = ("hybrid", "vector", "text")
+"""The search modes: hybrid (default), vector, text."""
 
 
-class KnowledgeBase:
+class KnowledgeBase(StoreBase):
     """Facts with embeddings over a :class:`FactStore` (see the module docstring).
 
     ``candidates`` is how many results each retriever contributes to a hybrid search (at least
@@ -92,10 +94,12 @@ class KnowledgeBase:
 
     @property
     def store(self) -> FactStore:
+        """The fact store underneath."""
         return self._store
 
     @property
     def embedder(self) -> Embedder:
+        """The embedder that makes the facts' vectors."""
         return self._embedder
 
     def _embed(self, texts: Sequence[str]) -> Any:
@@ -146,20 +150,26 @@ class KnowledgeBase:
         return stored
 
     def remove(self, fact_id: str) -> bool:
+        """Delete the fact of ``fact_id``; ``True`` if there was one."""
         return self._store.remove([fact_id]) > 0
 
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
+        """Delete the keyed fact of ``key`` (only below ``below_version`` when given); ``True`` if
+        one went."""
         return self._store.remove_key(key, below_version=below_version)
 
     # reads -----------------------------------------------------------------------------------
 
     def get(self, fact_id: str) -> Fact | None:
+        """The fact of ``fact_id``, ``None`` if there is none."""
         return self._store.get(fact_id)
 
     def get_key(self, key: str) -> Fact | None:
+        """The current fact of ``key``, ``None`` if there is none."""
         return self._store.get_key(key)
 
     def count(self) -> int:
+        """How many facts the store holds."""
         return self._store.count()
 
     def search(
@@ -243,15 +253,9 @@ class KnowledgeBase:
         with self._lock:
             return dict(self._stats)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._owns_store:
             self._store.close()
-
-    def __enter__(self) -> KnowledgeBase:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _fact_for_key(key: str, value: Any, **fields: Any) -> Fact:
@@ -274,7 +278,7 @@ def _starting(moment: float) -> float:
     return moment - 0.001
 
 
-class KnowledgeStorage:
+class KnowledgeStorage(StoreBase, DataStorage):
     """The KNOWLEDGE_BASE route as ``DataStorage``: one current fact per key.
 
     A key reads ``entity_type.entity_id.predicate`` (see ``_fact_for_key``); ``store`` replaces
@@ -360,5 +364,5 @@ class KnowledgeStorage:
         written = len(stored) + removed
         return UpsertResult(written=written, skipped=total - written)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._kb.close()

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from msstore.errors import InvalidArgument, Unsupported
+from msstore.protocols import Embedder
 from msstore.spi import check_dim, check_many, numpy
 
 __all__ = ["HashingEmbedder", "SentenceTransformerEmbedder", "check_texts"]
@@ -38,7 +39,7 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
-class HashingEmbedder:
+class HashingEmbedder(Embedder):
     """Deterministic feature-hashing embeddings (see the module docstring).
 
     Each lower-cased word adds weight 1 to one bucket and each of its character trigrams
@@ -94,7 +95,7 @@ class HashingEmbedder:
         return result
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model as an :class:`~msstore.protocols.Embedder`.
 
     ``model`` is a loaded ``SentenceTransformer``; vectors are L2-normalised (cosine distance

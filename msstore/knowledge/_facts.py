@@ -79,6 +79,7 @@ def object_type(value: Any) -> str:
 
 
 def content_hash(text: str) -> str:
+    """The SHA-256 (hex) of ``text``: the key under which a text's vector is stored and reused."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -111,6 +112,8 @@ class Fact:
         return f"{self.entity_type} {self.entity_id} {self.predicate} {shown}"
 
     def valid_at(self, when: float) -> bool:
+        """True if the fact holds at ``when`` (Unix seconds): from ``valid_from`` (inclusive) until
+        ``valid_until`` (exclusive)."""
         start = self.valid_from if self.valid_from is not None else float("-inf")
         return start <= when and (self.valid_until is None or when < self.valid_until)
 
@@ -261,7 +264,8 @@ class FactStore(Store, Protocol):
     """
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """The embeddings' dimension."""
 
     def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
         """Which content hashes already have a vector of ``model``/``version``."""
@@ -287,25 +291,32 @@ class FactStore(Store, Protocol):
 
     def vector_search(
         self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
-    ) -> list[tuple[Fact, float]]: ...
+    ) -> list[tuple[Fact, float]]:
+        """The ``k`` facts (of ``flt``) nearest to ``vector``, with cosine distances."""
 
     def text_search(
         self, text: str, k: int, flt: FactFilter, *, model: str, version: str
-    ) -> list[tuple[Fact, float]]: ...
+    ) -> list[tuple[Fact, float]]:
+        """The ``k`` facts (of ``flt``) whose text matches ``text`` best, with relevances."""
 
-    def get(self, fact_id: str) -> Fact | None: ...
+    def get(self, fact_id: str) -> Fact | None:
+        """The fact with ``fact_id``, or ``None``."""
 
-    def get_key(self, key: str) -> Fact | None: ...
+    def get_key(self, key: str) -> Fact | None:
+        """The fact stored under ``key``, or ``None``."""
 
     def scan(self, flt: FactFilter, limit: int) -> list[Fact]:
         """Keyed facts matching ``flt``, ordered by key (byte order), at most ``limit``."""
         ...
 
-    def remove(self, fact_ids: Sequence[str]) -> int: ...
+    def remove(self, fact_ids: Sequence[str]) -> int:
+        """Delete the facts of ``fact_ids`` (ids that name none are skipped); how many."""
 
-    def remove_key(self, key: str, *, below_version: int | None = None) -> bool: ...
+    def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
+        """Delete the fact of ``key`` (only if its version is below ``below_version``)."""
 
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """How many facts the store holds."""
 
 
 @attrs.frozen(kw_only=True)
@@ -331,7 +342,7 @@ def _vector_rows(vectors: Mapping[str, Sequence[float]], dim: int) -> dict[str, 
     return {h: matrix[i] for i, h in enumerate(hashes)}
 
 
-class FactStoreBase(StoreBase):
+class FactStoreBase(StoreBase, FactStore):
     """Everything a fact store does but storing facts: the public calls of
     :class:`FactStore`, their checks and the lifecycle, written once.
 
@@ -347,7 +358,6 @@ class FactStoreBase(StoreBase):
 
     @property
     def dim(self) -> int:
-        """The embeddings' dimension."""
         return self._dim
 
     def known_hashes(self, hashes: Sequence[str], *, model: str, version: str) -> set[str]:
@@ -378,7 +388,6 @@ class FactStoreBase(StoreBase):
     def vector_search(
         self, vector: Sequence[float], k: int, flt: FactFilter, *, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        """The ``k`` facts (of ``flt``) nearest to ``vector``, with cosine distances."""
         check_k(k)
         query = as_matrix(vector, dim=self._dim, rows=1)[0]
         self._check_open()
@@ -387,7 +396,6 @@ class FactStoreBase(StoreBase):
     def text_search(
         self, text: str, k: int, flt: FactFilter, *, model: str, version: str
     ) -> list[tuple[Fact, float]]:
-        """The ``k`` facts (of ``flt``) whose text matches ``text`` best, with relevances."""
         check_k(k)
         if type(text) is not str:
             raise InvalidArgument(f"text must be a str, got {text!r}")
@@ -395,12 +403,10 @@ class FactStoreBase(StoreBase):
         return self._text_search(text, k, flt, model, version)
 
     def get(self, fact_id: str) -> Fact | None:
-        """The fact with ``fact_id``, or ``None``."""
         self._check_open()
         return self._get(str(fact_id))
 
     def get_key(self, key: str) -> Fact | None:
-        """The fact stored under ``key``, or ``None``."""
         self._check_open()
         return self._get_key(key)
 
@@ -411,7 +417,6 @@ class FactStoreBase(StoreBase):
         return self._scan(flt, limit)
 
     def remove(self, fact_ids: Sequence[str]) -> int:
-        """Delete the facts of ``fact_ids`` (ids that name none are skipped); how many."""
         ids = check_many(fact_ids, field="fact_ids", of="fact ids")
         if not all(type(f) is str and f for f in ids):
             raise InvalidArgument(f"fact_ids must be non-empty strings, got {ids!r}"[:200])
@@ -419,14 +424,12 @@ class FactStoreBase(StoreBase):
         return self._remove(list(dict.fromkeys(ids)))
 
     def remove_key(self, key: str, *, below_version: int | None = None) -> bool:
-        """Delete the fact of ``key`` (only if its version is below ``below_version``)."""
         if below_version is not None:
             check_version(below_version)
         self._check_open()
         return self._remove_key(key, below_version)
 
     def count(self) -> int:
-        """How many facts the store holds."""
         self._check_open()
         return self._count()
 

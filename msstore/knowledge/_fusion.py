@@ -18,6 +18,7 @@ from msstore.errors import InvalidArgument
 __all__ = ["RRF_K", "reciprocal_rank_fusion"]
 
 RRF_K = 60
+"""Reciprocal rank fusion's constant k (60, as in Cormack et al., 2009)."""
 H = TypeVar("H", bound=Hashable)
 
 

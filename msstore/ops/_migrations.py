@@ -43,10 +43,14 @@ _DIRECTIVE = re.compile(r"--\s*msstore:\s*(?P<key>[a-z-]+)\s+(?P<value>\S+)\s*$"
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 TYPES = ("schema", "data", "index", "partition", "function")
 DEFAULT_PARAMETERS: Mapping[str, str] = {"embedding_dim": "1536"}
+"""The migration placeholders' defaults (embedding_dim 1536)."""
 
 
 @attrs.frozen
 class Migration:
+    """One migration file: its version, name, the SQL to apply and the SQL to roll it back
+    (``None`` when it has none), and its checksum."""
+
     version: int
     name: str
     up_sql: str
@@ -57,10 +61,12 @@ class Migration:
 
     @property
     def label(self) -> str:
+        """``0007_knowledge_vectors``: the version and the name."""
         return f"{self.version:04d}_{self.name}"
 
     @property
     def history_version(self) -> str:
+        """The version as recorded in the migration history table."""
         return f"{self.version}.0.0"
 
 

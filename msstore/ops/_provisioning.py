@@ -123,6 +123,9 @@ class ConsumerSpec:
 
 @attrs.frozen(kw_only=True)
 class ProvisionConfig:
+    """The JetStream resources to provision: KV buckets, streams and consumers (``DEFAULT`` holds
+    msstore's own; ``load`` reads one from TOML or JSON)."""
+
     buckets: tuple[BucketConfig, ...] = ()
     streams: tuple[StreamSpec, ...] = ()
     consumers: tuple[ConsumerSpec, ...] = ()
@@ -244,6 +247,7 @@ DEFAULT = ProvisionConfig(
         ),
     ),
 )
+"""msstore's own buckets, streams and consumers (what msstore provision creates)."""
 
 
 def _build(cls: type[Any], item: Any, where: str) -> Any:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
 
 from msstore import keys as keygrammar
 from msstore.errors import InvalidArgument, NotFound, SerializationError
+from msstore.protocols import Repository
 from msstore.state import HybridStateManager
 
 __all__ = ["Agent", "AgentRepository", "KeyedRepository"]
@@ -54,7 +55,7 @@ class Agent:
     version: int = 0  # KV revision of the stored record; set by the repository
 
 
-class KeyedRepository(Generic[T]):
+class KeyedRepository(Repository[T, str]):
     """``Repository[T]`` for attrs class ``cls`` under keys ``<id>.<kind>``.
 
     ``id_of`` names the attribute holding the id (one key token). ``converter`` is a cattrs
@@ -83,6 +84,7 @@ class KeyedRepository(Generic[T]):
         self._versioned = "version" in attrs.fields_dict(cls)
 
     def key(self, id: str) -> str:
+        """The state key of ``id``: ``<id>.<kind>`` (``id`` is one key token)."""
         if not isinstance(id, str) or "." in id:
             raise InvalidArgument(f"a repository id is one key token, got {id!r}")
         return keygrammar.check_key(f"{id}.{self.kind}")

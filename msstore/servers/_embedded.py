@@ -107,6 +107,7 @@ class _Process:
 
     @property
     def running(self) -> bool:
+        """True while the server's process runs."""
         return self._proc is not None and self._proc.poll() is None
 
     def stop(self, *, sig: int = signal.SIGINT, timeout: float = 15.0) -> None:
@@ -195,6 +196,7 @@ class EmbeddedPostgres(_Process):
 
     @property
     def dsn(self) -> str:
+        """The connection string of the server (trust auth, 127.0.0.1, its port)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _as_user(self) -> dict[str, Any]:
@@ -304,6 +306,7 @@ class EmbeddedNats(_Process):
 
     @property
     def url(self) -> str:
+        """``nats://127.0.0.1:<port>``."""
         return f"nats://127.0.0.1:{self.port}"
 
     def _healthy(self, *, js_current: bool = False) -> bool:
@@ -368,6 +371,7 @@ class EmbeddedNatsCluster:
 
     @property
     def urls(self) -> list[str]:
+        """Every node's URL."""
         return [node.url for node in self.nodes]
 
     def _meta_leader_ready(self) -> bool:
@@ -386,6 +390,11 @@ class EmbeddedNatsCluster:
         return False
 
     def start(self, *, timeout: float = 60.0) -> Self:
+        """Start every node and wait until the cluster has a JetStream leader
+        (``ServerStartError`` after ``timeout`` seconds, with the logs). A running cluster is
+        left as it is."""
+        if all(node.running for node in self.nodes):
+            return self
         for node in self.nodes:
             node._spawn(
                 [
@@ -418,6 +427,7 @@ class EmbeddedNatsCluster:
         raise ServerStartError(f"NATS cluster not ready after {timeout:.0f}s; logs in {self.dir}")
 
     def close(self) -> None:
+        """Stop every node and delete the cluster's directory."""
         for node in self.nodes:
             node.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -17,6 +17,7 @@ from msstore.buckets import BucketConfig
 from msstore.capabilities import Capability, require
 from msstore.codec import Codec
 from msstore.errors import InvalidArgument, VersionConflict
+from msstore.protocols import KeyValueStore
 
 if TYPE_CHECKING:  # (conflicts builds on the KV protocols: imported when called)
     from msstore.conflicts.update import Resolver, RetryPolicy, Updated
@@ -38,6 +39,7 @@ KV_CAPABILITIES: Final = frozenset(
         Capability.ENCODED_VALUES,
     }
 )
+"""What a JetStream-like KV bucket does; per-key TTLs come on top where the store honours them."""
 
 _UNCONDITIONAL: Any = object()  # no expected revision was named (None is a bad one)
 
@@ -60,7 +62,7 @@ def check_revision(revision: object, name: str = "expected_revision", *, minimum
     return revision
 
 
-class KVBase(StoreBase):
+class KVBase(StoreBase, KeyValueStore):
     """Shared validation and bookkeeping for :class:`~msstore.protocols.KeyValueStore`s."""
 
     config: BucketConfig
@@ -144,4 +146,4 @@ class KVBase(StoreBase):
         :func:`msstore.conflicts.update_with`."""
         from msstore.conflicts.update import update_with  # noqa: PLC0415
 
-        return update_with(self, key, fn, resolver=resolver, policy=policy)  # type: ignore[arg-type]
+        return update_with(self, key, fn, resolver=resolver, policy=policy)

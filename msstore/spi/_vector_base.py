@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from msstore.capabilities import Capability
+from msstore.protocols import VectorIndex
 from msstore.records import Hit
 
 from ._store import StoreBase
@@ -27,9 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["VECTOR_CAPABILITIES", "VectorIndexBase"]
 
 VECTOR_CAPABILITIES: Final = frozenset({Capability.VECTOR_FILTER})
+"""What every vector index does (vector_filter: metadata filters in search)."""
 
 
-class VectorIndexBase(StoreBase):
+class VectorIndexBase(StoreBase, VectorIndex):
     """Everything a vector index does but storing vectors.
 
     ``dim``: the vectors' dimension; ``metric``: ``cosine``, ``l2`` or ``ip`` (distances

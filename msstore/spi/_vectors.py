@@ -34,10 +34,13 @@ __all__ = [
 ]
 
 METRICS: Final = ("cosine", "l2", "ip")
+"""The distance metrics."""
 # pgvector's column types: 4-byte floats (up to 16,000 dims, 2,000 indexable by HNSW) and
 # 2-byte floats (up to 4,000 indexable): half the storage and memory for a little precision.
 VECTOR_TYPES: Final = ("vector", "halfvec")
+"""The column types: 4-byte floats (``vector``) and 2-byte floats (``halfvec``)."""
 MAX_DIM: Final = {"vector": 2000, "halfvec": 4000}
+"""The largest dimension an HNSW index takes, per column type."""
 HALF_MAX: Final = 65504.0  # the largest finite IEEE half-precision number
 
 
@@ -53,18 +56,21 @@ def numpy() -> Any:
 
 
 def check_dim(dim: object, *, limit: int = 16000) -> int:
+    """A vector dimension: an int from 1 to ``limit``."""
     if type(dim) is not int or not 1 <= dim <= limit:
         raise InvalidArgument(f"dim must be an int from 1 to {limit}, got {dim!r}")
     return dim
 
 
 def check_metric(metric: object) -> str:
+    """A distance metric: ``cosine``, ``l2`` or ``ip``."""
     if metric not in METRICS:
         raise InvalidArgument(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     return str(metric)
 
 
 def check_vector_type(vector_type: object) -> str:
+    """A column type: ``vector`` or ``halfvec``."""
     if vector_type not in VECTOR_TYPES:
         raise InvalidArgument(
             f"unknown vector type {vector_type!r}; choose one of {', '.join(VECTOR_TYPES)}"
@@ -73,6 +79,7 @@ def check_vector_type(vector_type: object) -> str:
 
 
 def check_k(k: object) -> int:
+    """How many neighbours: an int >= 1."""
     if type(k) is not int or k < 1:
         raise InvalidArgument(f"k must be an int >= 1, got {k!r}")
     return k

@@ -28,6 +28,7 @@ class QueueWatcher:
         self._stopped = False
 
     def deliver(self, entry: Entry) -> None:
+        """Hand ``entry`` to the watcher's reader (the backend's feed calls this)."""
         self._queue.put(entry)
 
     def next(self, timeout: float | None = None) -> Entry | None:
@@ -47,6 +48,7 @@ class QueueWatcher:
             yield item
 
     def stop(self) -> None:
+        """End the watch: the reader's ``next`` returns ``None`` from now on; idempotent."""
         if self._stopped:
             return
         self._stopped = True

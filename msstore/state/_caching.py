@@ -65,6 +65,8 @@ class L1Cache:
         self.evictions = 0
 
     def get(self, key: str) -> tuple[bytes, int] | None:
+        """The cached encoded value and its KV revision, ``None`` if absent, invalidated or
+        expired."""
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -102,10 +104,12 @@ class L1Cache:
                 self.evictions += 1
 
     def discard(self, key: str) -> None:
+        """Forget ``key``."""
         with self._lock:
             self._items.pop(key, None)
 
     def clear(self) -> None:
+        """Forget everything."""
         with self._lock:
             self._items.clear()
 
@@ -318,6 +322,7 @@ class TieredCache:
         )
 
     def close(self) -> None:
+        """Stop the KV watch that invalidates the cache (when there is one)."""
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None

@@ -101,6 +101,8 @@ class ConsistencyMonitor:
         return HealthStatus.HEALTHY
 
     def health(self) -> HealthStatus:
+        """HEALTHY, DEGRADED (p95 lag or the oldest pending write past the window) or UNHEALTHY
+        (past 30 s), as :meth:`stats` reports."""
         stats = self.stats()
         return HealthStatus(stats["status"])
 

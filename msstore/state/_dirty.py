@@ -125,6 +125,7 @@ class DirtySet(threading.Condition):
 
     @property
     def last_seq(self) -> int:
+        """The sequence number of the newest write recorded."""
         return self._seq
 
     def lowest_seq(self) -> int | None:
@@ -134,5 +135,6 @@ class DirtySet(threading.Condition):
         return min(seqs, default=None)
 
     def pending_keys(self) -> list[str]:
+        """The keys waiting to be flushed, sorted."""
         with self:
             return sorted(self._items)

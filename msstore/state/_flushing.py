@@ -304,6 +304,8 @@ class Flusher:
                 self._dirty.wait(remaining if remaining is not None else 1.0)
 
     def reconcile_now(self) -> None:
+        """Run a recovery pass now (when the flusher has one), instead of waiting for its
+        interval."""
         if self._reconcile is not None:
             self._run_reconcile()
 

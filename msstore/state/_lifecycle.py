@@ -32,6 +32,9 @@ __all__ = ["LifecycleState", "StateLifecycleManager", "check_transition"]
 
 
 class LifecycleState(enum.Enum):
+    """Where an agent's state is in its lifecycle (the moves allowed are in
+    ``check_transition``)."""
+
     COLD = "COLD"  # no state loaded in KV
     HYDRATING = "HYDRATING"  # loading from SQL into KV
     ACTIVE = "ACTIVE"  # in KV, operational
@@ -90,6 +93,7 @@ class StateLifecycleManager:
         return agent
 
     def state(self, agent: str) -> LifecycleState:
+        """The agent's lifecycle state (``COLD`` until something moved it)."""
         return self._states.get(self._check_agent(agent), LifecycleState.COLD)
 
     def _move(self, agent: str, new: LifecycleState) -> None:
@@ -185,4 +189,5 @@ class StateLifecycleManager:
         return checkpoint
 
     def checkpoints(self, agent: str) -> list[Checkpoint]:
+        """The agent's checkpoints, newest first."""
         return self._store().list_checkpoints(self._check_agent(agent))

@@ -291,6 +291,8 @@ class HybridStateManager:
         return self.cache.get_with_revision(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Several keys' values (``None`` for a missing one), read as :meth:`get` reads, the
+        KV misses of the cache in one batch."""
         self._check_open()
         return self.cache.get_many(keys)
 

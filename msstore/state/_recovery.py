@@ -66,6 +66,8 @@ class FeedPosition:
 
     @classmethod
     def claim(cls, kv: ChangeFeed, bucket: str, ledger: FlushLedger) -> FeedPosition:
+        """Claim ``bucket``'s current incarnation in ``ledger``: its version offset and
+        watermark."""
         state = kv.feed_state()
         offset, watermark = ledger.claim_feed(bucket, state.incarnation)
         return cls(bucket, state.incarnation, offset, watermark)

@@ -17,6 +17,8 @@ __all__ = ["DEFAULT_ROUTES", "DataRouter", "DataType", "Route", "StorageLayer"]
 
 
 class DataType(enum.Enum):
+    """The kinds of data msstore places, each routed to a tier by :class:`DataRouter`."""
+
     SESSION_DATA = "SESSION_DATA"  # temporary user sessions
     AGENT_STATE = "AGENT_STATE"  # agent runtime state, flushed to SQL
     TASK_INFO = "TASK_INFO"  # task metadata
@@ -25,6 +27,8 @@ class DataType(enum.Enum):
 
 
 class StorageLayer(enum.Enum):
+    """The tiers data can live in."""
+
     MEMORY_CACHE = "MEMORY_CACHE"  # in-process cache
     DISTRIBUTED_KV = "DISTRIBUTED_KV"  # JetStream KV (short-term)
     RELATIONAL_DB = "RELATIONAL_DB"  # PostgreSQL (long-term)
@@ -56,6 +60,7 @@ DEFAULT_ROUTES: Mapping[DataType, Route] = {
     DataType.MESSAGE_LOG: Route(layer=StorageLayer.RELATIONAL_DB),
     DataType.KNOWLEDGE_BASE: Route(layer=StorageLayer.VECTOR_STORE),
 }
+"""msstore's routes, which DataRouter(overrides=...) changes."""
 
 
 def _data_type(value: object) -> DataType:
@@ -120,6 +125,7 @@ class DataRouter:
         return cls(overrides=config.get("routes") or {})
 
     def route(self, data_type: DataType | str) -> Route:
+        """The route of ``data_type`` (a :class:`DataType` or its name)."""
         return self._routes[_data_type(data_type)]
 
     def select_storage(self, data_type: DataType | str) -> StorageLayer:
@@ -127,4 +133,5 @@ class DataRouter:
         return self.route(data_type).layer
 
     def routes(self) -> dict[DataType, Route]:
+        """Every data type's route."""
         return dict(self._routes)

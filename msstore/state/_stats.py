@@ -70,6 +70,8 @@ class ConsistencyStats(TypedDict):
 
 
 class RecoveryStats(TypedDict):
+    """``HybridStateManager.stats()["recovery"]``."""
+
     watermark: int | None  #: every KV revision up to it is in SQL (None: no recovery)
     failures: list[FailureInfo]  #: entries recovery set aside (the last 100)
 

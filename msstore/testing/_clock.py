@@ -8,7 +8,8 @@ from typing import Final
 
 __all__ = ["T0", "FakeClock"]
 
-T0: Final = 1_900_000_000.0  # the default start (Unix seconds, later than any real data)
+T0: Final = 1_900_000_000.0
+"""FakeClock's default start (Unix seconds, later than any real data)."""
 
 
 class FakeClock:

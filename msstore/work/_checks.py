@@ -18,7 +18,8 @@ __all__ = [
     "check_uuid",
 ]
 
-MAX_LIMIT: Final = 1000  # rows one claim, inbox read or listing returns at most
+MAX_LIMIT: Final = 1000
+"""The most rows one claim, inbox read or listing returns."""
 MAX_AGENT_LENGTH: Final = 255
 
 
@@ -30,6 +31,7 @@ def check_uuid(value: object, *, field: str) -> uuid.UUID:
 
 
 def check_task_id(task_id: object, *, field: str = "task_id") -> uuid.UUID:
+    """A task id: a ``uuid.UUID`` (a string is refused, not parsed)."""
     return check_uuid(task_id, field=field)
 
 
@@ -47,6 +49,7 @@ def check_agent(agent_id: object, *, field: str = "agent_id") -> str:
 
 
 def check_limit(limit: object) -> int:
+    """A page or batch size: an int from 1 to ``MAX_LIMIT``."""
     if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
         raise InvalidArgument(f"limit must be an int from 1 to {MAX_LIMIT}, got {limit!r}")
     return limit

@@ -41,13 +41,19 @@ class MessageLog(Store, Protocol):
 
     def create_channel(
         self, name: str, channel_type: ChannelType | str, *, description: str | None = None
-    ) -> Channel: ...
+    ) -> Channel:
+        """A new channel (``DuplicateKey`` if the name is taken)."""
 
-    def channel(self, name: str) -> Channel | None: ...
+    def channel(self, name: str) -> Channel | None:
+        """The channel called ``name``, or ``None``."""
 
-    def subscribe(self, agent_id: str, channel: str, *, pattern: str | None = None) -> None: ...
+    def subscribe(self, agent_id: str, channel: str, *, pattern: str | None = None) -> None:
+        """Deliver ``channel``'s broadcasts (and topic messages whose subject matches
+        ``pattern``; ``None``: all) to ``agent_id``'s inbox, from now on. Subscribing again
+        replaces the pattern and starts again from now."""
 
-    def unsubscribe(self, agent_id: str, channel: str) -> bool: ...
+    def unsubscribe(self, agent_id: str, channel: str) -> bool:
+        """End ``agent_id``'s subscription to ``channel``; ``False`` if it had none."""
 
     def send(
         self,
@@ -62,22 +68,33 @@ class MessageLog(Store, Protocol):
         reply_to: str | None = None,
         priority: int = 0,
         expires_at: float | None = None,
-    ) -> Message: ...
+    ) -> Message:
+        """Log a message: to ``to_agent`` (required on a direct channel), else to the
+        channel's subscribers. ``priority`` 0-10; ``expires_at``: not delivered after (Unix
+        seconds); ``subject``: dot-separated tokens, matched by subscribers' patterns."""
 
-    def inbox(self, agent_id: str, *, limit: int = 100) -> builtins.list[Message]: ...
+    def inbox(self, agent_id: str, *, limit: int = 100) -> builtins.list[Message]:
+        """Messages for ``agent_id`` after its cursor, in log order, unexpired, at most
+        ``limit`` (1-1000); each read is a delivery (at-least-once: they come back until
+        acked)."""
 
-    def ack(self, agent_id: str, message: Message) -> None: ...
+    def ack(self, agent_id: str, message: Message) -> None:
+        """``agent_id`` processed ``message`` and everything before it in its inbox
+        (``NotFound`` for a message the log does not hold)."""
 
     def request(
         self, channel: str, *, from_agent: str, to_agent: str, subject: str, payload: Any = None
-    ) -> Message: ...
+    ) -> Message:
+        """Send a query with a new ``correlation_id``; answers come through :meth:`reply`."""
 
-    def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message: ...
+    def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message:
+        """Answer ``request``: a response to its sender, with its ``correlation_id``."""
 
-    def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]: ...
+    def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
+        """The responses logged for ``correlation_id``, in log order."""
 
 
-class MessageLogBase(StoreBase):
+class MessageLogBase(StoreBase, MessageLog):
     """Everything a message log does but storing messages.
 
     **Implementing a log.** Subclass this and supply, each atomic:
@@ -101,7 +118,6 @@ class MessageLogBase(StoreBase):
     def create_channel(
         self, name: str, channel_type: ChannelType | str, *, description: str | None = None
     ) -> Channel:
-        """A new channel (``DuplicateKey`` if the name is taken)."""
         check_channel_name(name)
         kind = check_channel_type(channel_type)
         if description is not None and type(description) is not str:
@@ -110,15 +126,11 @@ class MessageLogBase(StoreBase):
         return self._create_channel(name, kind, description)
 
     def channel(self, name: str) -> Channel | None:
-        """The channel called ``name``, or ``None``."""
         check_channel_name(name)
         self._check_open()
         return self._channel(name)
 
     def subscribe(self, agent_id: str, channel: str, *, pattern: str | None = None) -> None:
-        """Deliver ``channel``'s broadcasts (and topic messages whose subject matches
-        ``pattern``; ``None``: all) to ``agent_id``'s inbox, from now on. Subscribing again
-        replaces the pattern and starts again from now."""
         agent = check_agent(agent_id)
         check_channel_name(channel)
         checked = check_pattern(pattern)
@@ -126,7 +138,6 @@ class MessageLogBase(StoreBase):
         self._subscribe(agent, channel, checked)
 
     def unsubscribe(self, agent_id: str, channel: str) -> bool:
-        """End ``agent_id``'s subscription to ``channel``; ``False`` if it had none."""
         agent = check_agent(agent_id)
         check_channel_name(channel)
         self._check_open()
@@ -146,9 +157,6 @@ class MessageLogBase(StoreBase):
         priority: int = 0,
         expires_at: float | None = None,
     ) -> Message:
-        """Log a message: to ``to_agent`` (required on a direct channel), else to the
-        channel's subscribers. ``priority`` 0-10; ``expires_at``: not delivered after (Unix
-        seconds); ``subject``: dot-separated tokens, matched by subscribers' patterns."""
         draft = check_draft(
             channel,
             from_agent=from_agent,
@@ -166,17 +174,12 @@ class MessageLogBase(StoreBase):
         return self._append(draft)
 
     def inbox(self, agent_id: str, *, limit: int = 100) -> builtins.list[Message]:
-        """Messages for ``agent_id`` after its cursor, in log order, unexpired, at most
-        ``limit`` (1-1000); each read is a delivery (at-least-once: they come back until
-        acked)."""
         agent = check_agent(agent_id)
         check_limit(limit)
         self._check_open()
         return self._inbox(agent, limit, self._now())
 
     def ack(self, agent_id: str, message: Message) -> None:
-        """``agent_id`` processed ``message`` and everything before it in its inbox
-        (``NotFound`` for a message the log does not hold)."""
         agent = check_agent(agent_id)
         if not isinstance(message, Message):
             raise InvalidArgument(f"expected a Message (from inbox()), got {message!r}")
@@ -186,7 +189,6 @@ class MessageLogBase(StoreBase):
     def request(
         self, channel: str, *, from_agent: str, to_agent: str, subject: str, payload: Any = None
     ) -> Message:
-        """Send a query with a new ``correlation_id``; answers come through :meth:`reply`."""
         return self.send(
             channel,
             from_agent=from_agent,
@@ -198,7 +200,6 @@ class MessageLogBase(StoreBase):
         )
 
     def reply(self, request: Message, *, from_agent: str, payload: Any = None) -> Message:
-        """Answer ``request``: a response to its sender, with its ``correlation_id``."""
         if not isinstance(request, Message) or request.correlation_id is None:
             raise InvalidArgument(
                 f"expected a request Message with a correlation_id, got {request!r}"
@@ -214,7 +215,6 @@ class MessageLogBase(StoreBase):
         )
 
     def replies(self, correlation_id: uuid.UUID) -> builtins.list[Message]:
-        """The responses logged for ``correlation_id``, in log order."""
         check_uuid(correlation_id, field="correlation_id")
         self._check_open()
         return self._replies(correlation_id)

@@ -46,6 +46,7 @@ __all__ = [
 MAX_NAME: Final = 255
 MAX_SUBJECT: Final = 255
 MAX_MESSAGE_PRIORITY: Final = 10
+"""The highest message priority (0 is the lowest)."""
 
 
 class ChannelType(enum.StrEnum):
@@ -58,6 +59,8 @@ class ChannelType(enum.StrEnum):
 
 
 class MessageType(enum.StrEnum):
+    """What a message is for; ``request`` sends a query, ``reply`` a response."""
+
     COMMAND = "command"
     QUERY = "query"
     RESPONSE = "response"
@@ -68,6 +71,8 @@ class MessageType(enum.StrEnum):
 
 @attrs.frozen
 class Channel:
+    """A named channel and its type."""
+
     channel_id: uuid.UUID
     name: str
     channel_type: ChannelType
@@ -269,12 +274,15 @@ def pattern_regex(pattern: str) -> str:
 
 
 def no_channel(name: str) -> NotFound:
+    """The error for a channel that does not exist."""
     return NotFound(f"no channel {name!r}", key=name, hint="create_channel() it first")
 
 
 def channel_taken(name: str) -> DuplicateKey:
+    """The error for a channel name already taken."""
     return DuplicateKey(f"channel {name!r} exists", key=name)
 
 
 def no_message(message_id: uuid.UUID) -> NotFound:
+    """The error for a message that does not exist."""
     return NotFound(f"no message {message_id}", key=str(message_id))

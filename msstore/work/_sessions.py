@@ -38,11 +38,14 @@ __all__ = [
 ]
 
 MIN_TOKEN_LENGTH: Final = 32
+"""A string shorter than this cannot be a session token (bad input, not a miss)."""
 MAX_TOKEN_LENGTH: Final = 512
 MAX_USER_LENGTH: Final = 255
 
 
 class SessionType(enum.StrEnum):
+    """Who a session serves."""
+
     INTERACTIVE = "interactive"
     API = "api"
     SYSTEM = "system"
@@ -118,20 +121,27 @@ class SessionStore(Store, Protocol):
         data: Any = None,
         permissions: Mapping[str, Any] | None = None,
         session_type: SessionType | str = SessionType.INTERACTIVE,
-    ) -> Session: ...
+    ) -> Session:
+        """A new session for ``agent`` and/or ``user``, live for ``ttl`` seconds after its last
+        touch; its ``token`` is in the result and nowhere else."""
 
-    def get(self, token: str) -> Session | None: ...
+    def get(self, token: str) -> Session | None:
+        """The live session of ``token``, or ``None`` (unknown, expired or ended)."""
 
-    def touch(self, token: str, *, ttl: float | None = None) -> Session | None: ...
+    def touch(self, token: str, *, ttl: float | None = None) -> Session | None:
+        """Slide the expiry: ``ttl`` (default: the session's) seconds from now."""
 
-    def update(self, token: str, data: Any) -> Session | None: ...
+    def update(self, token: str, data: Any) -> Session | None:
+        """Replace the session's data (and touch it)."""
 
-    def end(self, token: str) -> bool: ...
+    def end(self, token: str) -> bool:
+        """End the session now; ``False`` if there was no live one."""
 
-    def sweep(self) -> int: ...
+    def sweep(self) -> int:
+        """Delete expired sessions; return how many."""
 
 
-class SessionStoreBase(StoreBase):
+class SessionStoreBase(StoreBase, SessionStore):
     """Everything a session store does but storing sessions.
 
     **Implementing a store.** Subclass this and supply, each atomic: :meth:`_now`,
@@ -153,8 +163,6 @@ class SessionStoreBase(StoreBase):
         permissions: Mapping[str, Any] | None = None,
         session_type: SessionType | str = SessionType.INTERACTIVE,
     ) -> Session:
-        """A new session for ``agent`` and/or ``user``, live for ``ttl`` seconds after its last
-        touch; its ``token`` is in the result and nowhere else."""
         if agent is None and user is None:
             raise InvalidArgument("a session needs an agent or a user (agent=, user=)")
         owner = None if agent is None else check_agent(agent, field="agent")
@@ -187,33 +195,28 @@ class SessionStoreBase(StoreBase):
         return attrs.evolve(self._insert(new, self._now()), token=token)
 
     def get(self, token: str) -> Session | None:
-        """The live session of ``token``, or ``None`` (unknown, expired or ended)."""
         digest = _hash_of(token)
         self._check_open()
         return self._find(digest, self._now())
 
     def touch(self, token: str, *, ttl: float | None = None) -> Session | None:
-        """Slide the expiry: ``ttl`` (default: the session's) seconds from now."""
         digest = _hash_of(token)
         seconds = None if ttl is None else check_seconds(ttl, field="ttl")
         self._check_open()
         return self._slide(digest, self._now(), seconds, None)
 
     def update(self, token: str, data: Any) -> Session | None:
-        """Replace the session's data (and touch it)."""
         digest = _hash_of(token)
         encoded = self._codec.encode_canonical(data)
         self._check_open()
         return self._slide(digest, self._now(), None, encoded)
 
     def end(self, token: str) -> bool:
-        """End the session now; ``False`` if there was no live one."""
         digest = _hash_of(token)
         self._check_open()
         return self._delete(digest, self._now())
 
     def sweep(self) -> int:
-        """Delete expired sessions; return how many."""
         self._check_open()
         return self._sweep(self._now())
 

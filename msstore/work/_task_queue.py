@@ -55,8 +55,9 @@ from ._tasks import (
 
 __all__ = ["LinkCheck", "TaskQueue", "TaskQueueBase"]
 
-# ``check(status, target_exists, graph)``, called by a store inside ``_link`` (see there).
 LinkCheck = Callable[[TaskStatus | None, bool, Mapping[uuid.UUID, Sequence[uuid.UUID]]], None]
+"""``check(status, target_exists, graph)``: what a store calls inside ``_link`` before it adds a
+dependency (raising refuses it)."""
 
 
 @runtime_checkable
@@ -71,7 +72,8 @@ class TaskQueue(Store, Protocol):
     """
 
     @property
-    def waiting(self) -> int: ...
+    def waiting(self) -> int:
+        """How many ``claim(wait=...)`` calls are blocked waiting for work right now."""
 
     def enqueue(
         self,
@@ -88,11 +90,27 @@ class TaskQueue(Store, Protocol):
         unique_key: str | None = None,
         assigned_agent: str | None = None,
         task_id: uuid.UUID | None = None,
-    ) -> uuid.UUID: ...
+    ) -> uuid.UUID:
+        """Add a task; return its id.
 
-    def enqueue_many(self, specs: Iterable[TaskSpec]) -> list[uuid.UUID]: ...
+        ``priority``: claim order (:class:`Priority` or 0-4); ``scheduled_at``: not claimable
+        before (Unix seconds); ``expires_at``: never claimed after; ``max_retries``: failed
+        attempts retried (0-100); ``max_execution_time``: the default lease, seconds;
+        ``parent``: a task this one belongs to; ``depends_on``: a list of task ids that must
+        complete first; ``unique_key``: with the key held by an unfinished task, nothing is
+        added and that task's id is returned; ``assigned_agent``: only that agent may claim it;
+        ``task_id``: the id to use (a UUID). Bad input raises ``InvalidArgument`` naming the
+        field; a ``depends_on`` or ``parent`` that names no task raises ``NotFound``.
+        """
 
-    def add_dependency(self, task_id: uuid.UUID, depends_on: uuid.UUID) -> None: ...
+    def enqueue_many(self, specs: Iterable[TaskSpec]) -> list[uuid.UUID]:
+        """Add every task of ``specs`` atomically, in order; return their ids (tasks of the
+        batch may depend on each other by ``task_id``; a cycle raises ``DependencyCycle``)."""
+
+    def add_dependency(self, task_id: uuid.UUID, depends_on: uuid.UUID) -> None:
+        """Make pending (or paused) ``task_id`` wait for ``depends_on`` too. ``NotFound`` for
+        an unknown task, ``TaskStateError`` for one that is not pending or paused,
+        ``DependencyCycle`` if the new edge would close a cycle (nothing is written then)."""
 
     def claim(
         self,
@@ -102,27 +120,48 @@ class TaskQueue(Store, Protocol):
         limit: int = 1,
         lease: float | None = None,
         wait: float | None = None,
-    ) -> list[Claim]: ...
+    ) -> list[Claim]:
+        """Take up to ``limit`` (1-1000) claimable tasks for ``agent_id`` (of ``types`` if
+        given), in claim order (priority, then schedule, then enqueue order), each leased for
+        ``lease`` seconds (default: its ``max_execution_time``). ``wait``: block up to that
+        many seconds until work arrives; ``[]`` when none did."""
 
-    def heartbeat(self, claim: Claim, *, lease: float | None = None) -> Claim: ...
+    def heartbeat(self, claim: Claim, *, lease: float | None = None) -> Claim:
+        """Renew the claim's lease: ``lease`` seconds from now (default: the lease it was
+        claimed with). ``StaleClaim`` once the lease ran out or the task moved on."""
 
-    def complete(self, claim: Claim, result: Any = None) -> Task: ...
+    def complete(self, claim: Claim, result: Any = None) -> Task:
+        """End the claimed task successfully with ``result`` (JSON); return it completed.
+        ``StaleClaim`` (nothing written) once the claim is no longer current."""
 
-    def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task: ...
+    def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
+        """End this attempt with ``error``: with ``retry`` and retries left, the task is pending
+        again after :func:`~msstore.work.backoff`; otherwise it is ``failed`` (kept, with every
+        attempt's error, as a dead letter). ``StaleClaim`` as for :meth:`complete`."""
 
-    def cancel(self, task_id: uuid.UUID) -> Task: ...
+    def cancel(self, task_id: uuid.UUID) -> Task:
+        """Cancel a task that is not finished (a running one's worker then gets StaleClaim)."""
 
-    def pause(self, task_id: uuid.UUID) -> Task: ...
+    def pause(self, task_id: uuid.UUID) -> Task:
+        """Hold a pending task back from claims until :meth:`resume`."""
 
-    def resume(self, task_id: uuid.UUID) -> Task: ...
+    def resume(self, task_id: uuid.UUID) -> Task:
+        """Make a paused task pending again."""
 
-    def get(self, task_id: uuid.UUID) -> Task | None: ...
+    def get(self, task_id: uuid.UUID) -> Task | None:
+        """The task, or ``None`` if there is none with that id."""
 
-    def executions(self, task_id: uuid.UUID) -> builtins.list[Execution]: ...
+    def executions(self, task_id: uuid.UUID) -> builtins.list[Execution]:
+        """Every attempt at the task, in order (its error history); ``NotFound`` if there is
+        no such task."""
 
-    def stats(self) -> QueueStats: ...
+    def stats(self) -> QueueStats:
+        """Counts per status (every status present), the age of the oldest pending task."""
 
-    def purge(self, *, completed_before: float, include_failed: bool = False) -> int: ...
+    def purge(self, *, completed_before: float, include_failed: bool = False) -> int:
+        """Delete completed and cancelled tasks (and, with ``include_failed``, dead letters)
+        that finished before ``completed_before``; return how many. Tasks an unfinished task
+        depends on, and parents of other tasks, are kept."""
 
     def list(
         self,
@@ -131,10 +170,12 @@ class TaskQueue(Store, Protocol):
         type: str | None = None,
         agent: str | None = None,
         limit: int = 100,
-    ) -> builtins.list[Task]: ...
+    ) -> builtins.list[Task]:
+        """Tasks matching every filter given (``agent``: assigned to or claimed by), in
+        enqueue order, at most ``limit`` (1-1000)."""
 
 
-class TaskQueueBase(StoreBase):
+class TaskQueueBase(StoreBase, TaskQueue):
     """Everything a task queue does but storing tasks (see the module docstring).
 
     ``codec``: how payloads and results become JSON. ``poll``: how often a waiting
@@ -195,17 +236,6 @@ class TaskQueueBase(StoreBase):
         assigned_agent: str | None = None,
         task_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """Add a task; return its id.
-
-        ``priority``: claim order (:class:`Priority` or 0-4); ``scheduled_at``: not claimable
-        before (Unix seconds); ``expires_at``: never claimed after; ``max_retries``: failed
-        attempts retried (0-100); ``max_execution_time``: the default lease, seconds;
-        ``parent``: a task this one belongs to; ``depends_on``: a list of task ids that must
-        complete first; ``unique_key``: with the key held by an unfinished task, nothing is
-        added and that task's id is returned; ``assigned_agent``: only that agent may claim it;
-        ``task_id``: the id to use (a UUID). Bad input raises ``InvalidArgument`` naming the
-        field; a ``depends_on`` or ``parent`` that names no task raises ``NotFound``.
-        """
         spec = TaskSpec(
             task_type,
             payload,
@@ -223,8 +253,6 @@ class TaskQueueBase(StoreBase):
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[TaskSpec]) -> list[uuid.UUID]:
-        """Add every task of ``specs`` atomically, in order; return their ids (tasks of the
-        batch may depend on each other by ``task_id``; a cycle raises ``DependencyCycle``)."""
         return self._enqueue(specs, self._insert)
 
     def _enqueue(
@@ -244,9 +272,6 @@ class TaskQueueBase(StoreBase):
         return [ids[i] for i in same_as]
 
     def add_dependency(self, task_id: uuid.UUID, depends_on: uuid.UUID) -> None:
-        """Make pending (or paused) ``task_id`` wait for ``depends_on`` too. ``NotFound`` for
-        an unknown task, ``TaskStateError`` for one that is not pending or paused,
-        ``DependencyCycle`` if the new edge would close a cycle (nothing is written then)."""
         check_task_id(task_id)
         check_task_id(depends_on, field="depends_on")
         self._check_open()
@@ -264,7 +289,6 @@ class TaskQueueBase(StoreBase):
 
     @property
     def waiting(self) -> int:
-        """How many ``claim(wait=...)`` calls are blocked waiting for work right now."""
         return self._waiters
 
     def claim(
@@ -276,10 +300,6 @@ class TaskQueueBase(StoreBase):
         lease: float | None = None,
         wait: float | None = None,
     ) -> list[Claim]:
-        """Take up to ``limit`` (1-1000) claimable tasks for ``agent_id`` (of ``types`` if
-        given), in claim order (priority, then schedule, then enqueue order), each leased for
-        ``lease`` seconds (default: its ``max_execution_time``). ``wait``: block up to that
-        many seconds until work arrives; ``[]`` when none did."""
         agent = check_agent(agent_id)
         wanted = check_types(types)
         limit = check_limit(limit)
@@ -329,8 +349,6 @@ class TaskQueueBase(StoreBase):
             self._settle([lease_lost(t) for t in lapsed])
 
     def heartbeat(self, claim: Claim, *, lease: float | None = None) -> Claim:
-        """Renew the claim's lease: ``lease`` seconds from now (default: the lease it was
-        claimed with). ``StaleClaim`` once the lease ran out or the task moved on."""
         claim = _check_claim(claim)
         seconds = default_lease(claim) if lease is None else check_seconds(lease, field="lease")
         self._check_open()
@@ -340,17 +358,12 @@ class TaskQueueBase(StoreBase):
         return renewed(claim, expires)
 
     def complete(self, claim: Claim, result: Any = None) -> Task:
-        """End the claimed task successfully with ``result`` (JSON); return it completed.
-        ``StaleClaim`` (nothing written) once the claim is no longer current."""
         claim = _check_claim(claim)
         encoded = self._codec.encode_canonical(result)
         self._check_open()
         return self._finish(completion(claim, encoded))
 
     def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
-        """End this attempt with ``error``: with ``retry`` and retries left, the task is pending
-        again after :func:`~msstore.work.backoff`; otherwise it is ``failed`` (kept, with every
-        attempt's error, as a dead letter). ``StaleClaim`` as for :meth:`complete`."""
         claim = _check_claim(claim)
         if type(error) is not str or not error:
             raise InvalidArgument(f"error must be a non-empty str, got {error!r}")
@@ -369,15 +382,12 @@ class TaskQueueBase(StoreBase):
     # Control ---------------------------------------------------------------------------------
 
     def cancel(self, task_id: uuid.UUID) -> Task:
-        """Cancel a task that is not finished (a running one's worker then gets StaleClaim)."""
         return self._move(task_id, "cancel")
 
     def pause(self, task_id: uuid.UUID) -> Task:
-        """Hold a pending task back from claims until :meth:`resume`."""
         return self._move(task_id, "pause")
 
     def resume(self, task_id: uuid.UUID) -> Task:
-        """Make a paused task pending again."""
         return self._move(task_id, "resume")
 
     def _move(self, task_id: uuid.UUID, verb: str) -> Task:
@@ -388,14 +398,11 @@ class TaskQueueBase(StoreBase):
     # Reading ---------------------------------------------------------------------------------
 
     def get(self, task_id: uuid.UUID) -> Task | None:
-        """The task, or ``None`` if there is none with that id."""
         check_task_id(task_id)
         self._check_open()
         return self._get(task_id)
 
     def executions(self, task_id: uuid.UUID) -> builtins.list[Execution]:
-        """Every attempt at the task, in order (its error history); ``NotFound`` if there is
-        no such task."""
         check_task_id(task_id)
         self._check_open()
         runs = self._executions(task_id)
@@ -404,7 +411,6 @@ class TaskQueueBase(StoreBase):
         return runs
 
     def stats(self) -> QueueStats:
-        """Counts per status (every status present), the age of the oldest pending task."""
         self._check_open()
         counts, oldest, now = self._counts()
         every = {s.value: counts.get(s, 0) for s in TaskStatus}
@@ -415,9 +421,6 @@ class TaskQueueBase(StoreBase):
         )
 
     def purge(self, *, completed_before: float, include_failed: bool = False) -> int:
-        """Delete completed and cancelled tasks (and, with ``include_failed``, dead letters)
-        that finished before ``completed_before``; return how many. Tasks an unfinished task
-        depends on, and parents of other tasks, are kept."""
         before = check_time(completed_before, field="completed_before")
         assert before is not None
         check_bool(include_failed, field="include_failed")
@@ -432,8 +435,6 @@ class TaskQueueBase(StoreBase):
         agent: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Task]:
-        """Tasks matching every filter given (``agent``: assigned to or claimed by), in
-        enqueue order, at most ``limit`` (1-1000)."""
         wanted = check_status(status)
         if type is not None and builtins.type(type) is not str:
             raise InvalidArgument(f"type must be a str or None, got {type!r}")

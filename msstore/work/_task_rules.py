@@ -65,15 +65,17 @@ __all__ = [
 ]
 
 S = TaskStatus
-LEASE_EXPIRED: Final = "lease expired"  # the error an attempt whose lease ran out ends with
-RUN_CANCELLED: Final = "cancelled"  # the error of a running attempt whose task was cancelled
+LEASE_EXPIRED: Final = "lease expired"
+"""The error an attempt whose lease ran out ends with."""
+RUN_CANCELLED: Final = "cancelled"
+"""The error of a running attempt whose task was cancelled."""
 LINKABLE: Final = frozenset({S.PENDING, S.PAUSED})  # tasks that may gain a dependency
-# verb -> (the statuses it moves from, the status it moves to)
 TRANSITIONS: Final[Mapping[str, tuple[frozenset[TaskStatus], TaskStatus]]] = {
     "cancel": (frozenset({S.PENDING, S.PAUSED, S.RUNNING}), S.CANCELLED),
     "pause": (frozenset({S.PENDING}), S.PAUSED),
     "resume": (frozenset({S.PAUSED}), S.PENDING),
 }
+"""Verb -> (the statuses it moves from, the status it moves to), for cancel, pause and resume."""
 _TASK_FIELDS: Final = tuple(a.name for a in attrs.fields(Task))
 
 

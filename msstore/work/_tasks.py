@@ -57,6 +57,7 @@ class TaskStatus(enum.StrEnum):
 
 
 TERMINAL: Final = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+"""The statuses a task does not leave."""
 
 
 class Priority(enum.IntEnum):

@@ -35,3 +35,16 @@ def test_bad_crdt_operations() -> None:
         ORSet().add("a", 1.5)  # only str and int: True == 1 == 1.0 in Python
     with pytest.raises(InvalidArgument):
         GCounter().merge(PNCounter())  # type: ignore[arg-type]
+
+
+def test_each_type_reads_back_its_own_document_and_refuses_another() -> None:
+    from msstore.conflicts import GCounter, PNCounter
+    from msstore.errors import SerializationError
+
+    counter = PNCounter().increment("a", 3).decrement("b")
+    assert PNCounter.from_doc(counter.to_doc()) == counter
+    assert PNCounter.from_doc(counter.to_doc()).value == 2
+    with pytest.raises(SerializationError, match="not a GCounter document"):
+        GCounter.from_doc(counter.to_doc())
+    with pytest.raises(SerializationError):
+        PNCounter.from_doc({"visits": 2})

@@ -34,6 +34,7 @@ class FactStoreConformance:
 
     @pytest.fixture
     def store(self, fact_store_factory: Callable[[], FactStore]) -> Iterator[FactStore]:
+        """Fixture: a fresh fact store from ``fact_store_factory``, closed after the case."""
         made = fact_store_factory()
         yield made
         made.close()

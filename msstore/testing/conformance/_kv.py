@@ -39,6 +39,8 @@ class KeyValueConformance:
 
     @pytest.fixture
     def make_kv(self, kv_factory: KVFactory) -> Iterator[Callable[..., KeyValueStore]]:
+        """Fixture: a function making fresh buckets from ``kv_factory``
+        (``make_kv(history=5, ...)``: BucketConfig settings), each closed after the case."""
         opened: list[KeyValueStore] = []
 
         def make(**settings: Any) -> KeyValueStore:
@@ -53,6 +55,7 @@ class KeyValueConformance:
 
     @pytest.fixture
     def kv(self, make_kv: Callable[..., KeyValueStore]) -> KeyValueStore:
+        """Fixture: a fresh bucket keeping 5 revisions per key."""
         return make_kv(history=5)
 
     def test_a_bucket_is_a_context_manager_and_refuses_work_once_closed(

@@ -23,12 +23,14 @@ class MessageLogConformance:
 
     @pytest.fixture
     def clock(self) -> FakeClock:
+        """Fixture: the fake clock the log is made with."""
         return FakeClock()
 
     @pytest.fixture
     def log(
         self, messages_factory: Callable[[Callable[[], float]], MessageLog], clock: FakeClock
     ) -> Iterator[MessageLog]:
+        """Fixture: a fresh message log from ``messages_factory(clock)``, closed after the case."""
         store = messages_factory(clock)
         yield store
         store.close()

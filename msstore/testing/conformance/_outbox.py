@@ -50,6 +50,7 @@ class OutboxSourceConformance:
 
     @pytest.fixture
     def outbox(self, outbox_factory: SourceFactory) -> Iterator[OutboxSource]:
+        """Fixture: a fresh outbox from ``outbox_factory``, closed after the case."""
         source = outbox_factory()
         yield source
         source.close()
@@ -197,11 +198,13 @@ class EventSinkConformance:
 
     @pytest.fixture
     def names(self) -> tuple[str, str]:
+        """Fixture: the two stream names the cases publish to."""
         tag = uuid.uuid4().hex[:10]
         return f"CONF_{tag}", f"conf.{tag}"
 
     @pytest.fixture
     def sink(self, event_sink_factory: SinkFactory, names: tuple[str, str]) -> Iterator[EventSink]:
+        """Fixture: a fresh sink from ``event_sink_factory(streams)``, closed after the case."""
         stream, prefix = names
         made = event_sink_factory({stream: [f"{prefix}.>"]})
         yield made

@@ -21,12 +21,15 @@ class SessionStoreConformance:
 
     @pytest.fixture
     def clock(self) -> FakeClock:
+        """Fixture: the fake clock the store is made with."""
         return FakeClock()
 
     @pytest.fixture
     def sessions(
         self, sessions_factory: Callable[[Callable[[], float]], SessionStore], clock: FakeClock
     ) -> Iterator[SessionStore]:
+        """Fixture: a fresh session store from ``sessions_factory(clock)``, closed after the
+        case."""
         store = sessions_factory(clock)
         yield store
         store.close()

@@ -33,6 +33,7 @@ class DataStorageConformance:
 
     @pytest.fixture
     def storage(self, storage_factory: Callable[[], DataStorage]) -> Iterator[DataStorage]:
+        """Fixture: a fresh table store from ``storage_factory``, closed after the case."""
         store = storage_factory()
         yield store
         store.close()

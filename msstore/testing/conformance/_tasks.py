@@ -35,12 +35,14 @@ class TaskQueueConformance:
 
     @pytest.fixture
     def clock(self) -> FakeClock:
+        """Fixture: the fake clock the queue is made with."""
         return FakeClock()
 
     @pytest.fixture
     def queue(
         self, queue_factory: Callable[[Callable[[], float]], TaskQueue], clock: FakeClock
     ) -> Iterator[TaskQueue]:
+        """Fixture: a fresh queue from ``queue_factory(clock)``, closed after the case."""
         q = queue_factory(clock)
         yield q
         q.close()

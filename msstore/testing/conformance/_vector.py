@@ -28,6 +28,7 @@ class VectorIndexConformance:
 
     @pytest.fixture(params=["cosine", "l2", "ip"])
     def metric(self, request: pytest.FixtureRequest) -> str:
+        """Fixture: each metric in turn (``cosine``, ``l2``, ``ip``)."""
         return str(request.param)
 
     def _data(self, n: int, dim: int) -> Any:
