@@ -277,3 +277,41 @@ def test_a_plot_without_matplotlib_fails_at_once_in_one_line(monkeypatch: Any) -
     result = CliRunner().invoke(main, ["bench", "flush-thresholds", "--plot", "x.png"])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: --plot needs matplotlib; pip install 'msstore[plot]'"
+
+
+def test_servers_runs_both_servers_until_interrupted() -> None:
+    import os
+    import signal
+
+    import psycopg
+
+    from msstore.backends.nats import NatsClient, NatsConfig
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "msstore", "servers"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]  # blocks until they are up
+        env = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+        dsn, url = env["MSSTORE_PG_DSN"].strip("'"), env["NATS_SERVERS"].strip("'")
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            assert (
+                conn.execute(
+                    "SELECT version FROM pg_available_extension_versions WHERE name = 'vector'"
+                ).fetchone()
+                is not None
+            )
+        client = NatsClient(NatsConfig(servers=[url]))
+        assert client.server_version[0] >= 2
+        client.close()
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "servers stopped" in err and "Traceback" not in err

@@ -16,7 +16,7 @@ import select
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import attrs
 import nats
@@ -269,6 +269,12 @@ class NatsClient:
                 self.bridge.run(_close(conn), timeout=5.0, what="close")
             except MsstoreError as err:
                 log.info("NATS close of %s: %s", self.servers, err)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _has_input(conn: Conn) -> bool:

@@ -118,6 +118,40 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 
 
 @main.command()
+@click.option("--pg-port", type=click.IntRange(1, 65535), help="PostgreSQL's port (default: free).")
+@click.option("--nats-port", type=click.IntRange(1, 65535), help="NATS's port (default: free).")
+def servers(pg_port: int | None, nats_port: int | None) -> None:
+    """Run throwaway PostgreSQL (with pgvector) and NATS JetStream servers until Ctrl-C, for
+    trying msstore out: prints the two variables that point msstore at them. Their data lives in
+    a temporary directory, deleted when they stop (and fsync is off: not for data you keep)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from msstore.servers import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with EmbeddedPostgres(port=pg_port) as pg, EmbeddedNats(port=nats_port) as nats:
+            click.echo(f"export MSSTORE_PG_DSN='{pg.dsn}'")
+            click.echo(f"export NATS_SERVERS='{nats.url}'", nl=True)
+            sys.stdout.flush()
+            click.echo(
+                "servers running (paste the two lines above into your shell); Ctrl-C stops them "
+                "and deletes their data",
+                err=True,
+            )
+            while not stop.wait(1.0):
+                for server in (pg, nats):
+                    if not server.running:
+                        raise click.ClickException(f"{server.name} stopped on its own")
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    click.echo("servers stopped", err=True)
+
+
+@main.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option(
