@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -55,6 +56,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+_SERVER_COMPLAINTS: list[str] = []
+"""The warnings and errors the session's embedded servers logged (kept from their logs before
+the servers are removed), printed after a failed run: a server reports some failures to its
+client only as a fixed sentence and writes the cause to its own log."""
+_COMPLAINT = re.compile(r"\[(WRN|ERR|FTL)\]|\b(WARNING|ERROR|FATAL|PANIC):")
+
+
 @contextlib.contextmanager
 def _started(make: Callable[[], Any], what: str, env: str) -> Iterator[Any]:
     """Start an embedded server for the session, or fail (never skip) saying why."""
@@ -67,7 +75,27 @@ def _started(make: Callable[[], Any], what: str, env: str) -> Iterator[Any]:
     try:
         yield server
     finally:
+        _keep_complaints(what, server)
         server.close()
+
+
+def _keep_complaints(what: str, server: Any) -> None:
+    nodes = getattr(server, "nodes", [server])
+    for node in nodes:
+        path = getattr(node, "log_path", None)
+        if path is None:
+            continue
+        with contextlib.suppress(OSError), open(path, errors="replace") as log:
+            lines = [line.rstrip() for line in log if _COMPLAINT.search(line)]
+            _SERVER_COMPLAINTS.extend(f"{what}: {line}" for line in lines[-40:])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    failed = terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")
+    if failed and _SERVER_COMPLAINTS:
+        terminalreporter.section("embedded servers: warnings and errors they logged")
+        for line in _SERVER_COMPLAINTS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
