@@ -62,6 +62,7 @@ from ._tasks import (
     Task,
     TaskSpec,
     TaskStatus,
+    WorkReport,
     backoff,
     dependency_path,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "TaskQueueBase",
     "TaskSpec",
     "TaskStatus",
+    "WorkReport",
     "addressed_to",
     "backoff",
     "channel_taken",

@@ -9,6 +9,7 @@ errors, the open/closed state. An implementation supplies the primitives documen
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 import uuid
@@ -17,9 +18,9 @@ from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from msstore.codec import Codec, default_codec
-from msstore.errors import InvalidArgument
+from msstore.errors import InvalidArgument, StaleClaim
 from msstore.protocols import Store
-from msstore.spi import StoreBase, check_bool, check_seconds
+from msstore.spi import StoreBase, check_bool, check_pairs, check_seconds
 
 from ._checks import check_agent, check_limit, check_task_id, check_time
 from ._task_rules import (
@@ -32,12 +33,14 @@ from ._task_rules import (
     default_lease,
     failure,
     first_per_unique_key,
+    handler_error,
     lease_lost,
     no_task,
     purge_statuses,
     renewed,
     settled,
     stale_claim,
+    work_report,
 )
 from ._tasks import (
     Claim,
@@ -48,12 +51,15 @@ from ._tasks import (
     Task,
     TaskSpec,
     TaskStatus,
+    WorkReport,
     check_specs,
     check_status,
     check_types,
 )
 
 __all__ = ["LinkCheck", "TaskQueue", "TaskQueueBase"]
+
+log = logging.getLogger("msstore.work.tasks")
 
 LinkCheck = Callable[[TaskStatus | None, bool, Mapping[uuid.UUID, Sequence[uuid.UUID]]], None]
 """``check(status, target_exists, graph)``: what a store calls inside ``_link`` before it adds a
@@ -138,6 +144,37 @@ class TaskQueue(Store, Protocol):
         """End this attempt with ``error``: with ``retry`` and retries left, the task is pending
         again after :func:`~msstore.work.backoff`; otherwise it is ``failed`` (kept, with every
         attempt's error, as a dead letter). ``StaleClaim`` as for :meth:`complete`."""
+
+    def complete_many(
+        self, completions: Iterable[tuple[Claim, Any]]
+    ) -> builtins.list[Task | StaleClaim]:
+        """Complete a batch of claims, each ``(claim, result)``, in one round trip; return,
+        in order, each task completed or the ``StaleClaim`` error (not raised) of a claim that
+        is no longer current (nothing written for it). Bad input raises before anything is
+        written."""
+
+    def fail_many(
+        self, failures: Iterable[tuple[Claim, str]], *, retry: bool = True
+    ) -> builtins.list[Task | StaleClaim]:
+        """:meth:`fail` for a batch of ``(claim, error)`` pairs in one round trip; returns as
+        :meth:`complete_many` does."""
+
+    def work(
+        self,
+        agent_id: str,
+        handler: Callable[[Task], Any],
+        *,
+        types: Sequence[str] | None = None,
+        limit: int = 10,
+        lease: float | None = None,
+        wait: float | None = None,
+    ) -> WorkReport:
+        """Claim up to ``limit`` tasks (as :meth:`claim` does, waiting up to ``wait``), call
+        ``handler(task)`` for each in claim order, then settle the whole batch in one round
+        trip: a task whose handler returned is completed with what it returned; one whose
+        handler raised an ``Exception`` is failed with its type and message (retried while
+        retries are left). Return what happened; ``claimed == 0`` means there was no work.
+        A handler that runs longer than its lease loses the task (counted as ``stale``)."""
 
     def cancel(self, task_id: uuid.UUID) -> Task:
         """Cancel a task that is not finished (a running one's worker then gets StaleClaim)."""
@@ -365,8 +402,7 @@ class TaskQueueBase(StoreBase, TaskQueue):
 
     def fail(self, claim: Claim, error: str, *, retry: bool = True) -> Task:
         claim = _check_claim(claim)
-        if type(error) is not str or not error:
-            raise InvalidArgument(f"error must be a non-empty str, got {error!r}")
+        _check_error(error)
         check_bool(retry, field="retry")
         self._check_open()
         return self._finish(failure(claim, error, retry=retry))
@@ -378,6 +414,70 @@ class TaskQueueBase(StoreBase, TaskQueue):
             raise stale_claim(claim, self._get(claim.task_id))
         result = None if settlement.result is None else self._codec.decode(settlement.result.data)
         return settled(claim.task, settlement, at, result)
+
+    def complete_many(
+        self, completions: Iterable[tuple[Claim, Any]]
+    ) -> builtins.list[Task | StaleClaim]:
+        pairs = _check_batch(completions, field="completions", of="(claim, result) pairs")
+        settlements = [completion(c, self._codec.encode_canonical(r)) for c, r in pairs]
+        self._check_open()
+        return self._finish_many(settlements)
+
+    def fail_many(
+        self, failures: Iterable[tuple[Claim, str]], *, retry: bool = True
+    ) -> builtins.list[Task | StaleClaim]:
+        pairs = _check_batch(failures, field="failures", of="(claim, error) pairs")
+        check_bool(retry, field="retry")
+        settlements = [failure(c, _check_error(e), retry=retry) for c, e in pairs]
+        self._check_open()
+        return self._finish_many(settlements)
+
+    def work(
+        self,
+        agent_id: str,
+        handler: Callable[[Task], Any],
+        *,
+        types: Sequence[str] | None = None,
+        limit: int = 10,
+        lease: float | None = None,
+        wait: float | None = None,
+    ) -> WorkReport:
+        if not callable(handler):
+            raise InvalidArgument(f"handler must be callable, got {handler!r}")
+        claims = self.claim(agent_id, types=types, limit=limit, lease=lease, wait=wait)
+        settlements: builtins.list[Settlement] = []
+        for claim in claims:
+            try:
+                result = handler(claim.task)
+            except Exception as err:  # the handler's failure is the task's, not the worker's
+                log.debug("task %s failed in its handler", claim.task_id, exc_info=True)
+                settlements.append(failure(claim, handler_error(err), retry=True))
+                continue
+            try:
+                encoded = self._codec.encode_canonical(result)
+            except InvalidArgument as err:
+                settlements.append(failure(claim, handler_error(err), retry=False))
+                continue
+            settlements.append(completion(claim, encoded))
+        outcomes = self._finish_many(settlements) if settlements else []
+        return work_report(settlements, outcomes)
+
+    def _finish_many(self, settlements: Sequence[Settlement]) -> builtins.list[Task | StaleClaim]:
+        """Apply ``settlements`` in one ``_settle``; each task settled or its stale claim."""
+        if not settlements:
+            return []
+        applied = self._settle(settlements)
+        outcomes: builtins.list[Task | StaleClaim] = []
+        for settlement, at in zip(settlements, applied, strict=True):
+            claim = settlement.claim
+            if at is None:
+                outcomes.append(stale_claim(claim, self._get(claim.task_id)))
+                continue
+            result = (
+                None if settlement.result is None else self._codec.decode(settlement.result.data)
+            )
+            outcomes.append(settled(claim.task, settlement, at, result))
+        return outcomes
 
     # Control ---------------------------------------------------------------------------------
 
@@ -538,6 +638,23 @@ class TaskQueueBase(StoreBase, TaskQueue):
         completion with dependents, a resume, a close), or ``timeout`` seconds; a spurious
         early return is allowed. Return whether woken."""
         raise NotImplementedError
+
+
+def _check_batch(items: object, *, field: str, of: str) -> builtins.list[tuple[Claim, Any]]:
+    """A batch of ``(claim, value)`` pairs: claims checked, each task at most once."""
+    pairs = [(_check_claim(c), v) for c, v in check_pairs(items, field=field, of=of)]
+    seen: set[uuid.UUID] = set()
+    for claim, _ in pairs:
+        if claim.task_id in seen:
+            raise InvalidArgument(f"{field}: task {claim.task_id} appears twice in one batch")
+        seen.add(claim.task_id)
+    return pairs
+
+
+def _check_error(error: object) -> str:
+    if type(error) is not str or not error:
+        raise InvalidArgument(f"error must be a non-empty str, got {error!r}")
+    return error
 
 
 def _check_claim(claim: object) -> Claim:

@@ -32,6 +32,7 @@ from ._tasks import (
     NewTask,
     Task,
     TaskStatus,
+    WorkReport,
     backoff,
     dependency_path,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "ended",
     "failure",
     "first_per_unique_key",
+    "handler_error",
     "holds",
     "lease_lost",
     "moved",
@@ -62,6 +64,7 @@ __all__ = [
     "stale_claim",
     "taken",
     "task_id_taken",
+    "work_report",
 ]
 
 S = TaskStatus
@@ -248,6 +251,29 @@ def settled(task: Task, settlement: Settlement, at: float, result: Any) -> Task:
     if settlement.finished:
         changes["completed_at"] = at
     return _evolve(task, **changes)
+
+
+def handler_error(err: BaseException) -> str:
+    """The error a task fails with when its handler raised ``err``: its type and message."""
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def work_report(
+    settlements: Sequence[Settlement], outcomes: Sequence[Task | StaleClaim]
+) -> WorkReport:
+    """What a batch of handled claims came to (``outcomes`` in the order of ``settlements``)."""
+    stale = sum(isinstance(o, StaleClaim) for o in outcomes)
+    completed = sum(
+        s.status is S.COMPLETED and not isinstance(o, StaleClaim)
+        for s, o in zip(settlements, outcomes, strict=True)
+    )
+    return WorkReport(
+        claimed=len(settlements),
+        completed=completed,
+        failed=len(settlements) - completed - stale,
+        stale=stale,
+    )
 
 
 def ended(

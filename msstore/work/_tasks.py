@@ -166,6 +166,18 @@ class Execution:
     error: str | None = None
 
 
+@attrs.frozen
+class WorkReport:
+    """What one :meth:`~msstore.work.TaskQueue.work` call did: tasks ``claimed``, then
+    ``completed`` and ``failed`` by their handlers, and ``stale`` (settled too late: the lease
+    ran out or the task was cancelled meanwhile, so nothing was written for it)."""
+
+    claimed: int
+    completed: int
+    failed: int
+    stale: int
+
+
 class QueueStats(TypedDict):
     """``TaskQueue.stats()``: ``counts`` per status (every status present, 0 when none),
     ``oldest_pending_age_s`` (age of the oldest pending task, 0.0 when none) and ``total``."""

@@ -189,6 +189,114 @@ class TaskQueueConformance:
         (claim,) = queue.claim("w")
         assert queue.fail(claim, "bad input", retry=False).status is S.FAILED
 
+    # Batches and the worker helper -------------------------------------------------------
+
+    def test_complete_many_settles_a_batch_and_reports_stale_claims(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        ids = queue.enqueue_many([TaskSpec("t", {"n": i}) for i in range(4)])
+        claims = queue.claim("w", limit=4, lease=10)
+        queue.complete(claims[1], "early")  # already done: stale in the batch
+        queue.cancel(claims[2].task_id)  # cancelled: stale in the batch
+        outcomes = queue.complete_many([(c, {"done": c.task.payload["n"]}) for c in claims])
+        assert [type(o).__name__ for o in outcomes] == ["Task", "StaleClaim", "StaleClaim", "Task"]
+        for i in (0, 3):
+            task = queue.get(ids[i])
+            assert task is not None and task.status is S.COMPLETED
+            assert task.result == {"done": i} and outcomes[i] == task
+            assert [r.status for r in queue.executions(ids[i])] == [S.COMPLETED]
+        early = queue.get(ids[1])
+        assert early is not None and early.result == "early"
+        assert queue.complete_many([]) == []
+
+    def test_fail_many_retries_and_keeps_each_error(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        ids = queue.enqueue_many([TaskSpec("t", max_retries=1), TaskSpec("t", max_retries=0)])
+        claims = queue.claim("w", limit=2)
+        outcomes = queue.fail_many([(claims[0], "boom a"), (claims[1], "boom b")])
+        assert [o.status for o in outcomes if not isinstance(o, StaleClaim)] == [
+            S.PENDING,
+            S.FAILED,
+        ]
+        assert [r.error for r in queue.executions(ids[0])] == ["boom a"]
+        assert [r.error for r in queue.executions(ids[1])] == ["boom b"]
+        clock.advance(backoff(1))
+        (again,) = queue.claim("w")
+        (dead,) = queue.fail_many([(again, "boom c")], retry=True)
+        assert not isinstance(dead, StaleClaim) and dead.status is S.FAILED
+
+    @pytest.mark.parametrize(
+        "batch",
+        [
+            pytest.param("not pairs", id="a str"),
+            pytest.param([("claim", 1)], id="not a claim"),
+            pytest.param(None, id="None"),
+        ],
+    )
+    def test_a_bad_batch_is_refused_and_nothing_written(self, queue: TaskQueue, batch: Any) -> None:
+        queue.enqueue("t")
+        (claim,) = queue.claim("w")
+        with pytest.raises(InvalidArgument):
+            queue.complete_many(batch)
+        with pytest.raises(InvalidArgument, match="twice"):
+            queue.complete_many([(claim, 1), (claim, 2)])
+        with pytest.raises(InvalidArgument, match="error"):
+            queue.fail_many([(claim, "")])
+        with pytest.raises(InvalidArgument):
+            queue.complete_many([(claim, object())])
+        task = queue.get(claim.task_id)
+        assert task is not None and task.status is S.RUNNING
+
+    def test_work_runs_a_handler_per_task_and_settles_the_batch(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        ids = queue.enqueue_many([TaskSpec("t", {"n": i}, max_retries=1) for i in range(5)])
+        seen: list[int] = []
+
+        def handler(task: Any) -> Any:
+            seen.append(task.payload["n"])
+            if task.payload["n"] == 3:
+                raise ValueError("no threes")
+            return {"twice": task.payload["n"] * 2}
+
+        report = queue.work("w", handler, limit=10)
+        assert (report.claimed, report.completed, report.failed, report.stale) == (5, 4, 1, 0)
+        assert seen == [0, 1, 2, 3, 4]  # claim order
+        done = queue.get(ids[4])
+        assert done is not None and done.status is S.COMPLETED and done.result == {"twice": 8}
+        retried = queue.get(ids[3])
+        assert retried is not None and retried.status is S.PENDING
+        assert retried.last_error == "ValueError: no threes"
+        assert queue.work("w", handler).claimed == 0  # the failed one is backing off
+        clock.advance(backoff(1))
+        assert queue.work("w", handler).failed == 1
+        dead = queue.get(ids[3])
+        assert dead is not None and dead.status is S.FAILED
+        assert [r.error for r in queue.executions(ids[3])] == ["ValueError: no threes"] * 2
+
+    def test_work_counts_a_task_lost_while_its_handler_ran_as_stale(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        task_id = queue.enqueue("t")
+
+        def slow(task: Any) -> Any:
+            clock.advance(20)  # the handler outlives its lease
+            return "late"
+
+        report = queue.work("w", slow, lease=10)
+        assert (report.claimed, report.completed, report.stale) == (1, 0, 1)
+        task = queue.get(task_id)
+        assert task is not None and task.status is S.RUNNING and task.result is None
+
+    def test_work_fails_a_result_that_is_not_json_without_retry(self, queue: TaskQueue) -> None:
+        task_id = queue.enqueue("t", max_retries=3)
+        report = queue.work("w", lambda task: object())
+        assert report.failed == 1
+        task = queue.get(task_id)
+        assert task is not None and task.status is S.FAILED
+        assert task.last_error is not None and "JSON" in task.last_error
+
     # Leases --------------------------------------------------------------------------------
 
     def test_an_expired_lease_makes_the_task_claimable_and_the_old_claim_stale(
