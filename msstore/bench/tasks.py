@@ -1,18 +1,25 @@
-"""The PostgreSQL task queue against the same workload written as raw psycopg SQL.
+"""The PostgreSQL task queue against PgQueuer (the peer a user would pick instead) and against
+the same workload written as raw psycopg SQL on msstore's tables.
 
 Starts its own PostgreSQL from the ``embedded`` extra (or uses ``MSSTORE_PG_DSN``), applies the
-migrations, and alternates msstore and raw rounds (five each, which goes first alternating);
-figures are medians, ratios the medians of the per-round ratios (``claim_ratio_rounds`` lists
-them).
+migrations (and PgQueuer's schema, when the ``bench`` extra installed ``pgqueuer``), and runs
+five rounds of each, the order rotating every round; figures are medians, ratios the medians
+of the per-round ratios (``*_rounds`` list them). Every round: ``TASKS`` (4,000) tasks, the same
+payloads, enqueued in batches of ``BATCH``, then drained by 4 workers taking 10 at a time.
 
 * ``enqueue_per_s``: ``PostgresTaskQueue.enqueue_many`` in batches of ``BATCH`` (500) tasks;
   ``raw_enqueue_per_s``: one ``INSERT ... SELECT FROM unnest(...)`` per batch (same columns)
   plus the ``NOTIFY``; ``enqueue_ratio``.
-* ``claim_complete_per_s``: 4 worker threads, each claiming ``CLAIM_LIMIT`` (10) tasks at a
-  time and completing each; ``raw_claim_complete_per_s``: the same with raw psycopg, one
+* ``claim_complete_per_s``: 4 worker threads, each calling ``PostgresTaskQueue.work`` with
+  ``limit=CLAIM_LIMIT`` (10): claim a batch, run the handler per task, complete the batch in
+  one statement; ``raw_claim_complete_per_s``: the same with raw psycopg, one
   connection per thread: a ``FOR UPDATE SKIP LOCKED`` CTE claim of the same batch size that
   marks the tasks running and inserts their execution rows, then one statement per task that
   completes it and its execution row; ``claim_ratio``.
+* ``pgqueuer_enqueue_per_s`` / ``pgqueuer_claim_complete_per_s``: PgQueuer (asyncpg driver)
+  on the same server: ``Queries.enqueue`` with lists of ``BATCH`` jobs; four
+  ``QueueManager`` objects, each on its own connection, ``batch_size=10``, draining the queue.
+  ``enqueue_vs_pgqueuer`` and ``claim_vs_pgqueuer``: msstore's rate over PgQueuer's, per round.
 * ``wake_latency_p50_ms`` / ``wake_latency_p95_ms``: a worker waiting in ``claim(wait=...)``,
   from the enqueue's return to the worker's claim returning it, over ``WAKES`` (50) enqueues.
 """
@@ -87,6 +94,7 @@ def _reset(dsn: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE tasks.queue, tasks.executions, messages.outbox CASCADE")
+        conn.execute("VACUUM ANALYZE tasks.queue")
 
 
 def msstore_round(dsn: str) -> tuple[float, float]:
@@ -106,14 +114,110 @@ def msstore_round(dsn: str) -> tuple[float, float]:
 
         def work(w: int) -> int:
             done = 0
-            while claims := queue.claim(f"w{w}", limit=CLAIM_LIMIT):
-                for claim in claims:
-                    queue.complete(claim, {"ok": True})
-                    done += 1
+            while (report := queue.work(f"w{w}", _handle, limit=CLAIM_LIMIT)).claimed:
+                done += report.completed
             return done
 
         claimed = _workers(work)
     return enqueue, claimed
+
+
+def _handle(task: Any) -> Any:
+    return {"ok": True}
+
+
+def pgqueuer_installed() -> bool:
+    """Whether the ``bench`` extra's PgQueuer (and its asyncpg driver) can be imported."""
+    import importlib.util  # noqa: PLC0415
+
+    return all(importlib.util.find_spec(m) is not None for m in ("pgqueuer", "asyncpg"))
+
+
+def _asyncpg_dsn(dsn: str) -> str:
+    import psycopg  # noqa: PLC0415
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user, host = info.get("user", ""), info.get("host", "127.0.0.1")
+    password = f":{info['password']}" if info.get("password") else ""
+    return f"postgresql://{user}{password}@{host}:{info.get('port', 5432)}/{info.get('dbname')}"
+
+
+def pgqueuer_install(dsn: str) -> None:
+    """PgQueuer's own schema, installed by PgQueuer."""
+    import asyncio  # noqa: PLC0415
+
+    import asyncpg  # noqa: PLC0415
+    from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver  # noqa: PLC0415
+    from pgqueuer.queries import Queries  # noqa: PLC0415
+
+    async def install() -> None:
+        conn = await asyncpg.connect(_asyncpg_dsn(dsn))
+        try:
+            await Queries(AsyncpgDriver(conn)).install()
+        finally:
+            await conn.close()
+
+    asyncio.run(install())
+
+
+def pgqueuer_round(dsn: str) -> tuple[float, float]:
+    """PgQueuer through the workload; (enqueue, claim + complete) jobs per second."""
+    import asyncio  # noqa: PLC0415
+    from datetime import timedelta  # noqa: PLC0415
+
+    import asyncpg  # noqa: PLC0415
+    import orjson  # noqa: PLC0415
+    from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver  # noqa: PLC0415
+    from pgqueuer.core.qm import QueueManager  # noqa: PLC0415
+    from pgqueuer.queries import Queries  # noqa: PLC0415
+    from pgqueuer.types import QueueExecutionMode  # noqa: PLC0415
+
+    url = _asyncpg_dsn(dsn)
+    payloads: list[bytes | None] = [orjson.dumps(p) for p in _payloads(TASKS)]
+
+    async def main() -> tuple[float, float]:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
+            queries = Queries(AsyncpgDriver(conn))
+            start = time.perf_counter()
+            for i in range(0, TASKS, BATCH):
+                chunk = payloads[i : i + BATCH]
+                await queries.enqueue(["bench"] * len(chunk), chunk, [0] * len(chunk))
+            enqueue = TASKS / (time.perf_counter() - start)
+        finally:
+            await conn.close()
+        done = [0]
+        workers = [await asyncpg.connect(url) for _ in range(WORKERS)]
+        try:
+            managers = []
+            for c in workers:
+                manager = QueueManager(Queries(AsyncpgDriver(c)))
+
+                @manager.entrypoint("bench")
+                async def job(job: Any) -> None:
+                    done[0] += 1
+
+                managers.append(manager)
+            start = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    m.run(
+                        batch_size=CLAIM_LIMIT,
+                        mode=QueueExecutionMode.drain,
+                        log_aggregation_interval=timedelta(0),
+                    )
+                    for m in managers
+                )
+            )
+            claimed = done[0] / (time.perf_counter() - start)
+        finally:
+            for c in workers:
+                await c.close()
+        assert done[0] == TASKS, done
+        return enqueue, claimed
+
+    return asyncio.run(main())
 
 
 def raw_round(dsn: str) -> tuple[float, float]:
@@ -203,27 +307,48 @@ def _wake_latencies(dsn: str) -> list[float]:
     return latencies
 
 
+def _ratio(ours: list[tuple[float, float]], other: list[tuple[float, float]], i: int) -> float:
+    return round(statistics.median(o[i] / r[i] for o, r in zip(ours, other, strict=True)), 3)
+
+
 def run() -> dict[str, Any]:
     from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
+    contenders: dict[str, Callable[[str], tuple[float, float]]] = {
+        "msstore": msstore_round,
+        "raw": raw_round,
+    }
+    if pgqueuer_installed():
+        contenders["pgqueuer"] = pgqueuer_round
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     with database() as dsn:
         Migrator(dsn).up()
-        ours: list[tuple[float, float]] = []
-        raw: list[tuple[float, float]] = []
-        msstore_round(dsn)  # warm-up: plans, connections, caches
-        raw_round(dsn)
-        for r in range(ROUNDS):  # which goes first alternates, so order effects cancel
-            if r % 2:
-                raw.append(raw_round(dsn))
-                ours.append(msstore_round(dsn))
-            else:
-                ours.append(msstore_round(dsn))
-                raw.append(raw_round(dsn))
+        if "pgqueuer" in contenders:
+            pgqueuer_install(dsn)
+        names = list(contenders)
+        for name in names:  # warm-up: plans, connections, caches
+            contenders[name](dsn)
+        for r in range(ROUNDS):  # the order rotates, so order effects cancel
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                rounds[name].append(contenders[name](dsn))
         wakes = sorted(_wake_latencies(dsn))
+    ours, raw = rounds["msstore"], rounds["raw"]
     enqueue = statistics.median(e for e, _ in ours)
     raw_enqueue = statistics.median(e for e, _ in raw)
     claim = statistics.median(c for _, c in ours)
     raw_claim = statistics.median(c for _, c in raw)
+    peer: dict[str, Any] = {"pgqueuer": "not installed (pip install 'msstore[bench]')"}
+    if "pgqueuer" in rounds:
+        theirs = rounds["pgqueuer"]
+        peer = {
+            "pgqueuer_enqueue_per_s": round(statistics.median(e for e, _ in theirs)),
+            "pgqueuer_claim_complete_per_s": round(statistics.median(c for _, c in theirs)),
+            "enqueue_vs_pgqueuer": _ratio(ours, theirs, 0),
+            "claim_vs_pgqueuer": _ratio(ours, theirs, 1),
+            "claim_vs_pgqueuer_rounds": [
+                round(o[1] / t[1], 3) for o, t in zip(ours, theirs, strict=True)
+            ],
+        }
     return {
         "tasks": TASKS,
         "batch": BATCH,
@@ -231,15 +356,12 @@ def run() -> dict[str, Any]:
         "claim_limit": CLAIM_LIMIT,
         "enqueue_per_s": round(enqueue),
         "raw_enqueue_per_s": round(raw_enqueue),
-        "enqueue_ratio": round(
-            statistics.median(o[0] / r[0] for o, r in zip(ours, raw, strict=True)), 3
-        ),
+        "enqueue_ratio": _ratio(ours, raw, 0),
         "claim_complete_per_s": round(claim),
         "raw_claim_complete_per_s": round(raw_claim),
-        "claim_ratio": round(
-            statistics.median(o[1] / r[1] for o, r in zip(ours, raw, strict=True)), 3
-        ),
+        "claim_ratio": _ratio(ours, raw, 1),
         "claim_ratio_rounds": [round(o[1] / r[1], 3) for o, r in zip(ours, raw, strict=True)],
         "wake_latency_p50_ms": round(statistics.median(wakes), 2),
         "wake_latency_p95_ms": round(wakes[int(0.95 * (len(wakes) - 1))], 2),
+        **peer,
     }
