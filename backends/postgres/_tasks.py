@@ -91,10 +91,10 @@ INSERT INTO tasks.queue AS q (task_id, task_type, payload, priority, scheduled_a
 SELECT a.id, a.type, a.payload::jsonb, a.priority::task_priority_type, a.scheduled,
   a.expires, a.retries, a.exec_s * interval '1 second', a.parent, a.ukey, a.agent, a.agent_id,
   now.t, now.t, 'pending'
-FROM now, unnest(%(ids)s::uuid[], %(types)s::text[], %(payloads)s::text[],
-  %(priorities)s::text[], %(scheduled)s::timestamptz[], %(expires)s::timestamptz[],
-  %(retries)s::int[], %(exec_s)s::float8[], %(parents)s::uuid[], %(ukeys)s::text[],
-  %(agents)s::text[], %(agent_ids)s::uuid[])
+FROM now, unnest(%(ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
+  %(priorities)b::text[], %(scheduled)b::timestamptz[], %(expires)b::timestamptz[],
+  %(retries)b::int[], %(exec_s)b::float8[], %(parents)b::uuid[], %(ukeys)b::text[],
+  %(agents)b::text[], %(agent_ids)b::uuid[])
   AS a(id, type, payload, priority, scheduled, expires, retries, exec_s, parent, ukey, agent,
        agent_id)
 ON CONFLICT (unique_key)
@@ -129,10 +129,6 @@ claimed AS (
                                         q.max_execution_time)
   FROM picked, now WHERE q.task_id = picked.task_id
   RETURNING q.*
-),
-runs AS (
-  INSERT INTO tasks.executions (task_id, agent_id, execution_attempt, started_at, status)
-  SELECT c.task_id, %(agent_id)s, c.attempts, now.t, 'running' FROM claimed c, now
 )
 SELECT {TASK_COLUMNS}
 FROM claimed q
@@ -146,16 +142,18 @@ ORDER BY q.lease_expires_at LIMIT 1000
 # the base.
 SETTLE_ONE: Final = """
 SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, %(agent)s::text AS agent,
+  %(agent_id)s::uuid AS agent_id,
   %(status)s::task_status_type AS status, %(run)s::task_status_type AS run,
   %(result)s::jsonb AS result, %(error)s::text AS error, %(retry_in)s::float8 AS retry_in,
   %(retried)s::bool AS retried, %(finished)s::bool AS finished, %(lapsed)s::bool AS lapsed
 """
 SETTLE_MANY: Final = """
-SELECT * FROM unnest(%(id)s::uuid[], %(attempt)s::int[], %(agent)s::text[],
-  %(status)s::task_status_type[], %(run)s::task_status_type[], %(result)s::jsonb[],
-  %(error)s::text[], %(retry_in)s::float8[], %(retried)s::bool[], %(finished)s::bool[],
-  %(lapsed)s::bool[])
-  AS x(task_id, attempt, agent, status, run, result, error, retry_in, retried, finished, lapsed)
+SELECT * FROM unnest(%(id)b::uuid[], %(attempt)b::int[], %(agent)b::text[],
+  %(agent_id)b::uuid[], %(status)b::task_status_type[], %(run)b::task_status_type[],
+  %(result)b::jsonb[], %(error)b::text[], %(retry_in)b::float8[], %(retried)b::bool[],
+  %(finished)b::bool[], %(lapsed)b::bool[])
+  AS x(task_id, attempt, agent, agent_id, status, run, result, error, retry_in, retried,
+       finished, lapsed)
 """
 SETTLE: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
@@ -169,43 +167,53 @@ done AS (
     lease_expires_at = NULL, updated_at = now.t
   FROM s, now
   WHERE {_claim_holds("s.task_id", "s.attempt", "s.agent", "s.lapsed")}
-  RETURNING q.task_id, q.attempts, s.run, s.result, s.error, s.finished
+  RETURNING q.task_id, q.attempts, q.started_at, s.agent_id, s.run, s.result, s.error
 ),
 runs AS (
-  UPDATE tasks.executions e SET status = d.run, completed_at = now.t, result = d.result,
-    error_message = d.error
+  INSERT INTO tasks.executions (task_id, agent_id, execution_attempt, started_at,
+    completed_at, status, result, error_message)
+  SELECT d.task_id, d.agent_id, d.attempts, d.started_at, now.t, d.run, d.result, d.error
   FROM done d, now
-  WHERE e.task_id = d.task_id AND e.execution_attempt = d.attempts AND e.status = 'running'
 )
-SELECT d.task_id, extract(epoch FROM now.t)::float8,
+SELECT d.task_id, d.attempts, extract(epoch FROM now.t)::float8,
   (SELECT count(pg_notify('{CHANNEL}', 'settled')) FROM tasks.dependencies x
    WHERE x.depends_on_task_id = d.task_id AND d.run = 'completed')
 FROM done d, now
 """
 SETTLE_ONE_STATEMENT: Final = SETTLE.format(source=SETTLE_ONE)
 SETTLE_MANY_STATEMENT: Final = SETTLE.format(source=SETTLE_MANY)
-# A completion, the most frequent settlement, has the one statement that writes just what a
-# completion changes (SETTLE does the same for it, with every column's case in the plan).
-COMPLETE_STATEMENT: Final = f"""
+# Completions, the most frequent settlement, have the statement that writes just what a
+# completion changes (SETTLE does the same for them, with every column's case in the plan).
+COMPLETE_MANY: Final = """
+SELECT * FROM unnest(%(id)b::uuid[], %(attempt)b::int[], %(agent)b::text[],
+  %(agent_id)b::uuid[], %(result)b::jsonb[]) AS x(task_id, attempt, agent, agent_id, result)
+"""
+COMPLETE: Final = f"""
 WITH now AS (SELECT {NOW} AS t),
+s AS ({{source}}),
 done AS (
-  UPDATE tasks.queue q SET status = 'completed', completed_at = now.t,
-    result = %(result)s::jsonb, lease_expires_at = NULL, updated_at = now.t
-  FROM now
-  WHERE {_claim_holds("%(id)s", "%(attempt)s", "%(agent)s", "false")}
-  RETURNING q.task_id, q.attempts
+  UPDATE tasks.queue q SET status = 'completed', completed_at = now.t, result = s.result,
+    lease_expires_at = NULL, updated_at = now.t
+  FROM s, now
+  WHERE {_claim_holds("s.task_id", "s.attempt", "s.agent", "false")}
+  RETURNING q.task_id, q.attempts, q.started_at, s.agent_id, s.result
 ),
 runs AS (
-  UPDATE tasks.executions e SET status = 'completed', completed_at = now.t,
-    result = %(result)s::jsonb
+  INSERT INTO tasks.executions (task_id, agent_id, execution_attempt, started_at,
+    completed_at, status, result)
+  SELECT d.task_id, d.agent_id, d.attempts, d.started_at, now.t, 'completed', d.result
   FROM done d, now
-  WHERE e.task_id = d.task_id AND e.execution_attempt = d.attempts AND e.status = 'running'
 )
-SELECT d.task_id, extract(epoch FROM now.t)::float8,
+SELECT d.task_id, d.attempts, extract(epoch FROM now.t)::float8,
   (SELECT count(pg_notify('{CHANNEL}', 'settled')) FROM tasks.dependencies x
    WHERE x.depends_on_task_id = d.task_id)
 FROM done d, now
 """
+COMPLETE_ONE_STATEMENT: Final = COMPLETE.format(
+    source="SELECT %(id)s::uuid AS task_id, %(attempt)s::int AS attempt, "
+    "%(agent)s::text AS agent, %(agent_id)s::uuid AS agent_id, %(result)s::jsonb AS result"
+)
+COMPLETE_MANY_STATEMENT: Final = COMPLETE.format(source=COMPLETE_MANY)
 RENEW: Final = f"""
 WITH now AS (SELECT {NOW} AS t)
 UPDATE tasks.queue q SET lease_expires_at = now.t + %(seconds)s * interval '1 second',
@@ -215,8 +223,10 @@ WHERE {_claim_holds("%(id)s", "%(attempt)s", "%(agent)s", "false")}
 RETURNING extract(epoch FROM q.lease_expires_at)::float8
 """
 END_RUN: Final = f"""
-UPDATE tasks.executions SET status = 'failed', completed_at = {NOW}, error_message = %(error)s
-WHERE task_id = %(id)s AND execution_attempt = %(attempt)s AND status = 'running'
+INSERT INTO tasks.executions (task_id, agent_id, execution_attempt, started_at, completed_at,
+  status, error_message)
+SELECT %(id)s, %(agent_id)s, %(attempt)s, q.started_at, {NOW}, 'failed', %(error)s
+FROM tasks.queue q WHERE q.task_id = %(id)s
 """
 MOVE: Final = f"""
 UPDATE tasks.queue q SET status = %(to)s::task_status_type, lease_expires_at = NULL,
@@ -443,7 +453,6 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
             "now": self._now_param(),
             "types": None if types is None else sorted(types),
             "agent": agent,
-            "agent_id": agent_of_token(agent),
             "limit": limit,
             "lease": lease,
         }
@@ -464,21 +473,21 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         return result
 
     def _settle(self, settlements: Sequence[Settlement]) -> list[float | None]:
+        completes = all(s.status is TaskStatus.COMPLETED and not s.lapsed for s in settlements)
         if len(settlements) == 1:  # (every complete and fail: no arrays to build)
-            one = settlements[0]
-            completes = one.status is TaskStatus.COMPLETED and not one.lapsed
-            statement = COMPLETE_STATEMENT if completes else SETTLE_ONE_STATEMENT
-            params = _settlement_params(one, self._codec)
+            statement = COMPLETE_ONE_STATEMENT if completes else SETTLE_ONE_STATEMENT
+            params = _settlement_params(settlements[0], self._codec)
         else:
-            statement = SETTLE_MANY_STATEMENT
+            statement = COMPLETE_MANY_STATEMENT if completes else SETTLE_MANY_STATEMENT
             params = _settlement_columns(settlements, self._codec)
         params["now"] = self._now_param()
 
-        def settle(c: Conn) -> dict[uuid.UUID, float]:
-            return {r[0]: r[1] for r in c.execute(statement, params).fetchall()}
+        def settle(c: Conn) -> dict[tuple[uuid.UUID, int], float]:
+            return {(r[0], r[1]): r[2] for r in c.execute(statement, params).fetchall()}
 
-        done: dict[uuid.UUID, float] = self._run_statement("settle tasks", settle)
-        return [done.get(s.claim.task_id) for s in settlements]
+        # (A batch may hold a task's stale claim beside its current one: keyed by attempt.)
+        done: dict[tuple[uuid.UUID, int], float] = self._run_statement("settle tasks", settle)
+        return [done.get((s.claim.task_id, s.claim.attempt)) for s in settlements]
 
     def _renew(self, claim: Claim, seconds: float) -> float | None:
         params = {
@@ -505,7 +514,15 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
             move = decide(task)
             params = {"now": self._now_param(), "id": task_id}
             if move.ends_run:
-                c.execute(END_RUN, {**params, "attempt": task.attempts, "error": RUN_CANCELLED})
+                c.execute(
+                    END_RUN,
+                    {
+                        **params,
+                        "attempt": task.attempts,
+                        "agent_id": agent_of_token(task.claimed_by or ""),
+                        "error": RUN_CANCELLED,
+                    },
+                )
             changed = c.execute(
                 MOVE, {**params, "to": move.to.value, "finished": move.finished}
             ).fetchone()
@@ -536,10 +553,12 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
 
     def _executions(self, task_id: uuid.UUID) -> builtins.list[Execution] | None:
         def read(c: Conn) -> builtins.list[Execution] | None:
-            if (
-                c.execute("SELECT 1 FROM tasks.queue WHERE task_id = %s", [task_id]).fetchone()
-                is None
-            ):
+            task = c.execute(
+                "SELECT status::text, attempts, claimed_by, "
+                "extract(epoch FROM started_at)::float8 FROM tasks.queue WHERE task_id = %s",
+                [task_id],
+            ).fetchone()
+            if task is None:
                 return None
             rows = c.execute(
                 "SELECT e.execution_attempt, r.agent_name, e.status::text, "
@@ -549,10 +568,16 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
                 "WHERE e.task_id = %s ORDER BY e.execution_attempt",
                 [task_id],
             ).fetchall()
-            return [
+            runs = [
                 Execution(task_id, a, agent, TaskStatus(s), start, end, res, err)
                 for a, agent, s, start, end, res, err in rows
             ]
+            status, attempts, claimed_by, started_at = task
+            if status == TaskStatus.RUNNING.value:  # the attempt under way has no row yet
+                runs.append(
+                    Execution(task_id, attempts, claimed_by, TaskStatus.RUNNING, started_at)
+                )
+            return runs
 
         result: builtins.list[Execution] | None = self._run_transaction(
             "task executions", read, write=False
@@ -641,6 +666,7 @@ def _settlement_params(s: Settlement, codec: Codec) -> dict[str, Any]:
         "id": s.claim.task_id,
         "attempt": s.claim.attempt,
         "agent": s.claim.agent_id,
+        "agent_id": agent_of_token(s.claim.agent_id),
         "status": s.status.value,
         "run": s.run_status.value,
         "result": None if s.result is None else jsonb_text(s.result, codec),

@@ -641,13 +641,18 @@ class TaskQueueBase(StoreBase, TaskQueue):
 
 
 def _check_batch(items: object, *, field: str, of: str) -> builtins.list[tuple[Claim, Any]]:
-    """A batch of ``(claim, value)`` pairs: claims checked, each task at most once."""
+    """A batch of ``(claim, value)`` pairs: claims checked, each claim at most once (a task's
+    stale claim may stand beside its current one)."""
     pairs = [(_check_claim(c), v) for c, v in check_pairs(items, field=field, of=of)]
-    seen: set[uuid.UUID] = set()
+    seen: set[tuple[uuid.UUID, int]] = set()
     for claim, _ in pairs:
-        if claim.task_id in seen:
-            raise InvalidArgument(f"{field}: task {claim.task_id} appears twice in one batch")
-        seen.add(claim.task_id)
+        key = (claim.task_id, claim.attempt)
+        if key in seen:
+            raise InvalidArgument(
+                f"{field}: the claim on task {claim.task_id} (attempt {claim.attempt}) appears "
+                "twice in one batch"
+            )
+        seen.add(key)
     return pairs
 
 

@@ -189,6 +189,37 @@ class TaskQueueModel(RuleBasedStateMachine):
         else:
             t.status = S.FAILED
 
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        n=st.integers(1, 4),
+        fail=st.booleans(),
+        retry=st.booleans(),
+    )
+    def settle_batch(self, worker: str, n: int, fail: bool, retry: bool) -> None:
+        """complete_many / fail_many over a worker's claims, current and stale mixed."""
+        mine = self.claims[worker]
+        batch, self.claims[worker] = mine[:n], mine[n:]
+        if not batch:
+            return
+        current = [self._current(c) for c in batch]
+        if fail:
+            outcomes = self.queue.fail_many([(c, "boom") for c in batch], retry=retry)
+        else:
+            outcomes = self.queue.complete_many([(c, worker) for c in batch])
+        for claim, ok, outcome in zip(batch, current, outcomes, strict=True):
+            assert isinstance(outcome, StaleClaim) is not ok, (claim, outcome)
+            if not ok:
+                continue
+            t = self.tasks[claim.task_id]
+            t.holder, t.lease_end = None, None
+            if not fail:
+                t.status = S.COMPLETED
+            elif retry and t.retry_count < t.max_retries:
+                t.retry_count += 1
+                t.status, t.scheduled = S.PENDING, self.clock() + backoff(t.retry_count)
+            else:
+                t.status = S.FAILED
+
     @rule(worker=st.sampled_from(WORKERS), i=st.integers(0, 5))
     def heartbeat(self, worker: str, i: int) -> None:
         mine = self.claims[worker]
@@ -252,6 +283,10 @@ class TaskQueueModel(RuleBasedStateMachine):
             if not lapsed:
                 assert got.status is t.status, (t, got)
                 assert got.retry_count == t.retry_count
+            # One execution row per attempt: written once, when the attempt ends (the one under
+            # way is the task itself).
+            runs = self.queue.executions(t.task_id)
+            assert [r.attempt for r in runs] == list(range(1, t.attempts + 1)), (t, runs)
         holders = [c.task_id for claims in self.claims.values() for c in claims if self._current(c)]
         assert len(holders) == len(set(holders))  # no task held by two claims
 
