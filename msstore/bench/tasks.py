@@ -160,8 +160,9 @@ def pgqueuer_install(dsn: str) -> None:
     asyncio.run(install())
 
 
-def pgqueuer_round(dsn: str) -> tuple[float, float]:
-    """PgQueuer through the workload; (enqueue, claim + complete) jobs per second."""
+def pgqueuer_round(dsn: str, *, keep: bool = False) -> tuple[float, float]:
+    """PgQueuer through the workload; (enqueue, claim + complete) jobs per second. ``keep``:
+    leave its log from earlier rounds in place."""
     import asyncio  # noqa: PLC0415
     from datetime import timedelta  # noqa: PLC0415
 
@@ -178,7 +179,8 @@ def pgqueuer_round(dsn: str) -> tuple[float, float]:
     async def main() -> tuple[float, float]:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
+            if not keep:
+                await conn.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
             queries = Queries(AsyncpgDriver(conn))
             start = time.perf_counter()
             for i in range(0, TASKS, BATCH):
