@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import queue as queue_module
 import signal
 import subprocess
 import sys
@@ -136,6 +137,87 @@ def test_a_worker_killed_mid_task_has_its_task_completed_by_another(
     ]
     task = queue.get(task_id)
     assert task is not None and task.status is S.COMPLETED and task.retry_count == 1
+
+
+def test_chains_drain_exactly_once_while_workers_are_killed_again_and_again(
+    queue: PostgresTaskQueue, tasks_dsn: str
+) -> None:
+    """40 chains of 10 tasks (each waits for the one before it) drained by three worker
+    processes settling batches through work(); a worker is SIGKILLed once it has settled two
+    batches and a fresh one takes its place, eight times. Every task completes exactly once
+    (one completed execution row), and never before the task it depends on completed."""
+    specs: list[TaskSpec] = []
+    edges: list[tuple[uuid.UUID, uuid.UUID]] = []
+    for _ in range(40):
+        before: uuid.UUID | None = None
+        for step in range(10):
+            task_id = uuid.uuid4()
+            deps = () if before is None else (before,)
+            specs.append(
+                TaskSpec("chain", {"step": step}, max_retries=100, depends_on=deps, task_id=task_id)
+            )
+            if before is not None:
+                edges.append((task_id, before))
+            before = task_id
+    ids = queue.enqueue_many(specs)
+
+    def start(name: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), "chew", tasks_dsn, name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    lines: queue_module.Queue[tuple[subprocess.Popen[str], str]] = queue_module.Queue()
+
+    def launch(name: str) -> subprocess.Popen[str]:
+        child = start(name)
+
+        def read() -> None:
+            assert child.stdout is not None
+            for line in child.stdout:
+                lines.put((child, line.strip()))
+            lines.put((child, "EOF"))
+
+        threading.Thread(target=read, daemon=True).start()
+        return child
+
+    running = {launch(f"c{i}") for i in range(3)}
+    batches: collections.Counter[subprocess.Popen[str]] = collections.Counter()
+    kills = 0
+    while running:
+        child, line = lines.get(timeout=600)
+        if line == "EOF":
+            _, err = child.communicate(timeout=60)
+            if child.returncode != -signal.SIGKILL:
+                assert child.returncode == 0, err
+            running.discard(child)
+        elif line.startswith("BATCH"):
+            batches[child] += 1
+            if batches[child] == 2 and kills < 8:  # mid-stream: it has settled two batches
+                os.kill(child.pid, signal.SIGKILL)
+                kills += 1
+                running.add(launch(f"r{kills}"))
+    assert kills == 8
+
+    with psycopg.connect(tasks_dsn) as conn:
+        done: dict[uuid.UUID, int] = dict(
+            conn.execute(
+                "SELECT task_id, count(*) FROM tasks.executions WHERE status = 'completed' "
+                "GROUP BY task_id"
+            ).fetchall()
+        )
+        order = conn.execute(
+            "SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS e(t, d) "
+            "JOIN tasks.executions x ON x.task_id = e.t AND x.status = 'completed' "
+            "JOIN tasks.queue p ON p.task_id = e.d "
+            "WHERE x.started_at < p.completed_at",
+            [[t for t, _ in edges], [d for _, d in edges]],
+        ).fetchone()
+    assert done == dict.fromkeys(ids, 1)  # every task completed, each exactly once
+    assert order == (0,)  # no task started before the one it depends on completed
+    assert queue.stats()["counts"]["completed"] == len(ids)
 
 
 def test_a_stale_worker_cannot_complete_after_its_lease_was_taken(
