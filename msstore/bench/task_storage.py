@@ -88,12 +88,12 @@ def _pgqueuer(dsn: str) -> list[dict[str, Any]]:
 
     tasks.pgqueuer_install(dsn)
     steps = []
+    done = 0
     for step in range(STEPS):
-        done = 0
-        while done < TOTAL // STEPS:
+        while done < (step + 1) * (TOTAL // STEPS):
             tasks.pgqueuer_round(dsn, keep=True)
             done += tasks.TASKS
-        steps.append({"completed": (step + 1) * done, **_sizes(dsn, PEER_TABLES)})
+        steps.append({"completed": done, **_sizes(dsn, PEER_TABLES)})
     return steps
 
 

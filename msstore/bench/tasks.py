@@ -29,6 +29,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -138,7 +139,9 @@ def _asyncpg_dsn(dsn: str) -> str:
 
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     user, host = info.get("user", ""), info.get("host", "127.0.0.1")
-    password = f":{info['password']}" if info.get("password") else ""
+    password = (
+        f":{urllib.parse.quote(str(info['password']), safe='')}" if info.get("password") else ""
+    )
     return f"postgresql://{user}{password}@{host}:{info.get('port', 5432)}/{info.get('dbname')}"
 
 

@@ -408,12 +408,10 @@ class TaskQueueBase(StoreBase, TaskQueue):
         return self._finish(failure(claim, error, retry=retry))
 
     def _finish(self, settlement: Settlement) -> Task:
-        (at,) = self._settle([settlement])
-        claim = settlement.claim
-        if at is None:
-            raise stale_claim(claim, self._get(claim.task_id))
-        result = None if settlement.result is None else self._codec.decode(settlement.result.data)
-        return settled(claim.task, settlement, at, result)
+        (outcome,) = self._finish_many([settlement])
+        if isinstance(outcome, StaleClaim):
+            raise outcome
+        return outcome
 
     def complete_many(
         self, completions: Iterable[tuple[Claim, Any]]

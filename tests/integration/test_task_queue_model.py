@@ -181,6 +181,10 @@ class TaskQueueModel(RuleBasedStateMachine):
                 self.queue.fail(claim, "boom", retry=retry)
             return
         self.queue.fail(claim, "boom", retry=retry)
+        self._failed(claim, retry)
+
+    def _failed(self, claim: Claim, retry: bool) -> None:
+        """The model after a current claim failed: retried after backoff, or a dead letter."""
         t = self.tasks[claim.task_id]
         t.holder, t.lease_end = None, None
         if retry and t.retry_count < t.max_retries:
@@ -210,15 +214,11 @@ class TaskQueueModel(RuleBasedStateMachine):
             assert isinstance(outcome, StaleClaim) is not ok, (claim, outcome)
             if not ok:
                 continue
+            if fail:
+                self._failed(claim, retry)
+                continue
             t = self.tasks[claim.task_id]
-            t.holder, t.lease_end = None, None
-            if not fail:
-                t.status = S.COMPLETED
-            elif retry and t.retry_count < t.max_retries:
-                t.retry_count += 1
-                t.status, t.scheduled = S.PENDING, self.clock() + backoff(t.retry_count)
-            else:
-                t.status = S.FAILED
+            t.status, t.holder, t.lease_end = S.COMPLETED, None, None
 
     @rule(worker=st.sampled_from(WORKERS), i=st.integers(0, 5))
     def heartbeat(self, worker: str, i: int) -> None:
