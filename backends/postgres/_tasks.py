@@ -1,9 +1,10 @@
 """``TaskQueue`` on tasks.queue, tasks.dependencies and tasks.executions (0004, 0017, 0020):
 :class:`~msstore.work.TaskQueueBase`'s primitives, each one statement or one transaction.
 
-* **Claims** are one statement: a CTE picks claimable tasks in claim order ``FOR UPDATE SKIP
-  LOCKED`` (no two workers ever hold one task; a worker never waits on another's lock), marks
-  them running under a lease and inserts each attempt's ``tasks.executions`` row.
+* **Claims** are one statement, ``tasks.claim()``: it picks claimable tasks in claim order
+  ``FOR UPDATE SKIP LOCKED`` (no two workers ever hold one task; a worker never waits on
+  another's lock) and marks them running under a lease. It is a function so that its plan is
+  the claim-order index walk even when the statistics say the queue is empty.
 * **Settling** (complete, fail, a lapsed lease) is one statement for a batch of attempts: the
   base class's settlements as arrays, applied where each claim still holds.
 * **Wake-ups**: an enqueue sends ``NOTIFY msstore_tasks`` with its commit; workers blocked in
@@ -106,32 +107,11 @@ INSERT_DEPENDENCIES: Final = """
 INSERT INTO tasks.dependencies (task_id, depends_on_task_id)
 SELECT t, d FROM unnest(%b::uuid[], %b::uuid[]) AS x(t, d)
 """
+# The claim is tasks.claim() (0022): the one statement, planned so that it walks the claim-order
+# index whatever the statistics say.
 TAKE: Final = f"""
-WITH now AS (SELECT {NOW} AS t),
-picked AS (
-  SELECT q.task_id FROM tasks.queue q, now
-  WHERE q.status = 'pending'
-    AND (q.scheduled_at IS NULL OR q.scheduled_at <= now.t)
-    AND (q.expires_at IS NULL OR q.expires_at > now.t)
-    AND (%(types)s::text[] IS NULL OR q.task_type = ANY(%(types)s::text[]))
-    AND (q.assigned_agent IS NULL OR q.assigned_agent = %(agent)s)
-    AND NOT EXISTS (
-      SELECT 1 FROM tasks.dependencies d JOIN tasks.queue p ON p.task_id = d.depends_on_task_id
-      WHERE d.task_id = q.task_id AND p.status <> 'completed')
-  ORDER BY q.priority DESC, COALESCE(q.scheduled_at, q.created_at), q.enqueue_seq
-  LIMIT %(limit)s
-  FOR UPDATE OF q SKIP LOCKED
-),
-claimed AS (
-  UPDATE tasks.queue q SET status = 'running', attempts = q.attempts + 1,
-    claimed_by = %(agent)s, started_at = now.t, updated_at = now.t,
-    lease_expires_at = now.t + COALESCE(%(lease)s::float8 * interval '1 second',
-                                        q.max_execution_time)
-  FROM picked, now WHERE q.task_id = picked.task_id
-  RETURNING q.*
-)
 SELECT {TASK_COLUMNS}
-FROM claimed q
+FROM tasks.claim(%(now)s, %(types)s::text[], %(agent)s, %(limit)s, %(lease)s) q
 """
 LAPSED: Final = f"""
 SELECT {TASK_COLUMNS} FROM tasks.queue q

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS tasks.claim(timestamptz, text[], text, int, float8);
