@@ -37,6 +37,7 @@ from ._consumers import (
 )
 from ._outbox import (
     MAX_BATCH,
+    TASK_EVENTS,
     BatchReport,
     EventSink,
     Failed,
@@ -47,8 +48,11 @@ from ._outbox import (
     Published,
     Retry,
     check_subject,
+    combine,
+    expand,
     relay_health,
     subject_matches,
+    task_verb,
     uncaptured,
 )
 from ._relay import OutboxRelay
@@ -57,6 +61,7 @@ __all__ = [
     "DEAD_LETTER_PREFIX",
     "MAX_BATCH",
     "PRESETS",
+    "TASK_EVENTS",
     "BatchReport",
     "ClaimedRows",
     "ConsumerPlan",
@@ -78,6 +83,8 @@ __all__ = [
     "Subscription",
     "Verdicts",
     "check_subject",
+    "combine",
+    "expand",
     "open_event_sink",
     "open_outbox",
     "payload_problem",
@@ -85,5 +92,6 @@ __all__ = [
     "relay_health",
     "subject_matches",
     "subscribe",
+    "task_verb",
     "uncaptured",
 ]

@@ -32,6 +32,8 @@ from ._outbox import (
     Published,
     Retry,
     check_subject,
+    combine,
+    expand,
     subject_problem,
     summarize,
 )
@@ -129,15 +131,34 @@ class OutboxSourceBase(StoreBase, OutboxSource):
 
         def decide(claimed: ClaimedRows) -> Verdicts:
             sendable = [event for event, held in claimed if not held]
-            outcomes = tuple(publish(sendable)) if sendable else ()
-            if len(outcomes) != len(sendable):
+            # A row may carry several events (a batch of task events): each is published; the
+            # row's verdict combines theirs.
+            rows: list[list[OutboxEvent] | Failed] = []
+            for event in sendable:
+                try:
+                    rows.append(expand(event, self._codec))
+                except ValueError as err:
+                    rows.append(Failed(str(err)))
+            events = [e for row in rows if not isinstance(row, Failed) for e in row]
+            outcomes = tuple(publish(events)) if events else ()
+            if len(outcomes) != len(events):
                 raise InvalidArgument(
-                    f"publish returned {len(outcomes)} outcomes for {len(sendable)} events"
+                    f"publish returned {len(outcomes)} outcomes for {len(events)} events"
                 )
             published: list[int] = []
             failed: list[tuple[int, str]] = []
             retried: list[tuple[int, str]] = []
-            for event, outcome in zip(sendable, outcomes, strict=True):
+            reported: list[Outcome] = []
+            start = 0
+            for event, row in zip(sendable, rows, strict=True):
+                if isinstance(row, Failed):
+                    outcome: Outcome = row
+                    reported.append(row)
+                else:
+                    mine = outcomes[start : start + len(row)]
+                    start += len(row)
+                    outcome = combine(mine)
+                    reported.extend(mine)
                 if isinstance(outcome, Published):
                     published.append(event.outbox_id)
                 elif isinstance(outcome, Failed):
@@ -147,7 +168,7 @@ class OutboxSourceBase(StoreBase, OutboxSource):
             return Verdicts(
                 claimed=len(claimed),
                 held_back=len(claimed) - len(sendable),
-                outcomes=outcomes,
+                outcomes=tuple(reported),
                 published=tuple(published),
                 failed=tuple(failed),
                 retried=tuple(retried),

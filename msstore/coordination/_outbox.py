@@ -16,13 +16,15 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
-from msstore.errors import InvalidArgument
+from msstore.codec import Codec
+from msstore.errors import InvalidArgument, SerializationError
 from msstore.protocols import Store
 from msstore.records import HealthStatus
 
 __all__ = [
     "MAX_BATCH",
     "MAX_SUBJECT_BYTES",
+    "TASK_EVENTS",
     "BatchReport",
     "EventSink",
     "Failed",
@@ -33,15 +35,38 @@ __all__ = [
     "Published",
     "Retry",
     "check_subject",
+    "combine",
+    "expand",
     "relay_health",
     "subject_matches",
     "subject_problem",
     "summarize",
+    "task_verb",
     "uncaptured",
 ]
 
 MAX_BATCH: Final = 10_000
 """The most events one relay pass claims."""
+TASK_EVENTS: Final = "tasks.>"
+"""The subject of an outbox row that carries a batch of task events (a statement's changed
+tasks, column by column; see :func:`expand`). A wildcard: nothing is published under it, and
+:meth:`~msstore.coordination.OutboxSource.add` refuses it."""
+TASK_EVENT_FIELDS: Final = (
+    "task_id",
+    "task_type",
+    "status",
+    "previous_status",
+    "assigned_agent_id",
+    "priority",
+)
+# A status change into one of these is announced under its own verb; any other change (a retry
+# back to pending, a renewed lease) is "updated".
+_TASK_VERBS: Final = {
+    "running": "started",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 # NATS caps a protocol line (PUB <subject> <reply> <size>) at 4 KiB by default; the reply
 # inbox and sizes take the rest.
 MAX_SUBJECT_BYTES: Final = 3_000
@@ -239,6 +264,78 @@ def relay_health(
             "`msstore relay retry-failed`",
         )
     return HealthStatus.HEALTHY, "publishing within the window"
+
+
+def task_verb(op: str, status: str | None, previous: str | None) -> str:
+    """The verb of a task event: ``created`` for an insert; for an update, the new status's
+    verb when the status changed into running, completed, failed or cancelled, else
+    ``updated``."""
+    if op == "INSERT":
+        return "created"
+    if status != previous and status in _TASK_VERBS:
+        return _TASK_VERBS[status]
+    return "updated"
+
+
+def expand(event: OutboxEvent, codec: Codec) -> list[OutboxEvent]:
+    """The events an outbox row publishes: itself, or for a batch of task events (subject
+    :data:`TASK_EVENTS`) one event per task, on ``tasks.<verb>.<task_id>`` with
+    ``{"task_id", "task_type", "status", "previous_status", "assigned_agent_id", "priority",
+    "timestamp", "metadata"}``, its ``msg_id`` the row's with ``.<n>`` appended (so a row
+    published again is deduplicated event by event). ``ValueError`` for a batch row that does
+    not hold what a batch holds."""
+    if event.subject != TASK_EVENTS:
+        return [event]
+    try:
+        batch = codec.decode(event.payload)
+        op, stamp, ids = batch["op"], batch["timestamp"], batch["task_id"]
+        n = len(ids)
+        columns = {
+            name: batch[name] if batch.get(name) is not None else [None] * n
+            for name in (*TASK_EVENT_FIELDS[1:], "metadata")
+        }
+        if any(len(column) != n for column in columns.values()):
+            raise ValueError("columns of different lengths")
+    except (KeyError, TypeError, ValueError, SerializationError) as err:
+        raise ValueError(f"a task event batch that cannot be read ({err})") from None
+    parts = []
+    for i, task_id in enumerate(ids):
+        payload = {"task_id": task_id, **{name: columns[name][i] for name in TASK_EVENT_FIELDS[1:]}}
+        payload["timestamp"] = stamp
+        payload["metadata"] = columns["metadata"][i]
+        verb = task_verb(op, payload["status"], payload["previous_status"])
+        parts.append(
+            OutboxEvent(
+                outbox_id=event.outbox_id,
+                msg_id=f"{event.msg_id}.{i}",
+                subject=f"tasks.{verb}.{task_id}",
+                payload=codec.encode(payload),
+                created_at=event.created_at,
+            )
+        )
+    return parts
+
+
+def combine(outcomes: Sequence[Outcome]) -> Outcome:
+    """What a row came to from the outcomes of the events it published: failed if one failed
+    (the first reason), else to retry if one was not confirmed, else published (a duplicate
+    only if every event was). A row with no events is published."""
+    retry: Retry | None = None
+    published: list[Published] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Failed):
+            return outcome
+        if isinstance(outcome, Retry):
+            retry = retry or outcome
+        else:
+            published.append(outcome)
+    if retry is not None:
+        return retry
+    if len(published) == 1:
+        return published[0]
+    if not published:
+        return Published(stream="", seq=0)
+    return Published(published[0].stream, published[-1].seq, all(p.duplicate for p in published))
 
 
 def summarize(claimed: int, outcomes: Sequence[Outcome], *, held_back: int) -> BatchReport:

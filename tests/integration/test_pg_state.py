@@ -12,7 +12,11 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg", reason="needs msstore[postgres]")
 
+import orjson  # noqa: E402
+
 from msstore.backends.postgres import PostgresStateStore, agent_id_for  # noqa: E402
+from msstore.codec import default_codec  # noqa: E402
+from msstore.coordination import TASK_EVENTS, OutboxEvent, expand  # noqa: E402
 from msstore.errors import InvalidKey, SerializationError  # noqa: E402
 from msstore.records import Query, Record  # noqa: E402
 
@@ -265,13 +269,23 @@ def test_task_events_and_monitoring(pg_state_dsn: str) -> None:
             "INSERT INTO tasks.queue (task_type) VALUES ('search') RETURNING task_id"
         ).fetchone()[0]
         conn.execute("UPDATE tasks.queue SET status = 'running' WHERE task_id = %s", (task,))
-        subjects = [
-            r[0]
-            for r in conn.execute(
-                "SELECT subject FROM messages.outbox ORDER BY outbox_id"
-            ).fetchall()
+        rows = conn.execute(
+            "SELECT outbox_id, msg_id::text, subject, payload::text, 0.0 FROM messages.outbox "
+            "ORDER BY outbox_id"
+        ).fetchall()
+        assert [r[2] for r in rows] == [TASK_EVENTS, TASK_EVENTS]  # one row per statement
+        events = [
+            e
+            for r in rows
+            for e in expand(
+                OutboxEvent(
+                    outbox_id=r[0], msg_id=r[1], subject=r[2], payload=r[3].encode(), created_at=0
+                ),
+                default_codec,
+            )
         ]
-        assert subjects == [f"tasks.created.{task}", f"tasks.started.{task}"]
+        assert [e.subject for e in events] == [f"tasks.created.{task}", f"tasks.started.{task}"]
+        assert [orjson.loads(e.payload)["previous_status"] for e in events] == [None, "pending"]
         health = conn.execute(
             "SELECT pool_name, health_status, total_connections >= 1 "
             "FROM monitoring.check_connection_pool_health()"

@@ -80,14 +80,23 @@ def relay_process(dsn: str, url: str, *, report: bool = False) -> subprocess.Pop
     )
 
 
+# A row of task events (subject tasks.>) holds one event per task; any other row one event.
+EVENTS_OF_ROW = (
+    "CASE WHEN subject = 'tasks.>' THEN jsonb_array_length(payload->'task_id') ELSE 1 END"
+)
+
+
 def outbox_counts(dsn: str) -> tuple[int, int, int]:
-    """(rows, published, failed)."""
+    """Events in the outbox: (all, published, failed)."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT count(*), count(published_at), count(failed_at) FROM messages.outbox"
+            f"SELECT COALESCE(sum({EVENTS_OF_ROW}), 0), "
+            f"COALESCE(sum({EVENTS_OF_ROW}) FILTER (WHERE published_at IS NOT NULL), 0), "
+            f"COALESCE(sum({EVENTS_OF_ROW}) FILTER (WHERE failed_at IS NOT NULL), 0) "
+            "FROM messages.outbox"
         ).fetchone()
     assert row is not None
-    return row[0], row[1], row[2]
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def retries(dsn: str) -> int:
@@ -186,7 +195,11 @@ def _run_faults(
     assert rows == expected and published == rows and failed == 0
     with psycopg.connect(dsn) as conn:
         outbox: dict[str, int] = dict(
-            conn.execute("SELECT msg_id::text, outbox_id FROM messages.outbox").fetchall()
+            conn.execute(  # each event's Nats-Msg-Id: the row's, with .<n> in a batch row
+                "SELECT CASE WHEN subject = 'tasks.>' THEN msg_id::text || '.' || (n - 1) "
+                f"ELSE msg_id::text END, outbox_id FROM messages.outbox, "
+                f"generate_series(1, {EVENTS_OF_ROW}) AS n"
+            ).fetchall()
         )
     events = stream_events(server.url, "AGENT_STATE") + stream_events(server.url, "TASK_EXECUTION")
     ids = [e.msg_id for e in events]

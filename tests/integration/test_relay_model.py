@@ -2,7 +2,8 @@
 
 The model is the list of events writers appended (subject, payload, whether it can ever be
 published) and what the stream must hold: each publishable event once, each subject's events in
-outbox order, nothing else. Rules: three writers append events (a few on subjects NATS refuses);
+outbox order, nothing else. Rules: three writers append events (a few on subjects NATS refuses,
+and rows holding a batch of task events, one event per task, some unreadable);
 one of two relays runs a pass; a pass is interrupted by the other relay's whole pass while it
 holds its rows (two relays at once, the second skipping the first's rows and holding back their
 subjects); a relay is killed between publish and mark (its transaction rolls back: the events
@@ -30,7 +31,7 @@ from hypothesis.stateful import (
 )
 
 from msstore.backends.memory import MemoryEventStream
-from msstore.coordination import OutboxEvent, OutboxRelay, OutboxSource, Outcome
+from msstore.coordination import TASK_EVENTS, OutboxEvent, OutboxRelay, OutboxSource, Outcome
 from msstore.testing import FakeClock
 from msstore.testing.foreign import foreign_event
 
@@ -86,9 +87,34 @@ class RelayModel(RuleBasedStateMachine):
             type(self).add_event(self.source, subject, {"writer": writer, "n": n})
             self.appended.append((subject, n))
 
+    @rule(size=st.integers(1, 4), insert=st.booleans())
+    def append_task_batch(self, size: int, insert: bool) -> None:
+        # A statement's task events in one row, as the tasks.queue triggers write them: one
+        # event per task once relayed (task ids carry the event's number).
+        numbers = range(len(self.appended), len(self.appended) + size)
+        batch = {
+            "op": "INSERT" if insert else "UPDATE",
+            "timestamp": 1.0,
+            "task_id": [f"n{n}" for n in numbers],
+            "task_type": ["t"] * size,
+            "status": ["pending" if insert else "running"] * size,
+            "previous_status": None if insert else ["pending"] * size,
+            "assigned_agent_id": [None] * size,
+            "priority": ["normal"] * size,
+            "metadata": [None] * size,
+        }
+        type(self).add_event(self.source, TASK_EVENTS, batch)
+        verb = "created" if insert else "started"
+        self.appended.extend((f"tasks.{verb}.n{n}", n) for n in numbers)
+
     @rule(subject=st.sampled_from(BAD))
     def append_bad(self, subject: str) -> None:
         type(self).add_event(self.source, subject, {"bad": True})
+        self.bad += 1
+
+    @rule()
+    def append_unreadable_task_batch(self) -> None:
+        type(self).add_event(self.source, TASK_EVENTS, {"op": "INSERT", "task_id": ["x"]})
         self.bad += 1
 
     # Relays --------------------------------------------------------------------------------
@@ -172,7 +198,8 @@ class RelayModel(RuleBasedStateMachine):
 def _number(payload: bytes) -> int:
     import orjson
 
-    n: int = orjson.loads(payload)["n"]
+    event = orjson.loads(payload)
+    n: int = event["n"] if "n" in event else int(event["task_id"][1:])
     return n
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import pytest
 
 from msstore.backends.memory import MemoryEventStream, MemoryOutbox
+from msstore.codec import default_codec
 from msstore.coordination import (
+    TASK_EVENTS,
     Failed,
     OutboxEvent,
     OutboxRelay,
@@ -17,10 +20,13 @@ from msstore.coordination import (
     Published,
     Retry,
     check_subject,
+    combine,
+    expand,
     redelivery_delay,
     relay_health,
     subject_matches,
     subscribe,
+    task_verb,
 )
 from msstore.coordination._consumers import check_backoff
 from msstore.coordination._outbox import subject_problem, summarize
@@ -261,3 +267,81 @@ def test_subscribe_refuses_bad_settings_before_connecting() -> None:
     for kwargs, message in cases:
         with pytest.raises(InvalidArgument, match=message):
             subscribe(client, handler, **kwargs)  # type: ignore[arg-type]
+
+
+# Task event batches ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("op", "status", "previous", "verb"),
+    [
+        ("INSERT", "pending", None, "created"),
+        ("UPDATE", "running", "pending", "started"),
+        ("UPDATE", "completed", "running", "completed"),
+        ("UPDATE", "failed", "running", "failed"),
+        ("UPDATE", "cancelled", "pending", "cancelled"),
+        ("UPDATE", "pending", "running", "updated"),  # a retry
+        ("UPDATE", "running", "running", "updated"),  # a renewed lease
+    ],
+)
+def test_a_task_events_verb_follows_its_status_change(
+    op: str, status: str, previous: str | None, verb: str
+) -> None:
+    assert task_verb(op, status, previous) == verb
+
+
+def _batch_row(batch: dict[str, Any]) -> OutboxEvent:
+    return OutboxEvent(
+        outbox_id=7, msg_id="m", subject=TASK_EVENTS, payload=orjson.dumps(batch), created_at=1.0
+    )
+
+
+def test_a_task_event_batch_expands_to_one_event_per_task() -> None:
+    row = _batch_row(
+        {
+            "op": "UPDATE",
+            "timestamp": 5.0,
+            "task_id": ["a", "b"],
+            "task_type": ["x", "y"],
+            "status": ["completed", "pending"],
+            "previous_status": ["running", "running"],
+            "assigned_agent_id": [None, "g"],
+            "priority": ["normal", "high"],
+            "metadata": [{"k": 1}, None],
+        }
+    )
+    events = expand(row, default_codec)
+    assert [(e.subject, e.msg_id, e.outbox_id) for e in events] == [
+        ("tasks.completed.a", "m.0", 7),
+        ("tasks.updated.b", "m.1", 7),
+    ]
+    assert orjson.loads(events[1].payload) == {
+        "task_id": "b",
+        "task_type": "y",
+        "status": "pending",
+        "previous_status": "running",
+        "assigned_agent_id": "g",
+        "priority": "high",
+        "timestamp": 5.0,
+        "metadata": None,
+    }
+    plain = OutboxEvent(outbox_id=1, msg_id="p", subject="a.b", payload=b"{}", created_at=1.0)
+    assert expand(plain, default_codec) == [plain]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [{"op": "INSERT"}, {"op": "INSERT", "timestamp": 1, "task_id": ["a"], "status": []}, []],
+)
+def test_an_unreadable_task_event_batch_is_refused(batch: Any) -> None:
+    with pytest.raises(ValueError, match="task event batch"):
+        expand(_batch_row(batch), default_codec)
+
+
+def test_a_rows_outcome_is_its_worst_events() -> None:
+    ok, dup = Published("S", 1), Published("S", 2, duplicate=True)
+    assert combine([ok, Retry("r"), Failed("f")]) == Failed("f")
+    assert combine([ok, Retry("r")]) == Retry("r")
+    assert combine([dup, dup]) == Published("S", 2, duplicate=True)
+    assert combine([ok, dup]) == Published("S", 2, duplicate=False)
+    assert combine([]) == Published("", 0)
