@@ -84,25 +84,56 @@ def _claim_holds(task_id: str, attempt: str, agent: str, lapsed: str) -> str:
 """
 
 
-INSERT_TASKS: Final = f"""
-WITH now AS (SELECT {NOW} AS t)
-INSERT INTO tasks.queue AS q (task_id, task_type, payload, priority, scheduled_at, expires_at,
-  max_retries, max_execution_time, parent_task_id, unique_key, assigned_agent,
-  assigned_agent_id, created_at, updated_at, status)
-SELECT a.id, a.type, a.payload::jsonb, a.priority::task_priority_type, a.scheduled,
-  a.expires, a.retries, a.exec_s * interval '1 second', a.parent, a.ukey, a.agent, a.agent_id,
-  now.t, now.t, 'pending'
-FROM now, unnest(%(ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
-  %(priorities)b::text[], %(scheduled)b::timestamptz[], %(expires)b::timestamptz[],
-  %(retries)b::int[], %(exec_s)b::float8[], %(parents)b::uuid[], %(ukeys)b::text[],
-  %(agents)b::text[], %(agent_ids)b::uuid[])
-  AS a(id, type, payload, priority, scheduled, expires, retries, exec_s, parent, ukey, agent,
-       agent_id)
-ON CONFLICT (unique_key)
-  WHERE unique_key IS NOT NULL AND status NOT IN ('completed', 'failed', 'cancelled')
-  DO NOTHING
-RETURNING q.task_id
+# The columns an enqueue writes: (parameter, element type, the SELECT expression of a value v).
+# A column whose values are all equal in a batch (its type, priority, limits; unset options) is
+# bound once as a scalar instead of an array of copies.
+TASK_PARAMS: Final = (
+    ("ids", "uuid", "{}"),
+    ("types", "text", "{}"),
+    ("payloads", "text", "{}::jsonb"),
+    ("priorities", "text", "{}::task_priority_type"),
+    ("scheduled", "timestamptz", "{}"),
+    ("expires", "timestamptz", "{}"),
+    ("retries", "int", "{}"),
+    ("exec_s", "float8", "{} * interval '1 second'"),
+    ("parents", "uuid", "{}"),
+    ("ukeys", "text", "{}"),
+    ("agents", "text", "{}"),
+    ("agent_ids", "uuid", "{}"),
+)
+ALWAYS_ARRAYS: Final = frozenset({"ids", "payloads"})
+
+
+@functools.cache
+def insert_statement(scalars: frozenset[str], *, wake: bool) -> str:
+    """The enqueue's INSERT: ``scalars`` names the parameters bound as one value for every
+    row, the others are arrays unnested in step; ``wake``: the statement also sends the
+    wake-up ``NOTIFY`` (when it commits on its own)."""
+    arrays = [(name, kind) for name, kind, _ in TASK_PARAMS if name not in scalars]
+    values = [
+        expr.format(f"%({name})s::{kind}" if name in scalars else f"a.{name}")
+        for name, kind, expr in TASK_PARAMS
+    ]
+    unnest = ", ".join(f"%({name})b::{kind}[]" for name, kind in arrays)
+    columns = ", ".join(name for name, _ in arrays)
+    woke = f", woke AS (SELECT pg_notify('{CHANNEL}', 'enqueued'))" if wake else ""
+    return f"""
+WITH now AS (SELECT {NOW} AS t),
+ins AS (
+  INSERT INTO tasks.queue AS q (task_id, task_type, payload, priority, scheduled_at,
+    expires_at, max_retries, max_execution_time, parent_task_id, unique_key, assigned_agent,
+    assigned_agent_id, created_at, updated_at, status)
+  SELECT {", ".join(values)}, now.t, now.t, 'pending'
+  FROM now, unnest({unnest}) AS a({columns})
+  ON CONFLICT (unique_key)
+    WHERE unique_key IS NOT NULL AND status NOT IN ('completed', 'failed', 'cancelled')
+    DO NOTHING
+  RETURNING q.task_id
+){woke}
+SELECT ins.task_id FROM ins{", woke" if wake else ""}
 """
+
+
 INSERT_DEPENDENCIES: Final = """
 INSERT INTO tasks.dependencies (task_id, depends_on_task_id)
 SELECT t, d FROM unnest(%b::uuid[], %b::uuid[]) AS x(t, d)
@@ -314,8 +345,7 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         self, tasks: Sequence[NewTask], now: float, *, conn: Conn | None = None
     ) -> list[uuid.UUID]:
         specs = [t.spec for t in tasks]
-        params = {
-            "now": self._now_param(),
+        columns: dict[str, list[Any]] = {
             "ids": [t.task_id for t in tasks],
             "types": [s.task_type for s in specs],
             "payloads": [jsonb_text(t.payload, self._codec) for t in tasks],
@@ -332,12 +362,26 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
                 for s in specs
             ],
         }
+        scalars = frozenset(
+            name
+            for name, values in columns.items()
+            if name not in ALWAYS_ARRAYS and values.count(values[0]) == len(values)
+        )
+        params: dict[str, Any] = {
+            name: values[0] if name in scalars else values for name, values in columns.items()
+        }
+        params["now"] = self._now_param()
         self._agents(s.assigned_agent for s in specs)
+        # Tasks without links or unique keys (the bulk of most queues) go in one statement
+        # that commits on its own; the others need the checks and writes around it.
+        alone = conn is None and not any(
+            s.depends_on or s.parent is not None or s.unique_key is not None for s in specs
+        )
+        statement = insert_statement(scalars, wake=alone)
 
-        def write(c: Conn) -> list[uuid.UUID]:
-            self._check_references(c, tasks)
+        def insert(c: Conn) -> set[uuid.UUID]:
             try:
-                inserted = {r[0] for r in c.execute(INSERT_TASKS, params).fetchall()}
+                return {r[0] for r in c.execute(statement, params).fetchall()}
             except psycopg.errors.UniqueViolation as err:
                 if err.diag.constraint_name == "queue_pkey":  # (the transaction is aborted)
                     found = _TAKEN.search(err.diag.message_detail or "")
@@ -345,6 +389,14 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
                         uuid.UUID(found[1]) if found else tasks[0].task_id
                     ) from None
                 raise
+
+        if alone:
+            self._run_statement("enqueue", insert)
+            return [t.task_id for t in tasks]
+
+        def write(c: Conn) -> list[uuid.UUID]:
+            self._check_references(c, tasks)
+            inserted = insert(c)
             held: dict[str, uuid.UUID] = {}
             clashes = [
                 s.unique_key
