@@ -108,7 +108,8 @@ ALWAYS_ARRAYS: Final = frozenset({"ids", "payloads"})
 def insert_statement(scalars: frozenset[str], *, wake: bool) -> str:
     """The enqueue's INSERT: ``scalars`` names the parameters bound as one value for every
     row, the others are arrays unnested in step; ``wake``: the statement also sends the
-    wake-up ``NOTIFY`` (when it commits on its own)."""
+    wake-up ``NOTIFY`` (when it commits on its own) and returns only how many rows it wrote
+    (every one: such a batch has no unique keys; the ids are the caller's)."""
     arrays = [(name, kind) for name, kind, _ in TASK_PARAMS if name not in scalars]
     values = [
         expr.format(f"%({name})s::{kind}" if name in scalars else f"a.{name}")
@@ -130,7 +131,7 @@ ins AS (
     DO NOTHING
   RETURNING q.task_id
 ){woke}
-SELECT ins.task_id FROM ins{", woke" if wake else ""}
+{"SELECT count(*) FROM ins, woke" if wake else "SELECT ins.task_id FROM ins"}
 """
 
 
@@ -381,7 +382,12 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
 
         def insert(c: Conn) -> set[uuid.UUID]:
             try:
-                return {r[0] for r in c.execute(statement, params).fetchall()}
+                rows = c.execute(statement, params).fetchall()
+                if alone:
+                    if rows[0][0] != len(tasks):  # (cannot happen: nothing to conflict on)
+                        raise AssertionError(f"enqueued {rows[0][0]} of {len(tasks)} tasks")
+                    return set()
+                return {r[0] for r in rows}
             except psycopg.errors.UniqueViolation as err:
                 if err.diag.constraint_name == "queue_pkey":  # (the transaction is aborted)
                     found = _TAKEN.search(err.diag.message_detail or "")
