@@ -1,4 +1,4 @@
-"""``TaskQueue`` on tasks.queue, tasks.dependencies and tasks.executions (0004, 0017, 0020):
+"""``TaskQueue`` on tasks.queue, tasks.dependencies and tasks.executions (0004, 0017, 0020-0023):
 :class:`~msstore.work.TaskQueueBase`'s primitives, each one statement or one transaction.
 
 * **Claims** are one statement, ``tasks.claim()``: it picks claimable tasks in claim order
@@ -293,7 +293,7 @@ def _task(row: Sequence[Any]) -> Task:
 
 
 class PostgresTaskQueue(PgStore, TaskQueueBase):
-    """``TaskQueue`` on PostgreSQL (migrations 0004, 0017 and 0020). ``pool``: a
+    """``TaskQueue`` on PostgreSQL (migrations 0004, 0017, 0020 to 0023). ``pool``: a
     ``psycopg_pool.ConnectionPool`` or a DSN (the queue then opens a small pool of its own).
 
     ``clock``: Unix seconds for every time the queue compares (default: the server's clock).
