@@ -66,7 +66,7 @@ TASK_COLUMNS: Final = """
   extract(epoch FROM q.created_at)::float8, extract(epoch FROM q.scheduled_at)::float8,
   extract(epoch FROM q.expires_at)::float8, q.max_retries,
   extract(epoch FROM q.max_execution_time)::float8, q.retry_count, q.attempts, q.parent_task_id,
-  ARRAY(SELECT d.depends_on_task_id FROM tasks.dependencies d WHERE d.task_id = q.task_id
+  ARRAY(SELECT d.depends_on_task_id::uuid FROM tasks.dependencies d WHERE d.task_id = q.task_id
         ORDER BY d.created_at, d.depends_on_task_id),
   q.unique_key, q.assigned_agent, q.claimed_by, extract(epoch FROM q.lease_expires_at)::float8,
   extract(epoch FROM q.started_at)::float8, extract(epoch FROM q.completed_at)::float8,

@@ -372,9 +372,11 @@ class TaskQueueConformance:
         a = queue.enqueue("t", {"n": "a"})
         b = queue.enqueue("t", {"n": "b"}, depends_on=[a])
         c = queue.enqueue("t", {"n": "c"}, depends_on=[b])
-        done = []
+        assert [t.depends_on for t in map(queue.get, (a, b, c)) if t] == [(), (a,), (b,)]
+        done: list[uuid.UUID] = []
         while claims := queue.claim("w", limit=10):
             for claim in claims:
+                assert claim.task.depends_on == (() if claim.task_id == a else (done[-1],))
                 done.append(claim.task_id)
                 queue.complete(claim)
         assert done == [a, b, c]
