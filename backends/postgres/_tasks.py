@@ -101,7 +101,6 @@ TASK_PARAMS: Final = (
     ("agents", "text", "{}"),
     ("agent_ids", "uuid", "{}"),
 )
-ALWAYS_ARRAYS: Final = frozenset({"ids", "payloads"})
 
 
 @functools.cache
@@ -342,41 +341,74 @@ class PostgresTaskQueue(PgStore, TaskQueueBase):
         caller's other writes commit)."""
         return self._enqueue(specs, functools.partial(self._insert, conn=conn))
 
+    def enqueue_batch(
+        self,
+        task_type: str,
+        payloads: Iterable[Any],
+        *,
+        priority: Priority | int = Priority.NORMAL,
+        scheduled_at: float | None = None,
+        expires_at: float | None = None,
+        max_retries: int = 3,
+        max_execution_time: float = 3600.0,
+        parent: uuid.UUID | None = None,
+        assigned_agent: str | None = None,
+        conn: Conn | None = None,
+    ) -> list[uuid.UUID]:
+        """Add one task of ``task_type`` per payload, all with the same options, atomically
+        and in order; return their ids (see :meth:`msstore.work.TaskQueue.enqueue_batch`).
+        ``conn``: write on that connection, inside its transaction."""
+        template = TaskSpec(
+            task_type,
+            None,
+            priority,  # type: ignore[arg-type]  # checked by check_batch
+            scheduled_at,
+            expires_at,
+            max_retries,
+            max_execution_time,
+            parent,
+            (),
+            None,
+            assigned_agent,
+        )
+        return self._enqueue_batch(template, payloads, functools.partial(self._insert, conn=conn))
+
     def _insert(
         self, tasks: Sequence[NewTask], now: float, *, conn: Conn | None = None
     ) -> list[uuid.UUID]:
         specs = [t.spec for t in tasks]
+        # (The tasks of enqueue_batch share one spec: its columns are read once.)
+        shared = all(spec is specs[0] for spec in specs)
+        distinct = specs[:1] if shared else specs
         columns: dict[str, list[Any]] = {
-            "ids": [t.task_id for t in tasks],
-            "types": [s.task_type for s in specs],
-            "payloads": [jsonb_text(t.payload, self._codec) for t in tasks],
-            "priorities": [PRIORITY_LABELS[s.priority] for s in specs],
-            "scheduled": [timestamp(s.scheduled_at) for s in specs],
-            "expires": [timestamp(s.expires_at) for s in specs],
-            "retries": [s.max_retries for s in specs],
-            "exec_s": [s.max_execution_time for s in specs],
-            "parents": [s.parent for s in specs],
-            "ukeys": [s.unique_key for s in specs],
-            "agents": [s.assigned_agent for s in specs],
+            "types": [s.task_type for s in distinct],
+            "priorities": [PRIORITY_LABELS[s.priority] for s in distinct],
+            "scheduled": [timestamp(s.scheduled_at) for s in distinct],
+            "expires": [timestamp(s.expires_at) for s in distinct],
+            "retries": [s.max_retries for s in distinct],
+            "exec_s": [s.max_execution_time for s in distinct],
+            "parents": [s.parent for s in distinct],
+            "ukeys": [s.unique_key for s in distinct],
+            "agents": [s.assigned_agent for s in distinct],
             "agent_ids": [
                 None if s.assigned_agent is None else agent_of_token(s.assigned_agent)
-                for s in specs
+                for s in distinct
             ],
         }
         scalars = frozenset(
-            name
-            for name, values in columns.items()
-            if name not in ALWAYS_ARRAYS and values.count(values[0]) == len(values)
+            name for name, values in columns.items() if values.count(values[0]) == len(values)
         )
         params: dict[str, Any] = {
             name: values[0] if name in scalars else values for name, values in columns.items()
         }
+        params["ids"] = [t.task_id for t in tasks]
+        params["payloads"] = [jsonb_text(t.payload, self._codec) for t in tasks]
         params["now"] = self._now_param()
-        self._agents(s.assigned_agent for s in specs)
+        self._agents(s.assigned_agent for s in distinct)
         # Tasks without links or unique keys (the bulk of most queues) go in one statement
         # that commits on its own; the others need the checks and writes around it.
         alone = conn is None and not any(
-            s.depends_on or s.parent is not None or s.unique_key is not None for s in specs
+            s.depends_on or s.parent is not None or s.unique_key is not None for s in distinct
         )
         statement = insert_statement(scalars, wake=alone)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypedDict
@@ -13,7 +14,7 @@ import attrs
 
 from msstore.codec import Codec, Encoded, default_codec
 from msstore.errors import DependencyCycle, InvalidArgument
-from msstore.spi import check_int, check_seconds
+from msstore.spi import check_int, check_many, check_seconds
 
 from ._checks import check_agent, check_task_id, check_time
 
@@ -31,12 +32,14 @@ __all__ = [
     "TaskSpec",
     "TaskStatus",
     "backoff",
+    "check_batch",
     "check_spec",
     "check_specs",
     "check_status",
     "check_types",
     "dependency_path",
     "find_cycle",
+    "new_task_ids",
 ]
 
 MAX_TYPE_LENGTH: Final = 100
@@ -97,7 +100,8 @@ class TaskSpec:
 @attrs.frozen
 class NewTask:
     """A checked :class:`TaskSpec` on its way into a store: its id chosen, its payload
-    encoded once (for every tier alike)."""
+    encoded once (for every tier alike). ``task_id`` is the task's id (``spec.task_id`` may be
+    unset: the tasks of :meth:`~msstore.work.TaskQueue.enqueue_batch` share one spec)."""
 
     task_id: uuid.UUID
     spec: TaskSpec
@@ -208,22 +212,16 @@ def _depends(value: object) -> tuple[uuid.UUID, ...]:
     return tuple(dict.fromkeys(check_task_id(d, field="depends_on") for d in value))
 
 
-def check_spec(spec: TaskSpec, *, now: float, codec: Codec = default_codec) -> NewTask:
-    """``spec`` checked field by field (``InvalidArgument`` naming the field, nothing
-    written) and normalised: the priority a :class:`Priority`, times floats, ``depends_on``
-    deduplicated in order, the payload encoded (``SerializationError``, size limit included),
-    a task id chosen when the spec names none."""
-    if not isinstance(spec, TaskSpec):
-        raise InvalidArgument(f"expected a TaskSpec, got {spec!r}")
-    task_type = spec.task_type
-    if type(task_type) is not str or not 0 < len(task_type) <= MAX_TYPE_LENGTH:
-        raise InvalidArgument(
-            f"task_type must be a non-empty str of at most {MAX_TYPE_LENGTH} characters, "
-            f"got {task_type!r}"
-        )
-    payload = codec.encode_canonical({} if spec.payload is None else spec.payload)
-    # (The common values - no schedule, no expiry, the default limits, no dependencies - are
-    # accepted without the checks' calls: a batch of thousands spends its time here otherwise.)
+def new_task_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) task ids, from one ``os.urandom`` call."""
+    raw = os.urandom(16 * n)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
+
+
+def _check_times(spec: TaskSpec, now: float) -> tuple[float | None, float | None, float]:
+    """``spec``'s schedule, expiry and lease as floats, ``max_retries`` checked. (The common
+    values - no schedule, no expiry, the default limits - are accepted without the checks'
+    calls: a batch of thousands spends its time here otherwise.)"""
     scheduled_at = spec.scheduled_at
     if scheduled_at is not None:
         scheduled_at = check_time(scheduled_at, field="scheduled_at")
@@ -239,11 +237,38 @@ def check_spec(spec: TaskSpec, *, now: float, codec: Codec = default_codec) -> N
     max_execution_time = spec.max_execution_time
     if type(max_execution_time) is not float or not 0.0 < max_execution_time < math.inf:
         max_execution_time = check_seconds(max_execution_time, field="max_execution_time")
+    return scheduled_at, expires_at, max_execution_time
+
+
+def check_spec(
+    spec: TaskSpec,
+    *,
+    now: float,
+    codec: Codec = default_codec,
+    new_id: uuid.UUID | None = None,
+) -> NewTask:
+    """``spec`` checked field by field (``InvalidArgument`` naming the field, nothing
+    written) and normalised: the priority a :class:`Priority`, times floats, ``depends_on``
+    deduplicated in order, the payload encoded (``SerializationError``, size limit included),
+    a task id chosen when the spec names none (``new_id``, else a random one)."""
+    if not isinstance(spec, TaskSpec):
+        raise InvalidArgument(f"expected a TaskSpec, got {spec!r}")
+    task_type = spec.task_type
+    if type(task_type) is not str or not 0 < len(task_type) <= MAX_TYPE_LENGTH:
+        raise InvalidArgument(
+            f"task_type must be a non-empty str of at most {MAX_TYPE_LENGTH} characters, "
+            f"got {task_type!r}"
+        )
+    payload = codec.encode_canonical({} if spec.payload is None else spec.payload)
+    scheduled_at, expires_at, max_execution_time = _check_times(spec, now)
     parent = None if spec.parent is None else check_task_id(spec.parent, field="parent")
     depends = spec.depends_on
     if type(depends) is not tuple or depends:
         depends = _depends(depends)
-    task_id = uuid.uuid4() if spec.task_id is None else check_task_id(spec.task_id)
+    if spec.task_id is not None:
+        task_id = check_task_id(spec.task_id)
+    else:
+        task_id = uuid.uuid4() if new_id is None else new_id
     if task_id in depends:
         raise DependencyCycle(f"task {task_id} depends on itself", cycle=[str(task_id)] * 2)
     if task_id == parent:
@@ -283,7 +308,11 @@ def check_specs(
     dependencies free of cycles (``DependencyCycle``); nothing is written if any is refused."""
     if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Iterable):
         raise InvalidArgument(f"specs must be a list of TaskSpec, got {specs!r}")
-    checked = [check_spec(s, now=now, codec=codec) for s in specs]
+    specs = list(specs)
+    ids = new_task_ids(len(specs))
+    checked = [
+        check_spec(s, now=now, codec=codec, new_id=i) for s, i in zip(specs, ids, strict=True)
+    ]
     ids = [t.task_id for t in checked]
     if len(set(ids)) != len(ids):
         raise InvalidArgument("two tasks of one batch have the same task_id")
@@ -298,6 +327,22 @@ def check_specs(
             cycle=[str(t) for t in cycle],
         )
     return checked
+
+
+def check_batch(
+    template: TaskSpec, payloads: object, *, now: float, codec: Codec = default_codec
+) -> list[NewTask]:
+    """One task per payload of ``payloads`` (a list), each with ``template``'s type and options,
+    checked once (:func:`check_spec`); each payload encoded (``SerializationError``, nothing
+    written). ``template`` names no payload, dependencies, unique key or task id."""
+    values = check_many(payloads, field="payloads", of="payloads (one per task)")
+    checked = check_spec(template, now=now, codec=codec).spec
+    spec = attrs.evolve(checked, task_id=None)  # (each task's id is its NewTask's)
+    ids = new_task_ids(len(values))
+    encode = codec.encode_canonical
+    return [
+        NewTask(i, spec, encode({} if p is None else p)) for i, p in zip(ids, values, strict=True)
+    ]
 
 
 def find_cycle(graph: Mapping[uuid.UUID, Sequence[uuid.UUID]]) -> list[uuid.UUID]:

@@ -1,13 +1,14 @@
 """The task queue against a small sequential model (Hypothesis stateful testing).
 
 The model holds, per task: status, priority, enqueue order, dependencies, retries left, the
-claim (worker, attempt, lease end) and its backoff. Rules enqueue (with dependencies on earlier
-tasks), claim for one of three workers, complete, fail (with and without retry), heartbeat,
-cancel, pause and resume, advance the queue's clock (leases run out, backoffs end), crash a
-worker (its claims are forgotten, to be rescued when their leases end) and, on PostgreSQL,
-restart the queue (a new queue object over the same tables). After every step the queue must
-agree with the model: each task's status, attempts and retries, and no task held by two
-claims. A claim must hand out exactly the tasks the model says, in its order.
+claim (worker, attempt, lease end) and its backoff. Rules enqueue (one task with dependencies
+on earlier tasks, or a batch of like tasks), claim for one of three workers, complete, fail
+(with and without retry), heartbeat, cancel, pause and resume, advance the queue's clock (leases
+run out, backoffs end), crash a worker (its claims are forgotten, to be rescued when their
+leases end) and, on PostgreSQL, restart the queue (a new queue object over the same tables).
+After every step the queue must agree with the model: each task's status, attempts and
+retries, and no task held by two claims. A claim must hand out exactly the tasks the model
+says, in its order.
 
 A claim whose lease has run out is stale: ``complete``, ``fail`` and ``heartbeat`` refuse it
 with ``StaleClaim`` whether or not another worker claimed the task since; the task itself goes
@@ -128,6 +129,26 @@ class TaskQueueModel(RuleBasedStateMachine):
         self.tasks[task_id] = Model(
             task_id, self.order, self.clock(), int(priority), retries, depends
         )
+
+    @rule(
+        priority=st.sampled_from(list(Priority)),
+        retries=st.integers(0, 2),
+        n=st.integers(1, 4),
+    )
+    def enqueue_batch(self, priority: Priority, retries: int, n: int) -> None:
+        # A burst of like tasks, enqueued at one instant: claimed in enqueue order.
+        self.clock.advance(0.001)
+        ids = self.queue.enqueue_batch(
+            "job",
+            [{"n": self.order + i} for i in range(n)],
+            priority=priority,
+            max_retries=retries,
+        )
+        for task_id in ids:
+            self.order += 1
+            self.tasks[task_id] = Model(
+                task_id, self.order, self.clock(), int(priority), retries, ()
+            )
 
     @rule(worker=st.sampled_from(WORKERS), limit=st.integers(1, 3), lease=st.sampled_from([5, 30]))
     def claim(self, worker: str, limit: int, lease: int) -> None:

@@ -142,6 +142,61 @@ class TaskQueueConformance:
             queue.enqueue_many([TaskSpec("t"), TaskSpec("")])
         assert queue.stats()["total"] == 3
 
+    def test_enqueue_batch_adds_one_task_per_payload_with_the_options(
+        self, queue: TaskQueue, clock: FakeClock
+    ) -> None:
+        parent = queue.enqueue("plan")
+        ids = queue.enqueue_batch(
+            "crawl",
+            [{"url": "a"}, None, [1, 2]],
+            priority=Priority.HIGH,
+            scheduled_at=clock() + 5,
+            max_retries=1,
+            max_execution_time=60,
+            parent=parent,
+            assigned_agent="w",
+        )
+        assert len(set(ids)) == 3 and parent not in ids
+        tasks = [queue.get(i) for i in ids]
+        assert [t.payload for t in tasks if t] == [{"url": "a"}, {}, [1, 2]]
+        for task in tasks:
+            assert task is not None
+            assert (task.task_type, task.status, task.priority) == ("crawl", S.PENDING, 2)
+            assert (task.scheduled_at, task.max_retries, task.max_execution_time) == (
+                clock() + 5,
+                1,
+                60.0,
+            )
+            assert (task.parent, task.assigned_agent, task.depends_on) == (parent, "w", ())
+        assert queue.claim("w", types=["crawl"]) == []  # scheduled later
+        clock.advance(5)
+        assert [c.task_id for c in queue.claim("w", types=["crawl"], limit=5)] == ids
+        assert queue.enqueue_batch("crawl", []) == []
+
+    @pytest.mark.parametrize(
+        ("payloads", "kwargs", "error", "field"),
+        [
+            ({"url": "a"}, {}, InvalidArgument, "payloads"),
+            ("abc", {}, InvalidArgument, "payloads"),
+            ([{"ok": 1}, {"bad": object()}], {}, SerializationError, "JSON"),
+            ([{"ok": 1}], {"priority": 9}, InvalidArgument, "priority"),
+            ([{"ok": 1}], {"max_retries": -1}, InvalidArgument, "max_retries"),
+            ([{"ok": 1}], {"expires_at": 1.0}, InvalidArgument, "expires_at"),
+        ],
+        ids=["a-dict", "a-str", "a-bad-payload", "priority", "max_retries", "expires_at"],
+    )
+    def test_a_bad_enqueue_batch_is_refused_and_nothing_written(
+        self, queue: TaskQueue, payloads: Any, kwargs: dict[str, Any], error: type, field: str
+    ) -> None:
+        with pytest.raises(error, match=field):
+            queue.enqueue_batch("t", payloads, **kwargs)
+        assert queue.stats()["total"] == 0
+
+    def test_enqueue_batch_under_a_missing_parent_is_refused(self, queue: TaskQueue) -> None:
+        with pytest.raises(NotFound):
+            queue.enqueue_batch("t", [1, 2], parent=uuid.uuid4())
+        assert queue.stats()["total"] == 0
+
     # Completion, failure, retries ----------------------------------------------------------
 
     def test_complete_keeps_the_result(self, queue: TaskQueue) -> None:
