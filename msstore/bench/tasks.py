@@ -7,9 +7,11 @@ five rounds of each, the order rotating every round; figures are medians, ratios
 of the per-round ratios (``*_rounds`` list them). Every round: ``TASKS`` (4,000) tasks, the same
 payloads, enqueued in batches of ``BATCH``, then drained by 4 workers taking 10 at a time.
 
-* ``enqueue_per_s``: ``PostgresTaskQueue.enqueue_many`` in batches of ``BATCH`` (500) tasks;
-  ``raw_enqueue_per_s``: one ``INSERT ... SELECT FROM unnest(...)`` per batch (same columns)
-  plus the ``NOTIFY``; ``enqueue_ratio``.
+* ``enqueue_per_s``: ``PostgresTaskQueue.enqueue_batch`` (one task type, one payload per task,
+  as PgQueuer's ``enqueue`` takes them) in batches of ``BATCH`` (500) tasks;
+  ``enqueue_many_per_s``: ``enqueue_many`` with a ``TaskSpec`` per task, the same batches;
+  ``raw_enqueue_per_s``: one ``INSERT ... SELECT FROM unnest(...)`` of ids and payloads per
+  batch plus the ``NOTIFY``; ``enqueue_ratio`` (``enqueue_per_s`` over raw).
 * ``claim_complete_per_s``: 4 worker threads, each calling ``PostgresTaskQueue.work`` with
   ``limit=CLAIM_LIMIT`` (10): claim a batch, run the handler per task, complete the batch in
   one statement; ``raw_claim_complete_per_s``: the same with raw psycopg, one
@@ -19,7 +21,8 @@ payloads, enqueued in batches of ``BATCH``, then drained by 4 workers taking 10 
 * ``pgqueuer_enqueue_per_s`` / ``pgqueuer_claim_complete_per_s``: PgQueuer (asyncpg driver)
   on the same server: ``Queries.enqueue`` with lists of ``BATCH`` jobs; four
   ``QueueManager`` objects, each on its own connection, ``batch_size=10``, draining the queue.
-  ``enqueue_vs_pgqueuer`` and ``claim_vs_pgqueuer``: msstore's rate over PgQueuer's, per round.
+  ``enqueue_vs_pgqueuer``, ``enqueue_many_vs_pgqueuer`` and ``claim_vs_pgqueuer``: msstore's
+  rate over PgQueuer's, per round.
 * ``wake_latency_p50_ms`` / ``wake_latency_p95_ms``: a worker waiting in ``claim(wait=...)``,
   from the enqueue's return to the worker's claim returning it, over ``WAKES`` (50) enqueues.
 """
@@ -98,21 +101,27 @@ def _reset(dsn: str) -> None:
         conn.execute("VACUUM ANALYZE tasks.queue")
 
 
-def msstore_round(dsn: str) -> tuple[float, float]:
-    """``PostgresTaskQueue`` through the workload; (enqueue, claim + complete) tasks per second."""
+def msstore_round(dsn: str) -> tuple[float, float, float]:
+    """``PostgresTaskQueue`` through the workload; (enqueue with ``enqueue_batch``, claim +
+    complete, enqueue with ``enqueue_many``) tasks per second."""
     from msstore.backends.postgres import PostgresTaskQueue  # noqa: PLC0415
     from msstore.work import TaskSpec  # noqa: PLC0415
 
-    _reset(dsn)
     payloads = _payloads(TASKS)
     with PostgresTaskQueue(dsn) as queue:
         # Outside the timing, as PgQueuer's connections are opened before its: the pool's
         # connection, and the workers' registration (once per agent).
         for w in range(WORKERS):
             queue.claim(f"w{w}", types=["none"])
+        _reset(dsn)
         start = time.perf_counter()
         for i in range(0, TASKS, BATCH):
             queue.enqueue_many([TaskSpec("bench", p) for p in payloads[i : i + BATCH]])
+        many = TASKS / (time.perf_counter() - start)
+        _reset(dsn)
+        start = time.perf_counter()
+        for i in range(0, TASKS, BATCH):
+            queue.enqueue_batch("bench", payloads[i : i + BATCH])
         enqueue = TASKS / (time.perf_counter() - start)
 
         def work(w: int) -> int:
@@ -122,7 +131,7 @@ def msstore_round(dsn: str) -> tuple[float, float]:
             return done
 
         claimed = _workers(work)
-    return enqueue, claimed
+    return enqueue, claimed, many
 
 
 def _handle(task: Any) -> Any:
@@ -315,20 +324,25 @@ def _wake_latencies(dsn: str) -> list[float]:
     return latencies
 
 
-def _ratio(ours: list[tuple[float, float]], other: list[tuple[float, float]], i: int) -> float:
-    return round(statistics.median(o[i] / r[i] for o, r in zip(ours, other, strict=True)), 3)
+def _ratio(
+    ours: list[tuple[float, ...]], other: list[tuple[float, ...]], i: int, j: int | None = None
+) -> float:
+    """The median over rounds of our figure ``i`` over the other's figure ``j`` (default
+    ``i``)."""
+    j = i if j is None else j
+    return round(statistics.median(o[i] / r[j] for o, r in zip(ours, other, strict=True)), 3)
 
 
 def run() -> dict[str, Any]:
     from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
-    contenders: dict[str, Callable[[str], tuple[float, float]]] = {
+    contenders: dict[str, Callable[[str], tuple[float, ...]]] = {
         "msstore": msstore_round,
         "raw": raw_round,
     }
     if pgqueuer_installed():
         contenders["pgqueuer"] = pgqueuer_round
-    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    rounds: dict[str, list[tuple[float, ...]]] = {name: [] for name in contenders}
     with database() as dsn:
         Migrator(dsn).up()
         if "pgqueuer" in contenders:
@@ -341,17 +355,18 @@ def run() -> dict[str, Any]:
                 rounds[name].append(contenders[name](dsn))
         wakes = sorted(_wake_latencies(dsn))
     ours, raw = rounds["msstore"], rounds["raw"]
-    enqueue = statistics.median(e for e, _ in ours)
-    raw_enqueue = statistics.median(e for e, _ in raw)
-    claim = statistics.median(c for _, c in ours)
-    raw_claim = statistics.median(c for _, c in raw)
+    enqueue = statistics.median(r[0] for r in ours)
+    raw_enqueue = statistics.median(r[0] for r in raw)
+    claim = statistics.median(r[1] for r in ours)
+    raw_claim = statistics.median(r[1] for r in raw)
     peer: dict[str, Any] = {"pgqueuer": "not installed (pip install 'msstore[bench]')"}
     if "pgqueuer" in rounds:
         theirs = rounds["pgqueuer"]
         peer = {
-            "pgqueuer_enqueue_per_s": round(statistics.median(e for e, _ in theirs)),
-            "pgqueuer_claim_complete_per_s": round(statistics.median(c for _, c in theirs)),
+            "pgqueuer_enqueue_per_s": round(statistics.median(r[0] for r in theirs)),
+            "pgqueuer_claim_complete_per_s": round(statistics.median(r[1] for r in theirs)),
             "enqueue_vs_pgqueuer": _ratio(ours, theirs, 0),
+            "enqueue_many_vs_pgqueuer": _ratio(ours, theirs, 2, 0),
             "claim_vs_pgqueuer": _ratio(ours, theirs, 1),
             "claim_vs_pgqueuer_rounds": [
                 round(o[1] / t[1], 3) for o, t in zip(ours, theirs, strict=True)
@@ -365,6 +380,7 @@ def run() -> dict[str, Any]:
         "enqueue_per_s": round(enqueue),
         "raw_enqueue_per_s": round(raw_enqueue),
         "enqueue_ratio": _ratio(ours, raw, 0),
+        "enqueue_many_per_s": round(statistics.median(r[2] for r in ours)),
         "claim_complete_per_s": round(claim),
         "raw_claim_complete_per_s": round(raw_claim),
         "claim_ratio": _ratio(ours, raw, 1),
