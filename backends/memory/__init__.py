@@ -27,6 +27,7 @@ from ._facts import MemoryFactStore
 from ._kv import MemoryKV
 from ._messages import MemoryMessageLog
 from ._outbox import MemoryEventStream, MemoryOutbox
+from ._sagas import MemorySagaLog
 from ._sessions import MemorySessionStore
 from ._table import MemoryTable
 from ._tasks import MemoryTaskQueue
@@ -39,6 +40,7 @@ __all__ = [
     "MemoryKV",
     "MemoryMessageLog",
     "MemoryOutbox",
+    "MemorySagaLog",
     "MemorySessionStore",
     "MemoryTable",
     "MemoryTaskQueue",

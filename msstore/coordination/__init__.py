@@ -4,6 +4,9 @@ consumers that read it.
 * :class:`OutboxRelay` moves committed ``messages.outbox`` events (state, task and message
   changes, and your own, added in your transaction) to their JetStream stream, exactly once
   inside the stream's deduplication window, in outbox order per subject.
+* :class:`SagaRunner` runs a :class:`Saga` (KV steps whose compensation msstore derives, SQL
+  steps that commit once, your own functions) with its progress in a :class:`SagaLog`, and
+  resumes or compensates the sagas of a process that stopped.
 * :func:`subscribe` runs a handler over a stream's events with explicit acks, redelivery with
   backoff, and a dead-letter subject; :data:`PRESETS` are the consumers ``msstore provision``
   creates.
@@ -56,6 +59,20 @@ from ._outbox import (
     uncaptured,
 )
 from ._relay import OutboxRelay
+from ._saga_log import Phase, SagaLog, SagaState, SagaStatus, StepRecord, StepState
+from ._saga_steps import (
+    Compensated,
+    FunctionStep,
+    KvCreate,
+    KvDelete,
+    KvPut,
+    KvUpdate,
+    KvUpdateWith,
+    SqlStep,
+    Step,
+    StepInput,
+)
+from ._sagas import Saga, SagaResult, SagaRunner, Strategy
 
 __all__ = [
     "DEAD_LETTER_PREFIX",
@@ -64,22 +81,42 @@ __all__ = [
     "TASK_EVENTS",
     "BatchReport",
     "ClaimedRows",
+    "Compensated",
     "ConsumerPlan",
     "Event",
     "EventSink",
     "EventSinkBase",
     "EventSource",
     "Failed",
+    "FunctionStep",
     "Handler",
+    "KvCreate",
+    "KvDelete",
+    "KvPut",
+    "KvUpdate",
+    "KvUpdateWith",
     "OutboxEvent",
     "OutboxRelay",
     "OutboxSource",
     "OutboxSourceBase",
     "OutboxStats",
     "Outcome",
+    "Phase",
     "Preset",
     "Published",
     "Retry",
+    "Saga",
+    "SagaLog",
+    "SagaResult",
+    "SagaRunner",
+    "SagaState",
+    "SagaStatus",
+    "SqlStep",
+    "Step",
+    "StepInput",
+    "StepRecord",
+    "StepState",
+    "Strategy",
     "Subscription",
     "Verdicts",
     "check_subject",
