@@ -430,6 +430,33 @@ def outbox_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any
         outbox.close()
 
 
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def saga_log_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """``make()``: an empty saga log (memory, or PostgreSQL with the saga tables emptied)."""
+    if request.param == "memory":
+        from msstore.backends.memory import MemorySagaLog
+
+        yield MemorySagaLog
+        return
+    import psycopg
+
+    from msstore.backends.postgres import PostgresSagaLog
+
+    dsn = request.getfixturevalue("pg_state_dsn")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE sagas.log CASCADE")
+    opened: list[Any] = []
+
+    def make_pg() -> Any:
+        log = PostgresSagaLog(dsn)
+        opened.append(log)
+        return log
+
+    yield make_pg
+    for log in opened:
+        log.close()
+
+
 @pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.nats)])
 def event_sink_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``make(streams)``: an event sink whose server has each stream (name -> subjects)."""

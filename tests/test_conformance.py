@@ -7,6 +7,7 @@ from msstore.testing.conformance import (
     KeyValueConformance,
     MessageLogConformance,
     OutboxSourceConformance,
+    SagaLogConformance,
     SessionStoreConformance,
     TaskQueueConformance,
     VectorIndexConformance,
@@ -46,4 +47,8 @@ class TestOutboxSource(OutboxSourceConformance):
 
 
 class TestEventSink(EventSinkConformance):
+    pass
+
+
+class TestSagaLog(SagaLogConformance):
     pass

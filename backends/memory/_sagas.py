@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 
 import attrs
 
-from msstore.coordination import SagaState, SagaStatus, StepRecord
+from msstore.coordination import SagaLog, SagaState, SagaStatus, StepRecord
 
 __all__ = ["MemorySagaLog"]
 
 T = TypeVar("T")
 
 
-class MemorySagaLog:
+class MemorySagaLog(SagaLog):
     """A :class:`~msstore.coordination.SagaLog` in a dict. ``atomic`` runs its function with
     ``conn=None``: a memory "transaction" is the function's own writes."""
 

@@ -40,6 +40,7 @@ from ._pools import (
     latency_status,
     recommend_pool_size,
 )
+from ._sagas import PostgresSagaLog
 from ._sessions import PostgresSessionStore
 from ._state import PostgresStateStore
 from ._tasks import PostgresTaskQueue
@@ -61,6 +62,7 @@ __all__ = [
     "PostgresFactStore",
     "PostgresMessageLog",
     "PostgresOutbox",
+    "PostgresSagaLog",
     "PostgresSessionStore",
     "PostgresStateStore",
     "PostgresTaskQueue",

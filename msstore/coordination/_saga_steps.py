@@ -101,15 +101,19 @@ class FunctionStep:
     compensation: Callable[[Mapping[str, Any]], None] | None = None
 
     def prepare(self, given: StepInput) -> Detail:
+        """Nothing to note before the action: ``{}``."""
         return {}
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Call ``action(given)``; its mapping is the detail."""
         return dict(self.action(given) or {})
 
     def landed(self, intent: Mapping[str, Any]) -> Detail | None:
+        """Unknowable for a function: taken as not done (None)."""
         return None
 
     def compensate(self, detail: Mapping[str, Any]) -> Compensated:
+        """Call ``compensation(detail)``, if there is one."""
         if self.compensation is not None:
             self.compensation(detail)
         return Compensated(False, {})
@@ -160,6 +164,8 @@ class _KvStep:
     key: str
 
     def prepare(self, given: StepInput) -> Detail:
+        """What the key holds now: its newest revision (markers included), value and
+        whether it is live."""
         revision, value, live = _latest(self.kv, self.key)
         return {"key": self.key, "found_revision": revision, "found": value, "existed": live}
 
@@ -171,6 +177,8 @@ class _KvStep:
         raise NotImplementedError
 
     def landed(self, intent: Mapping[str, Any]) -> Detail | None:
+        """The write of this step found in the key's history after the revision it found,
+        or None."""
         # The first write after the one the step found that holds what the step writes: ours,
         # even if others wrote after it (the compensation will then meet theirs and keep it).
         want, want_live = self._expected(intent)
@@ -183,6 +191,8 @@ class _KvStep:
         return None
 
     def compensate(self, detail: Mapping[str, Any]) -> Compensated:
+        """Restore what the step found, by compare-and-set on the revision it wrote; a newer
+        write by someone else is kept and reported (``conflict``, both revisions)."""
         revision, value, live = _latest(self.kv, self.key)
         found, existed = detail["found"], detail["existed"]
         if revision != detail["revision"]:
@@ -216,6 +226,7 @@ class KvPut(_KvStep):
             object.__setattr__(self, "name", f"put {self.key}")
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Put the value; its revision is the detail\'s."""
         return self._written(intent, self.kv.put(self.key, self.value), self.value, True)
 
     def _expected(self, intent: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -232,6 +243,7 @@ class KvCreate(KvPut):
             object.__setattr__(self, "name", f"create {self.key}")
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Create the key; its revision is the detail\'s."""
         return self._written(intent, self.kv.create(self.key, self.value), self.value, True)
 
 
@@ -247,6 +259,7 @@ class KvUpdate(KvPut):
             object.__setattr__(self, "name", f"update {self.key}")
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Update at ``expected_revision``; the new revision is the detail\'s."""
         revision = self.kv.update(self.key, self.value, expected_revision=self.expected_revision)
         return self._written(intent, revision, self.value, True)
 
@@ -262,6 +275,7 @@ class KvDelete(_KvStep):
             object.__setattr__(self, "name", f"delete {self.key}")
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Delete the key; the marker\'s revision is the detail\'s."""
         return self._written(intent, self.kv.delete(self.key), None, False)
 
     def _expected(self, intent: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -283,10 +297,12 @@ class KvUpdateWith(_KvStep):
             object.__setattr__(self, "name", f"update_with {self.key}")
 
     def prepare(self, given: StepInput) -> Detail:
+        """What the key holds now, and ``fn`` of it: the value the step will write."""
         intent = super().prepare(given)
         return {**intent, "value": self.fn(intent["found"] if intent["existed"] else None)}
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
+        """Write the prepared value by compare-and-set on the revision ``fn`` saw."""
         value = intent["value"]
         if intent["found_revision"] == 0:
             revision = self.kv.create(self.key, value)

@@ -25,6 +25,7 @@ from ._facts import FactStoreConformance
 from ._kv import KeyValueConformance
 from ._messages import MessageLogConformance
 from ._outbox import EventSinkConformance, OutboxSourceConformance
+from ._sagas import SagaLogConformance
 from ._sessions import SessionStoreConformance
 from ._storage import DataStorageConformance
 from ._tasks import TaskQueueConformance
@@ -42,6 +43,7 @@ __all__ = [
     "KeyValueConformance",
     "MessageLogConformance",
     "OutboxSourceConformance",
+    "SagaLogConformance",
     "SessionStoreConformance",
     "TaskQueueConformance",
     "VectorIndexConformance",

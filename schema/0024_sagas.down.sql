@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS sagas.steps;
+DROP TABLE IF EXISTS sagas.log;
+DROP SCHEMA IF EXISTS sagas;
