@@ -26,12 +26,9 @@ from msstore.coordination import (
 )
 from msstore.errors import InvalidArgument, Unsupported
 from msstore.testing import FakeClock
+from tests.unit.test_saga_model import Crash, CrashingKV
 
 ONCE = RetryPolicy(attempts=1)
-
-
-class Crash(BaseException):
-    """The process stops here (nothing after it runs, nothing is cleaned up)."""
 
 
 def make_kv(clock: FakeClock) -> MemoryKV:
@@ -147,36 +144,12 @@ def test_a_failed_compensation_ends_the_saga_for_a_person_with_what_is_left() ->
     assert any("compensation refused" in e for e in result.errors)
 
 
-def crash_at(n: int) -> Any:
-    """A KV store wrapper that stops the process after its ``n``-th write lands."""
-
-    class Crashing:
-        def __init__(self, kv: MemoryKV) -> None:
-            self.kv, self.writes = kv, 0
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(self.kv, name)
-            if name not in ("put", "create", "update", "delete"):
-                return attr
-
-            def write(*args: Any, **kwargs: Any) -> Any:
-                out = attr(*args, **kwargs)
-                self.writes += 1
-                if self.writes == n:
-                    raise Crash
-                return out
-
-            return write
-
-    return Crashing
-
-
 @pytest.mark.parametrize("sql_done", [False, True])
 def test_a_saga_whose_process_died_after_a_write_is_resumed_by_another(sql_done: bool) -> None:
     clock = FakeClock()
     kv, log = make_kv(clock), MemorySagaLog()
     kv.put("a", "old")
-    writes = crash_at(2)(kv)
+    writes = CrashingKV(kv, at=2)
     sql_runs: list[int] = []
     steps: list[Any] = [KvPut(writes, "a", value="new")]
     if sql_done:
