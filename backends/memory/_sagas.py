@@ -121,8 +121,11 @@ class MemorySagaLog(SagaLog):
                 and state.lease_expires_at > now
             ):
                 return False
+            status = state.status
+            if status is SagaStatus.COMPENSATION_FAILED:
+                status = SagaStatus.COMPENSATING
             self._sagas[saga_id] = attrs.evolve(
-                state, owner=owner, lease_expires_at=lease_expires_at, updated_at=now
+                state, owner=owner, lease_expires_at=lease_expires_at, status=status, updated_at=now
             )
             return True
 

@@ -62,7 +62,8 @@ FROM held
 RETURNING 1
 """
 TAKE_OVER: Final = """
-UPDATE sagas.log SET owner = %(owner)s, lease_expires_at = %(lease)s, updated_at = %(now)s
+UPDATE sagas.log SET owner = %(owner)s, lease_expires_at = %(lease)s, updated_at = %(now)s,
+  status = CASE WHEN status = 'compensation_failed' THEN 'compensating' ELSE status END
 WHERE saga_id = %(id)s AND status NOT IN ('completed', 'rolled_back')
   AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
 RETURNING 1

@@ -470,3 +470,176 @@ def _print_status(depth: int, age: float | None, failed: int, health: str, reaso
     click.echo(f"oldest       {'-' if age is None else f'{age:.3f} s'}")
     click.echo(f"failed rows  {failed}")
     click.echo(f"health       {health} ({reason})")
+
+
+@main.group()
+def sagas() -> None:
+    """The saga log: list sagas, show one, resume or compensate the ones a stopped process
+    left (see docs/guide/sagas.md)."""
+
+
+_SAGAS_OPTION = click.option(
+    "--sagas",
+    "definitions",
+    required=True,
+    metavar="MODULE:NAME",
+    help="Where your saga definitions are: a module and a Saga or a list of them in it, "
+    "e.g. myagents.flows:SAGAS.",
+)
+_STATUSES = ("running", "compensating", "completed", "rolled_back", "compensation_failed")
+
+
+def _saga_log(dsn: str | None) -> Any:
+    return _postgres("the saga log").PostgresSagaLog(_dsn(dsn, "the saga log"))
+
+
+def _definitions(spec: str) -> list[Any]:
+    """The sagas named by ``MODULE:NAME``; exit 2 in one line when it names none."""
+    import importlib  # noqa: PLC0415
+
+    from msstore.coordination import Saga  # noqa: PLC0415
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise click.BadParameter(f"expected MODULE:NAME, got {spec!r}", param_hint="--sagas")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise click.BadParameter(f"{spec}: {err}", param_hint="--sagas") from None
+    if isinstance(found, Saga):
+        found = [found]
+    sagas_found = list(found) if isinstance(found, list | tuple) else []
+    if not sagas_found or not all(isinstance(s, Saga) for s in sagas_found):
+        raise click.BadParameter(f"{spec} is not a Saga or a list of them", param_hint="--sagas")
+    return sagas_found
+
+
+def _result_line(result: Any) -> str:
+    line = f"{result.saga_id} {result.status.value}"
+    if result.reason:
+        line += f": {result.reason}"
+    if result.steps_left:
+        line += f" (left to compensate: {', '.join(result.steps_left)})"
+    return line
+
+
+@sagas.command("list")
+@_DSN_OPTION
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(_STATUSES),
+    help="Only sagas in this status (repeatable); default: all.",
+)
+@click.option("--limit", default=100, type=click.IntRange(1, 10_000), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per saga.")
+def sagas_list(dsn: str | None, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Sagas, oldest first: id, name, status, step and why it stopped; the ones waiting for a
+    person (compensation_failed) with what is left to compensate."""
+    from msstore.coordination import SagaRunner, SagaStatus  # noqa: PLC0415
+
+    try:
+        with _saga_log(dsn) as log:
+            wanted = [SagaStatus(s) for s in statuses] or None
+            runner = SagaRunner(log)
+            for state in log.sagas(wanted, limit=limit):
+                result = runner.result(state.saga_id)
+                if as_json:
+                    click.echo(
+                        json.dumps(
+                            {
+                                "saga_id": state.saga_id,
+                                "name": state.name,
+                                "status": state.status.value,
+                                "step": state.step,
+                                "reason": state.reason,
+                                "steps_left": list(result.steps_left),
+                                "owner": state.owner,
+                                "created_at": state.created_at,
+                            }
+                        )
+                    )
+                else:
+                    click.echo(f"{state.name} step {state.step} {_result_line(result)}")
+    except MsstoreError as err:
+        raise _Failed(err) from None
+
+
+@sagas.command("show")
+@_DSN_OPTION
+@click.argument("saga_id")
+@click.option("--json", "as_json", is_flag=True, help="The saga and its steps as JSON.")
+def sagas_show(dsn: str | None, saga_id: str, as_json: bool) -> None:
+    """One saga: its row and every step outcome, in the order they were recorded."""
+    try:
+        with _saga_log(dsn) as log:
+            loaded = log.load(saga_id)
+            if loaded is None:
+                raise click.BadParameter(f"no saga {saga_id}", param_hint="SAGA_ID")
+            state, records = loaded
+            steps = [
+                {
+                    "index": r.index,
+                    "name": r.name,
+                    "phase": r.phase.value,
+                    "state": r.state.value,
+                    "detail": r.detail,
+                    "error": r.error,
+                }
+                for r in records
+                if r.index >= 0
+            ]
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    if as_json:
+        head = {"saga_id": state.saga_id, "name": state.name, "status": state.status.value}
+        click.echo(json.dumps({**head, "reason": state.reason, "steps": steps}, default=str))
+        return
+    click.echo(
+        f"{state.name} {state.saga_id} {state.status.value}"
+        + (f": {state.reason}" if state.reason else "")
+    )
+    for step in steps:
+        error = f" ({step['error']})" if step["error"] else ""
+        click.echo(f"  {step['index']} {step['name']} {step['phase']} {step['state']}{error}")
+
+
+@sagas.command("resume")
+@_DSN_OPTION
+@_SAGAS_OPTION
+def sagas_resume(dsn: str | None, definitions: str) -> None:
+    """Take over the sagas whose process stopped (lease run out) and drive each to its end."""
+    from msstore.coordination import SagaRunner  # noqa: PLC0415
+
+    found = _definitions(definitions)
+    try:
+        with _saga_log(dsn) as log:
+            results = SagaRunner(log, sagas=found).recover()
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    for result in results:
+        click.echo(_result_line(result))
+    click.echo(f"{len(results)} saga(s) resumed")
+
+
+@sagas.command("compensate")
+@_DSN_OPTION
+@_SAGAS_OPTION
+@click.argument("saga_id")
+def sagas_compensate(dsn: str | None, definitions: str, saga_id: str) -> None:
+    """Compensate one saga that no live process holds (one that waits for a person, once its
+    cause is fixed)."""
+    from msstore.coordination import SagaRunner  # noqa: PLC0415
+
+    found = _definitions(definitions)
+    try:
+        with _saga_log(dsn) as log:
+            if log.load(saga_id) is None:
+                raise click.BadParameter(f"no saga {saga_id}", param_hint="SAGA_ID")
+            result = SagaRunner(log, sagas=found).compensate(saga_id)
+    except MsstoreError as err:
+        raise _Failed(err) from None
+    click.echo(_result_line(result))
+    if result.status.value == "compensation_failed":
+        sys.exit(1)

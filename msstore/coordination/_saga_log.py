@@ -150,8 +150,9 @@ class SagaLog(Protocol):
         ...
 
     def take_over(self, saga_id: str, owner: str, lease_expires_at: float, now: float) -> bool:
-        """Give ``owner`` the lease of a saga that has not ended and whose lease ran out
-        (or was released) before ``now``; ``False`` if it is held or ended."""
+        """Give ``owner`` the lease of a saga that is not completed or rolled back and whose
+        lease ran out (or was released) before ``now``; ``False`` if it is held or over. A
+        saga in ``COMPENSATION_FAILED`` is reopened as ``COMPENSATING`` (a person retries)."""
         ...
 
     def sagas(

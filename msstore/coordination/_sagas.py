@@ -201,15 +201,19 @@ class SagaRunner:
             raise StaleClaim(
                 f"saga {saga_id} is held by {state.owner} until its lease runs out", key=saga_id
             )
-        return self._backward(saga, saga_id, state.reason or "compensated by an operator")
+        try:
+            return self._backward(saga, saga_id, state.reason or "compensated by an operator")
+        except _LeaseLost:
+            log.warning("saga %s: lease lost to another process; leaving it to that one", saga_id)
+            return self.result(saga_id)
 
     def result(self, saga_id: str) -> SagaResult:
         """What the log says of the saga now."""
         state, records = self._load(saga_id)
-        saga = self.definitions.get(state.name)
         left: tuple[str, ...] = ()
-        if state.status is SagaStatus.COMPENSATION_FAILED and saga is not None:
-            left = tuple(saga.steps[i].name for i in reversed(_to_compensate(records)))
+        if state.status is SagaStatus.COMPENSATION_FAILED:
+            names = {r.index: r.name for r in records}
+            left = tuple(names[i] for i in reversed(_to_compensate(records)))
         errors = tuple(r.error for r in records if r.state is StepState.FAILED and r.error)
         conflicts = tuple(r.detail for r in records if r.state is StepState.CONFLICT)
         return SagaResult(saga_id, state.status, state.reason, left, errors, conflicts)

@@ -113,6 +113,30 @@ class SagaLogConformance:
         assert not log.append(state.saga_id, "p1", _done(), status=SagaStatus.RUNNING, step=1, **kw)
         assert log.append(state.saga_id, "p2", _done(), status=SagaStatus.RUNNING, step=1, **kw)
 
+    def test_a_saga_waiting_for_a_person_is_reopened_by_whoever_takes_it_over(
+        self, log: SagaLog
+    ) -> None:
+        state = log.start(_state(100.0))
+        failed = StepRecord(0, "step0", Phase.COMPENSATION, StepState.FAILED, error="down")
+        assert log.append(
+            state.saga_id,
+            "p1",
+            failed,
+            status=SagaStatus.COMPENSATION_FAILED,
+            step=0,
+            reason="why",
+            lease_expires_at=None,
+            now=101.0,
+        )
+        assert log.take_over(state.saga_id, "p2", 130.0, 102.0)
+        loaded = log.load(state.saga_id)
+        assert loaded is not None
+        assert (loaded[0].status, loaded[0].owner, loaded[0].reason) == (
+            SagaStatus.COMPENSATING,
+            "p2",
+            "why",
+        )
+
     def test_an_atomic_step_records_its_outcome_only_with_its_work(self, log: SagaLog) -> None:
         state = log.start(_state(100.0))
         kw: dict[str, Any] = {
