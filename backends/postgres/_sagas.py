@@ -43,7 +43,7 @@ WHERE l.idempotency_key = %(key)s AND NOT EXISTS (SELECT 1 FROM ins)
 """
 # The owner holds the saga: the condition of every write after the start.
 HELD: Final = f"""
-SELECT 1 FROM sagas.log WHERE saga_id = %(id)s AND owner = %(owner)s
+SELECT status, reason FROM sagas.log WHERE saga_id = %(id)s AND owner = %(owner)s
   AND status NOT IN {_ENDED} FOR UPDATE
 """
 APPEND: Final = f"""
@@ -131,24 +131,24 @@ class PostgresSagaLog(PgStore):
         return self._run_statement("start a saga", write)
 
     @staticmethod
-    def _append_params(
+    def _append_params(  # noqa: PLR0917 - the columns of one APPEND
         saga_id: str,
         owner: str,
         record: StepRecord,
-        *,
-        status: SagaStatus,
+        status: SagaStatus | str,
         step: int,
         reason: str | None,
-        lease_expires_at: float | None,
+        lease: float | None,
         now: float,
     ) -> dict[str, Any]:
+        """The parameters of :data:`APPEND`."""
         return {
             "id": uuid.UUID(saga_id),
             "owner": owner,
-            "status": status.value,
+            "status": SagaStatus(status).value,
             "step": step,
             "reason": reason,
-            "lease": timestamp(lease_expires_at),
+            "lease": timestamp(lease),
             "now": timestamp(now),
             "index": record.index,
             "step_name": record.name,
@@ -173,14 +173,7 @@ class PostgresSagaLog(PgStore):
     ) -> bool:
         """See :meth:`msstore.coordination.SagaLog.append`."""
         params = self._append_params(
-            saga_id,
-            owner,
-            record,
-            status=status,
-            step=step,
-            reason=reason,
-            lease_expires_at=lease_expires_at,
-            now=now,
+            saga_id, owner, record, status, step, reason, lease_expires_at, now
         )
         return self._run_statement(
             "record a saga step", lambda c: c.execute(APPEND, params).fetchone() is not None
@@ -207,20 +200,10 @@ class PostgresSagaLog(PgStore):
             held = c.execute(HELD, {"id": uuid.UUID(saga_id), "owner": owner}).fetchone()
             if held is None:
                 return False, None
-            status = c.execute(
-                "SELECT status, reason FROM sagas.log WHERE saga_id = %s", (uuid.UUID(saga_id),)
-            ).fetchone()
-            assert status is not None
             out = fn(c)
+            status, reason = held  # (unchanged: the step's outcome keeps the saga's status)
             params = self._append_params(
-                saga_id,
-                owner,
-                record,
-                status=SagaStatus(status[0]),
-                step=step,
-                reason=status[1],
-                lease_expires_at=lease_expires_at,
-                now=now,
+                saga_id, owner, record, status, step, reason, lease_expires_at, now
             )
             c.execute(APPEND, params)
             return True, out

@@ -13,7 +13,7 @@ conflict with both revisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -162,6 +162,11 @@ class _KvStep:
 
     kv: KeyValueStore
     key: str
+    _verb: ClassVar[str] = ""
+
+    def __attrs_post_init__(self) -> None:
+        if not getattr(self, "name", ""):  # (each step class declares ``name``)
+            object.__setattr__(self, "name", f"{self._verb} {self.key}")
 
     def prepare(self, given: StepInput) -> Detail:
         """What the key holds now: its newest revision (markers included), value and
@@ -179,8 +184,7 @@ class _KvStep:
     def landed(self, intent: Mapping[str, Any]) -> Detail | None:
         """The write of this step found in the key's history after the revision it found,
         or None."""
-        # The first write after the one the step found that holds what the step writes: ours,
-        # even if others wrote after it (the compensation will then meet theirs and keep it).
+        # (Ours even if others wrote after it: the compensation then meets theirs and keeps it.)
         want, want_live = self._expected(intent)
         for entry in self.kv.history(self.key):
             if entry.revision <= intent["found_revision"]:
@@ -198,20 +202,19 @@ class _KvStep:
         if revision != detail["revision"]:
             if live == existed and (not live or _same(value, found)):
                 return Compensated(False, {"revision": revision})  # already restored
-            return Compensated(
-                True, {"key": self.key, "ours": detail["revision"], "theirs": revision}
-            )
+            return self._conflict(detail["revision"], revision)
         try:
             if existed:
                 new = self.kv.update(self.key, found, expected_revision=revision)
             else:
                 new = self.kv.delete(self.key, expected_revision=revision)
         except VersionConflict:
-            theirs, _, _ = _latest(self.kv, self.key)
-            return Compensated(
-                True, {"key": self.key, "ours": detail["revision"], "theirs": theirs}
-            )
+            return self._conflict(detail["revision"], _latest(self.kv, self.key)[0])
         return Compensated(False, {"revision": new})
+
+    def _conflict(self, ours: int, theirs: int) -> Compensated:
+        """Someone wrote ``key`` after the step: their write is kept, both revisions said."""
+        return Compensated(True, {"key": self.key, "ours": ours, "theirs": theirs})
 
 
 @attrs.frozen
@@ -221,12 +224,10 @@ class KvPut(_KvStep):
     value: Any = None
     name: str = attrs.field(default="", converter=str)
 
-    def __attrs_post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", f"put {self.key}")
+    _verb: ClassVar[str] = "put"
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
-        """Put the value; its revision is the detail\'s."""
+        """Put the value; its revision is the detail's."""
         return self._written(intent, self.kv.put(self.key, self.value), self.value, True)
 
     def _expected(self, intent: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -238,12 +239,10 @@ class KvCreate(KvPut):
     """Create ``key`` with ``value`` (``DuplicateKey`` if it has a live value); compensation
     deletes it."""
 
-    def __attrs_post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", f"create {self.key}")
+    _verb: ClassVar[str] = "create"
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
-        """Create the key; its revision is the detail\'s."""
+        """Create the key; its revision is the detail's."""
         return self._written(intent, self.kv.create(self.key, self.value), self.value, True)
 
 
@@ -254,12 +253,10 @@ class KvUpdate(KvPut):
 
     expected_revision: int = 0
 
-    def __attrs_post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", f"update {self.key}")
+    _verb: ClassVar[str] = "update"
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
-        """Update at ``expected_revision``; the new revision is the detail\'s."""
+        """Update at ``expected_revision``; the new revision is the detail's."""
         revision = self.kv.update(self.key, self.value, expected_revision=self.expected_revision)
         return self._written(intent, revision, self.value, True)
 
@@ -270,12 +267,10 @@ class KvDelete(_KvStep):
 
     name: str = attrs.field(default="", converter=str)
 
-    def __attrs_post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", f"delete {self.key}")
+    _verb: ClassVar[str] = "delete"
 
     def run(self, given: StepInput, intent: Mapping[str, Any]) -> Detail:
-        """Delete the key; the marker\'s revision is the detail\'s."""
+        """Delete the key; the marker's revision is the detail's."""
         return self._written(intent, self.kv.delete(self.key), None, False)
 
     def _expected(self, intent: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -289,12 +284,12 @@ class KvUpdateWith(_KvStep):
 
     fn: Callable[[Any], Any] = attrs.field(default=None)
     name: str = attrs.field(default="", converter=str)
+    _verb: ClassVar[str] = "update_with"
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.fn):
             raise InvalidArgument(f"fn must be callable, got {self.fn!r}")
-        if not self.name:
-            object.__setattr__(self, "name", f"update_with {self.key}")
+        super().__attrs_post_init__()
 
     def prepare(self, given: StepInput) -> Detail:
         """What the key holds now, and ``fn`` of it: the value the step will write."""

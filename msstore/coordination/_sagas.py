@@ -366,20 +366,8 @@ class SagaRunner:
             out.update(step.fn(conn) or {})
             return out
 
-        now = self.clock()
-        done = StepRecord(index, step.name, Phase.ACTION, StepState.DONE, out, at=now)
-        ok, _ = self.log.atomic(
-            saga_id,
-            self.owner,
-            done,
-            body,
-            step=index + 1,
-            lease_expires_at=now + self.lease,
-            now=now,
-            isolation=step.isolation,
-        )
-        if not ok:
-            raise _LeaseLost(saga_id)
+        done = StepRecord(index, step.name, Phase.ACTION, StepState.DONE, out)
+        self._atomic(saga_id, done, body, step=index + 1, isolation=step.isolation)
         return dict(out)
 
     def _backward(self, saga: Saga, saga_id: str, reason: str) -> SagaResult:
@@ -408,6 +396,8 @@ class SagaRunner:
                     reason=reason,
                 )
                 return self.result(saga_id)
+            if outcome is None:
+                continue
             state = StepState.CONFLICT if outcome.conflict else StepState.DONE
             self._append(
                 saga_id,
@@ -425,39 +415,54 @@ class SagaRunner:
         )
         return self.result(saga_id)
 
-    def _sql_undo(
+    def _atomic(
         self,
         saga_id: str,
-        index: int,
-        step: SqlStep,
-        compensation: Callable[[Any, Mapping[str, Any]], None],
-        detail: Mapping[str, Any],
+        record: StepRecord,
+        fn: Callable[[Any], object],
+        *,
+        step: int,
+        isolation: str,
     ) -> None:
-        """A SQL step's compensation, recorded in its own transaction."""
+        """``fn(conn)`` and ``record`` in one transaction of the log (a SQL step's half)."""
         now = self.clock()
-        record = StepRecord(index, step.name, Phase.COMPENSATION, StepState.DONE, {}, at=now)
         ok, _ = self.log.atomic(
             saga_id,
             self.owner,
-            record,
-            lambda conn: compensation(conn, detail),
-            step=index,
+            attrs.evolve(record, at=now),
+            fn,
+            step=step,
             lease_expires_at=now + self.lease,
             now=now,
-            isolation=step.isolation,
+            isolation=isolation,
         )
         if not ok:
             raise _LeaseLost(saga_id)
 
-    def _undo(self, saga_id: str, index: int, step: AnyStep, detail: Mapping[str, Any]) -> Any:
+    def _undo(
+        self, saga_id: str, index: int, step: AnyStep, detail: Mapping[str, Any]
+    ) -> Compensated | None:
+        """One compensation with its retries; None when it recorded its own outcome (a SQL
+        step's, in its transaction)."""
+        if isinstance(step, SqlStep) and step.compensation is not None:
+            compensation = step.compensation
+            undone = StepRecord(index, step.name, Phase.COMPENSATION, StepState.DONE)
+            for attempt in self.policy.retrying():
+                with attempt:
+                    self._atomic(
+                        saga_id,
+                        undone,
+                        lambda conn: compensation(conn, detail),
+                        step=index,
+                        isolation=step.isolation,
+                    )
+                    return None
+        if isinstance(step, SqlStep):
+            return Compensated(False, {})
         for attempt in self.policy.retrying():
             with attempt:
-                if isinstance(step, SqlStep):
-                    if step.compensation is not None:
-                        self._sql_undo(saga_id, index, step, step.compensation, detail)
-                    return Compensated(False, {})
                 return step.compensate(detail)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
 
 def _to_compensate(records: Sequence[StepRecord]) -> list[int]:
