@@ -184,6 +184,10 @@ class ChangeFeed(Protocol):
         them): a reader that finds a marker knows the key was deleted, not expired."""
         ...
 
+    def latest_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        """:meth:`latest` of several keys in one round trip."""
+        ...
+
     def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
         """Retained entries with a revision above ``after``, oldest first, at most ``limit``.
 

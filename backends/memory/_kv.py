@@ -254,6 +254,9 @@ class MemoryKV(KVBase, ChangeFeed):
             e = hist[-1]
             return _copy(e)
 
+    def latest_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        return {k: self.latest(k) for k in self._check_keys(keys)}
+
     def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
         if type(after) is not int or after < 0 or type(limit) is not int or limit < 1:
             raise InvalidArgument(f"changes needs after >= 0 and limit >= 1, got {after}, {limit}")

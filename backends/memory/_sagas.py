@@ -18,21 +18,22 @@ T = TypeVar("T")
 
 class MemorySagaLog(SagaLog):
     """A :class:`~msstore.coordination.SagaLog` in a dict. ``atomic`` runs its function with
-    ``conn=None``: a memory "transaction" is the function's own writes."""
+    ``conn=None``: a memory "transaction" is the function's own writes (``timeout`` is not
+    enforced)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._sagas: dict[str, SagaState] = {}
         self._records: dict[str, list[StepRecord]] = {}
 
-    def start(self, state: SagaState) -> SagaState:
+    def start(self, state: SagaState, records: Sequence[StepRecord] = ()) -> SagaState:
         with self._lock:
             if state.idempotency_key is not None:
                 found = self.by_key(state.idempotency_key)
                 if found is not None:
                     return found
             self._sagas[state.saga_id] = state
-            self._records[state.saga_id] = []
+            self._records[state.saga_id] = list(records)
             return state
 
     def _holds(self, saga_id: str, owner: str) -> bool:
@@ -43,7 +44,7 @@ class MemorySagaLog(SagaLog):
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         *,
         status: SagaStatus,
         step: int,
@@ -54,7 +55,7 @@ class MemorySagaLog(SagaLog):
         with self._lock:
             if not self._holds(saga_id, owner):
                 return False
-            self._records[saga_id].append(record)
+            self._records[saga_id].extend(records)
             self._sagas[saga_id] = attrs.evolve(
                 self._sagas[saga_id],
                 status=status,
@@ -70,26 +71,28 @@ class MemorySagaLog(SagaLog):
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         fn: Callable[[Any], T],
         *,
+        status: SagaStatus,
         step: int,
-        lease_expires_at: float,
+        reason: str | None,
+        lease_expires_at: float | None,
         now: float,
         isolation: str,
+        timeout: float | None = None,
     ) -> tuple[bool, T | None]:
         with self._lock:
             if not self._holds(saga_id, owner):
                 return False, None
             out = fn(None)
-            state = self._sagas[saga_id]
             self.append(
                 saga_id,
                 owner,
-                record,
-                status=state.status,
+                records,
+                status=status,
                 step=step,
-                reason=state.reason,
+                reason=reason,
                 lease_expires_at=lease_expires_at,
                 now=now,
             )

@@ -488,6 +488,21 @@ class NatsKV(KVBase, ChangeFeed):
         )
         return entry
 
+    def latest_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
+        wanted = self._check_keys(keys)
+
+        async def batch(c: Conn) -> list[Entry | BaseException | None]:
+            return await asyncio.gather(*(self._get(c, k) for k in wanted), return_exceptions=True)
+
+        results = self._client.run(
+            batch,
+            write=False,
+            what=f"get {len(wanted)} keys from {self.name}",
+            timeout=self._timeout * 2 + 1,
+        )
+        entries = _batch_results(results, wanted, what="latest_many", write=False)
+        return dict(zip(wanted, entries, strict=True))
+
     def changes(self, after: int, *, limit: int = 10_000) -> list[Entry]:
         if type(after) is not int or after < 0 or type(limit) is not int or limit < 1:
             raise InvalidArgument(f"changes needs after >= 0 and limit >= 1, got {after}, {limit}")
@@ -532,21 +547,9 @@ class NatsKV(KVBase, ChangeFeed):
         return _batch_results(results, [k for k, _ in encoded], what="put_many", write=True)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Entry | None]:
-        wanted = self._check_keys(keys)
-
-        async def batch(c: Conn) -> list[Entry | BaseException | None]:
-            return await asyncio.gather(*(self._get(c, k) for k in wanted), return_exceptions=True)
-
-        results = self._client.run(
-            batch,
-            write=False,
-            what=f"get {len(wanted)} keys from {self.name}",
-            timeout=self._timeout * 2 + 1,
-        )
-        entries = _batch_results(results, wanted, what="get_many", write=False)
         return {
             k: (e if e is not None and not e.is_marker else None)
-            for k, e in zip(wanted, entries, strict=True)
+            for k, e in self.latest_many(keys).items()
         }
 
     def _release(self) -> None:

@@ -3,15 +3,18 @@ owner, a SQL step's function and its outcome row in one transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import orjson
-from psycopg import sql
+import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from msstore.coordination import Phase, SagaState, SagaStatus, StepRecord, StepState
+from msstore.errors import InvalidArgument
 
 from ._base import Conn, PgStore, timestamp
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -21,45 +24,44 @@ __all__ = ["PostgresSagaLog"]
 
 T = TypeVar("T")
 
+_ISOLATION: Final = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
 _ENDED: Final = ("completed", "rolled_back", "compensation_failed")
 SAGA_COLUMNS: Final = """
   l.saga_id::text, l.name, l.idempotency_key, l.status, l.step, l.context, l.owner,
   extract(epoch FROM l.lease_expires_at)::float8, l.reason,
   extract(epoch FROM l.created_at)::float8, extract(epoch FROM l.updated_at)::float8
 """
+# The step rows of one write, from one JSON array (encoded once), in the order given.
+_RECORDS: Final = """
+  SELECT r.i, r.n, r.p, r.s, r.d, r.e, to_timestamp(r.a)
+  FROM ROWS FROM (jsonb_to_recordset(%(records)s::jsonb)
+    AS (i int, n text, p text, s text, d jsonb, e text, a float8))
+    WITH ORDINALITY AS r(i, n, p, s, d, e, a, o)
+  ORDER BY r.o
+"""
 INSERT: Final = f"""
 WITH ins AS (
-  INSERT INTO sagas.log AS l (saga_id, name, idempotency_key, status, step, context, owner,
+  INSERT INTO sagas.log (saga_id, name, idempotency_key, status, step, context, owner,
     lease_expires_at, reason, created_at, updated_at)
   VALUES (%(id)s, %(name)s, %(key)s, %(status)s, %(step)s, %(context)s::jsonb, %(owner)s,
-    %(lease)s, NULL, %(now)s, %(now)s)
+    to_timestamp(%(lease)s), NULL, to_timestamp(%(now)s), to_timestamp(%(now)s))
   ON CONFLICT (idempotency_key) DO NOTHING
-  RETURNING {SAGA_COLUMNS}
+  RETURNING saga_id
+), steps AS (
+  INSERT INTO sagas.steps (saga_id, step_index, name, phase, state, detail, error, at)
+  SELECT ins.saga_id, r.* FROM ins, ({_RECORDS}) r
 )
-SELECT * FROM ins
+SELECT saga_id::text FROM ins
 UNION ALL
-SELECT {SAGA_COLUMNS} FROM sagas.log l
+SELECT l.saga_id::text FROM sagas.log l
 WHERE l.idempotency_key = %(key)s AND NOT EXISTS (SELECT 1 FROM ins)
 """
-# The owner holds the saga: the condition of every write after the start.
-HELD: Final = f"""
-SELECT status, reason FROM sagas.log WHERE saga_id = %(id)s AND owner = %(owner)s
-  AND status NOT IN {_ENDED} FOR UPDATE
-"""
-APPEND: Final = f"""
-WITH held AS (
-  UPDATE sagas.log SET status = %(status)s, step = %(step)s, reason = %(reason)s,
-    lease_expires_at = %(lease)s,
-    owner = CASE WHEN %(lease)s::timestamptz IS NULL THEN NULL ELSE owner END,
-    updated_at = %(now)s
-  WHERE saga_id = %(id)s AND owner = %(owner)s AND status NOT IN {_ENDED}
-  RETURNING saga_id
-)
-INSERT INTO sagas.steps (saga_id, step_index, name, phase, state, detail, error, at)
-SELECT saga_id, %(index)s, %(step_name)s, %(phase)s, %(state)s, %(detail)s::jsonb, %(error)s,
-  %(at)s
-FROM held
-RETURNING 1
+# The owner holds the saga (locked until the transaction ends): the start of a SQL step.
+HELD: Final = "SELECT sagas.hold(%(id)s, %(owner)s)"
+# Every write after the start (0025); ``strict``: raise, not return false, if not held.
+APPEND: Final = """
+SELECT sagas.append(%(id)s, %(owner)s, %(status)s, %(step)s, %(reason)s, %(lease)s, %(now)s,
+  %(records)s::jsonb, %(strict)s)
 """
 TAKE_OVER: Final = """
 UPDATE sagas.log SET owner = %(owner)s, lease_expires_at = %(lease)s, updated_at = %(now)s,
@@ -86,6 +88,53 @@ def _state(row: Sequence[Any]) -> SagaState:
     )
 
 
+def _true(row: Sequence[Any] | None) -> bool:
+    """A one-boolean row's value."""
+    return row is not None and bool(row[0])
+
+
+def _records(records: Sequence[StepRecord], now: float) -> bytes:
+    """The JSON array :data:`_RECORDS` reads."""
+    return orjson.dumps(
+        [
+            {
+                "i": r.index,
+                "n": r.name,
+                "p": r.phase.value,
+                "s": r.state.value,
+                "d": r.detail,
+                "e": r.error,
+                "a": r.at or now,
+            }
+            for r in records
+        ]
+    )
+
+
+def _append_params(  # noqa: PLR0917 - the columns of one APPEND
+    saga_id: str,
+    owner: str,
+    records: Sequence[StepRecord],
+    status: SagaStatus,
+    step: int,
+    reason: str | None,
+    lease: float | None,
+    now: float,
+) -> dict[str, Any]:
+    """The parameters of :data:`APPEND`."""
+    return {
+        "id": uuid.UUID(saga_id),
+        "owner": owner,
+        "status": status.value,
+        "step": step,
+        "reason": reason,
+        "lease": lease,
+        "now": now,
+        "records": _records(records, now).decode(),
+        "strict": False,
+    }
+
+
 class PostgresSagaLog(PgStore):
     """The saga log in PostgreSQL (needs the migrations: ``msstore migrate up``). ``pool``: a
     ``psycopg_pool.ConnectionPool`` or a DSN (the log then opens and closes its own);
@@ -107,7 +156,7 @@ class PostgresSagaLog(PgStore):
             autocommit=True,
         )
 
-    def start(self, state: SagaState) -> SagaState:
+    def start(self, state: SagaState, records: Sequence[StepRecord] = ()) -> SagaState:
         """See :meth:`msstore.coordination.SagaLog.start`."""
         params = {
             "id": uuid.UUID(state.saga_id),
@@ -117,53 +166,30 @@ class PostgresSagaLog(PgStore):
             "step": state.step,
             "context": jsonb_text(dict(state.context)),
             "owner": state.owner,
-            "lease": timestamp(state.lease_expires_at),
-            "now": timestamp(state.created_at),
+            "lease": state.lease_expires_at,
+            "now": state.created_at,
+            "records": _records(records, state.created_at).decode(),
         }
 
-        def write(c: Conn) -> SagaState:
+        def write(c: Conn) -> str:
             row = c.execute(INSERT, params).fetchone()
             if row is None:  # (a key taken by a saga whose row is not visible yet: retry)
                 row = c.execute(INSERT, params).fetchone()
             assert row is not None
-            return _state(row)
+            return str(row[0])
 
-        return self._run_statement("start a saga", write)
-
-    @staticmethod
-    def _append_params(  # noqa: PLR0917 - the columns of one APPEND
-        saga_id: str,
-        owner: str,
-        record: StepRecord,
-        status: SagaStatus | str,
-        step: int,
-        reason: str | None,
-        lease: float | None,
-        now: float,
-    ) -> dict[str, Any]:
-        """The parameters of :data:`APPEND`."""
-        return {
-            "id": uuid.UUID(saga_id),
-            "owner": owner,
-            "status": SagaStatus(status).value,
-            "step": step,
-            "reason": reason,
-            "lease": timestamp(lease),
-            "now": timestamp(now),
-            "index": record.index,
-            "step_name": record.name,
-            "phase": record.phase.value,
-            "state": record.state.value,
-            "detail": orjson.dumps(dict(record.detail)).decode(),
-            "error": record.error,
-            "at": timestamp(record.at or now),
-        }
+        saga_id = self._run_statement("start a saga", write)
+        if saga_id == state.saga_id:
+            return state
+        found = self.load(saga_id)  # (the saga started first with the same key)
+        assert found is not None
+        return found[0]
 
     def append(
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         *,
         status: SagaStatus,
         step: int,
@@ -172,43 +198,71 @@ class PostgresSagaLog(PgStore):
         now: float,
     ) -> bool:
         """See :meth:`msstore.coordination.SagaLog.append`."""
-        params = self._append_params(
-            saga_id, owner, record, status, step, reason, lease_expires_at, now
+        params = _append_params(
+            saga_id, owner, records, status, step, reason, lease_expires_at, now
         )
         return self._run_statement(
-            "record a saga step", lambda c: c.execute(APPEND, params).fetchone() is not None
+            "record a saga step", lambda c: _true(c.execute(APPEND, params).fetchone())
         )
 
     def atomic(
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         fn: Callable[[Any], T],
         *,
+        status: SagaStatus,
         step: int,
-        lease_expires_at: float,
+        reason: str | None,
+        lease_expires_at: float | None,
         now: float,
         isolation: str,
+        timeout: float | None = None,
     ) -> tuple[bool, T | None]:
         """See :meth:`msstore.coordination.SagaLog.atomic`; ``fn`` gets the psycopg
-        connection, inside the transaction."""
-        level = sql.SQL("SET TRANSACTION ISOLATION LEVEL {}").format(sql.SQL(isolation))
+        connection, inside the transaction (``timeout`` is its ``statement_timeout``)."""
+        if isolation not in _ISOLATION:
+            raise InvalidArgument(f"isolation must be one of {_ISOLATION}, got {isolation!r}")
+        settings, leading = f"BEGIN ISOLATION LEVEL {isolation};", 1
+        if timeout is not None:
+            ms = max(1, round(timeout * 1000))
+            settings, leading = f"{settings} SET LOCAL statement_timeout = {ms};", 2
 
         def run(c: Conn) -> tuple[bool, T | None]:
-            c.execute(level)
-            held = c.execute(HELD, {"id": uuid.UUID(saga_id), "owner": owner}).fetchone()
-            if held is None:
-                return False, None
-            out = fn(c)
-            status, reason = held  # (unchanged: the step's outcome keeps the saga's status)
-            params = self._append_params(
-                saga_id, owner, record, status, step, reason, lease_expires_at, now
-            )
-            c.execute(APPEND, params)
-            return True, out
+            # BEGIN, the settings and the lock in one round trip, the outcome and COMMIT in
+            # another (parameters inlined by psycopg's client-side binding, since one round
+            # trip of several statements takes none): a SQL step costs what the same
+            # transaction done by hand costs, plus the outcome's write.
+            bind = psycopg.ClientCursor(c)
+            own = c.autocommit
+            c.autocommit = True  # (the transaction is ours to begin)
+            try:
+                cur = c.execute(
+                    settings + bind.mogrify(HELD, {"id": uuid.UUID(saga_id), "owner": owner})
+                )
+                for _ in range(leading):  # (BEGIN's and SET's results come first)
+                    cur.nextset()
+                if not _true(cur.fetchone()):
+                    c.execute("ROLLBACK")
+                    return False, None
+                out = fn(c)
+                params = _append_params(  # (after fn: a record's detail may be fn's result)
+                    saga_id, owner, records, status, step, reason, lease_expires_at, now
+                )
+                params["strict"] = True  # (COMMIT follows in the same round trip)
+                c.execute(bind.mogrify(APPEND, params) + "; COMMIT")
+                return True, out
+            except BaseException:
+                if not c.closed and c.pgconn.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        c.execute("ROLLBACK")
+                raise
+            finally:
+                if not c.closed and c.pgconn.transaction_status == TransactionStatus.IDLE:
+                    c.autocommit = own
 
-        return self._run_transaction("run a saga's SQL step", run)
+        return self._run("run a saga's SQL step", run, write=True)
 
     def load(self, saga_id: str) -> tuple[SagaState, Sequence[StepRecord]] | None:
         """See :meth:`msstore.coordination.SagaLog.load`."""

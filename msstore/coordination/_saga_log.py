@@ -102,16 +102,17 @@ class SagaLog(Protocol):
     lease while it was paused cannot overwrite the one that took over.
     """
 
-    def start(self, state: SagaState) -> SagaState:
-        """Record a new saga; if one with the same ``idempotency_key`` exists, record nothing
-        and return that one instead."""
+    def start(self, state: SagaState, records: Sequence[StepRecord] = ()) -> SagaState:
+        """Record a new saga with its first ``records`` (the intents of its first steps) in one
+        atomic write; if one with the same ``idempotency_key`` exists, record nothing and
+        return that one instead."""
         ...
 
     def append(
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         *,
         status: SagaStatus,
         step: int,
@@ -119,26 +120,32 @@ class SagaLog(Protocol):
         lease_expires_at: float | None,
         now: float,
     ) -> bool:
-        """Add ``record`` and move the saga to ``status`` at ``step`` in one atomic write
-        (``lease_expires_at`` None: release the lease); ``False``: ``owner`` no longer holds
-        it, nothing written."""
+        """Add ``records`` (in order) and move the saga to ``status`` at ``step`` in one atomic
+        write (``lease_expires_at`` None: release the lease); ``False``: ``owner`` no longer
+        holds it, nothing written."""
         ...
 
     def atomic(
         self,
         saga_id: str,
         owner: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         fn: Callable[[Any], T],
         *,
+        status: SagaStatus,
         step: int,
-        lease_expires_at: float,
+        reason: str | None,
+        lease_expires_at: float | None,
         now: float,
         isolation: str,
+        timeout: float | None = None,
     ) -> tuple[bool, T | None]:
-        """Run ``fn(conn)`` and record ``record`` (a step done) in the same transaction at
-        ``isolation``: both happen or neither. ``(False, None)``: ``owner`` no longer holds
-        the saga, nothing run. ``fn``'s errors propagate, nothing recorded."""
+        """Run ``fn(conn)`` and :meth:`append` ``records`` in the same transaction at
+        ``isolation``: both happen or neither (``records`` are read after ``fn`` returns: a
+        detail may hold what ``fn`` filled in). ``(False, None)``: ``owner`` no longer holds
+        the saga, nothing run. ``fn``'s errors propagate, nothing recorded. ``timeout``:
+        seconds ``fn``'s statements may take (the server cancels them past it), if the log can
+        enforce it."""
         ...
 
     def load(self, saga_id: str) -> tuple[SagaState, Sequence[StepRecord]] | None:

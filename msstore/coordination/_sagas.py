@@ -29,10 +29,19 @@ import attrs
 
 from msstore.codec import default_codec
 from msstore.conflicts.update import RetryPolicy
-from msstore.errors import InvalidArgument, NotFound, StaleClaim, Unsupported
+from msstore.errors import InvalidArgument, NotFound, OutcomeUnknown, StaleClaim, Unsupported
 
 from ._saga_log import Phase, SagaLog, SagaState, SagaStatus, StepRecord, StepState
-from ._saga_steps import Compensated, SqlStep, Step, StepInput
+from ._saga_steps import (
+    Compensated,
+    Detail,
+    SqlStep,
+    Step,
+    StepInput,
+    _KvStep,
+    prepare_kv,
+    run_kv,
+)
 
 __all__ = ["Saga", "SagaResult", "SagaRunner", "Strategy"]
 
@@ -94,6 +103,10 @@ class _LeaseLost(Exception):
     pass
 
 
+class _Unsettled(Exception):
+    """What happened cannot be told now; recovery settles it from the log later."""
+
+
 class SagaRunner:
     """Runs sagas over a :class:`SagaLog`: ``run`` a saga, ``recover`` the sagas whose process
     stopped, ``compensate`` one by hand. ``sagas``: the definitions ``recover`` may meet, by
@@ -151,6 +164,13 @@ class SagaRunner:
         context = dict(context or {})
         default_codec.encode_canonical(context)  # refuse what cannot be logged, nothing written
         self.definitions.setdefault(saga.name, saga)
+        # The first KV steps' intents go in the saga's first write (read-only until then).
+        first = _batch(saga, 0, set())
+        given = StepInput(context, {})
+        try:
+            prepared: _Prepared | None = (first, self._prepare(saga, first, given))
+        except Exception:  # (the forward pass prepares again and fails the step properly)
+            prepared = None
         now = self.clock()
         state = SagaState(
             saga_id=str(uuid.uuid4()),
@@ -165,10 +185,14 @@ class SagaRunner:
             created_at=now,
             updated_at=now,
         )
-        started = self.log.start(state)
+        intents = [] if prepared is None else _intents(saga, *prepared, now)
+        started = self.log.start(state, intents)
         if started.saga_id != state.saga_id:
             return self.result(started.saga_id)
-        return self._drive(saga, started.saga_id)
+        return self._guarded(
+            started.saga_id,
+            lambda: self._forward(saga, started.saga_id, context, intents, prepared),
+        )
 
     def recover(self) -> list[SagaResult]:
         """Take over every saga whose lease ran out and drive it to its end."""
@@ -201,11 +225,8 @@ class SagaRunner:
             raise StaleClaim(
                 f"saga {saga_id} is held by {state.owner} until its lease runs out", key=saga_id
             )
-        try:
-            return self._backward(saga, saga_id, state.reason or "compensated by an operator")
-        except _LeaseLost:
-            log.warning("saga %s: lease lost to another process; leaving it to that one", saga_id)
-            return self.result(saga_id)
+        reason = state.reason or "compensated by an operator"
+        return self._guarded(saga_id, lambda: self._backward(saga, saga_id, reason))
 
     def result(self, saga_id: str) -> SagaResult:
         """What the log says of the saga now."""
@@ -229,7 +250,7 @@ class SagaRunner:
     def _append(
         self,
         saga_id: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         *,
         status: SagaStatus,
         step: int,
@@ -237,11 +258,10 @@ class SagaRunner:
     ) -> None:
         now = self.clock()
         lease = None if status.ended else now + self.lease
-        record = attrs.evolve(record, at=now)
         if not self.log.append(
             saga_id,
             self.owner,
-            record,
+            [attrs.evolve(r, at=now) for r in records],
             status=status,
             step=step,
             reason=reason,
@@ -250,147 +270,293 @@ class SagaRunner:
         ):
             raise _LeaseLost(saga_id)
 
-    def _drive(self, saga: Saga, saga_id: str, *, resumed: bool = False) -> SagaResult:
+    def _guarded(self, saga_id: str, fn: Callable[[], SagaResult]) -> SagaResult:
+        """``fn()``, or what the log says when this process must stop driving the saga."""
         try:
+            return fn()
+        except _LeaseLost:
+            log.warning("saga %s: lease lost to another process; leaving it to that one", saga_id)
+        except _Unsettled as err:
+            log.warning("saga %s: %s; recovery will settle it from the log", saga_id, err)
+        return self.result(saga_id)
+
+    def _drive(self, saga: Saga, saga_id: str, *, resumed: bool = False) -> SagaResult:
+        def drive() -> SagaResult:
             state, records = self._load(saga_id)
             if state.status is SagaStatus.COMPENSATING:
                 return self._backward(saga, saga_id, state.reason or "compensating")
             if resumed:
-                records = self._settle_interrupted(saga, saga_id, state, records)
-                sql_done = any(
-                    isinstance(saga.steps[r.index], SqlStep) and r.state is StepState.DONE
-                    for r in records
-                    if r.phase is Phase.ACTION and r.index >= 0
-                )
-                if not sql_done:
+                records = self._settle_interrupted(saga, saga_id, records)
+                if not any(
+                    isinstance(saga.steps[i], SqlStep) and r.state is StepState.DONE
+                    for i, r in _last_actions(records).items()
+                ):
                     return self._backward(
                         saga, saga_id, "its process stopped before the SQL step committed"
                     )
-            return self._forward(saga, saga_id)
-        except _LeaseLost:
-            log.warning("saga %s: lease lost to another process; leaving it to that one", saga_id)
-            return self.result(saga_id)
+            return self._forward(saga, saga_id, state.context, records)
+
+        return self._guarded(saga_id, drive)
 
     def _settle_interrupted(
-        self, saga: Saga, saga_id: str, state: SagaState, records: Sequence[StepRecord]
+        self, saga: Saga, saga_id: str, records: Sequence[StepRecord]
     ) -> Sequence[StepRecord]:
-        """Record the outcome of an action whose intent is the last thing logged."""
-        last = records[-1] if records else None
-        if last is None or last.phase is not Phase.ACTION or last.state is not StepState.STARTED:
-            return records
-        step = saga.steps[last.index]
-        detail = None if isinstance(step, SqlStep) else step.landed(last.detail)
-        if detail is None:
-            self._append(
-                saga_id,
-                attrs.evolve(last, state=StepState.FAILED, error="interrupted: did not land"),
-                status=SagaStatus.RUNNING,
-                step=last.index,
-            )
-        else:
-            self._append(
-                saga_id,
-                attrs.evolve(last, state=StepState.DONE, detail=detail),
-                status=SagaStatus.RUNNING,
-                step=last.index + 1,
-            )
-        return self._load(saga_id)[1]
-
-    def _forward(self, saga: Saga, saga_id: str) -> SagaResult:
-        state, records = self._load(saga_id)
-        results = {
-            saga.steps[r.index].name: r.detail
-            for r in records
-            if r.phase is Phase.ACTION and r.state is StepState.DONE and r.index >= 0
-        }
-        for index in range(state.step, len(saga.steps)):
+        """Record the outcome of every action whose intent is the last thing logged of it."""
+        settled = []
+        for index, last in sorted(_last_actions(records).items()):
+            if last.state is not StepState.STARTED:
+                continue
             step = saga.steps[index]
-            given = StepInput(state.context, dict(results))
+            detail = None if isinstance(step, SqlStep) else step.landed(last.detail)
+            if detail is None:
+                settled.append(
+                    attrs.evolve(last, state=StepState.FAILED, error="interrupted: did not land")
+                )
+            else:
+                settled.append(attrs.evolve(last, state=StepState.DONE, detail=detail))
+        if not settled:
+            return records
+        self._append(saga_id, settled, status=SagaStatus.RUNNING, step=settled[0].index)
+        return [*records, *settled]
+
+    def _prepare(self, saga: Saga, batch: Sequence[int], given: StepInput) -> list[Detail]:
+        """The intents of the steps ``batch``: KV steps' read together, another step's alone."""
+        steps = [saga.steps[i] for i in batch]
+        if all(isinstance(s, _KvStep) for s in steps):
+            return prepare_kv([s for s in steps if isinstance(s, _KvStep)], given)
+        (step,) = steps
+        assert not isinstance(step, SqlStep)
+        return [step.prepare(given)]
+
+    def _forward(
+        self,
+        saga: Saga,
+        saga_id: str,
+        context: Mapping[str, Any],
+        records: Sequence[StepRecord],
+        prepared: _Prepared | None = None,
+    ) -> SagaResult:
+        """Run the steps not done yet, in order. A run of KV steps on distinct keys is one
+        batch: their intents are read together and logged in one write before the first of
+        them runs; their outcomes are logged with the next write, which comes before any
+        later step runs (a SQL step's transaction, the next intents, or the end)."""
+        n = len(saga.steps)
+        done = {i for i, r in _last_actions(records).items() if r.state is StepState.DONE}
+        results = {
+            saga.steps[i].name: r.detail
+            for i, r in _last_actions(records).items()
+            if r.state is StepState.DONE
+        }
+        pending: list[StepRecord] = []  # outcomes not logged yet
+        index = 0
+        while index < n:
+            if index in done:
+                index += 1
+                continue
+            step = saga.steps[index]
+            given = StepInput(context, dict(results))
+            if isinstance(step, SqlStep):
+                final = all(i in done for i in range(index + 1, n))
+                try:
+                    detail = self._sql(saga_id, index, step, pending, final=final, n=n)
+                except (_LeaseLost, _Unsettled):
+                    raise
+                except Exception as err:
+                    return self._fail(saga, saga_id, index, step, err, pending, {})
+                if final:
+                    return SagaResult(saga_id, SagaStatus.COMPLETED)
+                done.add(index)
+                results[step.name] = detail
+                continue
+            batch = _batch(saga, index, done)
+            if prepared is not None and list(prepared[0]) == batch:
+                intents = prepared[1]  # (logged with the saga's start)
+            else:
+                try:
+                    intents = self._prepare(saga, batch, given)
+                except Exception as err:
+                    return self._fail(saga, saga_id, index, step, err, pending, {})
+                self._append(
+                    saga_id,
+                    [*pending, *_intents(saga, batch, intents, 0.0)],
+                    status=SagaStatus.RUNNING,
+                    step=index,
+                )
+                pending.clear()
+            prepared = None
+            failure = self._run_batch(saga, saga_id, batch, intents, given, pending, results)
+            done.update(i for i in batch if saga.steps[i].name in results)
+            if failure is not None:  # (after the outcomes of the batch's other steps)
+                at, action, error, intent = failure
+                return self._fail(saga, saga_id, at, action, error, pending, intent)
+        self._append(
+            saga_id,
+            [*pending, StepRecord(-1, "", Phase.ACTION, StepState.DONE)],
+            status=SagaStatus.COMPLETED,
+            step=n,
+        )
+        return SagaResult(saga_id, SagaStatus.COMPLETED)
+
+    def _run_batch(  # noqa: PLR0917 - a batch and where its outcomes go
+        self,
+        saga: Saga,
+        saga_id: str,
+        batch: Sequence[int],
+        intents: Sequence[Detail],
+        given: StepInput,
+        pending: list[StepRecord],
+        results: dict[str, Mapping[str, Any]],
+    ) -> tuple[int, AnyStep, Exception, Detail] | None:
+        """Run the actions of one batch (KV puts together), adding each outcome to
+        ``pending`` and ``results``; the first step that failed after its retries, if any (the
+        steps after it that had not run yet do not run)."""
+        kv_steps = [s for s in (saga.steps[i] for i in batch) if isinstance(s, _KvStep)]
+        firsts: list[Detail | Exception | None] = (
+            list(run_kv(kv_steps, given, intents))
+            if len(kv_steps) == len(batch) > 1
+            else [None] * len(batch)
+        )
+        failure: tuple[int, AnyStep, Exception, Detail] | None = None
+        for i, intent, first in zip(batch, intents, firsts, strict=True):
+            action = saga.steps[i]
+            assert not isinstance(action, SqlStep)
+            if failure is not None and first is None:
+                break
             try:
-                detail = self._act(saga_id, index, step, given)
+                detail = self._act(saga_id, i, action, given, intent, pending=pending, first=first)
             except _LeaseLost:
                 raise
             except Exception as err:
-                message = f"step {step.name!r} failed: {type(err).__name__}: {err}"
-                self._append(
-                    saga_id,
-                    StepRecord(index, step.name, Phase.ACTION, StepState.FAILED, error=message),
-                    status=SagaStatus.COMPENSATING,
-                    step=index,
-                    reason=message,
-                )
-                return self._backward(saga, saga_id, message)
-            results[step.name] = detail
-        self._append(
-            saga_id,
-            StepRecord(-1, "", Phase.ACTION, StepState.DONE),
-            status=SagaStatus.COMPLETED,
-            step=len(saga.steps),
-        )
-        return self.result(saga_id)
+                failure = failure or (i, action, err, intent)
+                continue
+            pending.append(StepRecord(i, action.name, Phase.ACTION, StepState.DONE, detail))
+            results[action.name] = detail
+        return failure
 
-    def _act(self, saga_id: str, index: int, step: AnyStep, given: StepInput) -> dict[str, Any]:
-        """One action with its retries: intent logged, action run, outcome logged."""
+    def _act(
+        self,
+        saga_id: str,
+        index: int,
+        step: Step,
+        given: StepInput,
+        intent: Detail,
+        *,
+        pending: list[StepRecord],
+        first: Detail | Exception | None = None,
+    ) -> Detail:
+        """One action with its retries (each retry prepares and logs its intent again);
+        ``first``: the first attempt's outcome when it ran in a batch. An action whose outcome
+        is unknown is looked for (``landed``) before it counts as failed."""
         for attempt in self.policy.retrying():
             with attempt:
-                if isinstance(step, SqlStep):
-                    return self._sql(saga_id, index, step, given)
-                intent = step.prepare(given)
-                self._append(
-                    saga_id,
-                    StepRecord(index, step.name, Phase.ACTION, StepState.STARTED, intent),
-                    status=SagaStatus.RUNNING,
-                    step=index,
-                )
-                detail = step.run(given, intent)
-                self._append(
-                    saga_id,
-                    StepRecord(index, step.name, Phase.ACTION, StepState.DONE, detail),
-                    status=SagaStatus.RUNNING,
-                    step=index + 1,
-                )
-                return detail
+                if attempt.retry_state.attempt_number > 1:
+                    first = None
+                    intent = step.prepare(given)
+                    started = StepRecord(index, step.name, Phase.ACTION, StepState.STARTED, intent)
+                    self._append(
+                        saga_id, [*pending, started], status=SagaStatus.RUNNING, step=index
+                    )
+                    pending.clear()
+                outcome = first
+                if outcome is None:
+                    try:
+                        outcome = step.run(given, intent)
+                    except Exception as err:
+                        outcome = err
+                if isinstance(outcome, OutcomeUnknown):
+                    landed = step.landed(intent)
+                    if landed is not None:
+                        return landed
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
-    def _sql(self, saga_id: str, index: int, step: SqlStep, given: StepInput) -> dict[str, Any]:
+    def _fail(  # noqa: PLR0917 - the failed step and what the log still lacks
+        self,
+        saga: Saga,
+        saga_id: str,
+        index: int,
+        step: AnyStep,
+        err: Exception,
+        pending: list[StepRecord],
+        intent: Mapping[str, Any],
+    ) -> SagaResult:
+        """Log the failure (with the outcomes not logged yet) and compensate. An action whose
+        outcome stayed unknown is compensated too: it may still have happened."""
+        message = f"step {step.name!r} failed: {type(err).__name__}: {err}"
+        detail = {**intent, "outcome_unknown": True} if isinstance(err, OutcomeUnknown) else {}
+        failed = StepRecord(index, step.name, Phase.ACTION, StepState.FAILED, detail, message)
         self._append(
             saga_id,
-            StepRecord(index, step.name, Phase.ACTION, StepState.STARTED),
-            status=SagaStatus.RUNNING,
+            [*pending, failed],
+            status=SagaStatus.COMPENSATING,
             step=index,
+            reason=message,
         )
-        out: dict[str, Any] = {}
+        pending.clear()
+        return self._backward(saga, saga_id, message)
 
-        def body(conn: Any) -> dict[str, Any]:
+    def _sql(
+        self,
+        saga_id: str,
+        index: int,
+        step: SqlStep,
+        pending: list[StepRecord],
+        *,
+        final: bool,
+        n: int,
+    ) -> Detail:
+        """A SQL step's transaction, with the outcomes not logged yet and its own (and the
+        saga's end, when it is the last step). Retried as a whole."""
+        out: Detail = {}
+
+        def body(conn: Any) -> Detail:
             out.clear()
             out.update(step.fn(conn) or {})
             return out
 
-        done = StepRecord(index, step.name, Phase.ACTION, StepState.DONE, out)
-        self._atomic(saga_id, done, body, step=index + 1, isolation=step.isolation)
-        return dict(out)
+        records = [*pending, StepRecord(index, step.name, Phase.ACTION, StepState.DONE, out)]
+        if final:
+            records.append(StepRecord(-1, "", Phase.ACTION, StepState.DONE))
+        status = SagaStatus.COMPLETED if final else SagaStatus.RUNNING
+        for attempt in self.policy.retrying():
+            with attempt:
+                try:
+                    self._atomic(
+                        saga_id,
+                        records,
+                        body,
+                        status=status,
+                        step=index + 1 if not final else n,
+                        reason=None,
+                        isolation=step.isolation,
+                        timeout=step.timeout,
+                    )
+                except OutcomeUnknown as err:
+                    raise _Unsettled(f"the commit of step {step.name!r} is unknown") from err
+                pending.clear()
+                return dict(out)
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
     def _backward(self, saga: Saga, saga_id: str, reason: str) -> SagaResult:
         records = self._load(saga_id)[1]
-        pending = _to_compensate(records)
-        details = {
-            r.index: r.detail
-            for r in records
-            if r.phase is Phase.ACTION and r.state is StepState.DONE
-        }
-        for index in reversed(pending):
+        details = _compensable(records)
+        for index in reversed(_to_compensate(records)):
             step = saga.steps[index]
             try:
-                outcome = self._undo(saga_id, index, step, details[index])
+                outcome = self._undo(saga_id, index, step, details[index], reason)
             except _LeaseLost:
                 raise
             except Exception as err:
                 message = f"compensation of {step.name!r} failed: {type(err).__name__}: {err}"
                 self._append(
                     saga_id,
-                    StepRecord(
-                        index, step.name, Phase.COMPENSATION, StepState.FAILED, error=message
-                    ),
+                    [
+                        StepRecord(
+                            index, step.name, Phase.COMPENSATION, StepState.FAILED, error=message
+                        )
+                    ],
                     status=SagaStatus.COMPENSATION_FAILED,
                     step=index,
                     reason=reason,
@@ -401,14 +567,14 @@ class SagaRunner:
             state = StepState.CONFLICT if outcome.conflict else StepState.DONE
             self._append(
                 saga_id,
-                StepRecord(index, step.name, Phase.COMPENSATION, state, dict(outcome.detail)),
+                [StepRecord(index, step.name, Phase.COMPENSATION, state, dict(outcome.detail))],
                 status=SagaStatus.COMPENSATING,
                 step=index,
                 reason=reason,
             )
         self._append(
             saga_id,
-            StepRecord(-1, "", Phase.COMPENSATION, StepState.DONE),
+            [StepRecord(-1, "", Phase.COMPENSATION, StepState.DONE)],
             status=SagaStatus.ROLLED_BACK,
             step=0,
             reason=reason,
@@ -418,29 +584,35 @@ class SagaRunner:
     def _atomic(
         self,
         saga_id: str,
-        record: StepRecord,
+        records: Sequence[StepRecord],
         fn: Callable[[Any], object],
         *,
+        status: SagaStatus,
         step: int,
+        reason: str | None,
         isolation: str,
+        timeout: float | None,
     ) -> None:
-        """``fn(conn)`` and ``record`` in one transaction of the log (a SQL step's half)."""
+        """``fn(conn)`` and ``records`` in one transaction of the log (a SQL step's half)."""
         now = self.clock()
         ok, _ = self.log.atomic(
             saga_id,
             self.owner,
-            attrs.evolve(record, at=now),
+            [attrs.evolve(r, at=now) for r in records],
             fn,
+            status=status,
             step=step,
-            lease_expires_at=now + self.lease,
+            reason=reason,
+            lease_expires_at=None if status.ended else now + self.lease,
             now=now,
             isolation=isolation,
+            timeout=timeout,
         )
         if not ok:
             raise _LeaseLost(saga_id)
 
     def _undo(
-        self, saga_id: str, index: int, step: AnyStep, detail: Mapping[str, Any]
+        self, saga_id: str, index: int, step: AnyStep, detail: Mapping[str, Any], reason: str
     ) -> Compensated | None:
         """One compensation with its retries; None when it recorded its own outcome (a SQL
         step's, in its transaction)."""
@@ -451,10 +623,13 @@ class SagaRunner:
                 with attempt:
                     self._atomic(
                         saga_id,
-                        undone,
+                        [undone],
                         lambda conn: compensation(conn, detail),
+                        status=SagaStatus.COMPENSATING,
                         step=index,
+                        reason=reason,
                         isolation=step.isolation,
+                        timeout=step.timeout,
                     )
                     return None
         if isinstance(step, SqlStep):
@@ -465,16 +640,60 @@ class SagaRunner:
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
 
+_Prepared = tuple[Sequence[int], Sequence["Detail"]]
+
+
+def _last_actions(records: Sequence[StepRecord]) -> dict[int, StepRecord]:
+    """Each step's latest action record, by index."""
+    return {r.index: r for r in records if r.phase is Phase.ACTION and r.index >= 0}
+
+
+def _batch(saga: Saga, index: int, done: set[int]) -> list[int]:
+    """The steps from ``index`` that run as one batch: consecutive KV steps not done yet, on
+    distinct keys (any other step alone; a SQL step never)."""
+    step = saga.steps[index]
+    if not isinstance(step, _KvStep):
+        return [] if isinstance(step, SqlStep) else [index]
+    batch, keys = [index], {(id(step.kv), step.key)}
+    for i in range(index + 1, len(saga.steps)):
+        nxt = saga.steps[i]
+        if i in done or not isinstance(nxt, _KvStep) or (id(nxt.kv), nxt.key) in keys:
+            break
+        batch.append(i)
+        keys.add((id(nxt.kv), nxt.key))
+    return batch
+
+
+def _intents(
+    saga: Saga, batch: Sequence[int], intents: Sequence[Detail], at: float
+) -> list[StepRecord]:
+    return [
+        StepRecord(i, saga.steps[i].name, Phase.ACTION, StepState.STARTED, intent, at=at)
+        for i, intent in zip(batch, intents, strict=True)
+    ]
+
+
+def _compensable(records: Sequence[StepRecord]) -> dict[int, Mapping[str, Any]]:
+    """The detail each action to compensate left: its outcome's, or (outcome unknown) its
+    intent's."""
+    found: dict[int, Mapping[str, Any]] = {}
+    for r in records:
+        if r.phase is Phase.ACTION and r.index >= 0 and _may_have_happened(r):
+            found[r.index] = r.detail
+    return found
+
+
+def _may_have_happened(record: StepRecord) -> bool:
+    return record.state is StepState.DONE or (
+        record.state is StepState.FAILED and bool(record.detail.get("outcome_unknown"))
+    )
+
+
 def _to_compensate(records: Sequence[StepRecord]) -> list[int]:
-    """Indices of actions done and not yet compensated, in step order."""
-    done = {
-        r.index
-        for r in records
-        if r.phase is Phase.ACTION and r.state is StepState.DONE and r.index >= 0
-    }
+    """Indices of actions done (or of unknown outcome) and not yet compensated, in order."""
     undone = {
         r.index
         for r in records
         if r.phase is Phase.COMPENSATION and r.state in (StepState.DONE, StepState.CONFLICT)
     }
-    return sorted(done - undone)
+    return sorted(set(_compensable(records)) - undone)

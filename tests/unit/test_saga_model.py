@@ -1,6 +1,8 @@
 """A Hypothesis state machine over sagas on memory KV: several sagas on shared keys, processes
 stopped after any write (actions and compensations), foreign writes between them, leases that
-run out and recovery by another process. After recovery every saga has ended, and:
+run out and recovery by another process. A process also stops right after any write to the
+log commits (the start, an intent, an outcome, a SQL step's transaction). After recovery every
+saga has ended, and:
 
 * a foreign write that was the last new write to its key is still there (no compensation
   clobbers it);
@@ -48,9 +50,34 @@ class CrashingKV:
     def __init__(self, kv: MemoryKV, at: int | None) -> None:
         self.kv, self.at, self.writes = kv, at, 0
 
+    def put_many(self, items: list[tuple[str, Any]], **kwargs: Any) -> list[int]:
+        """Key by key, so that the process can stop with part of a batch landed."""
+        return [self.put(key, value, **kwargs) for key, value in items]
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.kv, name)
         if name not in ("put", "create", "update", "delete"):
+            return attr
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            out = attr(*args, **kwargs)
+            self.writes += 1
+            if self.writes == self.at:
+                raise Crash
+            return out
+
+        return write
+
+
+class CrashingLog:
+    """Delegates to a saga log; the process stops right after its ``at``-th write commits."""
+
+    def __init__(self, log: MemorySagaLog, at: int | None) -> None:
+        self.log, self.at, self.writes = log, at, 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.log, name)
+        if name not in ("start", "append", "atomic"):
             return attr
 
         def write(*args: Any, **kwargs: Any) -> Any:
@@ -90,8 +117,16 @@ class Sagas(RuleBasedStateMachine):
         sql=st.booleans(),
         fail=st.booleans(),
         crash_after=st.one_of(st.none(), st.integers(1, 6)),
+        log_crash_after=st.one_of(st.none(), st.integers(1, 6)),
     )
-    def run_saga(self, keys: list[str], sql: bool, fail: bool, crash_after: int | None) -> None:
+    def run_saga(
+        self,
+        keys: list[str],
+        sql: bool,
+        fail: bool,
+        crash_after: int | None,
+        log_crash_after: int | None,
+    ) -> None:
         name = f"s{next(self.n)}"
         writes = CrashingKV(self.kv, crash_after)
         steps: list[Any] = [KvPut(writes, k, value={"by": name, "n": next(self.n)}) for k in keys]
@@ -113,13 +148,17 @@ class Sagas(RuleBasedStateMachine):
             steps.append(FunctionStep("refuse", refuse))
         saga = Saga(name, steps)
         self.definitions.append(saga)
+        runner = self.runner()
+        runner.log = CrashingLog(self.log, log_crash_after)  # type: ignore[assignment]
         try:
-            result = self.runner().run(saga)
+            result = runner.run(saga)
         except Crash:
             self.open += 1
             self.crashed[name] = self.sql_effects.get(name, 0)
             found = [s for s in self.log.sagas() if s.name == name]
             self.saga_of_name[name] = found[0].saga_id
+            if found[0].status is SagaStatus.COMPLETED:  # (stopped after its last write)
+                self.crashed[name] = 1
             return
         self.saga_of_name[name] = result.saga_id
 
@@ -155,7 +194,7 @@ class Sagas(RuleBasedStateMachine):
                 1 if result.status is SagaStatus.COMPLETED and self._has_sql(name) else 0
             )
             if name in self.crashed and result.status is SagaStatus.COMPLETED:
-                # resumed forward only past a committed SQL step; otherwise compensated
+                # resumed forward only past a committed SQL step (or already completed)
                 assert self.crashed[name] == 1, (name, result)
         for key in KEYS:
             history = self.kv.history(key)

@@ -21,7 +21,7 @@ from msstore.errors import (
     Unsupported,
     VersionConflict,
 )
-from msstore.protocols import KeyValueStore
+from msstore.protocols import ChangeFeed, KeyValueStore
 from msstore.records import Operation
 from msstore.testing._waiting import eventually
 
@@ -387,6 +387,18 @@ class KeyValueConformance:
         for i in range(50):
             entry = got[f"batch.{i}"]
             assert entry is not None and entry.value == {"i": i}
+
+    def test_latest_many_shows_markers_that_get_many_hides(self, kv: KeyValueStore) -> None:
+        if not isinstance(kv, ChangeFeed):
+            pytest.skip(f"{type(kv).__name__} is not a ChangeFeed")
+        live, gone = kv.put("lm.live", 1), kv.put("lm.gone", 2)
+        marker = kv.delete("lm.gone")
+        got = kv.latest_many(["lm.live", "lm.gone", "lm.never"])
+        assert got["lm.never"] is None and kv.get_many(["lm.gone"])["lm.gone"] is None
+        assert (got["lm.live"].revision, got["lm.live"].value) == (live, 1)  # type: ignore[union-attr]
+        dead = got["lm.gone"]
+        assert dead is not None and (dead.revision, dead.operation) == (marker, Operation.DEL)
+        assert gone < marker and got == {k: kv.latest(k) for k in got}
 
     # Bad input: typed errors, nothing written -------------------------------------------------
 

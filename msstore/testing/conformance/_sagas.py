@@ -84,15 +84,19 @@ class SagaLogConformance:
     def test_only_the_owner_writes_and_an_ended_saga_takes_nothing(self, log: SagaLog) -> None:
         state = log.start(_state(100.0))
         kw: dict[str, Any] = {"reason": None, "lease_expires_at": 120.0, "now": 101.0}
-        assert not log.append(state.saga_id, "p2", _done(), status=SagaStatus.RUNNING, step=1, **kw)
+        assert not log.append(
+            state.saga_id, "p2", [_done()], status=SagaStatus.RUNNING, step=1, **kw
+        )
         assert log.append(
-            state.saga_id, "p1", _done(0, {"rev": 3}), status=SagaStatus.RUNNING, step=1, **kw
+            state.saga_id, "p1", [_done(0, {"rev": 3})], status=SagaStatus.RUNNING, step=1, **kw
         )
         kw["lease_expires_at"] = None
-        assert log.append(state.saga_id, "p1", _done(-1), status=SagaStatus.COMPLETED, step=1, **kw)
+        assert log.append(
+            state.saga_id, "p1", [_done(-1)], status=SagaStatus.COMPLETED, step=1, **kw
+        )
         kw["lease_expires_at"] = 130.0
         assert not log.append(
-            state.saga_id, "p1", _done(1), status=SagaStatus.RUNNING, step=2, **kw
+            state.saga_id, "p1", [_done(1)], status=SagaStatus.RUNNING, step=2, **kw
         )
         loaded = log.load(state.saga_id)
         assert loaded is not None
@@ -110,8 +114,10 @@ class SagaLogConformance:
         assert not log.take_over(state.saga_id, "p2", 130.0, 105.0)
         assert log.take_over(state.saga_id, "p2", 130.0, 111.0)
         kw: dict[str, Any] = {"reason": None, "lease_expires_at": 140.0, "now": 112.0}
-        assert not log.append(state.saga_id, "p1", _done(), status=SagaStatus.RUNNING, step=1, **kw)
-        assert log.append(state.saga_id, "p2", _done(), status=SagaStatus.RUNNING, step=1, **kw)
+        assert not log.append(
+            state.saga_id, "p1", [_done()], status=SagaStatus.RUNNING, step=1, **kw
+        )
+        assert log.append(state.saga_id, "p2", [_done()], status=SagaStatus.RUNNING, step=1, **kw)
 
     def test_a_saga_waiting_for_a_person_is_reopened_by_whoever_takes_it_over(
         self, log: SagaLog
@@ -121,7 +127,7 @@ class SagaLogConformance:
         assert log.append(
             state.saga_id,
             "p1",
-            failed,
+            [failed],
             status=SagaStatus.COMPENSATION_FAILED,
             step=0,
             reason="why",
@@ -140,7 +146,9 @@ class SagaLogConformance:
     def test_an_atomic_step_records_its_outcome_only_with_its_work(self, log: SagaLog) -> None:
         state = log.start(_state(100.0))
         kw: dict[str, Any] = {
+            "status": SagaStatus.RUNNING,
             "step": 1,
+            "reason": None,
             "lease_expires_at": 120.0,
             "now": 101.0,
             "isolation": "SERIALIZABLE",
@@ -152,12 +160,12 @@ class SagaLogConformance:
             raise RuntimeError("refused")
 
         with pytest.raises(Exception, match="refused"):
-            log.atomic(state.saga_id, "p1", _done(), fails, **kw)
-        assert log.atomic(state.saga_id, "p2", _done(), lambda c: ran.append(2), **kw) == (
+            log.atomic(state.saga_id, "p1", [_done()], fails, **kw)
+        assert log.atomic(state.saga_id, "p2", [_done()], lambda c: ran.append(2), **kw) == (
             False,
             None,
         )
-        assert log.atomic(state.saga_id, "p1", _done(0, {"row": 1}), lambda c: "ok", **kw) == (
+        assert log.atomic(state.saga_id, "p1", [_done(0, {"row": 1})], lambda c: "ok", **kw) == (
             True,
             "ok",
         )
@@ -166,12 +174,76 @@ class SagaLogConformance:
         assert ran == [1] and [r.detail for r in loaded[1]] == [{"row": 1}]
         assert loaded[0].step == 1
 
+    def test_records_of_one_write_keep_their_order_and_go_in_with_the_start(
+        self, log: SagaLog
+    ) -> None:
+        intents = [
+            StepRecord(i, f"step{i}", Phase.ACTION, StepState.STARTED, {"i": i}, at=100.0)
+            for i in (0, 1)
+        ]
+        state = log.start(_state(100.0), intents)
+        outcomes = [_done(1, {"rev": 2}), _done(0, {"rev": 1}), _done(-1)]
+        assert log.append(
+            state.saga_id,
+            "p1",
+            outcomes,
+            status=SagaStatus.COMPLETED,
+            step=2,
+            reason=None,
+            lease_expires_at=None,
+            now=101.0,
+        )
+        assert not log.append(
+            state.saga_id,
+            "p1",
+            [_done(5)],
+            status=SagaStatus.RUNNING,
+            step=2,
+            reason=None,
+            lease_expires_at=130.0,
+            now=102.0,
+        )
+        loaded = log.load(state.saga_id)
+        assert loaded is not None
+        assert [(r.index, r.state, dict(r.detail)) for r in loaded[1]] == [
+            (0, StepState.STARTED, {"i": 0}),
+            (1, StepState.STARTED, {"i": 1}),
+            (1, StepState.DONE, {"rev": 2}),
+            (0, StepState.DONE, {"rev": 1}),
+            (-1, StepState.DONE, {}),
+        ]
+
+    def test_an_atomic_step_may_end_the_saga_and_logs_what_its_function_filled_in(
+        self, log: SagaLog
+    ) -> None:
+        state = log.start(_state(100.0))
+        out: dict[str, Any] = {}
+        filled = StepRecord(1, "step1", Phase.ACTION, StepState.DONE, out, at=1.0)
+        records = [_done(0, {"kv": 7}), filled, _done(-1)]
+        ok, _ = log.atomic(
+            state.saga_id,
+            "p1",
+            records,
+            lambda c: out.update(row=42),
+            status=SagaStatus.COMPLETED,
+            step=2,
+            reason=None,
+            lease_expires_at=None,
+            now=101.0,
+            isolation="READ COMMITTED",
+            timeout=5.0,
+        )
+        loaded = log.load(state.saga_id)
+        assert ok and loaded is not None
+        assert (loaded[0].status, loaded[0].owner) == (SagaStatus.COMPLETED, None)
+        assert [dict(r.detail) for r in loaded[1]] == [{"kv": 7}, {"row": 42}, {}]
+
     def test_sagas_are_listed_by_status_oldest_first(self, log: SagaLog) -> None:
         a, b, c = (log.start(_state(t)) for t in (100.0, 101.0, 102.0))
         log.append(
             b.saga_id,
             "p1",
-            _done(-1),
+            [_done(-1)],
             status=SagaStatus.COMPLETED,
             step=0,
             reason=None,
