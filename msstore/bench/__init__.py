@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "pg-upsert": "msstore.bench.pg_upsert:run",
     "relay": "msstore.bench.relay:run",
     "resolvers": "msstore.bench.resolvers:run",
+    "saga": "msstore.bench.saga:run",
     "task-storage": "msstore.bench.task_storage:run",
     "tasks": "msstore.bench.tasks:run",
     "vector": "msstore.bench.vector:run",

@@ -96,9 +96,11 @@ class OutboxSourceBase(StoreBase, OutboxSource):
         """Append one event (``payload``: JSON-able, or JSON bytes); see :meth:`add_many`."""
         return self.add_many([(subject, payload)])[0]
 
-    def add_many(self, events: Iterable[tuple[str, Any]]) -> list[OutboxEvent]:
+    def add_many(self, events: Iterable[tuple[str, Any]], *, conn: Any = None) -> list[OutboxEvent]:
         """Append events (subject, JSON-able payload or JSON bytes), in order. Subjects and
-        payloads are checked first: nothing is written if one is refused."""
+        payloads are checked first: nothing is written if one is refused. ``conn``: a
+        connection whose transaction the events join, on stores that have them (ignored
+        here)."""
         return self._add(events, self._insert)
 
     def _add(

@@ -11,7 +11,7 @@ the sink's deduplication (JetStream's ``Nats-Msg-Id`` window) drops the copies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
@@ -154,6 +154,12 @@ class OutboxSource(Store, Protocol):
 
     def add(self, subject: str, payload: Any) -> OutboxEvent:
         """Append one event (``payload``: JSON-able, or JSON bytes)."""
+        ...
+
+    def add_many(self, events: Iterable[tuple[str, Any]], *, conn: Any = None) -> list[OutboxEvent]:
+        """Append events in order, all or none. ``conn``: a connection of the same database
+        whose transaction the events join, so that they commit with the caller's change
+        (PostgreSQL; a memory outbox writes at once)."""
         ...
 
     def relay_batch(self, limit: int, publish: Publish) -> BatchReport:

@@ -31,10 +31,12 @@ from msstore.codec import default_codec
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import InvalidArgument, NotFound, OutcomeUnknown, StaleClaim, Unsupported
 
+from ._outbox import OutboxSource
 from ._saga_log import Phase, SagaLog, SagaState, SagaStatus, StepRecord, StepState
 from ._saga_steps import (
     Compensated,
     Detail,
+    KvPut,
     SqlStep,
     Step,
     StepInput,
@@ -111,7 +113,8 @@ class SagaRunner:
     """Runs sagas over a :class:`SagaLog`: ``run`` a saga, ``recover`` the sagas whose process
     stopped, ``compensate`` one by hand. ``sagas``: the definitions ``recover`` may meet, by
     name; ``lease``: seconds a run holds a saga without writing to its log; ``policy``: the
-    retries of each step half; ``clock``: Unix seconds (a ``FakeClock`` in tests)."""
+    retries of each step half; ``clock``: Unix seconds (a ``FakeClock`` in tests); ``outbox``:
+    where ``Strategy.EVENTUAL`` writes its KV changes (on the log's database)."""
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class SagaRunner:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        outbox: OutboxSource | None = None,
     ) -> None:
         if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86400:
             raise InvalidArgument(f"lease must be seconds in (0, 86400], got {lease!r}")
@@ -131,6 +135,7 @@ class SagaRunner:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.owner = owner or _owner()
+        self.outbox = outbox
 
     @staticmethod
     def check_strategy(strategy: str) -> str:
@@ -152,17 +157,28 @@ class SagaRunner:
     # Running -------------------------------------------------------------------------------
 
     def run(
-        self, saga: Saga, context: Mapping[str, Any] | None = None, *, key: str | None = None
+        self,
+        saga: Saga,
+        context: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        strategy: str = Strategy.SAGA,
     ) -> SagaResult:
         """Run ``saga`` with ``context`` (JSON) to its end and return how it ended. ``key``:
         an idempotency key; a saga already started with it is not run again, its result is
-        returned (its current status if another process is still running it)."""
+        returned (its current status if another process is still running it).
+        ``strategy``: ``Strategy.SAGA`` (the steps in order, compensated on failure) or
+        ``Strategy.EVENTUAL`` (the SQL step commits with the KV puts as outbox events, which
+        the relay then publishes to the buckets; see :meth:`check_strategy`)."""
         if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
             raise InvalidArgument(
                 f"key must be a non-empty str of at most 255 characters, got {key!r}"
             )
+        self.check_strategy(strategy)
         context = dict(context or {})
         default_codec.encode_canonical(context)  # refuse what cannot be logged, nothing written
+        if strategy == Strategy.EVENTUAL:
+            return self._eventual(saga, context, key)
         self.definitions.setdefault(saga.name, saga)
         # The first KV steps' intents go in the saga's first write (read-only until then).
         first = _batch(saga, 0, set())
@@ -171,8 +187,81 @@ class SagaRunner:
             prepared: _Prepared | None = (first, self._prepare(saga, first, given))
         except Exception:  # (the forward pass prepares again and fails the step properly)
             prepared = None
+        state = self._new_state(saga, context, key)
+        intents = [] if prepared is None else _intents(saga, *prepared, state.created_at)
+        started = self.log.start(state, intents)
+        if started.saga_id != state.saga_id:
+            return self.result(started.saga_id)
+        return self._guarded(
+            started.saga_id,
+            lambda: self._forward(saga, started.saga_id, context, intents, prepared),
+        )
+
+    def _eventual(self, saga: Saga, context: dict[str, Any], key: str | None) -> SagaResult:
+        """One transaction: the SQL step, its KV puts as outbox events on the buckets'
+        subjects (published later by the relay, exactly once by their message ids), and the
+        saga's whole log. Nothing to compensate: it commits whole or not at all."""
+        sql = [(i, s) for i, s in enumerate(saga.steps) if isinstance(s, SqlStep)]
+        puts = [s for s in saga.steps if not isinstance(s, SqlStep)]
+        if len(sql) != 1 or not all(type(s) is KvPut for s in puts):
+            raise Unsupported(
+                f"saga {saga.name!r}: Strategy.EVENTUAL runs one SqlStep and KvPut steps "
+                f"(got {[type(s).__name__ for s in saga.steps]})",
+                hint="the relay publishes a put; it cannot check a revision, create or delete",
+            )
+        if self.outbox is None:
+            raise InvalidArgument(
+                "Strategy.EVENTUAL needs SagaRunner(outbox=...): the outbox of the log's database"
+            )
+        outbox = self.outbox
+        self.definitions.setdefault(saga.name, saga)  # (recovery rolls back one that stopped)
+        events = [(f"$KV.{s.kv.name}.{s.key}", s.value) for s in puts if isinstance(s, KvPut)]
+        index, step = sql[0]
+        state = self._new_state(saga, context, key)
+        started = self.log.start(state)
+        if started.saga_id != state.saga_id:
+            return self.result(started.saga_id)
+        out: Detail = {}
+
+        def body(conn: Any) -> None:
+            out.clear()
+            out.update(step.fn(conn) or {})
+            outbox.add_many(events, conn=conn)
+
+        records = [
+            StepRecord(i, s.name, Phase.ACTION, StepState.DONE, {"outbox": subject})
+            for (i, s), (subject, _) in zip(
+                ((i, s) for i, s in enumerate(saga.steps) if i != index), events, strict=True
+            )
+        ]
+        records.insert(index, StepRecord(index, step.name, Phase.ACTION, StepState.DONE, out))
+        records.append(StepRecord(-1, "", Phase.ACTION, StepState.DONE))
+
+        def commit() -> SagaResult:
+            try:
+                for attempt in self.policy.retrying():
+                    with attempt:
+                        self._atomic(
+                            state.saga_id,
+                            records,
+                            body,
+                            status=SagaStatus.COMPLETED,
+                            step=len(saga.steps),
+                            reason=None,
+                            isolation=step.isolation,
+                            timeout=step.timeout,
+                        )
+            except (_LeaseLost, _Unsettled):
+                raise
+            except Exception as err:
+                return self._fail(saga, state.saga_id, index, step, err, [], {})
+            return SagaResult(state.saga_id, SagaStatus.COMPLETED)
+
+        return self._guarded(state.saga_id, commit)
+
+    def _new_state(self, saga: Saga, context: Mapping[str, Any], key: str | None) -> SagaState:
         now = self.clock()
-        state = SagaState(
+        return SagaState(
             saga_id=str(uuid.uuid4()),
             name=saga.name,
             idempotency_key=key,
@@ -184,14 +273,6 @@ class SagaRunner:
             reason=None,
             created_at=now,
             updated_at=now,
-        )
-        intents = [] if prepared is None else _intents(saga, *prepared, now)
-        started = self.log.start(state, intents)
-        if started.saga_id != state.saga_id:
-            return self.result(started.saga_id)
-        return self._guarded(
-            started.saga_id,
-            lambda: self._forward(saga, started.saga_id, context, intents, prepared),
         )
 
     def recover(self) -> list[SagaResult]:
