@@ -15,7 +15,7 @@ saga has ended, and:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hypothesis import settings
@@ -50,9 +50,12 @@ class CrashingKV:
     def __init__(self, kv: MemoryKV, at: int | None) -> None:
         self.kv, self.at, self.writes = kv, at, 0
 
-    def put_many(self, items: list[tuple[str, Any]], **kwargs: Any) -> list[int]:
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
         """Key by key, so that the process can stop with part of a batch landed."""
-        return [self.put(key, value, **kwargs) for key, value in items]
+        pairs = items.items() if isinstance(items, Mapping) else items
+        return [self.put(key, value, ttl=ttl) for key, value in pairs]
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.kv, name)
@@ -149,7 +152,7 @@ class Sagas(RuleBasedStateMachine):
         saga = Saga(name, steps)
         self.definitions.append(saga)
         runner = self.runner()
-        runner.log = CrashingLog(self.log, log_crash_after)  # type: ignore[assignment]
+        runner.log = CrashingLog(self.log, log_crash_after)
         try:
             result = runner.run(saga)
         except Crash:
