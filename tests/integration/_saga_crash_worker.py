@@ -139,7 +139,7 @@ def main() -> None:
     policy = RetryPolicy(attempts=2, base=0.001, cap=0.01)
     if mode == "run":
         sagas = orders(KillingKV(kv, point, int(kill_at)), prefix, int(count), point, int(kill_at))
-        runner = SagaRunner(KillingLog(log, point, int(kill_at)), lease=5, policy=policy)  # type: ignore[arg-type]
+        runner = SagaRunner(KillingLog(log, point, int(kill_at)), lease=5, policy=policy)
         for n, saga in enumerate(sagas):
             now["order"] = n
             runner.run(saga)

@@ -82,3 +82,24 @@ def test_a_sql_step_that_fails_after_writing_leaves_neither_its_rows_nor_an_outc
         )
         assert done.status is SagaStatus.COMPLETED and orders(saga_db) == [2]
         assert [s.status for s in log.sagas()] == [SagaStatus.ROLLED_BACK, SagaStatus.COMPLETED]
+
+
+def test_a_sql_step_past_its_timeout_is_cancelled_by_the_server_and_rolled_back(
+    saga_db: str,
+) -> None:
+    clock = FakeClock()
+    kv = MemoryKV(clock=clock)
+
+    def slow(conn: Any) -> Mapping[str, Any]:
+        conn.execute("INSERT INTO public.saga_orders VALUES (3)")
+        conn.execute("SELECT pg_sleep(30)")
+        return {}
+
+    with PostgresSagaLog(saga_db) as log:
+        runner = SagaRunner(log, policy=RetryPolicy(attempts=1), clock=clock)
+        result = runner.run(
+            Saga("slow", [KvPut(kv, "slot", value="held"), SqlStep("order", slow, timeout=0.2)])
+        )
+    assert result.status is SagaStatus.ROLLED_BACK
+    assert "statement timeout" in (result.reason or "") and orders(saga_db) == []
+    assert kv.get("slot") is None

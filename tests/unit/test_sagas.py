@@ -3,7 +3,8 @@ recovery (the rules in msstore.coordination._sagas, driven directly)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -24,7 +25,14 @@ from msstore.coordination import (
     StepInput,
     Strategy,
 )
-from msstore.errors import InvalidArgument, Unsupported
+from msstore.errors import (
+    BatchError,
+    DuplicateKey,
+    InvalidArgument,
+    MsstoreError,
+    OutcomeUnknown,
+    Unsupported,
+)
 from msstore.testing import FakeClock
 from tests.unit.test_saga_model import Crash, CrashingKV
 
@@ -197,3 +205,102 @@ def test_two_phase_commit_is_refused_with_the_reason_and_bad_definitions_too() -
         SqlStep("q", lambda c: {}, isolation="DIRTY")
     with pytest.raises(InvalidArgument, match="lease"):
         SagaRunner(MemorySagaLog(), lease=0)
+
+
+class Flaky:
+    """A bucket whose next ``put`` (or ``put_many`` key) ends without an answer: written or
+    not (``lands``), the caller gets ``OutcomeUnknown``; ``refuse``: keys a batch refuses."""
+
+    def __init__(self, kv: MemoryKV, *, lands: bool, refuse: tuple[str, ...] = ()) -> None:
+        self.kv, self.lands, self.refuse, self.armed = kv, lands, refuse, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kv, name)
+
+    def put(self, key: str, value: Any, *, ttl: float | None = None) -> int:
+        if not self.armed:
+            return self.kv.put(key, value, ttl=ttl)
+        self.armed = False
+        if self.lands:
+            self.kv.put(key, value, ttl=ttl)
+        raise OutcomeUnknown(f"put {key!r}: no answer", key=key, limit=1.0)
+
+    def put_many(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
+    ) -> list[int]:
+        results: list[int | MsstoreError] = []
+        failed: list[str] = []
+        for key, value in items.items() if isinstance(items, Mapping) else items:
+            if key in self.refuse:
+                results.append(DuplicateKey(f"{key!r} refused", key=key))
+                failed.append(key)
+            else:
+                results.append(self.kv.put(key, value, ttl=ttl))
+        if failed:
+            raise BatchError("some failed", results=results, failed=failed)
+        return [r for r in results if isinstance(r, int)]
+
+
+@pytest.mark.parametrize("lands", [True, False])
+def test_a_put_without_an_answer_is_looked_for_before_it_counts(lands: bool) -> None:
+    clock = FakeClock()
+    kv, log = make_kv(clock), MemorySagaLog()
+    flaky = Flaky(kv, lands=lands)
+    saga = Saga("s", [KvPut(flaky, "k", value="ours"), FunctionStep("f", lambda g: {})])
+    result = runner(log, clock).run(saga)
+    entry = kv.get("k")
+    if lands:  # found in the key's history: done, the saga goes on
+        assert result.status is SagaStatus.COMPLETED and entry is not None
+        assert entry.value == "ours"
+    else:  # not there: the step failed, and its compensation finds nothing to undo
+        assert result.status is SagaStatus.ROLLED_BACK and "OutcomeUnknown" in (result.reason or "")
+        assert entry is None and kv.history("k") == []
+
+
+def test_a_batch_with_one_refused_put_compensates_the_put_that_landed() -> None:
+    clock = FakeClock()
+    kv, log = make_kv(clock), MemorySagaLog()
+    kv.put("a", "before")
+    flaky = Flaky(kv, lands=True, refuse=("b",))
+    flaky.armed = False
+    saga = Saga("s", [KvPut(flaky, "a", value="ours"), KvPut(flaky, "b", value=1)])
+    result = runner(log, clock).run(saga)
+    assert result.status is SagaStatus.ROLLED_BACK and "refused" in (result.reason or "")
+    entry = kv.get("a")
+    assert entry is not None and entry.value == "before" and kv.get("b") is None
+    loaded = log.load(result.saga_id)
+    assert loaded is not None
+    assert [(r.name, r.phase.value, r.state.value) for r in loaded[1] if r.index >= 0] == [
+        ("put a", "action", "started"),
+        ("put b", "action", "started"),
+        ("put a", "action", "done"),
+        ("put b", "action", "failed"),
+        ("put a", "compensation", "done"),
+    ]
+
+
+def test_a_function_step_past_its_timeout_fails_and_is_compensated_too() -> None:
+    clock = FakeClock()
+    log = MemorySagaLog()
+    release, finished = threading.Event(), threading.Event()
+    undone: list[Mapping[str, Any]] = []
+
+    def slow(_: StepInput) -> Mapping[str, Any]:
+        release.wait(60)
+        finished.set()
+        return {}
+
+    saga = Saga("s", [FunctionStep("slow", slow, undone.append, timeout=0.05)])
+    result = runner(log, clock).run(saga)
+    release.set()
+    assert finished.wait(60)
+    assert result.status is SagaStatus.ROLLED_BACK and "0.05 s timeout" in (result.reason or "")
+    assert undone == [{"outcome_unknown": True}]  # (it may still have done its work)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 86401, True, "1"])
+def test_a_step_timeout_out_of_range_is_refused(bad: Any) -> None:
+    with pytest.raises(InvalidArgument, match="timeout"):
+        FunctionStep("f", lambda g: {}, timeout=bad)
+    with pytest.raises(InvalidArgument, match="timeout"):
+        SqlStep("s", lambda conn: {}, timeout=bad)
