@@ -33,6 +33,9 @@ def test_demo_prints_a_summary_on_memory() -> None:
         "a00.scratch (ttl 1 s) expired in every tier: True",
         "CAS conflict on shared.tasks",
         "shared.tasks = 4 after 1 CAS conflict",
+        "failed at its last step (step 'notify agent-b' failed: RuntimeError: agent-b is "
+        "offline) and was rolled back: owner agent-a, handoffs 7, handoff rows 0; all "
+        "restored: True",
     ):
         assert expected in result.output
 
@@ -49,6 +52,7 @@ def test_demo_json_figures() -> None:
     assert figures["shared_tasks_in_sql"] is True
     assert figures["tasks_completed"] == 5 and figures["tasks_in_order"] is True
     assert figures["reports"] == 5 and figures["broadcast_heard"] == 3
+    assert figures["saga_status"] == "rolled_back" and figures["saga_restored"] is True
 
 
 @pytest.mark.postgres
@@ -63,6 +67,7 @@ def test_demo_runs_on_embedded_servers() -> None:
     assert figures["tasks_completed"] == 5 and figures["tasks_in_order"] is True
     assert figures["reports"] == 5 and figures["broadcast_heard"] == 3
     assert figures["shared_tasks"] == 4 and figures["shared_tasks_in_sql"] is True
+    assert figures["saga_status"] == "rolled_back" and figures["saga_restored"] is True
 
 
 def test_bad_cli_input_is_refused() -> None:

@@ -7,7 +7,8 @@ key that expires from KV and is read back from SQL (hydrating KV), and a compare
 settled by a CRDT merge. Then agent work: a planner enqueues a small task graph (a plan, three
 research tasks after it, a summary after all three), three worker agents claim and complete them
 in dependency order and report to the planner by direct message, and the planner broadcasts to
-the team channel.
+the team channel. Last, a saga hands a session from one agent to another across KV and SQL, fails
+at its last step and is compensated: the KV keys and the SQL row are back as they were.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib.util
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 from msstore.buckets import BucketConfig
@@ -119,6 +120,7 @@ def run(
         with HybridStateManager(kv, storage, policy=FlushPolicy()) as m:
             figures = _workload(m, agents, writes, out)
         figures = {**figures, **_agent_work(queue, log, out)}
+        figures.update(_saga(kv, None if servers is None else servers[0], out))
         if servers is not None:
             figures.update(_events(*servers, out))
         return figures
@@ -266,6 +268,98 @@ def _agent_work(queue: TaskQueue, log: MessageLog, out: TextIO) -> dict[str, Any
         "reports": len(reports),
         "broadcast_heard": heard,
     }
+
+
+def _nothing() -> None:
+    pass
+
+
+def _saga(kv: KeyValueStore, dsn: str | None, out: TextIO) -> dict[str, Any]:
+    """Hand session-42 from agent-a to agent-b: its owner key, the team's handoff count and a
+    SQL row, then a notification that fails (agent-b is offline), so the saga compensates."""
+    from msstore.coordination import (  # noqa: PLC0415
+        FunctionStep,
+        KvPut,
+        KvUpdateWith,
+        Saga,
+        SagaLog,
+        SagaRunner,
+        SqlStep,
+        StepInput,
+    )
+
+    rows: list[str] = []  # (the memory backends' "table")
+    log: SagaLog
+    close: Callable[[], None] = _nothing
+    if dsn is None:
+        from msstore.backends.memory import MemorySagaLog  # noqa: PLC0415
+
+        log = MemorySagaLog()
+    else:
+        import psycopg  # noqa: PLC0415
+
+        from msstore.backends.postgres import PostgresSagaLog  # noqa: PLC0415
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE demo_handoffs (session text, to_agent text)")
+        pg_log = PostgresSagaLog(dsn)
+        log, close = pg_log, pg_log.close
+
+    def record(conn: Any) -> dict[str, Any]:
+        if conn is None:
+            rows.append("session-42")
+        else:
+            conn.execute("INSERT INTO demo_handoffs VALUES ('session-42', 'agent-b')")
+        return {"session": "session-42"}
+
+    def unrecord(conn: Any, detail: Mapping[str, Any]) -> None:
+        if conn is None:
+            rows.remove(detail["session"])
+        else:
+            conn.execute("DELETE FROM demo_handoffs WHERE session = %s", (detail["session"],))
+
+    def notify(_: StepInput) -> Mapping[str, Any]:
+        raise RuntimeError("agent-b is offline")
+
+    def count() -> int:
+        if dsn is None:
+            return len(rows)
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(dsn) as conn:
+            found = conn.execute("SELECT count(*) FROM demo_handoffs").fetchone()
+        return int(found[0]) if found else 0
+
+    kv.put("session-42.owner", "agent-a")
+    kv.put("team.handoffs", 7)
+    saga = Saga(
+        "handoff",
+        [
+            KvPut(kv, "session-42.owner", value="agent-b"),
+            KvUpdateWith(kv, "team.handoffs", fn=lambda n: (n or 0) + 1),
+            SqlStep("record", record, unrecord),
+            FunctionStep("notify agent-b", notify),
+        ],
+    )
+    try:
+        result = SagaRunner(log).run(saga)
+    finally:
+        close()
+    owner, handoffs = kv.get("session-42.owner"), kv.get("team.handoffs")
+    restored = (
+        owner is not None
+        and owner.value == "agent-a"
+        and handoffs is not None
+        and handoffs.value == 7
+        and count() == 0
+    )
+    out.write(
+        f"  saga: handing session-42 to agent-b (2 KV writes, 1 SQL row) failed at its last "
+        f"step ({result.reason}) and was {result.status.value.replace('_', ' ')}: owner "
+        f"{owner.value if owner else None}, handoffs {handoffs.value if handoffs else None}, "
+        f"handoff rows {count()}; all restored: {restored}\n"
+    )
+    return {"saga_status": result.status.value, "saga_restored": restored}
 
 
 def _events(dsn: str, nats_url: str, out: TextIO) -> dict[str, Any]:
