@@ -78,7 +78,7 @@ def test_a_write_that_landed_before_the_crash_is_recognised(bucket: KeyValueStor
     clock = FakeClock()
     log = MemorySagaLog()
     bucket.put("owner", "agent-a")
-    saga = Saga("s", [KvPut(CrashingKV(bucket, at=1), "owner", value="agent-b")])  # type: ignore[arg-type]
+    saga = Saga("s", [KvPut(CrashingKV(bucket, at=1), "owner", value="agent-b")])
     with pytest.raises(Crash):
         runner(clock, log).run(saga)
     bucket.put("owner", "agent-c")  # a newer write after the crash

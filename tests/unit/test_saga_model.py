@@ -44,11 +44,34 @@ class Crash(BaseException):
     pass
 
 
-class CrashingKV:
-    """Delegates to a KV store; the process stops right after its ``at``-th write lands."""
+class Crashing:
+    """Delegates to ``target``; the process stops right after its ``at``-th write (a call of
+    one of ``WRITES``) returns: the write landed, nothing after it ran."""
 
-    def __init__(self, kv: MemoryKV, at: int | None) -> None:
-        self.kv, self.at, self.writes = kv, at, 0
+    WRITES: tuple[str, ...] = ()
+
+    def __init__(self, target: Any, at: int | None) -> None:
+        self.target, self.at, self.writes = target, at, 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.target, name)
+        if name not in self.WRITES:
+            return attr
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            out = attr(*args, **kwargs)
+            self.writes += 1
+            if self.writes == self.at:
+                raise Crash
+            return out
+
+        return write
+
+
+class CrashingKV(Crashing):
+    """A KV store that stops the process after a write lands."""
+
+    WRITES = ("put", "create", "update", "delete")
 
     def put_many(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: float | None = None
@@ -57,40 +80,11 @@ class CrashingKV:
         pairs = items.items() if isinstance(items, Mapping) else items
         return [self.put(key, value, ttl=ttl) for key, value in pairs]
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.kv, name)
-        if name not in ("put", "create", "update", "delete"):
-            return attr
 
-        def write(*args: Any, **kwargs: Any) -> Any:
-            out = attr(*args, **kwargs)
-            self.writes += 1
-            if self.writes == self.at:
-                raise Crash
-            return out
+class CrashingLog(Crashing):
+    """A saga log that stops the process after a write commits."""
 
-        return write
-
-
-class CrashingLog:
-    """Delegates to a saga log; the process stops right after its ``at``-th write commits."""
-
-    def __init__(self, log: MemorySagaLog, at: int | None) -> None:
-        self.log, self.at, self.writes = log, at, 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.log, name)
-        if name not in ("start", "append", "atomic"):
-            return attr
-
-        def write(*args: Any, **kwargs: Any) -> Any:
-            out = attr(*args, **kwargs)
-            self.writes += 1
-            if self.writes == self.at:
-                raise Crash
-            return out
-
-        return write
+    WRITES = ("start", "append", "atomic")
 
 
 class Sagas(RuleBasedStateMachine):
