@@ -159,8 +159,13 @@ class LocalLoop(Generic[S]):
                 pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
                 for task in pending:
                     task.cancel()
-                if pending:
-                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                if pending:  # bounded: a task that swallows its cancellation cannot hold close
+                    self.loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+                    stuck = [t for t in pending if not t.done()]
+                    for task in stuck:  # (said once here, not again when it is collected)
+                        task._log_destroy_pending = False  # type: ignore[attr-defined]
+                    if stuck:
+                        log.info("closing a thread's loop: %d task(s) ignored cancel", len(stuck))
                 self.loop.close()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from msstore._internal.bridge import BridgeMisuse
-from msstore._internal.local_loops import LocalLoops
+from msstore._internal.local_loops import LocalLoop, LocalLoops
 from msstore.errors import DeadlineExceeded, MsstoreError, OutcomeUnknown
 from msstore.testing import eventually
 
@@ -191,3 +191,21 @@ def test_fork_starts_without_the_parents_loops(loops: Any) -> None:
 
     assert in_child(fresh)
     assert loops.first_state() is parent_conn
+
+
+def test_closing_a_loop_does_not_wait_forever_for_a_task_that_ignores_its_cancel() -> None:
+    local: LocalLoop[None] = LocalLoop(threading.current_thread())
+    cancels = 0
+
+    async def stubborn() -> None:  # like a reconnect loop that catches CancelledError
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels += 1
+
+    task = local.loop.create_task(stubborn())
+    local.loop.run_until_complete(asyncio.sleep(0))  # (the task starts)
+    local.close(None, timeout=0.05)
+    assert local.closed and local.loop.is_closed() and cancels == 1 and not task.done()
