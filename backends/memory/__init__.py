@@ -6,6 +6,8 @@
 * :class:`MemoryFactStore` - the knowledge base's fact store: exact vectors, BM25 text search.
 * :class:`MemoryTaskQueue`, :class:`MemoryMessageLog`, :class:`MemorySessionStore` - agent work
   (tasks, messages, sessions), with a clock tests can drive.
+* :class:`MemoryCheckpointStore` - graph checkpoints (LangGraph's, through
+  ``msstore.integrations.langgraph``).
 
 URL options: ``memory://NAME?history=5&ttl=1800&max_value_bytes=1048576&per_key_ttl=true`` for
 KV; ``memory://NAME?dim=384&metric=cosine`` for vectors. Each ``open_*`` call makes a new,
@@ -24,6 +26,7 @@ from msstore.registry import Backend
 from msstore.spi import check_known, opt_float, opt_int
 
 from ._facts import MemoryFactStore
+from ._graphs import MemoryCheckpointStore
 from ._kv import MemoryKV
 from ._messages import MemoryMessageLog
 from ._outbox import MemoryEventStream, MemoryOutbox
@@ -35,6 +38,7 @@ from ._vector import MemoryVectorIndex
 
 __all__ = [
     "MemoryBackend",
+    "MemoryCheckpointStore",
     "MemoryEventStream",
     "MemoryFactStore",
     "MemoryKV",

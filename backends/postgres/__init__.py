@@ -18,6 +18,8 @@
   holds its index settings. ``pgvector://`` and ``postgresql://`` URLs open both stores
   (:class:`PostgresBackend`). :class:`PostgresFactStore` keeps the knowledge base's facts and
   embeddings (knowledge.facts, knowledge.embeddings).
+* :class:`PostgresCheckpointStore` keeps graph checkpoints (graphs.*: LangGraph's, through
+  ``msstore.integrations.langgraph``), values once per version, deleted threads fenced.
 * :func:`dsn_from_env` builds a connection string from the ``PG_*`` variables.
 """
 
@@ -27,6 +29,7 @@ from ._agents import agent_id_for
 from ._backend import PostgresBackend
 from ._config import dsn_from_env
 from ._facts import PostgresFactStore
+from ._graphs import PostgresCheckpointStore
 from ._jsonb import jsonb_text
 from ._messages import PostgresMessageLog
 from ._migrate import MigrationReport, MigrationStatus, Migrator
@@ -59,6 +62,7 @@ __all__ = [
     "PoolSizeRecommendation",
     "Pools",
     "PostgresBackend",
+    "PostgresCheckpointStore",
     "PostgresFactStore",
     "PostgresMessageLog",
     "PostgresOutbox",

@@ -1,0 +1,65 @@
+"""What a graph checkpoint store keeps: checkpoints, the channel values they point at (stored
+once per version), and the pending writes of each checkpoint. Values arrive serialized
+(``(type, bytes)``, the graph library's own serializer); the store never looks inside."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["Blob", "StoredCheckpoint", "StoredTuple", "StoredWrite"]
+
+
+@attrs.frozen
+class Blob:
+    """A channel's value at one version of one thread and namespace (``type`` ``"empty"``: the
+    channel had no value at that version)."""
+
+    thread_id: str
+    ns: str
+    channel: str
+    version: str
+    type: str
+    data: bytes
+
+
+@attrs.frozen
+class StoredCheckpoint:
+    """A checkpoint without its channel values: ``body`` is the serialized rest (ids,
+    versions, timestamps), ``metadata`` JSON, ``versions`` the channel versions its values
+    are stored at; ``parent_id`` the checkpoint it follows."""
+
+    thread_id: str
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    body_type: str
+    body: bytes
+    metadata: Mapping[str, Any]
+    versions: Mapping[str, str]
+
+
+@attrs.frozen
+class StoredWrite:
+    """One pending write of a task to a channel, made after checkpoint ``checkpoint_id``.
+    ``idx`` is its place in the task's writes (negative for the special channels, whose
+    write replaces an earlier one; any other is written once)."""
+
+    task_id: str
+    idx: int
+    channel: str
+    type: str
+    data: bytes
+    task_path: str = ""
+
+
+@attrs.frozen
+class StoredTuple:
+    """A checkpoint with the blobs of its versions and its pending writes (in the order they
+    were stored)."""
+
+    checkpoint: StoredCheckpoint
+    blobs: tuple[Blob, ...]
+    writes: tuple[StoredWrite, ...]

@@ -1,0 +1,272 @@
+"""``MsstoreSaver``: LangGraph's ``BaseCheckpointSaver`` on :class:`msstore.graphs`.
+
+It only translates: LangGraph's configs, checkpoints and writes to msstore's records and back,
+serialized with the saver's ``serde`` (LangGraph's own serializer by default). The rules (values
+stored once per version, writes once each and in LangGraph's order, deleted threads kept
+deleted) are :class:`~msstore.graphs.GraphCheckpoints`'. The async methods run the sync ones on
+a worker thread, so they never block the event loop; the sync ones work from any thread,
+including one that runs an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from msstore.graphs import (
+    Blob,
+    CheckpointStore,
+    GraphCheckpoints,
+    StoredCheckpoint,
+    StoredTuple,
+    StoredWrite,
+)
+
+__all__ = ["MsstoreSaver"]
+
+
+def _ids(config: RunnableConfig) -> tuple[str, str]:
+    configurable = config.get("configurable") or {}
+    return configurable["thread_id"], configurable.get("checkpoint_ns", "")
+
+
+class MsstoreSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer on an msstore :class:`~msstore.graphs.CheckpointStore`.
+
+    ``serde``: LangGraph's serializer for checkpoints and values (its default
+    ``JsonPlusSerializer`` when None).
+    """
+
+    def __init__(self, store: CheckpointStore, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        self.checkpoints = GraphCheckpoints(store)
+
+    # Reading -----------------------------------------------------------------------------
+
+    def _tuple(self, found: StoredTuple) -> CheckpointTuple:
+        cp = found.checkpoint
+        body: Checkpoint = self.serde.loads_typed((cp.body_type, cp.body))
+        values = {
+            b.channel: self.serde.loads_typed((b.type, b.data))
+            for b in found.blobs
+            if b.type != "empty"
+        }
+        configurable = {
+            "thread_id": cp.thread_id,
+            "checkpoint_ns": cp.ns,
+            "checkpoint_id": cp.checkpoint_id,
+        }
+        parent = (
+            None
+            if cp.parent_id is None
+            else {"configurable": {**configurable, "checkpoint_id": cp.parent_id}}
+        )
+        return CheckpointTuple(
+            config={"configurable": configurable},
+            checkpoint={**body, "channel_values": values},
+            metadata=cast(CheckpointMetadata, dict(cp.metadata)),
+            parent_config=parent,  # type: ignore[arg-type]
+            pending_writes=[
+                (w.task_id, w.channel, self.serde.loads_typed((w.type, w.data)))
+                for w in found.writes
+            ],
+        )
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names (the thread's newest when it names none), with its
+        channel values and pending writes."""
+        thread_id, ns = _ids(config)
+        found = self.checkpoints.get(thread_id, ns, get_checkpoint_id(config))
+        return None if found is None else self._tuple(found)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of ``config``'s thread (all threads when None) and
+        namespace, matching the metadata ``filter``, older than ``before``, at most
+        ``limit``."""
+        configurable = (config or {}).get("configurable") or {}
+        found = self.checkpoints.list(
+            configurable.get("thread_id"),
+            configurable.get("checkpoint_ns"),
+            checkpoint_id=configurable.get("checkpoint_id"),
+            before=None if before is None else get_checkpoint_id(before),
+            metadata=filter,
+            limit=limit,
+        )
+        for item in found:
+            yield self._tuple(item)
+
+    # Writing -----------------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint and the values of the channels ``new_versions`` names (the
+        others are stored already); a checkpoint of a thread deleted since is dropped."""
+        thread_id, ns = _ids(config)
+        body: dict[str, Any] = dict(checkpoint)
+        values: dict[str, Any] = body.pop("channel_values", None) or {}
+        blobs = [
+            Blob(thread_id, ns, channel, str(version), *self._dump(values, channel))
+            for channel, version in new_versions.items()
+        ]
+        body_type, body_bytes = self.serde.dumps_typed(body)
+        self.checkpoints.put(
+            StoredCheckpoint(
+                thread_id=thread_id,
+                ns=ns,
+                checkpoint_id=checkpoint["id"],
+                parent_id=get_checkpoint_id(config),
+                body_type=body_type,
+                body=body_bytes,
+                metadata=dict(get_serializable_checkpoint_metadata(config, metadata)),
+                versions={c: str(v) for c, v in checkpoint["channel_versions"].items()},
+            ),
+            blobs,
+        )
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes]:
+        return self.serde.dumps_typed(values[channel]) if channel in values else ("empty", b"")
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes after the checkpoint ``config`` names, once each."""
+        thread_id, ns = _ids(config)
+        stored = [
+            StoredWrite(
+                task_id,
+                WRITES_IDX_MAP.get(channel, idx),
+                channel,
+                *self.serde.dumps_typed(value),
+                task_path,
+            )
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        self.checkpoints.put_writes(thread_id, ns, config["configurable"]["checkpoint_id"], stored)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints and writes; a checkpoint or write a run sends for it
+        later is dropped, unless the run started after this delete."""
+        self.checkpoints.delete_thread(thread_id, str(uuid6()))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) the given runs wrote."""
+        self.checkpoints.delete_runs(list(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread's whole history (every checkpoint, value and write) to another."""
+        self.checkpoints.copy_thread(source_thread_id, target_thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"``: keep each namespace's newest checkpoint (and its values and
+        writes); ``"delete"``: remove all."""
+        self.checkpoints.prune(list(thread_ids), strategy=strategy)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """A channel's next version: a zero-padded counter and a random tail (sortable)."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(current.split(".")[0])
+        return f"{number + 1:032}.{_random():016}"
+
+    # Async twins: the sync method on a worker thread -----------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """:meth:`get_tuple` off the event loop."""
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """:meth:`list` off the event loop."""
+        found = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """:meth:`put` off the event loop."""
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """:meth:`put_writes` off the event loop."""
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """:meth:`delete_thread` off the event loop."""
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """:meth:`delete_for_runs` off the event loop."""
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """:meth:`copy_thread` off the event loop."""
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """:meth:`prune` off the event loop."""
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+
+def _random() -> float:
+    return random.random()  # (a tie-breaker between writers, not a secret)

@@ -1,0 +1,93 @@
+"""Factories for LangGraph's checkpointer conformance kit (``langgraph-checkpoint-conformance``),
+in the kit's own shape: async generator functions yielding a fresh saver. Register one with the
+kit and run it::
+
+    from langgraph.checkpoint.conformance import checkpointer_test, validate
+    from msstore.testing.langgraph import memory_saver
+
+    report = await validate(checkpointer_test(name="msstore-memory")(memory_saver))
+
+``server_saver`` runs on ``MSSTORE_TEST_PG_DSN``'s server, or on an embedded PostgreSQL this
+module starts on first use (stopped when the process exits); each saver gets a database of its
+own, made from a migrated template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from msstore.integrations.langgraph import MsstoreSaver
+
+__all__ = ["memory_saver", "server_saver"]
+
+TEMPLATE = "msstore_langgraph_template"
+_server: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+async def memory_saver() -> AsyncGenerator[MsstoreSaver, None]:
+    """A saver on a new, empty ``MemoryCheckpointStore``."""
+    from msstore.backends.memory import MemoryCheckpointStore  # noqa: PLC0415
+
+    yield MsstoreSaver(MemoryCheckpointStore())
+
+
+async def server_saver() -> AsyncGenerator[MsstoreSaver, None]:
+    """A saver on ``PostgresCheckpointStore`` in a new, migrated database (dropped after)."""
+    from msstore.backends.postgres import PostgresCheckpointStore  # noqa: PLC0415
+
+    server, dsn = await asyncio.to_thread(_fresh_database)
+    store = PostgresCheckpointStore(dsn)
+    try:
+        yield MsstoreSaver(store)
+    finally:
+        store.close()
+        await asyncio.to_thread(_drop, server, dsn)
+
+
+def _server_dsn() -> str:
+    """The server's DSN: ``MSSTORE_TEST_PG_DSN``, or an embedded one started once, with the
+    template database migrated."""
+    import psycopg  # noqa: PLC0415
+
+    from msstore.backends.postgres import Migrator  # noqa: PLC0415
+
+    with _lock:
+        if "dsn" not in _server:
+            dsn = os.environ.get("MSSTORE_TEST_PG_DSN")
+            if not dsn:
+                from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
+
+                stop = EmbeddedPostgres().start()
+                atexit.register(stop.close)
+                dsn = stop.dsn
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {TEMPLATE}")
+            Migrator(psycopg.conninfo.make_conninfo(dsn, dbname=TEMPLATE)).up()
+            _server["dsn"] = dsn
+        return str(_server["dsn"])
+
+
+def _fresh_database() -> tuple[str, str]:
+    import psycopg  # noqa: PLC0415
+
+    server = _server_dsn()
+    name = f"msstore_lg_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn, _lock:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    return server, psycopg.conninfo.make_conninfo(server, dbname=name)
+
+
+def _drop(server: str, dsn: str) -> None:
+    import psycopg  # noqa: PLC0415
+
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,0 +1,222 @@
+"""``MsstoreSaver`` on memory and on PostgreSQL: LangGraph's own conformance kit, every base and
+extended capability, and what its users meet beyond it (late writes to a deleted thread,
+writes repeated after a restart, many writers on one thread, sync calls inside an event loop,
+a real graph with an interrupt and time travel)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import Any, TypedDict
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES, DetectedCapabilities
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from msstore.backends.memory import MemoryCheckpointStore
+from msstore.graphs import CheckpointStore
+from msstore.integrations.langgraph import MsstoreSaver
+from msstore.testing.langgraph import memory_saver, server_saver
+
+Factory = Callable[[], AsyncGenerator[MsstoreSaver, None]]
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "postgres":  # (the suite's server, not one more)
+        monkeypatch.setenv("MSSTORE_TEST_PG_DSN", request.getfixturevalue("msstore_postgres_dsn"))
+    return str(request.param)
+
+
+@pytest.fixture
+def store(kind: str, request: pytest.FixtureRequest) -> Iterator[CheckpointStore]:
+    if kind == "memory":
+        yield MemoryCheckpointStore()
+        return
+    from msstore.backends.postgres import PostgresCheckpointStore
+
+    with PostgresCheckpointStore(request.getfixturevalue("pg_state_dsn")) as pg:
+        yield pg
+
+
+def test_langgraphs_conformance_kit_passes_every_capability(kind: str) -> None:
+    factory: Factory = memory_saver if kind == "memory" else server_saver
+    registered = checkpointer_test(name=f"msstore-{kind}")(factory)
+    report = asyncio.run(validate(registered)).to_dict()
+    print(report)  # (the kit's own report, in the test log)
+    assert DetectedCapabilities.from_instance(MsstoreSaver(MemoryCheckpointStore())).detected == (
+        ALL_CAPABILITIES
+    )  # every extended method overridden: the kit ran them all, skipped none
+    results = report["results"]
+    assert report["conformance_level"] == "FULL" and set(results) == {
+        c.value for c in ALL_CAPABILITIES
+    }
+    assert all(r["detected"] and r["passed"] and not r["tests_failed"] for r in results.values())
+    assert sum(r["tests_passed"] for r in results.values()) == 81 and not any(
+        r["tests_skipped"] for r in results.values()
+    )
+
+
+def config(thread: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable = {"thread_id": thread, "checkpoint_ns": ""}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def checkpoint(values: dict[str, Any], version: str = "0") -> Any:
+    cp = empty_checkpoint()
+    cp["id"] = str(uuid6())
+    cp["channel_values"] = values
+    cp["channel_versions"] = {k: f"{i + 1:032}.{version}" for i, k in enumerate(values)}
+    return cp
+
+
+def put(saver: MsstoreSaver, thread: str, cp: Any, parent: str | None = None) -> Any:
+    versions = dict(cp["channel_versions"])
+    return saver.put(config(thread, parent), cp, {"source": "loop", "step": 1}, versions)
+
+
+def test_a_late_put_or_write_does_not_bring_a_deleted_thread_back(store: CheckpointStore) -> None:
+    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    first = checkpoint({"messages": ["hi"]})
+    late = checkpoint({"messages": ["hi", "late"]})  # taken by a run before the delete
+    stored = put(saver, thread, first)
+    saver.delete_thread(thread)
+    put(saver, thread, late, parent=first["id"])
+    saver.put_writes(stored, [("messages", "late write")], task_id="task-1")
+    assert saver.get_tuple(config(thread)) is None and list(saver.list(config(thread))) == []
+    fresh = checkpoint({"messages": ["a new conversation"]})  # a run after the delete
+    put(saver, thread, fresh)
+    found = saver.get_tuple(config(thread))
+    assert found is not None and found.checkpoint["channel_values"] == {
+        "messages": ["a new conversation"]
+    }
+    assert [t.checkpoint["id"] for t in saver.list(config(thread))] == [fresh["id"]]
+
+
+def test_a_write_repeated_after_a_restart_is_stored_once(store: CheckpointStore) -> None:
+    thread = f"t-{uuid.uuid4()}"
+    stored = put(MsstoreSaver(store), thread, checkpoint({"x": 1}))
+    writes = [("x", 2), ("y", "b"), ("__error__", "boom")]
+    MsstoreSaver(store).put_writes(stored, writes, task_id="task-1", task_path="~a")
+    again = MsstoreSaver(store)  # (a process restarted: a new saver on the same store)
+    again.put_writes(stored, [("x", 99), ("y", "b2"), ("__error__", "boom again")], "task-1", "~a")
+    found = again.get_tuple(stored)
+    assert found is not None
+    assert found.pending_writes == [
+        ("task-1", "__error__", "boom again"),  # a special channel's write replaces
+        ("task-1", "x", 2),
+        ("task-1", "y", "b"),
+    ]
+
+
+def test_pending_writes_come_back_in_the_order_a_graph_applies_them(
+    store: CheckpointStore,
+) -> None:
+    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    stored = put(saver, thread, checkpoint({"x": 1}))
+    saver.put_writes(stored, [("x", "b1"), ("x", "b2")], task_id="task-b", task_path="~1")
+    saver.put_writes(stored, [("x", "a1")], task_id="task-a", task_path="~2")
+    saver.put_writes(stored, [("x", "c1")], task_id="task-c", task_path="~1")
+    found = saver.get_tuple(stored)
+    assert found is not None
+    assert [v for _, _, v in found.pending_writes or []] == ["b1", "b2", "c1", "a1"]
+
+
+def test_eight_threads_writing_one_conversation_stay_consistent(store: CheckpointStore) -> None:
+    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    errors: list[BaseException] = []
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        try:
+            parent = None
+            for step in range(10):
+                cp = checkpoint({f"w{n}": step, "shared": [n, step]}, version=f"{n}.{step}")
+                stored = put(saver, thread, cp, parent)
+                saver.put_writes(stored, [(f"w{n}", step)], task_id=f"task-{n}")
+                parent = cp["id"]
+                with lock:
+                    ids.append(cp["id"])
+        except BaseException as err:  # (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    listed = list(saver.list(config(thread)))
+    assert sorted(t.checkpoint["id"] for t in listed) == sorted(ids) and len(ids) == 80
+    for tup in listed:  # every checkpoint reads back whole: its values, its write
+        values = tup.checkpoint["channel_values"]
+        (n,) = {int(k[1:]) for k in values if k.startswith("w")}
+        step = values[f"w{n}"]
+        assert values["shared"] == [n, step]
+        assert tup.pending_writes == [(f"task-{n}", f"w{n}", step)]
+
+
+def test_sync_calls_work_inside_a_running_event_loop(store: CheckpointStore) -> None:
+    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+
+    async def agent() -> Any:  # (a sync saver call from a coroutine, as some graphs do)
+        stored = put(saver, thread, checkpoint({"x": 1}))
+        saver.put_writes(stored, [("x", 2)], task_id="t")
+        found = saver.get_tuple(stored)
+        listed = [t async for t in saver.alist(config(thread))]
+        return found, listed
+
+    found, listed = asyncio.run(asyncio.wait_for(agent(), timeout=60))
+    assert found is not None and found.checkpoint["channel_values"] == {"x": 1}
+    assert len(listed) == 1
+
+
+class Draft(TypedDict):
+    topic: str
+    draft: str
+    approved: bool
+
+
+def build(saver: MsstoreSaver) -> Any:
+    def write(state: Draft) -> dict[str, Any]:
+        return {"draft": f"a note on {state['topic']}"}
+
+    def review(state: Draft) -> dict[str, Any]:
+        return {"approved": bool(interrupt({"draft": state["draft"]}))}
+
+    graph = StateGraph(Draft)
+    graph.add_node("write", write)
+    graph.add_node("review", review)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", "review")
+    graph.add_edge("review", END)
+    return graph.compile(checkpointer=saver)
+
+
+def test_a_graph_with_an_interrupt_resumes_and_travels_back(store: CheckpointStore) -> None:
+    thread = {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}}
+    first = build(MsstoreSaver(store))
+    out = first.invoke({"topic": "kv", "draft": "", "approved": False}, thread)
+    assert out["__interrupt__"][0].value == {"draft": "a note on kv"}
+    resumed = build(MsstoreSaver(store))  # (another saver on the same store: a restart)
+    done = resumed.invoke(Command(resume=True), thread)
+    assert done == {"topic": "kv", "draft": "a note on kv", "approved": True}
+    history = list(resumed.get_state_history(thread))
+    assert [s.next for s in history] == [(), ("review",), ("write",), ("__start__",)]
+    before_write = history[2]
+    assert resumed.get_state(before_write.config).values["draft"] == ""  # as it was then
+    fork = resumed.update_state(before_write.config, {"topic": "sql"})  # time travel
+    out = resumed.invoke(None, fork)
+    assert out["__interrupt__"][0].value == {"draft": "a note on sql"}
+    done = resumed.invoke(Command(resume=False), thread)
+    assert done == {"topic": "sql", "draft": "a note on sql", "approved": False}
