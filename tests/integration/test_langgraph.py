@@ -6,9 +6,14 @@ a real graph with an interrupt and time travel)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
@@ -131,6 +136,34 @@ def test_pending_writes_come_back_in_the_order_a_graph_applies_them(
     assert [v for _, _, v in found.pending_writes or []] == ["b1", "b2", "c1", "a1"]
 
 
+def write_chain(saver: MsstoreSaver, thread: str, n: int, steps: int = 10) -> list[str]:
+    """Writer ``n``'s chain of checkpoints on ``thread``, each with a pending write."""
+    ids, parent = [], None
+    for step in range(steps):
+        cp = checkpoint({f"w{n}": step, "shared": [n, step]}, version=f"{n}.{step}")
+        stored = put(saver, thread, cp, parent)
+        saver.put_writes(stored, [(f"w{n}", step)], task_id=f"task-{n}")
+        parent = cp["id"]
+        ids.append(cp["id"])
+    return ids
+
+
+def check_chains(saver: MsstoreSaver, thread: str, ids: list[str]) -> None:
+    """Every checkpoint of every writer is there and reads back whole, its parent its own."""
+    listed = list(saver.list(config(thread)))
+    assert sorted(t.checkpoint["id"] for t in listed) == sorted(ids)
+    previous: dict[int, str] = {}
+    for tup in sorted(listed, key=lambda t: t.checkpoint["id"]):
+        values = tup.checkpoint["channel_values"]
+        (n,) = {int(k[1:]) for k in values if k.startswith("w")}
+        step = values[f"w{n}"]
+        assert values["shared"] == [n, step]
+        assert tup.pending_writes == [(f"task-{n}", f"w{n}", step)]
+        parent = tup.parent_config["configurable"]["checkpoint_id"] if tup.parent_config else None
+        assert parent == previous.get(n), (n, step)
+        previous[n] = tup.checkpoint["id"]
+
+
 def test_eight_threads_writing_one_conversation_stay_consistent(store: CheckpointStore) -> None:
     saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
     errors: list[BaseException] = []
@@ -139,14 +172,9 @@ def test_eight_threads_writing_one_conversation_stay_consistent(store: Checkpoin
 
     def writer(n: int) -> None:
         try:
-            parent = None
-            for step in range(10):
-                cp = checkpoint({f"w{n}": step, "shared": [n, step]}, version=f"{n}.{step}")
-                stored = put(saver, thread, cp, parent)
-                saver.put_writes(stored, [(f"w{n}", step)], task_id=f"task-{n}")
-                parent = cp["id"]
-                with lock:
-                    ids.append(cp["id"])
+            written = write_chain(saver, thread, n)
+            with lock:
+                ids.extend(written)
         except BaseException as err:  # (reported below)
             errors.append(err)
 
@@ -155,15 +183,40 @@ def test_eight_threads_writing_one_conversation_stay_consistent(store: Checkpoin
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
-    listed = list(saver.list(config(thread)))
-    assert sorted(t.checkpoint["id"] for t in listed) == sorted(ids) and len(ids) == 80
-    for tup in listed:  # every checkpoint reads back whole: its values, its write
-        values = tup.checkpoint["channel_values"]
-        (n,) = {int(k[1:]) for k in values if k.startswith("w")}
-        step = values[f"w{n}"]
-        assert values["shared"] == [n, step]
-        assert tup.pending_writes == [(f"task-{n}", f"w{n}", step)]
+    assert errors == [] and len(ids) == 80
+    check_chains(saver, thread, ids)
+
+
+@pytest.mark.postgres
+def test_two_processes_writing_one_conversation_stay_consistent(pg_state_dsn: str) -> None:
+    from msstore.backends.postgres import PostgresCheckpointStore
+
+    thread = f"t-{uuid.uuid4()}"
+    code = (
+        "import json, sys; from msstore.backends.postgres import PostgresCheckpointStore; "
+        "from msstore.integrations.langgraph import MsstoreSaver; "
+        "from tests.integration.test_langgraph import write_chain; "
+        "store = PostgresCheckpointStore(sys.argv[1]); "
+        "print(json.dumps(write_chain(MsstoreSaver(store), sys.argv[2], int(sys.argv[3]), 30)))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, pg_state_dsn, thread, str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=root,
+        )
+        for n in (1, 2)
+    ]
+    ids: list[str] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        ids.extend(json.loads(out))
+    assert len(ids) == 60
+    with PostgresCheckpointStore(pg_state_dsn) as store:
+        check_chains(MsstoreSaver(store), thread, ids)
 
 
 def test_sync_calls_work_inside_a_running_event_loop(store: CheckpointStore) -> None:
@@ -220,3 +273,32 @@ def test_a_graph_with_an_interrupt_resumes_and_travels_back(store: CheckpointSto
     assert out["__interrupt__"][0].value == {"draft": "a note on sql"}
     done = resumed.invoke(Command(resume=False), thread)
     assert done == {"topic": "sql", "draft": "a note on sql", "approved": False}
+
+
+@pytest.mark.postgres
+def test_a_graph_killed_mid_step_resumes_from_its_last_checkpoint(
+    pg_state_dsn: str, tmp_path: Path
+) -> None:
+    worker = Path(__file__).with_name("_langgraph_worker.py")
+    log, thread = tmp_path / "ran.log", f"t-{uuid.uuid4()}"
+    args = [sys.executable, str(worker)]
+    with subprocess.Popen(
+        [*args, "run", pg_state_dsn, thread, str(log)], stdout=subprocess.PIPE, text=True
+    ) as first:
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "in slow"  # (mid-step, after a checkpoint)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(60) == -signal.SIGKILL
+    second = subprocess.run(
+        [*args, "resume", pg_state_dsn, thread, str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    final = json.loads(second.stdout.strip().splitlines()[-1])
+    assert final == {"topic": "kv", "draft": "a note on kv", "checked": True, "approved": True}
+    # write ran once (its checkpoint was stored); slow again (killed before its checkpoint);
+    # review twice (once to interrupt, once resumed: LangGraph re-runs an interrupted node)
+    assert log.read_text().split() == ["write", "slow", "slow", "review", "review"]

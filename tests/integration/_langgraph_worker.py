@@ -1,0 +1,74 @@
+"""A process running a LangGraph graph on ``PostgresCheckpointStore``, for the SIGKILL test.
+
+``run``: starts the thread; the ``slow`` node says so on stdout, then waits for the test to kill
+the process. ``resume``: picks the thread up from its last checkpoint (``invoke(None)``), stops
+at the review's interrupt, resumes it, prints the final state as JSON. Every node appends its
+name to ``LOG``, so the test counts what ran.
+
+Usage: python _langgraph_worker.py run|resume DSN THREAD LOG
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from msstore.backends.postgres import PostgresCheckpointStore
+from msstore.integrations.langgraph import MsstoreSaver
+
+
+class State(TypedDict):
+    topic: str
+    draft: str
+    checked: bool
+    approved: bool
+
+
+def main() -> None:
+    mode, dsn, thread_id, log_path = sys.argv[1:5]
+
+    def note(name: str) -> None:
+        with open(log_path, "a") as log:
+            log.write(name + "\n")
+            log.flush()
+
+    def write(state: State) -> dict[str, Any]:
+        note("write")
+        return {"draft": f"a note on {state['topic']}"}
+
+    def slow(state: State) -> dict[str, Any]:
+        note("slow")
+        if mode == "run":
+            print("in slow", flush=True)
+            threading.Event().wait()  # (killed here)
+        return {"checked": True}
+
+    def review(state: State) -> dict[str, Any]:
+        note("review")
+        return {"approved": bool(interrupt({"draft": state["draft"]}))}
+
+    builder = StateGraph(State)
+    for name, node in (("write", write), ("slow", slow), ("review", review)):
+        builder.add_node(name, node)
+    builder.add_edge(START, "write")
+    builder.add_edge("write", "slow")
+    builder.add_edge("slow", "review")
+    builder.add_edge("review", END)
+    with PostgresCheckpointStore(dsn) as store:
+        graph = builder.compile(checkpointer=MsstoreSaver(store))
+        thread: Any = {"configurable": {"thread_id": thread_id}}
+        if mode == "run":
+            graph.invoke({"topic": "kv", "draft": "", "checked": False, "approved": False}, thread)
+            return
+        out = graph.invoke(None, thread)
+        assert out["__interrupt__"][0].value == {"draft": "a note on kv"}, out
+        print(json.dumps(graph.invoke(Command(resume=True), thread)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
