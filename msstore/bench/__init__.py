@@ -15,6 +15,7 @@ __all__ = ["BENCHMARKS", "PLOTTABLE", "load"]
 
 BENCHMARKS: dict[str, str] = {
     "flush-thresholds": "msstore.bench.flush_thresholds:run",
+    "langgraph": "msstore.bench.langgraph:run",
     "memory-kv": "msstore.bench.memory_kv:run",
     "nats-kv": "msstore.bench.nats_kv:run",
     "pg-upsert": "msstore.bench.pg_upsert:run",
