@@ -3,6 +3,7 @@ every write guarded by its thread's fence row (locked first, read at its newest)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -68,17 +69,41 @@ WITH {_FENCE}, kept AS (
 SELECT count(*) FROM ok
 """
 COLUMNS: Final = "thread_id, ns, checkpoint_id, parent_id, body_type, body, metadata, versions"
-BLOBS: Final = """
-SELECT b.thread_id, b.ns, b.channel, b.version, b.type, b.data
-FROM graphs.blobs b JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[])
-  AS k(t, n, c, v) ON (b.thread_id, b.ns, b.channel, b.version) = (k.t, k.n, k.c, k.v)
+# Checkpoints (chosen by WHERE ... ORDER BY ... LIMIT, spliced in) with their blobs and writes,
+# in one statement: each checkpoint's blobs and writes come as parallel arrays.
+WHOLE: Final = """
+SELECT c.thread_id, c.ns, c.checkpoint_id, c.parent_id, c.body_type, c.body, c.metadata,
+  c.versions, bl.channels, bl.vs, bl.types, bl.datas, wr.tasks, wr.idxs, wr.channels,
+  wr.types, wr.datas, wr.paths
+FROM (SELECT * FROM graphs.checkpoints {where}) c
+LEFT JOIN LATERAL (
+  SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS vs,
+    array_agg(b.type) AS types, array_agg(b.data) AS datas
+  FROM jsonb_each_text(c.versions) AS v(ch, ver)
+  JOIN graphs.blobs b
+    ON (b.thread_id, b.ns, b.channel, b.version) = (c.thread_id, c.ns, v.ch, v.ver)
+) bl ON true
+LEFT JOIN LATERAL (
+  SELECT array_agg(w.task_id) AS tasks, array_agg(w.idx) AS idxs,
+    array_agg(w.channel) AS channels, array_agg(w.type) AS types, array_agg(w.data) AS datas,
+    array_agg(w.task_path) AS paths
+  FROM graphs.writes w
+  WHERE (w.thread_id, w.ns, w.checkpoint_id) = (c.thread_id, c.ns, c.checkpoint_id)
+) wr ON true
+ORDER BY c.checkpoint_id DESC, c.thread_id, c.ns
 """
-WRITES: Final = """
-SELECT w.thread_id, w.ns, w.checkpoint_id, w.task_id, w.idx, w.channel, w.type, w.data,
-  w.task_path
-FROM graphs.writes w JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(t, n, i)
-  ON (w.thread_id, w.ns, w.checkpoint_id) = (k.t, k.n, k.i)
-"""
+LATEST: Final = WHOLE.format(
+    where="WHERE thread_id = %(t)s AND ns = %(ns)s ORDER BY checkpoint_id DESC LIMIT 1"
+)
+ONE: Final = WHOLE.format(
+    where="WHERE thread_id = %(t)s AND ns = %(ns)s AND checkpoint_id = %(id)s"
+)
+PAGE_OF: Final = WHOLE.format(
+    where="WHERE (%(t)s::text IS NULL OR thread_id = %(t)s) "
+    "AND (%(ns)s::text IS NULL OR ns = %(ns)s) "
+    "AND (%(before)s::text IS NULL OR checkpoint_id < %(before)s) "
+    "ORDER BY checkpoint_id DESC, thread_id, ns LIMIT %(page)s"
+)
 SET_FENCE: Final = """
 INSERT INTO graphs.threads AS g (thread_id, fence) VALUES (%(t)s, %(fence)s)
 ON CONFLICT (thread_id) DO UPDATE SET fence = GREATEST(g.fence, EXCLUDED.fence)
@@ -166,80 +191,25 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
             "store pending writes", lambda c: _counted(c, PUT_WRITES, params)
         )
 
-    def _complete(self, c: Conn, checkpoints: list[StoredCheckpoint]) -> list[StoredTuple]:
-        """The checkpoints with their blobs and writes (two statements for all of them)."""
-        if not checkpoints:
-            return []
-        keys = [(cp.thread_id, cp.ns, ch, v) for cp in checkpoints for ch, v in cp.versions.items()]
-        blobs: dict[tuple[str, str, str, str], Blob] = {}
-        if keys:
-            for r in c.execute(BLOBS, [list(k) for k in zip(*keys, strict=True)]):
-                blobs[r[0], r[1], r[2], r[3]] = Blob(r[0], r[1], r[2], r[3], r[4], bytes(r[5]))
-        writes: dict[tuple[str, str, str], list[StoredWrite]] = {}
-        ids = [[cp.thread_id for cp in checkpoints], [cp.ns for cp in checkpoints]]
-        ids.append([cp.checkpoint_id for cp in checkpoints])
-        for r in c.execute(WRITES, ids):
-            writes.setdefault((r[0], r[1], r[2]), []).append(
-                StoredWrite(r[3], r[4], r[5], r[6], bytes(r[7]), r[8])
-            )
-        return [
-            StoredTuple(
-                cp,
-                tuple(
-                    b
-                    for ch, v in cp.versions.items()
-                    if (b := blobs.get((cp.thread_id, cp.ns, ch, v))) is not None
-                ),
-                tuple(writes.get((cp.thread_id, cp.ns, cp.checkpoint_id), ())),
-            )
-            for cp in checkpoints
-        ]
-
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
-        """See :meth:`msstore.graphs.CheckpointStore.get`."""
-
-        def read(c: Conn) -> StoredTuple | None:
-            if checkpoint_id is None:
-                row = c.execute(
-                    f"SELECT {COLUMNS} FROM graphs.checkpoints WHERE thread_id = %s AND ns = %s "
-                    "ORDER BY checkpoint_id DESC LIMIT 1",
-                    (thread_id, ns),
-                ).fetchone()
-            else:
-                row = c.execute(
-                    f"SELECT {COLUMNS} FROM graphs.checkpoints "
-                    "WHERE thread_id = %s AND ns = %s AND checkpoint_id = %s",
-                    (thread_id, ns, checkpoint_id),
-                ).fetchone()
-            if row is None:
-                return None
-            return self._complete(c, [_checkpoint(row)])[0]
-
-        return self._run_transaction("read a checkpoint", read, write=False)
+        """See :meth:`msstore.graphs.CheckpointStore.get` (one statement)."""
+        statement = LATEST if checkpoint_id is None else ONE
+        params = {"t": thread_id, "ns": ns, "id": checkpoint_id}
+        row = self._run("read a checkpoint", lambda c: c.execute(statement, params).fetchone())
+        return None if row is None else _whole(row)
 
     def list(
         self, thread_id: str | None, ns: str | None, *, before: str | None
     ) -> Iterator[StoredTuple]:
-        """See :meth:`msstore.graphs.CheckpointStore.list` (read a page of 100 at a time)."""
+        """See :meth:`msstore.graphs.CheckpointStore.list` (a page of 100 per statement)."""
         cursor = before
         while True:
-
-            def page(c: Conn, cursor: str | None = cursor) -> list[StoredTuple]:
-                rows = c.execute(
-                    f"SELECT {COLUMNS} FROM graphs.checkpoints "
-                    "WHERE (%(t)s::text IS NULL OR thread_id = %(t)s) "
-                    "AND (%(ns)s::text IS NULL OR ns = %(ns)s) "
-                    "AND (%(before)s::text IS NULL OR checkpoint_id < %(before)s) "
-                    "ORDER BY checkpoint_id DESC, thread_id, ns LIMIT %(page)s",
-                    {"t": thread_id, "ns": ns, "before": cursor, "page": PAGE},
-                ).fetchall()
-                return self._complete(c, [_checkpoint(r) for r in rows])
-
-            found = self._run_transaction("list checkpoints", page, write=False)
-            yield from found
-            if len(found) < PAGE:
+            params = {"t": thread_id, "ns": ns, "before": cursor, "page": PAGE}
+            rows = self._run("list checkpoints", functools.partial(_page, params=params))
+            yield from (_whole(r) for r in rows)
+            if len(rows) < PAGE:
                 return
-            cursor = found[-1].checkpoint.checkpoint_id
+            cursor = rows[-1][2]
             # (ids are unique per thread and namespace; across them, one id on a page's edge
             # shared by two threads is rare, and the next page starts below it)
 
@@ -308,6 +278,24 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
             c.execute(ORPHAN_BLOBS, {"ts": ts})
 
         self._run_transaction("prune threads", prune)
+
+
+def _page(c: Conn, *, params: dict[str, Any]) -> list[Any]:
+    return c.execute(PAGE_OF, params).fetchall()
+
+
+def _whole(row: Sequence[Any]) -> StoredTuple:
+    """A row of :data:`WHOLE`."""
+    cp = _checkpoint(row)
+    blobs = tuple(
+        Blob(cp.thread_id, cp.ns, ch, v, ty, bytes(d))
+        for ch, v, ty, d in zip(*(row[i] or () for i in range(8, 12)), strict=True)
+    )
+    writes = tuple(
+        StoredWrite(task, idx, ch, ty, bytes(d), path)
+        for task, idx, ch, ty, d, path in zip(*(row[i] or () for i in range(12, 18)), strict=True)
+    )
+    return StoredTuple(cp, blobs, writes)
 
 
 def _counted(c: Conn, statement: str, params: dict[str, Any]) -> bool:

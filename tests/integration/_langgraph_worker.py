@@ -1,8 +1,11 @@
 """A process running a LangGraph graph on ``PostgresCheckpointStore``, for the SIGKILL test.
 
 ``run``: starts the thread; the ``slow`` node says so on stdout, then waits for the test to kill
-the process. ``resume``: picks the thread up from its last checkpoint (``invoke(None)``), stops
-at the review's interrupt, resumes it, prints the final state as JSON. Every node appends its
+the process. Both run with ``durability="sync"``: a step's checkpoint is stored before the next
+step starts (LangGraph's default, ``"async"``, stores it in the background, so a kill can lose
+the last one and its step runs again). ``resume``: picks the thread up from its last
+checkpoint (``invoke(None)``), stops at the review's interrupt, resumes it, prints the final
+state as JSON. Every node appends its
 name to ``LOG``, so the test counts what ran.
 
 Usage: python _langgraph_worker.py run|resume DSN THREAD LOG
@@ -63,11 +66,12 @@ def main() -> None:
         graph = builder.compile(checkpointer=MsstoreSaver(store))
         thread: Any = {"configurable": {"thread_id": thread_id}}
         if mode == "run":
-            graph.invoke({"topic": "kv", "draft": "", "checked": False, "approved": False}, thread)
+            start = {"topic": "kv", "draft": "", "checked": False, "approved": False}
+            graph.invoke(start, thread, durability="sync")
             return
-        out = graph.invoke(None, thread)
+        out = graph.invoke(None, thread, durability="sync")
         assert out["__interrupt__"][0].value == {"draft": "a note on kv"}, out
-        print(json.dumps(graph.invoke(Command(resume=True), thread)), flush=True)
+        print(json.dumps(graph.invoke(Command(resume=True), thread, durability="sync")), flush=True)
 
 
 if __name__ == "__main__":
