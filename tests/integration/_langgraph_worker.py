@@ -66,7 +66,7 @@ def main() -> None:
         graph = builder.compile(checkpointer=MsstoreSaver(store))
         thread: Any = {"configurable": {"thread_id": thread_id}}
         if mode == "run":
-            start = {"topic": "kv", "draft": "", "checked": False, "approved": False}
+            start: State = {"topic": "kv", "draft": "", "checked": False, "approved": False}
             graph.invoke(start, thread, durability="sync")
             return
         out = graph.invoke(None, thread, durability="sync")
