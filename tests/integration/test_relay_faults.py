@@ -57,7 +57,9 @@ def servers(pg_state_dsn: str) -> Iterator[tuple[str, EmbeddedNats]]:
         yield pg_state_dsn, server
 
 
-def relay_process(dsn: str, url: str, *, report: bool = False) -> subprocess.Popen[str]:
+def relay_process(
+    dsn: str, url: str, *, report: bool = False, batch_size: int = 100
+) -> subprocess.Popen[str]:
     """``msstore relay run``; with ``report``, its closing line can be read from stderr."""
     return subprocess.Popen(
         [
@@ -72,12 +74,24 @@ def relay_process(dsn: str, url: str, *, report: bool = False) -> subprocess.Pop
             url,
             "--poll-interval",
             "0.2",
+            "--batch-size",
+            str(batch_size),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE if report else subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def listeners(dsn: str) -> int:
+    """Connections listening for outbox notifications (one per running relay)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'LISTEN%%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 # A row of task events (subject tasks.>) holds one event per task; any other row one event.
@@ -222,13 +236,17 @@ def test_two_relay_processes_share_the_work_and_publish_nothing_twice(
     dsn, server = servers
     from msstore.backends.postgres import PostgresOutbox
 
-    with PostgresOutbox(dsn) as outbox:
-        for chunk in range(40):
-            outbox.add_many(
-                [(f"agents.state.{uuid.uuid4()}", {"c": chunk, "i": i}) for i in range(100)]
-            )
-    relays = [relay_process(dsn, server.url, report=True) for _ in range(2)]
+    # Both relays are up and listening before the first row arrives, and the work comes in
+    # 200 small batches, so that neither can drain it all before the other wakes, even on a
+    # machine busy enough to start one process seconds after the other.
+    relays = [relay_process(dsn, server.url, report=True, batch_size=20) for _ in range(2)]
     try:
+        eventually(lambda: listeners(dsn) >= 2, timeout=120, what="both relays listening")
+        with PostgresOutbox(dsn) as outbox:
+            for chunk in range(40):
+                outbox.add_many(
+                    [(f"agents.state.{uuid.uuid4()}", {"c": chunk, "i": i}) for i in range(100)]
+                )
         eventually(lambda: outbox_counts(dsn)[1] >= 4000, timeout=120, what="the relays")
     finally:
         for relay in relays:
