@@ -181,9 +181,9 @@ class PostgresSagaLog(PgStore):
         saga_id = self._run_statement("start a saga", write)
         if saga_id == state.saga_id:
             return state
-        found = self.load(saga_id)  # (the saga started first with the same key)
+        found = self.by_key(state.idempotency_key or "")  # (it started first with the key)
         assert found is not None
-        return found[0]
+        return found
 
     def append(
         self,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 from msstore.bench._servers import nats_server
+from msstore.bench._timing import rate
 
 BATCH = 256
 
@@ -28,12 +28,6 @@ def _value(i: int) -> dict[str, Any]:
 
 def _value_of(entry: Any) -> Any:
     return entry.value
-
-
-def _timed(n: int, body: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    body()
-    return n / (time.perf_counter() - start)
 
 
 def run(*, ops: int = 3000, rounds: int = 5) -> dict[str, Any]:
@@ -87,9 +81,9 @@ def run(*, ops: int = 3000, rounds: int = 5) -> dict[str, Any]:
                 figures["raw_put"].append(raw_put)
                 figures["raw_gather"].append(raw_gather)
                 figures["raw_get"].append(raw_get)
-                figures["put"].append(_timed(ops, lambda: [kv.put(k, v) for k, v in pairs]))
+                figures["put"].append(rate(ops, lambda: [kv.put(k, v) for k, v in pairs]))
                 figures["put_many"].append(
-                    _timed(
+                    rate(
                         batches,
                         lambda: [
                             kv.put_many([pairs[j % ops] for j in range(i, i + BATCH)])
@@ -97,7 +91,7 @@ def run(*, ops: int = 3000, rounds: int = 5) -> dict[str, Any]:
                         ],
                     )
                 )
-                figures["get"].append(_timed(ops, lambda: [_value_of(kv.get(k)) for k in keys]))
+                figures["get"].append(rate(ops, lambda: [_value_of(kv.get(k)) for k in keys]))
         finally:
             kv.destroy()
             kv.close()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from msstore.bench._servers import database, nats_server
+from msstore.bench._timing import rate
 
 SAGAS = 300
 ROUNDS = 5
@@ -41,12 +42,6 @@ INSERT = "INSERT INTO bench_orders (id, note) VALUES (%s, %s)"
 
 def _value(n: int, what: str) -> dict[str, Any]:
     return {"order": n, "what": what, "agent": f"a{n % 50}", "note": "x" * 64}
-
-
-def _rate(n: int, body: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    body()
-    return n / (time.perf_counter() - start)
 
 
 def run(*, sagas: int = SAGAS, rounds: int = ROUNDS) -> dict[str, Any]:  # noqa: PLR0915 - one workload's set-up, rounds and figures
@@ -93,7 +88,7 @@ def run(*, sagas: int = SAGAS, rounds: int = ROUNDS) -> dict[str, Any]:  # noqa:
                     if runner.run(order(n)).status is not SagaStatus.COMPLETED:
                         raise RuntimeError(f"saga {n} did not complete")
 
-            return _rate(sagas, body)
+            return rate(sagas, body)
 
         async def raw_async_round() -> float:
             batch = [next(numbers) for _ in range(sagas)]
@@ -121,7 +116,7 @@ def run(*, sagas: int = SAGAS, rounds: int = ROUNDS) -> dict[str, Any]:  # noqa:
                         with conn.transaction():
                             conn.execute(INSERT, (n, "raw-kv"))
 
-                return _rate(sagas, body)
+                return rate(sagas, body)
 
         contenders: dict[str, Callable[[], float]] = {
             "saga": saga_round,
@@ -221,7 +216,7 @@ class _dbos:
 
         def dbos_round() -> float:
             batch = [next(self.numbers) for _ in range(self.sagas)]
-            return _rate(self.sagas, lambda: [order(n) for n in batch])
+            return rate(self.sagas, lambda: [order(n) for n in batch])
 
         return dbos_round
 

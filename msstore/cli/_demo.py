@@ -345,19 +345,19 @@ def _saga(kv: KeyValueStore, dsn: str | None, out: TextIO) -> dict[str, Any]:
         result = SagaRunner(log).run(saga)
     finally:
         close()
-    owner, handoffs = kv.get("session-42.owner"), kv.get("team.handoffs")
+    owner, handoffs, left = kv.get("session-42.owner"), kv.get("team.handoffs"), count()
     restored = (
         owner is not None
         and owner.value == "agent-a"
         and handoffs is not None
         and handoffs.value == 7
-        and count() == 0
+        and left == 0
     )
     out.write(
         f"  saga: handing session-42 to agent-b (2 KV writes, 1 SQL row) failed at its last "
         f"step ({result.reason}) and was {result.status.value.replace('_', ' ')}: owner "
         f"{owner.value if owner else None}, handoffs {handoffs.value if handoffs else None}, "
-        f"handoff rows {count()}; all restored: {restored}\n"
+        f"handoff rows {left}; all restored: {restored}\n"
     )
     return {"saga_status": result.status.value, "saga_restored": restored}
 

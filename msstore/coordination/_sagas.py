@@ -422,12 +422,9 @@ class SagaRunner:
         them runs; their outcomes are logged with the next write, which comes before any
         later step runs (a SQL step's transaction, the next intents, or the end)."""
         n = len(saga.steps)
-        done = {i for i, r in _last_actions(records).items() if r.state is StepState.DONE}
-        results = {
-            saga.steps[i].name: r.detail
-            for i, r in _last_actions(records).items()
-            if r.state is StepState.DONE
-        }
+        finished = {i: r for i, r in _last_actions(records).items() if r.state is StepState.DONE}
+        done = set(finished)
+        results = {saga.steps[i].name: r.detail for i, r in finished.items()}
         pending: list[StepRecord] = []  # outcomes not logged yet
         index = 0
         while index < n:

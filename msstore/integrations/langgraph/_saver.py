@@ -208,7 +208,7 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
             number = current
         else:
             number = int(current.split(".")[0])
-        return f"{number + 1:032}.{_random():016}"
+        return f"{number + 1:032}.{random.random():016}"  # (a tie-breaker, not a secret)
 
     # Async twins: the sync method on a worker thread -----------------------------------------
 
@@ -266,7 +266,3 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """:meth:`prune` off the event loop."""
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-
-def _random() -> float:
-    return random.random()  # (a tie-breaker between writers, not a secret)
