@@ -1,4 +1,5 @@
-"""The knowledge base: facts with embeddings, vector/text/hybrid search, embedders, rank fusion."""
+"""The knowledge base: facts with embeddings, vector/text/hybrid search, embedders, rank fusion;
+items (namespaced JSON documents with time-to-live) on top of it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ._facts import (
     vectors_gone,
 )
 from ._fusion import RRF_K, reciprocal_rank_fusion
+from ._items import Item, ItemPut, Items, check_filter, item_key, matches_filter, parse_item_key
 
 __all__ = [
     "MODES",
@@ -31,16 +33,23 @@ __all__ = [
     "FactStore",
     "FactStoreBase",
     "HashingEmbedder",
+    "Item",
+    "ItemPut",
+    "Items",
     "KnowledgeBase",
     "KnowledgeStorage",
     "SentenceTransformerEmbedder",
     "StaleVectors",
     "check_fact",
+    "check_filter",
     "check_texts",
     "content_hash",
     "epoch",
+    "item_key",
+    "matches_filter",
     "next_version",
     "object_type",
+    "parse_item_key",
     "reciprocal_rank_fusion",
     "vectors_gone",
 ]
