@@ -8,7 +8,17 @@ from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
-from msstore.graphs import Blob, CheckpointStore, StoredCheckpoint, StoredTuple, StoredWrite
+from msstore.graphs import (
+    Blob,
+    CheckpointPut,
+    CheckpointStore,
+    Head,
+    StoredCheckpoint,
+    StoredTuple,
+    StoredWrite,
+    WritesPut,
+    delta_channels,
+)
 
 __all__ = ["MemoryCheckpointStore"]
 
@@ -22,38 +32,42 @@ class MemoryCheckpointStore(CheckpointStore):
         self._lock = threading.RLock()
         self._checkpoints: dict[Key, StoredCheckpoint] = {}
         self._blobs: dict[tuple[str, str, str, str], Blob] = {}
-        self._writes: dict[Key, dict[tuple[str, int], StoredWrite]] = {}
+        self._writes: dict[Key, dict[tuple[str, int], tuple[StoredWrite, int]]] = {}
+        self._seqs: dict[Key, int] = {}
         self._fences: dict[str, str] = {}
+        self._touched: dict[str, float] = {}
 
     def _fenced(self, thread_id: str, checkpoint_id: str) -> bool:
         fence = self._fences.get(thread_id)
         return fence is not None and checkpoint_id <= fence
 
-    def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[bool]:
         with self._lock:
-            if self._fenced(checkpoint.thread_id, checkpoint.checkpoint_id):
-                return False
-            for blob in blobs:
-                self._blobs.setdefault((blob.thread_id, blob.ns, blob.channel, blob.version), blob)
-            key = (checkpoint.thread_id, checkpoint.ns, checkpoint.checkpoint_id)
-            self._checkpoints[key] = checkpoint
-            return True
+            return [self._apply(entry) for entry in entries]
 
-    def put_writes(
-        self,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        writes: Sequence[tuple[StoredWrite, bool]],
-    ) -> bool:
-        with self._lock:
-            if self._fenced(thread_id, checkpoint_id):
-                return False
-            stored = self._writes.setdefault((thread_id, ns, checkpoint_id), {})
-            for write, replace in writes:
-                if replace or (write.task_id, write.idx) not in stored:
-                    stored[write.task_id, write.idx] = write
+    def _apply(self, entry: CheckpointPut | WritesPut) -> bool:
+        if isinstance(entry, CheckpointPut):
+            checkpoint_id = entry.checkpoint.checkpoint_id
+        else:
+            checkpoint_id = entry.checkpoint_id
+        if self._fenced(entry.thread_id, checkpoint_id):
+            return False
+        self._touched[entry.thread_id] = max(entry.at, self._touched.get(entry.thread_id, 0.0))
+        if isinstance(entry, CheckpointPut):
+            cp = entry.checkpoint
+            for blob in entry.blobs:
+                self._blobs.setdefault((blob.thread_id, blob.ns, blob.channel, blob.version), blob)
+            key = (cp.thread_id, cp.ns, cp.checkpoint_id)
+            if key not in self._checkpoints or self._seqs.get(key, 0) <= entry.seq:
+                self._checkpoints[key] = cp
+                self._seqs[key] = entry.seq
             return True
+        stored = self._writes.setdefault((entry.thread_id, entry.ns, checkpoint_id), {})
+        for write, replace in entry.writes:
+            held = stored.get((write.task_id, write.idx))
+            if held is None or (replace and held[1] <= entry.seq):
+                stored[write.task_id, write.idx] = (write, entry.seq)
+        return True
 
     def _tuple(self, cp: StoredCheckpoint) -> StoredTuple:
         blobs = tuple(
@@ -62,7 +76,7 @@ class MemoryCheckpointStore(CheckpointStore):
             if (b := self._blobs.get((cp.thread_id, cp.ns, channel, version))) is not None
         )
         writes = self._writes.get((cp.thread_id, cp.ns, cp.checkpoint_id), {})
-        return StoredTuple(cp, blobs, tuple(writes.values()))
+        return StoredTuple(cp, blobs, tuple(w for w, _ in writes.values()))
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         with self._lock:
@@ -92,12 +106,14 @@ class MemoryCheckpointStore(CheckpointStore):
         with self._lock:
             self._drop(lambda key: key[0] == thread_id)
             self._fences[thread_id] = max(fence, self._fences.get(thread_id, fence))
+            self._touched.pop(thread_id, None)
 
     def _drop(self, pick: Callable[[Key], bool]) -> None:
         """Remove the checkpoints (and writes) whose key ``pick(key)`` is true, and the blobs
         no remaining checkpoint points at."""
         for key in [k for k in self._checkpoints if pick(k)]:
             del self._checkpoints[key]
+            self._seqs.pop(key, None)
         for key in [k for k in self._writes if pick(k)]:
             del self._writes[key]
         live = {
@@ -127,12 +143,31 @@ class MemoryCheckpointStore(CheckpointStore):
             for (t, n, i), writes in list(self._writes.items()):
                 if t == source:
                     self._writes[target, n, i] = dict(writes)
+            if source in self._touched:
+                self._touched[target] = max(self._touched[source], self._touched.get(target, 0))
 
-    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool) -> None:
+    def heads(self, thread_ids: Sequence[str]) -> Sequence[Head]:
         wanted = set(thread_ids)
         with self._lock:
-            newest: dict[tuple[str, str], str] = {}
-            for t, n, i in self._checkpoints:
-                if t in wanted and keep_latest:
-                    newest[t, n] = max(i, newest.get((t, n), i))
-            self._drop(lambda key: key[0] in wanted and newest.get((key[0], key[1])) != key[2])
+            return [
+                Head(t, n, i, cp.parent_id, delta_channels(cp.metadata))
+                for (t, n, i), cp in self._checkpoints.items()
+                if t in wanted
+            ]
+
+    def delete_checkpoints(self, thread_id: str, refs: Sequence[tuple[str, str]]) -> None:
+        doomed = {(thread_id, ns, checkpoint_id) for ns, checkpoint_id in refs}
+        with self._lock:
+            self._drop(lambda key: key in doomed)
+
+    def expire(self, before: float) -> Sequence[str]:
+        with self._lock:
+            gone = sorted(t for t, at in self._touched.items() if at < before)
+            for thread_id in gone:
+                ids = [k[2] for k in self._checkpoints if k[0] == thread_id]
+                if ids:
+                    fence = max(ids)
+                    self._fences[thread_id] = max(fence, self._fences.get(thread_id, fence))
+                self._drop(lambda key, t=thread_id: key[0] == t)  # type: ignore[misc]
+                del self._touched[thread_id]
+            return gone

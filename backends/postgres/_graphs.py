@@ -10,7 +10,18 @@ from typing import Any, Final
 import orjson
 from psycopg_pool import ConnectionPool
 
-from msstore.graphs import Blob, CheckpointStore, StoredCheckpoint, StoredTuple, StoredWrite
+from msstore.graphs import (
+    DELTA_COUNTERS,
+    Blob,
+    CheckpointPut,
+    CheckpointStore,
+    Head,
+    StoredCheckpoint,
+    StoredTuple,
+    StoredWrite,
+    WritesPut,
+    delta_channels,
+)
 
 from ._base import Conn, PgStore
 from ._config import DEFAULT_CONNECT_TIMEOUT
@@ -19,12 +30,13 @@ from ._jsonb import jsonb_text
 __all__ = ["PostgresCheckpointStore"]
 
 PAGE = 100
-# The thread's row, locked and read at its newest version (a no-op update): a delete that
+# The thread's row, locked and read at its newest version (an update): a delete that
 # committed while this waited is seen, and one that comes later waits for this to commit.
+# (touched_at -1: deleted or expired, not to be expired again until written.)
 _FENCE: Final = """
 f AS (
-  INSERT INTO graphs.threads AS g (thread_id) VALUES (%(t)s)
-  ON CONFLICT (thread_id) DO UPDATE SET fence = g.fence
+  INSERT INTO graphs.threads AS g (thread_id, touched_at) VALUES (%(t)s, %(at)s)
+  ON CONFLICT (thread_id) DO UPDATE SET touched_at = GREATEST(g.touched_at, EXCLUDED.touched_at)
   RETURNING fence
 ), ok AS (SELECT 1 FROM f WHERE f.fence < %(id)s)
 """
@@ -36,35 +48,42 @@ WITH {_FENCE}, b AS (
     %(datas)s::bytea[]) AS r(c, v, ty, d)
   ON CONFLICT DO NOTHING
 ), c AS (
-  INSERT INTO graphs.checkpoints (thread_id, ns, checkpoint_id, parent_id, body_type, body,
-    metadata, versions)
+  INSERT INTO graphs.checkpoints AS o (thread_id, ns, checkpoint_id, parent_id, body_type, body,
+    metadata, versions, seq)
   SELECT %(t)s, %(ns)s, %(id)s, %(parent)s, %(body_type)s, %(body)s, %(metadata)s::jsonb,
-    %(cv)s::jsonb
+    %(cv)s::jsonb, %(seq)s
   FROM ok
   ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET parent_id = EXCLUDED.parent_id,
     body_type = EXCLUDED.body_type, body = EXCLUDED.body, metadata = EXCLUDED.metadata,
-    versions = EXCLUDED.versions
+    versions = EXCLUDED.versions, seq = EXCLUDED.seq
+  WHERE o.seq <= EXCLUDED.seq
 )
 SELECT count(*) FROM ok
 """
 _WRITE_ROWS: Final = """
-  SELECT %(t)s, %(ns)s, %(id)s, r.task, r.idx, r.c, r.ty, r.d, r.path
+  SELECT %(t)s, %(ns)s, %(id)s, r.task, r.idx, r.c, r.ty, r.d, r.path, %(seq)s
   FROM ok, unnest(%(tasks)s::text[], %(idxs)s::int[], %(channels)s::text[], %(types)s::text[],
     %(datas)s::bytea[], %(paths)s::text[], %(replace)s::bool[]) AS r(task, idx, c, ty, d, path, rep)
 """
+# A write replayed out of order keeps the outcome of the in-order one: a kept write is the
+# one with the lowest seq (the first), a replaced write the one with the highest (the last).
 PUT_WRITES: Final = f"""
 WITH {_FENCE}, kept AS (
-  INSERT INTO graphs.writes (thread_id, ns, checkpoint_id, task_id, idx, channel, type, data,
-    task_path)
+  INSERT INTO graphs.writes AS o (thread_id, ns, checkpoint_id, task_id, idx, channel, type,
+    data, task_path, seq)
   {_WRITE_ROWS} WHERE NOT r.rep
-  ON CONFLICT DO NOTHING
+  ON CONFLICT (thread_id, ns, checkpoint_id, task_id, idx) DO UPDATE SET
+    channel = EXCLUDED.channel, type = EXCLUDED.type, data = EXCLUDED.data,
+    task_path = EXCLUDED.task_path, seq = EXCLUDED.seq
+  WHERE EXCLUDED.seq < o.seq
 ), replaced AS (
-  INSERT INTO graphs.writes (thread_id, ns, checkpoint_id, task_id, idx, channel, type, data,
-    task_path)
+  INSERT INTO graphs.writes AS o (thread_id, ns, checkpoint_id, task_id, idx, channel, type,
+    data, task_path, seq)
   {_WRITE_ROWS} WHERE r.rep
   ON CONFLICT (thread_id, ns, checkpoint_id, task_id, idx) DO UPDATE SET
     channel = EXCLUDED.channel, type = EXCLUDED.type, data = EXCLUDED.data,
-    task_path = EXCLUDED.task_path
+    task_path = EXCLUDED.task_path, seq = EXCLUDED.seq
+  WHERE o.seq <= EXCLUDED.seq
 )
 SELECT count(*) FROM ok
 """
@@ -105,8 +124,22 @@ PAGE_OF: Final = WHOLE.format(
     "ORDER BY checkpoint_id DESC, thread_id, ns LIMIT %(page)s"
 )
 SET_FENCE: Final = """
-INSERT INTO graphs.threads AS g (thread_id, fence) VALUES (%(t)s, %(fence)s)
-ON CONFLICT (thread_id) DO UPDATE SET fence = GREATEST(g.fence, EXCLUDED.fence)
+INSERT INTO graphs.threads AS g (thread_id, fence, touched_at) VALUES (%(t)s, %(fence)s, -1)
+ON CONFLICT (thread_id) DO UPDATE SET fence = GREATEST(g.fence, EXCLUDED.fence), touched_at = -1
+"""
+# Threads untouched since the cutoff, fenced at their newest checkpoint; a thread a write holds
+# locked is being touched, and skipped.
+EXPIRE: Final = """
+WITH stale AS (
+  SELECT thread_id FROM graphs.threads
+  WHERE touched_at >= 0 AND touched_at < %(before)s
+  ORDER BY thread_id FOR UPDATE SKIP LOCKED
+)
+UPDATE graphs.threads g SET touched_at = -1, fence = GREATEST(g.fence, COALESCE(
+  (SELECT max(c.checkpoint_id) FROM graphs.checkpoints c WHERE c.thread_id = g.thread_id),
+  g.fence))
+FROM stale WHERE g.thread_id = stale.thread_id
+RETURNING g.thread_id
 """
 # Values no checkpoint of the thread points at any more.
 ORPHAN_BLOBS: Final = """
@@ -149,47 +182,26 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
             autocommit=True,
         )
 
-    def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
-        """See :meth:`msstore.graphs.CheckpointStore.put`."""
-        params = {
-            "t": checkpoint.thread_id,
-            "ns": checkpoint.ns,
-            "id": checkpoint.checkpoint_id,
-            "parent": checkpoint.parent_id,
-            "body_type": checkpoint.body_type,
-            "body": checkpoint.body,
-            "metadata": jsonb_text(dict(checkpoint.metadata)),
-            "cv": orjson.dumps(dict(checkpoint.versions)).decode(),
-            "channels": [b.channel for b in blobs],
-            "versions": [b.version for b in blobs],
-            "types": [b.type for b in blobs],
-            "datas": [b.data for b in blobs],
-        }
-        return self._run_statement("store a checkpoint", lambda c: _counted(c, PUT, params))
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[bool]:
+        """See :meth:`msstore.graphs.CheckpointStore.write`: one statement for one entry;
+        several in one transaction, pipelined, their threads locked in thread order."""
+        statements = [_statement(e) for e in entries]
+        if len(statements) == 1:
+            return [
+                self._run_statement("store a checkpoint", lambda c: _counted(c, *statements[0]))
+            ]
+        order = sorted(range(len(entries)), key=lambda i: entries[i].thread_id)
 
-    def put_writes(
-        self,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        writes: Sequence[tuple[StoredWrite, bool]],
-    ) -> bool:
-        """See :meth:`msstore.graphs.CheckpointStore.put_writes`."""
-        params = {
-            "t": thread_id,
-            "ns": ns,
-            "id": checkpoint_id,
-            "tasks": [w.task_id for w, _ in writes],
-            "idxs": [w.idx for w, _ in writes],
-            "channels": [w.channel for w, _ in writes],
-            "types": [w.type for w, _ in writes],
-            "datas": [w.data for w, _ in writes],
-            "paths": [w.task_path for w, _ in writes],
-            "replace": [r for _, r in writes],
-        }
-        return self._run_statement(
-            "store pending writes", lambda c: _counted(c, PUT_WRITES, params)
-        )
+        def apply(c: Conn) -> list[bool]:
+            with c.pipeline():
+                cursors = [(i, c.execute(*statements[i])) for i in order]
+            done = [False] * len(entries)
+            for i, cursor in cursors:
+                row = cursor.fetchone()
+                done[i] = row is not None and row[0] > 0
+            return done
+
+        return self._run_transaction("store checkpoints", apply)
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         """See :meth:`msstore.graphs.CheckpointStore.get` (one statement)."""
@@ -261,23 +273,85 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
 
         self._run_transaction("copy a thread", copy)
 
-    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool) -> None:
-        """See :meth:`msstore.graphs.CheckpointStore.prune`."""
-        ts = list(thread_ids)
+    def heads(self, thread_ids: Sequence[str]) -> Sequence[Head]:
+        """See :meth:`msstore.graphs.CheckpointStore.heads`."""
+        rows = self._run(
+            "read checkpoint heads",
+            lambda c: c.execute(
+                "SELECT thread_id, ns, checkpoint_id, parent_id, "
+                f"metadata -> '{DELTA_COUNTERS}' FROM graphs.checkpoints "
+                "WHERE thread_id = ANY(%s)",
+                (list(thread_ids),),
+            ).fetchall(),
+        )
+        return [
+            Head(t, ns, i, parent, delta_channels({DELTA_COUNTERS: counters}))
+            for t, ns, i, parent, counters in rows
+        ]
 
-        def prune(c: Conn) -> None:
-            c.execute(
-                "WITH gone AS (DELETE FROM graphs.checkpoints c WHERE c.thread_id = ANY(%(ts)s) "
-                "AND (NOT %(keep)s OR c.checkpoint_id < (SELECT max(n.checkpoint_id) FROM "
-                "graphs.checkpoints n WHERE n.thread_id = c.thread_id AND n.ns = c.ns)) "
-                "RETURNING thread_id, ns, checkpoint_id) "
-                "DELETE FROM graphs.writes w USING gone g WHERE (w.thread_id, w.ns, "
-                "w.checkpoint_id) = (g.thread_id, g.ns, g.checkpoint_id)",
-                {"ts": ts, "keep": keep_latest},
-            )
-            c.execute(ORPHAN_BLOBS, {"ts": ts})
+    def delete_checkpoints(self, thread_id: str, refs: Sequence[tuple[str, str]]) -> None:
+        """See :meth:`msstore.graphs.CheckpointStore.delete_checkpoints`."""
+        params = {"ts": [thread_id], "ns": [n for n, _ in refs], "ids": [i for _, i in refs]}
 
-        self._run_transaction("prune threads", prune)
+        def delete(c: Conn) -> None:
+            for table in ("writes", "checkpoints"):
+                c.execute(
+                    f"DELETE FROM graphs.{table} WHERE thread_id = (%(ts)s::text[])[1] AND (ns, "
+                    "checkpoint_id) IN (SELECT * FROM unnest(%(ns)s::text[], %(ids)s::text[]))",
+                    params,
+                )
+            c.execute(ORPHAN_BLOBS, params)
+
+        self._run_transaction("delete checkpoints", delete)
+
+    def expire(self, before: float) -> Sequence[str]:
+        """See :meth:`msstore.graphs.CheckpointStore.expire`."""
+
+        def expire(c: Conn) -> list[str]:
+            gone = [r[0] for r in c.execute(EXPIRE, {"before": before}).fetchall()]
+            if gone:
+                for table in ("writes", "blobs", "checkpoints"):
+                    c.execute(f"DELETE FROM graphs.{table} WHERE thread_id = ANY(%s)", (gone,))
+            return gone
+
+        return self._run_transaction("expire threads", expire)
+
+
+def _statement(entry: CheckpointPut | WritesPut) -> tuple[str, dict[str, Any]]:
+    """The statement (:data:`PUT` or :data:`PUT_WRITES`) and parameters of an entry."""
+    if isinstance(entry, CheckpointPut):
+        cp, blobs = entry.checkpoint, entry.blobs
+        return PUT, {
+            "t": cp.thread_id,
+            "ns": cp.ns,
+            "id": cp.checkpoint_id,
+            "at": entry.at,
+            "seq": entry.seq,
+            "parent": cp.parent_id,
+            "body_type": cp.body_type,
+            "body": cp.body,
+            "metadata": jsonb_text(dict(cp.metadata)),
+            "cv": orjson.dumps(dict(cp.versions)).decode(),
+            "channels": [b.channel for b in blobs],
+            "versions": [b.version for b in blobs],
+            "types": [b.type for b in blobs],
+            "datas": [b.data for b in blobs],
+        }
+    writes = entry.writes
+    return PUT_WRITES, {
+        "t": entry.thread_id,
+        "ns": entry.ns,
+        "id": entry.checkpoint_id,
+        "at": entry.at,
+        "seq": entry.seq,
+        "tasks": [w.task_id for w, _ in writes],
+        "idxs": [w.idx for w, _ in writes],
+        "channels": [w.channel for w, _ in writes],
+        "types": [w.type for w, _ in writes],
+        "datas": [w.data for w, _ in writes],
+        "paths": [w.task_path for w, _ in writes],
+        "replace": [r for _, r in writes],
+    }
 
 
 def _page(c: Conn, *, params: dict[str, Any]) -> list[Any]:
@@ -299,5 +373,6 @@ def _whole(row: Sequence[Any]) -> StoredTuple:
 
 
 def _counted(c: Conn, statement: str, params: dict[str, Any]) -> bool:
+    """Run a statement ending in ``SELECT count(*) FROM ok``: True when it wrote."""
     row = c.execute(statement, params).fetchone()
     return row is not None and row[0] > 0

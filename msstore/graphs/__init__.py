@@ -1,15 +1,38 @@
 """Graph checkpoints: the state of an agent graph after each step (LangGraph's checkpoints),
 its channel values stored once per version, pending writes once each, deleted threads kept
-deleted. ``msstore.integrations.langgraph`` puts LangGraph's saver API on top."""
+deleted, retention (newest N per thread, time-to-live). ``msstore.integrations.langgraph``
+puts LangGraph's saver API on top."""
 
-from ._records import Blob, StoredCheckpoint, StoredTuple, StoredWrite
-from ._store import CheckpointStore, GraphCheckpoints
+from ._records import (
+    Blob,
+    CheckpointPut,
+    Head,
+    StoredCheckpoint,
+    StoredTuple,
+    StoredWrite,
+    WritesPut,
+)
+from ._store import (
+    DELTA_COUNTERS,
+    CheckpointStore,
+    GraphCheckpoints,
+    Retention,
+    delta_channels,
+    doomed,
+)
 
 __all__ = [
+    "DELTA_COUNTERS",
     "Blob",
+    "CheckpointPut",
     "CheckpointStore",
     "GraphCheckpoints",
+    "Head",
+    "Retention",
     "StoredCheckpoint",
     "StoredTuple",
     "StoredWrite",
+    "WritesPut",
+    "delta_channels",
+    "doomed",
 ]

@@ -9,7 +9,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Blob", "StoredCheckpoint", "StoredTuple", "StoredWrite"]
+__all__ = [
+    "Blob",
+    "CheckpointPut",
+    "Head",
+    "StoredCheckpoint",
+    "StoredTuple",
+    "StoredWrite",
+    "WritesPut",
+]
 
 
 @attrs.frozen
@@ -63,3 +71,46 @@ class StoredTuple:
     checkpoint: StoredCheckpoint
     blobs: tuple[Blob, ...]
     writes: tuple[StoredWrite, ...]
+
+
+@attrs.frozen
+class CheckpointPut:
+    """Store ``checkpoint`` and the ``blobs`` of its new versions. ``seq`` orders writes of
+    the same row (a row is replaced only by a write with a ``seq`` at least as high); ``at``
+    is when it was written (Unix seconds: the thread's last touch, for its time-to-live)."""
+
+    checkpoint: StoredCheckpoint
+    blobs: tuple[Blob, ...]
+    seq: int = 0
+    at: float = 0.0
+
+    @property
+    def thread_id(self) -> str:
+        """The checkpoint's thread."""
+        return self.checkpoint.thread_id
+
+
+@attrs.frozen
+class WritesPut:
+    """Store pending ``writes`` of one checkpoint, each with ``replace``: replace a write with
+    the same (task, idx), or keep the one stored. ``seq`` and ``at`` as for
+    :class:`CheckpointPut`."""
+
+    thread_id: str
+    ns: str
+    checkpoint_id: str
+    writes: tuple[tuple[StoredWrite, bool], ...]
+    seq: int = 0
+    at: float = 0.0
+
+
+@attrs.frozen
+class Head:
+    """What retention needs of a checkpoint: where it is, its parent, and the delta channels
+    it rebuilds from its ancestors' writes (``counters_since_delta_snapshot`` updates > 0)."""
+
+    thread_id: str
+    ns: str
+    checkpoint_id: str
+    parent_id: str | None
+    deltas: frozenset[str] = frozenset()

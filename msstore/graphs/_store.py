@@ -14,20 +14,45 @@ The rules:
   sends late) is dropped, never stored. Checkpoint ids are time-ordered, so a run started
   after the delete writes above the fence and starts the thread afresh;
 * listing is newest first (by checkpoint id); a metadata filter keeps the checkpoints whose
-  metadata has every key of the filter with an equal value.
+  metadata has every key of the filter with an equal value;
+* retention (:class:`Retention`) and pruning never drop a checkpoint a kept one needs: a
+  ``DeltaChannel`` rebuilds its value from its ancestors' writes back to its last snapshot
+  (the ``counters_since_delta_snapshot`` metadata LangGraph keeps), so those ancestors stay;
+* a row is only replaced by a write with a ``seq`` at least as high as the one that stored it
+  (a write replayed late, by crash recovery, never overwrites a newer one).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+
+import attrs
 
 from msstore.errors import InvalidArgument
 
-from ._records import Blob, StoredCheckpoint, StoredTuple, StoredWrite
+from ._records import (
+    Blob,
+    CheckpointPut,
+    Head,
+    StoredCheckpoint,
+    StoredTuple,
+    StoredWrite,
+    WritesPut,
+)
 
-__all__ = ["CheckpointStore", "GraphCheckpoints"]
+__all__ = [
+    "DELTA_COUNTERS",
+    "CheckpointStore",
+    "GraphCheckpoints",
+    "Retention",
+    "delta_channels",
+    "doomed",
+]
 
 log = logging.getLogger("msstore.graphs")
 
@@ -40,22 +65,13 @@ class CheckpointStore(Protocol):
     ``PostgresCheckpointStore``). Each method is one atomic step; the rules are
     :class:`GraphCheckpoints`'."""
 
-    def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
-        """Store the blobs (a blob already stored at its version is kept) and the checkpoint
-        (replacing one with the same id), together; ``False`` and nothing stored when the
-        checkpoint's id is at or below its thread's fence."""
-        ...
-
-    def put_writes(
-        self,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        writes: Sequence[tuple[StoredWrite, bool]],
-    ) -> bool:
-        """Store writes of checkpoint ``checkpoint_id``, each with ``replace``: replace a write
-        with the same (task, idx), or keep the one stored. ``False`` and nothing stored when
-        ``checkpoint_id`` is at or below the thread's fence."""
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> Sequence[bool]:
+        """Apply the entries in order, in one transaction: a :class:`CheckpointPut` stores its
+        blobs (a blob already stored at its version is kept) and its checkpoint (replacing one
+        with the same id unless that one has a higher ``seq``); a :class:`WritesPut` stores
+        its writes (a replaced write likewise). An entry whose checkpoint id is at or below its
+        thread's fence is dropped: ``False`` in its place. Each entry sets its thread's
+        last touch to its ``at`` (never earlier)."""
         ...
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
@@ -84,9 +100,19 @@ class CheckpointStore(Protocol):
         """Copy every checkpoint, blob and write of ``source`` to ``target``."""
         ...
 
-    def prune(self, thread_ids: Sequence[str], *, keep_latest: bool) -> None:
-        """Delete the threads' checkpoints (``keep_latest``: all but the newest of each
-        namespace) with their writes, and the blobs no checkpoint left points at."""
+    def heads(self, thread_ids: Sequence[str]) -> Sequence[Head]:
+        """The checkpoints of the threads, without values or writes (any order)."""
+        ...
+
+    def delete_checkpoints(self, thread_id: str, refs: Sequence[tuple[str, str]]) -> None:
+        """Delete the thread's checkpoints ``(ns, checkpoint_id)`` with their writes, and the
+        blobs no checkpoint left points at."""
+        ...
+
+    def expire(self, before: float) -> Sequence[str]:
+        """Delete every thread last touched before ``before``, each fenced at its newest
+        checkpoint first (as :meth:`delete_thread`), atomically against a write that touches
+        it meanwhile (that thread lives on); the threads deleted."""
         ...
 
 
@@ -105,11 +131,99 @@ def sort_writes(writes: Sequence[StoredWrite]) -> tuple[StoredWrite, ...]:
     return tuple(sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx)))
 
 
-class GraphCheckpoints:
-    """A :class:`CheckpointStore` with the rules of the module docstring."""
+@attrs.frozen(kw_only=True)
+class Retention:
+    """How much of a thread is kept.
 
-    def __init__(self, store: CheckpointStore) -> None:
+    ``keep_latest``: each namespace of a thread keeps its newest ``keep_latest`` checkpoints
+    (and the ancestors a delta channel rebuilds them from); older ones go with their writes
+    and the values no kept checkpoint points at. Applied on write, every ``keep_latest`` puts
+    of a namespace, so a namespace holds at most ``2 * keep_latest`` checkpoints between trims.
+    ``ttl``: seconds after its last write a thread expires (deleted as by ``delete_thread``)
+    at the next :meth:`GraphCheckpoints.sweep`.
+    """
+
+    keep_latest: int | None = None
+    ttl: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.keep_latest is not None and (
+            type(self.keep_latest) is not int or self.keep_latest < 1
+        ):
+            raise InvalidArgument(
+                f"keep_latest must be an int >= 1 or None, got {self.keep_latest!r}"
+            )
+        if self.ttl is not None and (
+            not isinstance(self.ttl, (int, float))
+            or isinstance(self.ttl, bool)
+            or not math.isfinite(self.ttl)
+            or self.ttl <= 0
+        ):
+            raise InvalidArgument(f"ttl must be a number of seconds > 0 or None, got {self.ttl!r}")
+
+
+DELTA_COUNTERS = "counters_since_delta_snapshot"
+
+
+def delta_channels(metadata: Mapping[str, Any]) -> frozenset[str]:
+    """The channels a checkpoint rebuilds from its ancestors' writes: those whose
+    ``counters_since_delta_snapshot`` (LangGraph's metadata, ``{channel: [updates,
+    supersteps]}``) count an update since their last snapshot."""
+    counters = metadata.get(DELTA_COUNTERS)
+    if not isinstance(counters, Mapping):
+        return frozenset()
+    return frozenset(
+        channel
+        for channel, counted in counters.items()
+        if isinstance(counted, (list, tuple))
+        and counted
+        and isinstance(counted[0], int)
+        and counted[0] > 0
+    )
+
+
+def doomed(heads: Sequence[Head], keep: int) -> dict[str, list[tuple[str, str]]]:
+    """Per thread, the ``(ns, checkpoint_id)`` retention deletes: all but each namespace's
+    newest ``keep`` (0: all), and but the ancestors a kept checkpoint's delta channels walk
+    back to (up to the nearest one whose counters show no update since a snapshot)."""
+    by_ns: dict[tuple[str, str], dict[str, Head]] = {}
+    for head in heads:
+        by_ns.setdefault((head.thread_id, head.ns), {})[head.checkpoint_id] = head
+    out: dict[str, list[tuple[str, str]]] = {}
+    for (thread_id, ns), found in by_ns.items():
+        newest = sorted(found, reverse=True)[:keep]
+        kept = set(newest)
+        for checkpoint_id in newest:
+            needed = found[checkpoint_id].deltas
+            cursor = found[checkpoint_id]
+            while needed and cursor.parent_id is not None and cursor.parent_id in found:
+                cursor = found[cursor.parent_id]
+                kept.add(cursor.checkpoint_id)
+                needed = needed & cursor.deltas
+        gone = [(ns, c) for c in found if c not in kept]
+        if gone:
+            out.setdefault(thread_id, []).extend(gone)
+    return out
+
+
+class GraphCheckpoints:
+    """A :class:`CheckpointStore` with the rules of the module docstring, and ``retention``
+    (:class:`Retention`; none by default: everything is kept)."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        *,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if retention is not None and not isinstance(retention, Retention):
+            raise InvalidArgument(f"retention must be a Retention, got {retention!r}")
         self.store = store
+        self.retention = retention or Retention()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since_trim: dict[tuple[str, str], int] = {}
 
     def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
         """Store a checkpoint and its new channel values; ``False`` when its thread was
@@ -117,14 +231,26 @@ class GraphCheckpoints:
         check_id(checkpoint.thread_id, "thread_id")
         check_id(checkpoint.ns, "checkpoint_ns", empty=True)
         check_id(checkpoint.checkpoint_id, "checkpoint_id")
-        stored = self.store.put(checkpoint, blobs)
+        entry = CheckpointPut(checkpoint, tuple(blobs), at=self._clock())
+        stored = self.store.write([entry])[0]
         if not stored:
             log.info(
                 "checkpoint %s of deleted thread %r dropped",
                 checkpoint.checkpoint_id,
                 checkpoint.thread_id,
             )
+        elif self.retention.keep_latest is not None:
+            self._count(checkpoint.thread_id, checkpoint.ns, self.retention.keep_latest)
         return stored
+
+    def _count(self, thread_id: str, ns: str, keep: int) -> None:
+        """Trim the namespace every ``keep`` stored puts."""
+        with self._lock:
+            n = self._since_trim.get((thread_id, ns), 0) + 1
+            due = n >= keep
+            self._since_trim[thread_id, ns] = 0 if due else n
+        if due:
+            self.trim([thread_id], keep=keep, ns=ns)
 
     def put_writes(
         self, thread_id: str, ns: str, checkpoint_id: str, writes: Sequence[StoredWrite]
@@ -136,9 +262,10 @@ class GraphCheckpoints:
         check_id(checkpoint_id, "checkpoint_id")
         if not writes:
             return True
-        stored = self.store.put_writes(
-            thread_id, ns, checkpoint_id, [(w, w.idx < 0) for w in writes]
+        entry = WritesPut(
+            thread_id, ns, checkpoint_id, tuple((w, w.idx < 0) for w in writes), at=self._clock()
         )
+        stored = self.store.write([entry])[0]
         if not stored:
             log.info(
                 "writes for checkpoint %s of deleted thread %r dropped", checkpoint_id, thread_id
@@ -197,13 +324,35 @@ class GraphCheckpoints:
         self.store.copy_thread(check_id(source, "source"), check_id(target, "target"))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``"keep_latest"``: keep each namespace's newest checkpoint; ``"delete"``: keep
-        none."""
+        """``"keep_latest"``: keep each namespace's newest checkpoint (and the ancestors its
+        delta channels are rebuilt from); ``"delete"``: keep none. The threads stay usable."""
         if strategy not in ("keep_latest", "delete"):
             raise InvalidArgument(f"strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+        self.trim(thread_ids, keep=1 if strategy == "keep_latest" else 0)
+
+    def trim(self, thread_ids: Sequence[str], *, keep: int, ns: str | None = None) -> int:
+        """Keep each namespace's (only ``ns``'s when given) newest ``keep`` checkpoints and
+        their delta ancestors, delete the rest; how many went."""
+        if type(keep) is not int or keep < 0:
+            raise InvalidArgument(f"keep must be an int >= 0, got {keep!r}")
         ids = [check_id(t, "thread_id") for t in thread_ids]
-        if ids:
-            self.store.prune(ids, keep_latest=strategy == "keep_latest")
+        if not ids:
+            return 0
+        heads = [h for h in self.store.heads(ids) if ns is None or h.ns == ns]
+        gone = doomed(heads, keep)
+        for thread_id, refs in gone.items():
+            self.store.delete_checkpoints(thread_id, refs)
+        return sum(len(refs) for refs in gone.values())
+
+    def sweep(self) -> Sequence[str]:
+        """Expire the threads untouched for the retention's ``ttl`` (none without one); the
+        threads deleted."""
+        if self.retention.ttl is None:
+            return []
+        gone = self.store.expire(self._clock() - self.retention.ttl)
+        if gone:
+            log.info("expired %d graph threads", len(gone))
+        return gone
 
 
 def _ordered(found: StoredTuple) -> StoredTuple:

@@ -83,14 +83,12 @@ def machine(make_store: Callable[[], Any]) -> type[RuleBasedStateMachine]:
         )
         def search(self, w: int, ns: tuple[str, ...], refresh: bool) -> None:
             found = self.writers[w].search(ns, limit=100, refresh=refresh)
-            want = {
-                r: v for r in self.model if r[0][: len(ns)] == ns and (v := self._live(r))
-            }
+            want = {r: v for r in self.model if r[0][: len(ns)] == ns and (v := self._live(r))}
             assert {(i.namespace, i.key): dict(i.value) for i in found} == {
                 r: v[0] for r, v in want.items()
             }
             if refresh:
-                for r, (value, expires, ttl) in want.items():
+                for r, (value, _, ttl) in want.items():
                     if ttl is not None:
                         self.model[r] = (value, self.clock() + ttl, ttl)
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -31,24 +31,6 @@ from msstore.integrations.langgraph import MsstoreSaver
 from msstore.testing.langgraph import memory_saver, server_saver
 
 Factory = Callable[[], AsyncGenerator[MsstoreSaver, None]]
-
-
-@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
-def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "postgres":  # (the suite's server, not one more)
-        monkeypatch.setenv("MSSTORE_TEST_PG_DSN", request.getfixturevalue("msstore_postgres_dsn"))
-    return str(request.param)
-
-
-@pytest.fixture
-def store(kind: str, request: pytest.FixtureRequest) -> Iterator[CheckpointStore]:
-    if kind == "memory":
-        yield MemoryCheckpointStore()
-        return
-    from msstore.backends.postgres import PostgresCheckpointStore
-
-    with PostgresCheckpointStore(request.getfixturevalue("pg_state_dsn")) as pg:
-        yield pg
 
 
 def test_langgraphs_conformance_kit_passes_every_capability(kind: str) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -33,6 +34,7 @@ from msstore.graphs import (
     Blob,
     CheckpointStore,
     GraphCheckpoints,
+    Retention,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
@@ -50,12 +52,21 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer on an msstore :class:`~msstore.graphs.CheckpointStore`.
 
     ``serde``: LangGraph's serializer for checkpoints and values (its default
-    ``JsonPlusSerializer`` when None).
+    ``JsonPlusSerializer`` when None). ``retention``: how much of each thread is kept
+    (:class:`~msstore.graphs.Retention`: the newest N checkpoints, applied as the graph
+    writes; a time-to-live, applied by :meth:`sweep`); everything by default.
     """
 
-    def __init__(self, store: CheckpointStore, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        *,
+        serde: SerializerProtocol | None = None,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(serde=serde)
-        self.checkpoints = GraphCheckpoints(store)
+        self.checkpoints = GraphCheckpoints(store, retention=retention, clock=clock)
 
     # Reading -----------------------------------------------------------------------------
 
@@ -196,9 +207,14 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         self.checkpoints.copy_thread(source_thread_id, target_thread_id)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``"keep_latest"``: keep each namespace's newest checkpoint (and its values and
-        writes); ``"delete"``: remove all."""
+        """``"keep_latest"``: keep each namespace's newest checkpoint (with its values and
+        writes, and the ancestors a ``DeltaChannel`` rebuilds it from); ``"delete"``: remove
+        all."""
         self.checkpoints.prune(list(thread_ids), strategy=strategy)
+
+    def sweep(self) -> Sequence[str]:
+        """Delete the threads untouched for the retention's ``ttl``; the threads deleted."""
+        return self.checkpoints.sweep()
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """A channel's next version: a zero-padded counter and a random tail (sortable)."""
@@ -262,6 +278,10 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """:meth:`copy_thread` off the event loop."""
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def asweep(self) -> Sequence[str]:
+        """:meth:`sweep` off the event loop."""
+        return await asyncio.to_thread(self.sweep)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """:meth:`prune` off the event loop."""
