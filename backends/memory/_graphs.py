@@ -13,6 +13,7 @@ from msstore.graphs import (
     CheckpointPut,
     CheckpointStore,
     Head,
+    Outcome,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
@@ -41,17 +42,22 @@ class MemoryCheckpointStore(CheckpointStore):
         fence = self._fences.get(thread_id)
         return fence is not None and checkpoint_id <= fence
 
-    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[bool]:
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[Outcome]:
         with self._lock:
             return [self._apply(entry) for entry in entries]
 
-    def _apply(self, entry: CheckpointPut | WritesPut) -> bool:
+    def _apply(self, entry: CheckpointPut | WritesPut) -> Outcome:
         if isinstance(entry, CheckpointPut):
             checkpoint_id = entry.checkpoint.checkpoint_id
         else:
             checkpoint_id = entry.checkpoint_id
         if self._fenced(entry.thread_id, checkpoint_id):
-            return False
+            return Outcome.FENCED
+        if isinstance(entry, CheckpointPut) and any(
+            b.base is not None and (b.thread_id, b.ns, b.channel, b.base) not in self._blobs
+            for b in entry.blobs
+        ):
+            return Outcome.BASE_GONE
         self._touched[entry.thread_id] = max(entry.at, self._touched.get(entry.thread_id, 0.0))
         if isinstance(entry, CheckpointPut):
             cp = entry.checkpoint
@@ -61,22 +67,32 @@ class MemoryCheckpointStore(CheckpointStore):
             if key not in self._checkpoints or self._seqs.get(key, 0) <= entry.seq:
                 self._checkpoints[key] = cp
                 self._seqs[key] = entry.seq
-            return True
+            return Outcome.STORED
         stored = self._writes.setdefault((entry.thread_id, entry.ns, checkpoint_id), {})
         for write, replace in entry.writes:
             held = stored.get((write.task_id, write.idx))
             if held is None or (replace and held[1] <= entry.seq):
                 stored[write.task_id, write.idx] = (write, entry.seq)
-        return True
+        return Outcome.STORED
 
     def _tuple(self, cp: StoredCheckpoint) -> StoredTuple:
         blobs = tuple(
-            b
+            self._chain(cp.thread_id, cp.ns, channel, str(version))
             for channel, version in cp.versions.items()
-            if (b := self._blobs.get((cp.thread_id, cp.ns, channel, version))) is not None
         )
         writes = self._writes.get((cp.thread_id, cp.ns, cp.checkpoint_id), {})
-        return StoredTuple(cp, blobs, tuple(w for w, _ in writes.values()))
+        return StoredTuple(cp, sum(blobs, ()), tuple(w for w, _ in writes.values()))
+
+    def _chain(self, thread_id: str, ns: str, channel: str, version: str) -> tuple[Blob, ...]:
+        """The blob of a version and, for a delta, those down its chain of bases."""
+        chain: list[Blob] = []
+        found = self._blobs.get((thread_id, ns, channel, version))
+        while found is not None:
+            chain.append(found)
+            if found.base is None:
+                break
+            found = self._blobs.get((thread_id, ns, channel, found.base))
+        return tuple(chain)
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         with self._lock:
@@ -117,9 +133,10 @@ class MemoryCheckpointStore(CheckpointStore):
         for key in [k for k in self._writes if pick(k)]:
             del self._writes[key]
         live = {
-            (cp.thread_id, cp.ns, channel, version)
+            (b.thread_id, b.ns, b.channel, b.version)
             for cp in self._checkpoints.values()
             for channel, version in cp.versions.items()
+            for b in self._chain(cp.thread_id, cp.ns, channel, str(version))
         }
         for blob_key in [k for k in self._blobs if k not in live]:
             del self._blobs[blob_key]

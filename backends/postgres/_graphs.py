@@ -12,10 +12,12 @@ from psycopg_pool import ConnectionPool
 
 from msstore.graphs import (
     DELTA_COUNTERS,
+    MAX_CHAIN,
     Blob,
     CheckpointPut,
     CheckpointStore,
     Head,
+    Outcome,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
@@ -40,25 +42,33 @@ f AS (
   RETURNING fence
 ), ok AS (SELECT 1 FROM f WHERE f.fence < %(id)s)
 """
+# A delta's base is locked (KEY SHARE) so that no prune deletes it before this commits; one
+# deleted since (not found) makes the put store nothing, and the caller stores it whole.
 PUT: Final = f"""
-WITH {_FENCE}, b AS (
-  INSERT INTO graphs.blobs (thread_id, ns, channel, version, type, data)
-  SELECT %(t)s, %(ns)s, r.c, r.v, r.ty, r.d
-  FROM ok, unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
-    %(datas)s::bytea[]) AS r(c, v, ty, d)
+WITH {_FENCE}, based AS (
+  SELECT x.channel FROM graphs.blobs x
+  JOIN unnest(%(channels)s::text[], %(bases)s::text[]) AS r(c, base)
+    ON (x.channel, x.version) = (r.c, r.base)
+  WHERE x.thread_id = %(t)s AND x.ns = %(ns)s
+  FOR KEY SHARE OF x
+), whole AS (SELECT 1 FROM ok WHERE (SELECT count(*) FROM based) = %(nbases)s), b AS (
+  INSERT INTO graphs.blobs (thread_id, ns, channel, version, type, data, base)
+  SELECT %(t)s, %(ns)s, r.c, r.v, r.ty, r.d, r.base
+  FROM whole, unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
+    %(datas)s::bytea[], %(bases)s::text[]) AS r(c, v, ty, d, base)
   ON CONFLICT DO NOTHING
 ), c AS (
   INSERT INTO graphs.checkpoints AS o (thread_id, ns, checkpoint_id, parent_id, body_type, body,
     metadata, versions, seq)
   SELECT %(t)s, %(ns)s, %(id)s, %(parent)s, %(body_type)s, %(body)s, %(metadata)s::jsonb,
     %(cv)s::jsonb, %(seq)s
-  FROM ok
+  FROM whole
   ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET parent_id = EXCLUDED.parent_id,
     body_type = EXCLUDED.body_type, body = EXCLUDED.body, metadata = EXCLUDED.metadata,
     versions = EXCLUDED.versions, seq = EXCLUDED.seq
   WHERE o.seq <= EXCLUDED.seq
 )
-SELECT count(*) FROM ok
+SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM whole)
 """
 _WRITE_ROWS: Final = """
   SELECT %(t)s, %(ns)s, %(id)s, r.task, r.idx, r.c, r.ty, r.d, r.path, %(seq)s
@@ -85,22 +95,32 @@ WITH {_FENCE}, kept AS (
     task_path = EXCLUDED.task_path, seq = EXCLUDED.seq
   WHERE o.seq <= EXCLUDED.seq
 )
-SELECT count(*) FROM ok
+SELECT count(*), count(*) FROM ok
 """
 COLUMNS: Final = "thread_id, ns, checkpoint_id, parent_id, body_type, body, metadata, versions"
 # Checkpoints (chosen by WHERE ... ORDER BY ... LIMIT, spliced in) with their blobs and writes,
 # in one statement: each checkpoint's blobs and writes come as parallel arrays.
 WHOLE: Final = """
 SELECT c.thread_id, c.ns, c.checkpoint_id, c.parent_id, c.body_type, c.body, c.metadata,
-  c.versions, bl.channels, bl.vs, bl.types, bl.datas, wr.tasks, wr.idxs, wr.channels,
-  wr.types, wr.datas, wr.paths
+  c.versions, bl.channels, bl.vs, bl.types, bl.datas, bl.bases, wr.tasks, wr.idxs,
+  wr.channels, wr.types, wr.datas, wr.paths
 FROM (SELECT * FROM graphs.checkpoints {where}) c
 LEFT JOIN LATERAL (
-  SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS vs,
-    array_agg(b.type) AS types, array_agg(b.data) AS datas
-  FROM jsonb_each_text(c.versions) AS v(ch, ver)
-  JOIN graphs.blobs b
-    ON (b.thread_id, b.ns, b.channel, b.version) = (c.thread_id, c.ns, v.ch, v.ver)
+  WITH RECURSIVE chain AS (
+    SELECT b.channel, b.version, b.type, b.data, b.base, 1 AS depth
+    FROM jsonb_each_text(c.versions) AS v(ch, ver)
+    JOIN graphs.blobs b
+      ON (b.thread_id, b.ns, b.channel, b.version) = (c.thread_id, c.ns, v.ch, v.ver)
+    UNION ALL
+    SELECT b.channel, b.version, b.type, b.data, b.base, chain.depth + 1
+    FROM chain JOIN graphs.blobs b
+      ON (b.thread_id, b.ns, b.channel, b.version) = (c.thread_id, c.ns, chain.channel,
+        chain.base)
+    WHERE chain.depth <= %(max_chain)s
+  )
+  SELECT array_agg(channel) AS channels, array_agg(version) AS vs, array_agg(type) AS types,
+    array_agg(data) AS datas, array_agg(base) AS bases
+  FROM chain
 ) bl ON true
 LEFT JOIN LATERAL (
   SELECT array_agg(w.task_id) AS tasks, array_agg(w.idx) AS idxs,
@@ -141,11 +161,24 @@ UPDATE graphs.threads g SET touched_at = -1, fence = GREATEST(g.fence, COALESCE(
 FROM stale WHERE g.thread_id = stale.thread_id
 RETURNING g.thread_id
 """
-# Values no checkpoint of the thread points at any more.
+# Values no checkpoint of the threads points at any more, directly or down a delta's bases.
 ORPHAN_BLOBS: Final = """
+WITH RECURSIVE live AS (
+  SELECT b.thread_id, b.ns, b.channel, b.version, b.base
+  FROM graphs.checkpoints c
+  CROSS JOIN LATERAL jsonb_each_text(c.versions) AS v(ch, ver)
+  JOIN graphs.blobs b
+    ON (b.thread_id, b.ns, b.channel, b.version) = (c.thread_id, c.ns, v.ch, v.ver)
+  WHERE c.thread_id = ANY(%(ts)s)
+  UNION
+  SELECT b.thread_id, b.ns, b.channel, b.version, b.base
+  FROM live JOIN graphs.blobs b
+    ON (b.thread_id, b.ns, b.channel, b.version) = (live.thread_id, live.ns, live.channel,
+      live.base)
+)
 DELETE FROM graphs.blobs b WHERE b.thread_id = ANY(%(ts)s) AND NOT EXISTS (
-  SELECT 1 FROM graphs.checkpoints c
-  WHERE c.thread_id = b.thread_id AND c.ns = b.ns AND c.versions ->> b.channel = b.version)
+  SELECT 1 FROM live l
+  WHERE (l.thread_id, l.ns, l.channel, l.version) = (b.thread_id, b.ns, b.channel, b.version))
 """
 
 
@@ -182,23 +215,21 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
             autocommit=True,
         )
 
-    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[bool]:
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[Outcome]:
         """See :meth:`msstore.graphs.CheckpointStore.write`: one statement for one entry;
         several in one transaction, pipelined, their threads locked in thread order."""
         statements = [_statement(e) for e in entries]
         if len(statements) == 1:
-            return [
-                self._run_statement("store a checkpoint", lambda c: _counted(c, *statements[0]))
-            ]
+            one = statements[0]
+            return [self._run_statement("store a checkpoint", lambda c: _outcome(c, *one))]
         order = sorted(range(len(entries)), key=lambda i: entries[i].thread_id)
 
-        def apply(c: Conn) -> list[bool]:
+        def apply(c: Conn) -> list[Outcome]:
             with c.pipeline():
                 cursors = [(i, c.execute(*statements[i])) for i in order]
-            done = [False] * len(entries)
+            done = [Outcome.FENCED] * len(entries)
             for i, cursor in cursors:
-                row = cursor.fetchone()
-                done[i] = row is not None and row[0] > 0
+                done[i] = _answer(cursor.fetchone())
             return done
 
         return self._run_transaction("store checkpoints", apply)
@@ -206,7 +237,7 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         """See :meth:`msstore.graphs.CheckpointStore.get` (one statement)."""
         statement = LATEST if checkpoint_id is None else ONE
-        params = {"t": thread_id, "ns": ns, "id": checkpoint_id}
+        params = {"t": thread_id, "ns": ns, "id": checkpoint_id, "max_chain": MAX_CHAIN}
         row = self._run("read a checkpoint", lambda c: c.execute(statement, params).fetchone())
         return None if row is None else _whole(row)
 
@@ -216,7 +247,13 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
         """See :meth:`msstore.graphs.CheckpointStore.list` (a page of 100 per statement)."""
         cursor = before
         while True:
-            params = {"t": thread_id, "ns": ns, "before": cursor, "page": PAGE}
+            params = {
+                "t": thread_id,
+                "ns": ns,
+                "before": cursor,
+                "page": PAGE,
+                "max_chain": MAX_CHAIN,
+            }
             rows = self._run("list checkpoints", functools.partial(_page, params=params))
             yield from (_whole(r) for r in rows)
             if len(rows) < PAGE:
@@ -260,13 +297,15 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
                 {"source": source, "target": target},
             )
             c.execute(
-                "INSERT INTO graphs.blobs SELECT %(target)s, ns, channel, version, type, data "
+                "INSERT INTO graphs.blobs (thread_id, ns, channel, version, type, data, base) "
+                "SELECT %(target)s, ns, channel, version, type, data, base "
                 "FROM graphs.blobs WHERE thread_id = %(source)s ON CONFLICT DO NOTHING",
                 {"source": source, "target": target},
             )
             c.execute(
-                "INSERT INTO graphs.writes SELECT %(target)s, ns, checkpoint_id, task_id, idx, "
-                "channel, type, data, task_path FROM graphs.writes "
+                "INSERT INTO graphs.writes (thread_id, ns, checkpoint_id, task_id, idx, channel, "
+                "type, data, task_path, seq) SELECT %(target)s, ns, checkpoint_id, task_id, idx, "
+                "channel, type, data, task_path, seq FROM graphs.writes "
                 "WHERE thread_id = %(source)s ON CONFLICT DO NOTHING",
                 {"source": source, "target": target},
             )
@@ -294,6 +333,9 @@ class PostgresCheckpointStore(PgStore, CheckpointStore):
         params = {"ts": [thread_id], "ns": [n for n, _ in refs], "ids": [i for _, i in refs]}
 
         def delete(c: Conn) -> None:
+            # (the thread's row first, as a put locks it: a put's delta base is not pruned
+            # while it commits, and this sees what it stored)
+            c.execute("SELECT 1 FROM graphs.threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
             for table in ("writes", "checkpoints"):
                 c.execute(
                     f"DELETE FROM graphs.{table} WHERE thread_id = (%(ts)s::text[])[1] AND (ns, "
@@ -336,6 +378,8 @@ def _statement(entry: CheckpointPut | WritesPut) -> tuple[str, dict[str, Any]]:
             "versions": [b.version for b in blobs],
             "types": [b.type for b in blobs],
             "datas": [b.data for b in blobs],
+            "bases": [b.base for b in blobs],
+            "nbases": sum(b.base is not None for b in blobs),
         }
     writes = entry.writes
     return PUT_WRITES, {
@@ -362,17 +406,23 @@ def _whole(row: Sequence[Any]) -> StoredTuple:
     """A row of :data:`WHOLE`."""
     cp = _checkpoint(row)
     blobs = tuple(
-        Blob(cp.thread_id, cp.ns, ch, v, ty, bytes(d))
-        for ch, v, ty, d in zip(*(row[i] or () for i in range(8, 12)), strict=True)
+        Blob(cp.thread_id, cp.ns, ch, v, ty, bytes(d), base)
+        for ch, v, ty, d, base in zip(*(row[i] or () for i in range(8, 13)), strict=True)
     )
     writes = tuple(
         StoredWrite(task, idx, ch, ty, bytes(d), path)
-        for task, idx, ch, ty, d, path in zip(*(row[i] or () for i in range(12, 18)), strict=True)
+        for task, idx, ch, ty, d, path in zip(*(row[i] or () for i in range(13, 19)), strict=True)
     )
     return StoredTuple(cp, blobs, writes)
 
 
-def _counted(c: Conn, statement: str, params: dict[str, Any]) -> bool:
-    """Run a statement ending in ``SELECT count(*) FROM ok``: True when it wrote."""
-    row = c.execute(statement, params).fetchone()
-    return row is not None and row[0] > 0
+def _outcome(c: Conn, statement: str, params: dict[str, Any]) -> Outcome:
+    """Run :data:`PUT` or :data:`PUT_WRITES`."""
+    return _answer(c.execute(statement, params).fetchone())
+
+
+def _answer(row: Sequence[Any] | None) -> Outcome:
+    """What a row of (past the fence, stored) says."""
+    if row is None or not row[0]:
+        return Outcome.FENCED
+    return Outcome.STORED if row[1] else Outcome.BASE_GONE

@@ -3,10 +3,12 @@ its channel values stored once per version, pending writes once each, deleted th
 deleted, retention (newest N per thread, time-to-live). ``msstore.integrations.langgraph``
 puts LangGraph's saver API on top."""
 
+from ._deltas import MAX_CHAIN
 from ._records import (
     Blob,
     CheckpointPut,
     Head,
+    Outcome,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
@@ -23,11 +25,13 @@ from ._store import (
 
 __all__ = [
     "DELTA_COUNTERS",
+    "MAX_CHAIN",
     "Blob",
     "CheckpointPut",
     "CheckpointStore",
     "GraphCheckpoints",
     "Head",
+    "Outcome",
     "Retention",
     "StoredCheckpoint",
     "StoredTuple",

@@ -4,6 +4,7 @@ once per version), and the pending writes of each checkpoint. Values arrive seri
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ __all__ = [
     "Blob",
     "CheckpointPut",
     "Head",
+    "Outcome",
     "StoredCheckpoint",
     "StoredTuple",
     "StoredWrite",
@@ -23,7 +25,8 @@ __all__ = [
 @attrs.frozen
 class Blob:
     """A channel's value at one version of one thread and namespace (``type`` ``"empty"``: the
-    channel had no value at that version)."""
+    channel had no value at that version). With a ``base``, ``data`` is a delta on the value
+    at version ``base`` of the same channel (:mod:`msstore.graphs._deltas`)."""
 
     thread_id: str
     ns: str
@@ -31,13 +34,24 @@ class Blob:
     version: str
     type: str
     data: bytes
+    base: str | None = None
+
+
+class Outcome(enum.Enum):
+    """What became of one entry of :meth:`CheckpointStore.write`."""
+
+    STORED = "stored"
+    FENCED = "fenced"
+    """Dropped: its checkpoint id is at or below the thread's fence (deleted since)."""
+    BASE_GONE = "base_gone"
+    """Nothing stored: a blob's ``base`` is not stored (any more); write it whole."""
 
 
 @attrs.frozen
 class StoredCheckpoint:
     """A checkpoint without its channel values: ``body`` is the serialized rest (ids,
-    versions, timestamps), ``metadata`` JSON, ``versions`` the channel versions its values
-    are stored at; ``parent_id`` the checkpoint it follows."""
+    timestamps, what each node has seen), ``metadata`` JSON, ``versions`` the channel versions
+    (a value is stored at ``str(version)``); ``parent_id`` the checkpoint it follows."""
 
     thread_id: str
     ns: str
@@ -46,7 +60,7 @@ class StoredCheckpoint:
     body_type: str
     body: bytes
     metadata: Mapping[str, Any]
-    versions: Mapping[str, str]
+    versions: Mapping[str, str | int | float]
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ The rules:
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -33,12 +34,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from msstore.errors import InvalidArgument
+from msstore.errors import ConsistencyViolation, InvalidArgument, SerializationError
 
+from . import _deltas as deltas
 from ._records import (
     Blob,
     CheckpointPut,
     Head,
+    Outcome,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
@@ -65,18 +68,21 @@ class CheckpointStore(Protocol):
     ``PostgresCheckpointStore``). Each method is one atomic step; the rules are
     :class:`GraphCheckpoints`'."""
 
-    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> Sequence[bool]:
-        """Apply the entries in order, in one transaction: a :class:`CheckpointPut` stores its
-        blobs (a blob already stored at its version is kept) and its checkpoint (replacing one
-        with the same id unless that one has a higher ``seq``); a :class:`WritesPut` stores
-        its writes (a replaced write likewise). An entry whose checkpoint id is at or below its
-        thread's fence is dropped: ``False`` in its place. Each entry sets its thread's
-        last touch to its ``at`` (never earlier)."""
+    def write(self, entries: Sequence[CheckpointPut | WritesPut]) -> Sequence[Outcome]:
+        """Apply the entries, in one transaction: a :class:`CheckpointPut` stores its blobs (a
+        blob already stored at its version is kept) and its checkpoint (replacing one with the
+        same id unless that one has a higher ``seq``); a :class:`WritesPut` stores its writes
+        (a replaced write likewise). An entry whose checkpoint id is at or below its thread's
+        fence is dropped (``Outcome.FENCED``); a :class:`CheckpointPut` with a blob whose
+        ``base`` is not stored stores nothing (``Outcome.BASE_GONE``). A stored base cannot be
+        deleted before the transaction ends. Each entry sets its thread's last touch to its
+        ``at`` (never earlier)."""
         ...
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         """The checkpoint (the newest when ``checkpoint_id`` is None) with the blobs of its
-        versions and its writes; None if there is none."""
+        versions (and, for a delta, every blob down its chain of bases) and its writes; None if
+        there is none."""
         ...
 
     def list(
@@ -106,7 +112,7 @@ class CheckpointStore(Protocol):
 
     def delete_checkpoints(self, thread_id: str, refs: Sequence[tuple[str, str]]) -> None:
         """Delete the thread's checkpoints ``(ns, checkpoint_id)`` with their writes, and the
-        blobs no checkpoint left points at."""
+        blobs no checkpoint left points at (directly or as a delta's base)."""
         ...
 
     def expire(self, before: float) -> Sequence[str]:
@@ -206,17 +212,30 @@ def doomed(heads: Sequence[Head], keep: int) -> dict[str, list[tuple[str, str]]]
     return out
 
 
+@attrs.frozen
+class _Last:
+    version: str
+    type: str
+    data: bytes
+    depth: int
+
+
 class GraphCheckpoints:
     """A :class:`CheckpointStore` with the rules of the module docstring, and ``retention``
-    (:class:`Retention`; none by default: everything is kept)."""
+    (:class:`Retention`; none by default: everything is kept). ``remember``: how many
+    channels' newest values it keeps in memory to store the next ones as deltas on (0: every
+    value whole)."""
 
     def __init__(
         self,
         store: CheckpointStore,
         *,
         retention: Retention | None = None,
+        remember: int = 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if type(remember) is not int or remember < 0:
+            raise InvalidArgument(f"remember must be an int >= 0, got {remember!r}")
         if retention is not None and not isinstance(retention, Retention):
             raise InvalidArgument(f"retention must be a Retention, got {retention!r}")
         self.store = store
@@ -224,24 +243,62 @@ class GraphCheckpoints:
         self._clock = clock
         self._lock = threading.Lock()
         self._since_trim: dict[tuple[str, str], int] = {}
+        self._values: collections.OrderedDict[tuple[str, str, str], _Last]
+        self._values = collections.OrderedDict()
+        self._max_values = remember
 
     def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
-        """Store a checkpoint and its new channel values; ``False`` when its thread was
-        deleted after it was taken (dropped)."""
+        """Store a checkpoint and its new channel values (a value that extends the channel's
+        previous one as a delta on it); ``False`` when its thread was deleted after it was
+        taken (dropped)."""
         check_id(checkpoint.thread_id, "thread_id")
         check_id(checkpoint.ns, "checkpoint_ns", empty=True)
         check_id(checkpoint.checkpoint_id, "checkpoint_id")
-        entry = CheckpointPut(checkpoint, tuple(blobs), at=self._clock())
-        stored = self.store.write([entry])[0]
-        if not stored:
+        at = self._clock()
+        packed = [self._pack(b) for b in blobs]
+        outcome = self.store.write([CheckpointPut(checkpoint, tuple(b for b, _ in packed), at=at)])
+        if outcome[0] is Outcome.BASE_GONE:  # (pruned since we read it: store them whole)
+            packed = [(b, 0) for b in blobs]
+            outcome = self.store.write([CheckpointPut(checkpoint, tuple(blobs), at=at)])
+        if outcome[0] is Outcome.FENCED:
             log.info(
                 "checkpoint %s of deleted thread %r dropped",
                 checkpoint.checkpoint_id,
                 checkpoint.thread_id,
             )
-        elif self.retention.keep_latest is not None:
+            return False
+        if outcome[0] is not Outcome.STORED:
+            raise ConsistencyViolation(f"a checkpoint store answered {outcome[0]} to a put")
+        for blob, (_, depth) in zip(blobs, packed, strict=True):
+            self._remember(blob, depth)
+        if self.retention.keep_latest is not None:
             self._count(checkpoint.thread_id, checkpoint.ns, self.retention.keep_latest)
-        return stored
+        return True
+
+    def _pack(self, blob: Blob) -> tuple[Blob, int]:
+        """``blob`` as a delta on the channel's last value this process saw, when that pays
+        and the chain is not too long; with its chain depth."""
+        with self._lock:
+            last = self._values.get((blob.thread_id, blob.ns, blob.channel))
+        if last is None or last.version == blob.version or last.type != blob.type:
+            return blob, 0
+        if last.depth >= deltas.MAX_CHAIN:
+            return blob, 0
+        delta = deltas.encode(last.data, blob.data)
+        if delta is None:
+            return blob, 0
+        return attrs.evolve(blob, data=delta, base=last.version), last.depth + 1
+
+    def _remember(self, blob: Blob, depth: int) -> None:
+        """Keep a channel's newest value (whole) to encode the next one on."""
+        key = (blob.thread_id, blob.ns, blob.channel)
+        with self._lock:
+            last = self._values.pop(key, None)
+            if last is None or last.version <= blob.version:
+                last = _Last(blob.version, blob.type, blob.data, depth)
+            self._values[key] = last
+            while len(self._values) > self._max_values:
+                self._values.popitem(last=False)
 
     def _count(self, thread_id: str, ns: str, keep: int) -> None:
         """Trim the namespace every ``keep`` stored puts."""
@@ -265,7 +322,7 @@ class GraphCheckpoints:
         entry = WritesPut(
             thread_id, ns, checkpoint_id, tuple((w, w.idx < 0) for w in writes), at=self._clock()
         )
-        stored = self.store.write([entry])[0]
+        stored = self.store.write([entry])[0] is Outcome.STORED
         if not stored:
             log.info(
                 "writes for checkpoint %s of deleted thread %r dropped", checkpoint_id, thread_id
@@ -276,7 +333,7 @@ class GraphCheckpoints:
         """A checkpoint (the newest when ``checkpoint_id`` is None), its values and its
         pending writes in the order a graph applies them."""
         found = self.store.get(check_id(thread_id, "thread_id"), ns, checkpoint_id)
-        return None if found is None else _ordered(found)
+        return None if found is None else self._whole(found)
 
     def list(
         self,
@@ -303,7 +360,7 @@ class GraphCheckpoints:
                 k in cp.metadata and cp.metadata[k] == v for k, v in metadata.items()
             ):
                 continue
-            yield _ordered(found)
+            yield self._whole(found)
             count += 1
             if limit is not None and count >= limit:
                 return
@@ -354,6 +411,30 @@ class GraphCheckpoints:
             log.info("expired %d graph threads", len(gone))
         return gone
 
-
-def _ordered(found: StoredTuple) -> StoredTuple:
-    return StoredTuple(found.checkpoint, found.blobs, sort_writes(found.writes))
+    def _whole(self, found: StoredTuple) -> StoredTuple:
+        """``found`` with each channel's value rebuilt whole, and its writes in order."""
+        cp = found.checkpoint
+        by_version = {(b.channel, b.version): b for b in found.blobs}
+        whole = []
+        for channel, version in cp.versions.items():
+            chain: list[Blob] = []
+            blob = by_version.get((channel, str(version)))
+            while blob is not None and len(chain) <= deltas.MAX_CHAIN:
+                chain.append(blob)
+                if blob.base is None:
+                    break
+                blob = by_version.get((channel, blob.base))
+            if not chain:
+                continue
+            if chain[-1].base is not None:
+                raise SerializationError(
+                    f"channel {channel!r} of checkpoint {cp.checkpoint_id} is stored as a delta "
+                    f"whose base {chain[-1].base!r} is missing"
+                )
+            data = chain[-1].data
+            for link in reversed(chain[:-1]):
+                data = deltas.apply(data, link.data)
+            value = attrs.evolve(chain[0], data=data, base=None)
+            whole.append(value)
+            self._remember(value, len(chain) - 1)
+        return StoredTuple(cp, tuple(whole), sort_writes(found.writes))

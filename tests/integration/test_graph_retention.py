@@ -10,10 +10,12 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import END, START, StateGraph
 
 from msstore.errors import InvalidArgument
-from msstore.graphs import CheckpointStore, Head, Retention, doomed
+from msstore.graphs import MAX_CHAIN, CheckpointStore, Head, Retention, doomed
 from msstore.integrations.langgraph import MsstoreSaver
 from msstore.testing import FakeClock
 
@@ -103,6 +105,48 @@ def test_a_thread_expires_after_its_ttl_and_stays_expired(store: CheckpointStore
     # a new run on the same thread starts it afresh
     chat(saver, 2).invoke({"messages": [], "step": 0}, old)
     assert saver.get_tuple(old) is not None
+
+
+def test_a_growing_message_list_is_stored_as_deltas(store: CheckpointStore) -> None:
+    saver = MsstoreSaver(store)
+    thread = run(saver, 40)
+    thread_id = thread["configurable"]["thread_id"]
+    found = store.get(thread_id, "", None)
+    assert found is not None
+    chain = [b for b in found.blobs if b.channel == "messages"]
+    assert 2 <= len(chain) <= MAX_CHAIN + 1  # (the newest, down its bases to a whole value)
+    assert chain[0].base is not None and chain[-1].base is None
+    assert sum(len(b.data) for b in chain[:-1]) < len(chain[-1].data) * len(chain)
+    fresh = MsstoreSaver(store, remember=0)  # (another process: rebuilds from the rows)
+    newest = fresh.get_tuple(thread)
+    assert newest is not None
+    assert newest.checkpoint["channel_values"]["messages"] == [f"m{i}" for i in range(40)]
+    history = [len(t.checkpoint["channel_values"].get("messages", [])) for t in fresh.list(thread)]
+    assert history == list(range(40, -1, -1)) + [0]
+
+
+def test_a_delta_whose_base_was_pruned_is_stored_whole(store: CheckpointStore) -> None:
+    saver = MsstoreSaver(store)
+    thread_id = f"t-{uuid.uuid4()}"
+    config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    listed = [f"message {i} " * 8 for i in range(30)]
+
+    def put(messages: list[str], version: str, parent: Any) -> Any:
+        cp = empty_checkpoint()
+        cp["id"] = str(uuid6())
+        cp["channel_values"] = {"messages": messages}
+        cp["channel_versions"] = {"messages": version}
+        return saver.put(parent, cp, {"source": "loop", "step": 1}, {"messages": version})
+
+    first = put(listed, "0000000001.aaaaaa", config)
+    MsstoreSaver(store).prune([thread_id], strategy="delete")  # (another process)
+    put([*listed, "one more"], "0000000002.bbbbbb", first)  # (a delta on version 1: gone)
+    found = store.get(thread_id, "", None)
+    assert found is not None
+    assert [(b.version, b.base) for b in found.blobs] == [("0000000002.bbbbbb", None)]
+    newest = MsstoreSaver(store).get_tuple(config)
+    assert newest is not None
+    assert newest.checkpoint["channel_values"]["messages"] == [*listed, "one more"]
 
 
 def test_retention_is_validated() -> None:

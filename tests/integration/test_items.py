@@ -23,7 +23,6 @@ from msstore.testing import T0, FakeClock
 from tests.conftest import KNOWLEDGE_DIM
 
 
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

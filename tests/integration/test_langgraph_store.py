@@ -33,9 +33,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make(
-    fact_store_factory: Callable[[], Any], clock: FakeClock
-) -> Callable[..., MsstoreStore]:
+def make(fact_store_factory: Callable[[], Any], clock: FakeClock) -> Callable[..., MsstoreStore]:
     def make_store(**kw: Any) -> MsstoreStore:
         return MsstoreStore(fact_store_factory(), clock=clock, **kw)
 

@@ -43,6 +43,19 @@ from msstore.graphs import (
 __all__ = ["MsstoreSaver"]
 
 
+INLINE_STR = 256
+"""Strings up to this long are kept in the checkpoint's row, like numbers, booleans and None;
+other values are stored once per version, beside it."""
+
+
+def _inline(value: object) -> bool:
+    return (
+        value is None
+        or isinstance(value, (bool, int, float))
+        or (isinstance(value, str) and len(value) <= INLINE_STR)
+    )
+
+
 def _ids(config: RunnableConfig) -> tuple[str, str]:
     configurable = config.get("configurable") or {}
     return configurable["thread_id"], configurable.get("checkpoint_ns", "")
@@ -54,7 +67,10 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     ``serde``: LangGraph's serializer for checkpoints and values (its default
     ``JsonPlusSerializer`` when None). ``retention``: how much of each thread is kept
     (:class:`~msstore.graphs.Retention`: the newest N checkpoints, applied as the graph
-    writes; a time-to-live, applied by :meth:`sweep`); everything by default.
+    writes; a time-to-live, applied by :meth:`sweep`); everything by default. ``remember``:
+    how many channels' newest values it keeps in memory, to store the next version of each as
+    a delta on it (a message list grows by a message, not by the whole list again; 0: store
+    every value whole).
     """
 
     def __init__(
@@ -63,21 +79,25 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         *,
         serde: SerializerProtocol | None = None,
         retention: Retention | None = None,
+        remember: int = 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(serde=serde)
-        self.checkpoints = GraphCheckpoints(store, retention=retention, clock=clock)
+        self.checkpoints = GraphCheckpoints(
+            store, retention=retention, remember=remember, clock=clock
+        )
 
     # Reading -----------------------------------------------------------------------------
 
     def _tuple(self, found: StoredTuple) -> CheckpointTuple:
         cp = found.checkpoint
         body: Checkpoint = self.serde.loads_typed((cp.body_type, cp.body))
-        values = {
-            b.channel: self.serde.loads_typed((b.type, b.data))
+        values = dict(body.get("channel_values") or {})  # (the primitives, kept inline)
+        values.update(
+            (b.channel, self.serde.loads_typed((b.type, b.data)))
             for b in found.blobs
             if b.type != "empty"
-        }
+        )
         configurable = {
             "thread_id": cp.thread_id,
             "checkpoint_ns": cp.ns,
@@ -90,7 +110,11 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         )
         return CheckpointTuple(
             config={"configurable": configurable},
-            checkpoint={**body, "channel_values": values},
+            checkpoint={
+                **body,
+                "channel_values": values,
+                "channel_versions": dict(cp.versions),
+            },
             metadata=cast(CheckpointMetadata, dict(cp.metadata)),
             parent_config=parent,  # type: ignore[arg-type]
             pending_writes=[
@@ -139,13 +163,18 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint and the values of the channels ``new_versions`` names (the
-        others are stored already); a checkpoint of a thread deleted since is dropped."""
+        others are stored already; numbers, booleans, None and short strings go in the
+        checkpoint's own row); a checkpoint of a thread deleted since is dropped."""
         thread_id, ns = _ids(config)
         body: dict[str, Any] = dict(checkpoint)
+        versions = body.pop("channel_versions")  # (stored beside it, as the blobs' index)
         values: dict[str, Any] = body.pop("channel_values", None) or {}
+        inline = {k: v for k, v in values.items() if _inline(v)}
+        body["channel_values"] = inline
         blobs = [
-            Blob(thread_id, ns, channel, str(version), *self._dump(values, channel))
+            Blob(thread_id, ns, channel, str(version), *self.serde.dumps_typed(values[channel]))
             for channel, version in new_versions.items()
+            if channel in values and channel not in inline
         ]
         body_type, body_bytes = self.serde.dumps_typed(body)
         self.checkpoints.put(
@@ -157,7 +186,7 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
                 body_type=body_type,
                 body=body_bytes,
                 metadata=dict(get_serializable_checkpoint_metadata(config, metadata)),
-                versions={c: str(v) for c, v in checkpoint["channel_versions"].items()},
+                versions=dict(versions),
             ),
             blobs,
         )
@@ -168,9 +197,6 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint["id"],
             }
         }
-
-    def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes]:
-        return self.serde.dumps_typed(values[channel]) if channel in values else ("empty", b"")
 
     def put_writes(
         self,
@@ -217,14 +243,15 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         return self.checkpoints.sweep()
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        """A channel's next version: a zero-padded counter and a random tail (sortable)."""
+        """A channel's next version: a counter (10 digits, zero-padded, so versions sort as
+        text) and a random tail that keeps two forks of a thread from sharing a version."""
         if current is None:
             number = 0
         elif isinstance(current, int):
             number = current
         else:
             number = int(current.split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"  # (a tie-breaker, not a secret)
+        return f"{number + 1:010}.{random.getrandbits(24):06x}"  # (a tie-breaker, not a secret)
 
     # Async twins: the sync method on a worker thread -----------------------------------------
 
