@@ -122,7 +122,7 @@ def test_a_growing_message_list_is_stored_as_deltas(store: CheckpointStore) -> N
     assert newest is not None
     assert newest.checkpoint["channel_values"]["messages"] == [f"m{i}" for i in range(40)]
     history = [len(t.checkpoint["channel_values"].get("messages", [])) for t in fresh.list(thread)]
-    assert history == list(range(40, -1, -1)) + [0]
+    assert history == [*range(40, -1, -1), 0]
 
 
 def test_a_delta_whose_base_was_pruned_is_stored_whole(store: CheckpointStore) -> None:
