@@ -35,8 +35,10 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from msstore.errors import ConsistencyViolation, InvalidArgument, SerializationError
+from msstore.protocols import KeyValueStore
 
 from . import _deltas as deltas
+from ._log import CheckpointLog
 from ._records import (
     Blob,
     CheckpointPut,
@@ -224,7 +226,14 @@ class GraphCheckpoints:
     """A :class:`CheckpointStore` with the rules of the module docstring, and ``retention``
     (:class:`Retention`; none by default: everything is kept). ``remember``: how many
     channels' newest values it keeps in memory to store the next ones as deltas on (0: every
-    value whole)."""
+    value whole).
+
+    ``log``: a KV bucket written first (:class:`~msstore.graphs.CheckpointLog`): a put or a
+    task's writes is one KV write, applied to ``store`` in batches within ``max_lag`` seconds;
+    every read, delete, copy or prune applies this process's first, so a process reads its
+    own writes, and other processes see them after the lag. Without one, every write goes to
+    ``store`` at once.
+    """
 
     def __init__(
         self,
@@ -232,6 +241,8 @@ class GraphCheckpoints:
         *,
         retention: Retention | None = None,
         remember: int = 1024,
+        log: KeyValueStore | None = None,
+        max_lag: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if type(remember) is not int or remember < 0:
@@ -246,48 +257,82 @@ class GraphCheckpoints:
         self._values: collections.OrderedDict[tuple[str, str, str], _Last]
         self._values = collections.OrderedDict()
         self._max_values = remember
+        self._due: set[tuple[str, str]] = set()
+        self.log: CheckpointLog | None = None
+        if log is not None:  # (last: it applies what a dead process logged, through us)
+            self.log = CheckpointLog(log, self._apply, max_lag=max_lag, clock=clock)
 
     def put(self, checkpoint: StoredCheckpoint, blobs: Sequence[Blob]) -> bool:
         """Store a checkpoint and its new channel values (a value that extends the channel's
         previous one as a delta on it); ``False`` when its thread was deleted after it was
-        taken (dropped)."""
+        taken (dropped). With a log, it is logged; a drop is found (and logged) when it is
+        applied, and this returns ``True``."""
         check_id(checkpoint.thread_id, "thread_id")
         check_id(checkpoint.ns, "checkpoint_ns", empty=True)
         check_id(checkpoint.checkpoint_id, "checkpoint_id")
-        at = self._clock()
-        packed = [self._pack(b) for b in blobs]
-        outcome = self.store.write([CheckpointPut(checkpoint, tuple(b for b, _ in packed), at=at)])
-        if outcome[0] is Outcome.BASE_GONE:  # (pruned since we read it: store them whole)
-            packed = [(b, 0) for b in blobs]
-            outcome = self.store.write([CheckpointPut(checkpoint, tuple(blobs), at=at)])
-        if outcome[0] is Outcome.FENCED:
-            log.info(
-                "checkpoint %s of deleted thread %r dropped",
-                checkpoint.checkpoint_id,
-                checkpoint.thread_id,
-            )
-            return False
-        if outcome[0] is not Outcome.STORED:
-            raise ConsistencyViolation(f"a checkpoint store answered {outcome[0]} to a put")
-        for blob, (_, depth) in zip(blobs, packed, strict=True):
-            self._remember(blob, depth)
-        if self.retention.keep_latest is not None:
-            self._count(checkpoint.thread_id, checkpoint.ns, self.retention.keep_latest)
-        return True
+        entry = CheckpointPut(checkpoint, tuple(blobs), at=self._clock())
+        if self.log is not None:
+            self.log.append([entry])
+            return True
+        return self._apply([entry])[0] is Outcome.STORED
+
+    def _apply(self, entries: Sequence[CheckpointPut | WritesPut]) -> list[Outcome]:
+        """Write entries to the store in one transaction: values packed as deltas, a value
+        whose base is gone written again whole, drops logged, retention applied."""
+        packed: list[tuple[CheckpointPut | WritesPut, list[int]]] = []
+        for entry in entries:
+            if isinstance(entry, CheckpointPut):
+                pairs = [self._pack(b) for b in entry.blobs]
+                blobs = tuple(b for b, _ in pairs)
+                packed.append((attrs.evolve(entry, blobs=blobs), [d for _, d in pairs]))
+            else:
+                packed.append((entry, []))
+        outcomes = list(self.store.write([e for e, _ in packed]))
+        again = [i for i, o in enumerate(outcomes) if o is Outcome.BASE_GONE]
+        if again:  # (a base pruned since we read it: store those whole)
+            whole = [entries[i] for i in again]
+            for i, outcome in zip(again, self.store.write(whole), strict=True):
+                outcomes[i] = outcome
+                packed[i] = (entries[i], [0] * len(packed[i][1]))
+        for entry, outcome, (_, depths) in zip(entries, outcomes, packed, strict=True):
+            if outcome is Outcome.FENCED:
+                what = "checkpoint" if isinstance(entry, CheckpointPut) else "writes for"
+                cid = (
+                    entry.checkpoint.checkpoint_id
+                    if isinstance(entry, CheckpointPut)
+                    else entry.checkpoint_id
+                )
+                log.info("%s %s of deleted thread %r dropped", what, cid, entry.thread_id)
+            elif outcome is not Outcome.STORED:
+                raise ConsistencyViolation(f"a checkpoint store answered {outcome} to a write")
+            elif isinstance(entry, CheckpointPut):
+                for blob, depth in zip(entry.blobs, depths, strict=True):
+                    self._remember(blob, depth)
+                if self.retention.keep_latest is not None:
+                    self._count(entry.thread_id, entry.checkpoint.ns, self.retention.keep_latest)
+        self._trim_due()
+        return outcomes
 
     def _pack(self, blob: Blob) -> tuple[Blob, int]:
         """``blob`` as a delta on the channel's last value this process saw, when that pays
-        and the chain is not too long; with its chain depth."""
+        and the chain is not too long; with its chain depth. The value becomes the channel's
+        last at once, so the next entry of a batch packs on it (stored in the same
+        transaction, before it; should it not be stored, the next put finds its base gone
+        and is stored whole)."""
         with self._lock:
             last = self._values.get((blob.thread_id, blob.ns, blob.channel))
-        if last is None or last.version == blob.version or last.type != blob.type:
-            return blob, 0
-        if last.depth >= deltas.MAX_CHAIN:
-            return blob, 0
-        delta = deltas.encode(last.data, blob.data)
-        if delta is None:
-            return blob, 0
-        return attrs.evolve(blob, data=delta, base=last.version), last.depth + 1
+        packed, depth = blob, 0
+        if (
+            last is not None
+            and last.version != blob.version
+            and last.type == blob.type
+            and last.depth < deltas.MAX_CHAIN
+        ):
+            delta = deltas.encode(last.data, blob.data)
+            if delta is not None:
+                packed, depth = attrs.evolve(blob, data=delta, base=last.version), last.depth + 1
+        self._remember(blob, depth)
+        return packed, depth
 
     def _remember(self, blob: Blob, depth: int) -> None:
         """Keep a channel's newest value (whole) to encode the next one on."""
@@ -301,13 +346,20 @@ class GraphCheckpoints:
                 self._values.popitem(last=False)
 
     def _count(self, thread_id: str, ns: str, keep: int) -> None:
-        """Trim the namespace every ``keep`` stored puts."""
+        """Mark the namespace for a trim every ``keep`` stored puts."""
         with self._lock:
             n = self._since_trim.get((thread_id, ns), 0) + 1
-            due = n >= keep
-            self._since_trim[thread_id, ns] = 0 if due else n
-        if due:
-            self.trim([thread_id], keep=keep, ns=ns)
+            if n >= keep:
+                self._due.add((thread_id, ns))
+            self._since_trim[thread_id, ns] = 0 if n >= keep else n
+
+    def _trim_due(self) -> None:
+        keep = self.retention.keep_latest
+        with self._lock:
+            due, self._due = self._due, set()
+        for thread_id, ns in sorted(due):
+            if keep is not None:
+                self._trim([thread_id], keep=keep, ns=ns)
 
     def put_writes(
         self, thread_id: str, ns: str, checkpoint_id: str, writes: Sequence[StoredWrite]
@@ -322,17 +374,34 @@ class GraphCheckpoints:
         entry = WritesPut(
             thread_id, ns, checkpoint_id, tuple((w, w.idx < 0) for w in writes), at=self._clock()
         )
-        stored = self.store.write([entry])[0] is Outcome.STORED
-        if not stored:
-            log.info(
-                "writes for checkpoint %s of deleted thread %r dropped", checkpoint_id, thread_id
-            )
-        return stored
+        if self.log is not None:
+            self.log.append([entry])
+            return True
+        return self._apply([entry])[0] is Outcome.STORED
+
+    def flush(self) -> None:
+        """Apply what this process logged (nothing to do without a log)."""
+        if self.log is not None:
+            self.log.flush()
+
+    def close(self) -> None:
+        """Apply what this process logged and stop the log's flusher (the store stays
+        open: it is the caller's)."""
+        if self.log is not None:
+            self.log.close()
+
+    def abandon(self) -> None:
+        """Stop the log's flusher without applying what is pending, as a crash would (it
+        stays logged; the next ``GraphCheckpoints`` on the bucket applies it)."""
+        if self.log is not None:
+            self.log.abandon()
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None) -> StoredTuple | None:
         """A checkpoint (the newest when ``checkpoint_id`` is None), its values and its
         pending writes in the order a graph applies them."""
-        found = self.store.get(check_id(thread_id, "thread_id"), ns, checkpoint_id)
+        check_id(thread_id, "thread_id")
+        self.flush()
+        found = self.store.get(thread_id, ns, checkpoint_id)
         return None if found is None else self._whole(found)
 
     def list(
@@ -351,6 +420,7 @@ class GraphCheckpoints:
             raise InvalidArgument(f"limit must be an int >= 0 or None, got {limit!r}")
         if limit == 0:
             return
+        self.flush()
         count = 0
         for found in self.store.list(thread_id, ns, before=before):
             cp = found.checkpoint
@@ -368,17 +438,24 @@ class GraphCheckpoints:
     def delete_thread(self, thread_id: str, fence: str) -> None:
         """Delete a thread; checkpoints and writes that arrive later with ids at or below
         ``fence`` (a checkpoint id taken now) are dropped."""
-        self.store.delete_thread(check_id(thread_id, "thread_id"), check_id(fence, "fence"))
+        check_id(thread_id, "thread_id")
+        check_id(fence, "fence")
+        self.flush()
+        self.store.delete_thread(thread_id, fence)
 
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the runs wrote, with their writes."""
         ids = [check_id(r, "run_id") for r in run_ids]
         if ids:
+            self.flush()
             self.store.delete_runs(ids)
 
     def copy_thread(self, source: str, target: str) -> None:
         """Copy a thread's checkpoints, values and writes to another thread."""
-        self.store.copy_thread(check_id(source, "source"), check_id(target, "target"))
+        check_id(source, "source")
+        check_id(target, "target")
+        self.flush()
+        self.store.copy_thread(source, target)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's newest checkpoint (and the ancestors its
@@ -393,6 +470,10 @@ class GraphCheckpoints:
         if type(keep) is not int or keep < 0:
             raise InvalidArgument(f"keep must be an int >= 0, got {keep!r}")
         ids = [check_id(t, "thread_id") for t in thread_ids]
+        self.flush()
+        return self._trim(ids, keep=keep, ns=ns)
+
+    def _trim(self, ids: Sequence[str], *, keep: int, ns: str | None) -> int:
         if not ids:
             return 0
         heads = [h for h in self.store.heads(ids) if ns is None or h.ns == ns]
@@ -406,6 +487,7 @@ class GraphCheckpoints:
         threads deleted."""
         if self.retention.ttl is None:
             return []
+        self.flush()
         gone = self.store.expire(self._clock() - self.retention.ttl)
         if gone:
             log.info("expired %d graph threads", len(gone))

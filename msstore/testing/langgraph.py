@@ -7,9 +7,10 @@ kit and run it::
 
     report = await validate(checkpointer_test(name="msstore-memory")(memory_saver))
 
-``server_saver`` runs on ``MSSTORE_TEST_PG_DSN``'s server, or on an embedded PostgreSQL this
-module starts on first use (stopped when the process exits); each saver gets a database of its
-own, made from a migrated template.
+``server_saver`` runs on NATS + PostgreSQL: ``MSSTORE_TEST_PG_DSN``'s and
+``MSSTORE_TEST_NATS_URL``'s servers, or an embedded PostgreSQL and nats-server this module
+starts on first use (stopped when the process exits). Each saver gets a database of its own,
+made from a migrated template, and a JetStream KV bucket of its own as its write-ahead log.
 """
 
 from __future__ import annotations
@@ -39,16 +40,43 @@ async def memory_saver() -> AsyncGenerator[MsstoreSaver, None]:
 
 
 async def server_saver() -> AsyncGenerator[MsstoreSaver, None]:
-    """A saver on ``PostgresCheckpointStore`` in a new, migrated database (dropped after)."""
+    """A saver on ``PostgresCheckpointStore`` in a new, migrated database, with a new
+    JetStream KV bucket as its log (both dropped after)."""
+    from msstore.backends.nats import NatsClient, NatsConfig, NatsKV  # noqa: PLC0415
     from msstore.backends.postgres import PostgresCheckpointStore  # noqa: PLC0415
+    from msstore.buckets import BucketConfig  # noqa: PLC0415
 
     server, dsn = await asyncio.to_thread(_fresh_database)
+    url = await asyncio.to_thread(_nats_url)
     store = PostgresCheckpointStore(dsn)
+    client = await asyncio.to_thread(NatsClient, NatsConfig(servers=[url]))
+    bucket = f"LG_{uuid.uuid4().hex[:12].upper()}"
+    kv = await asyncio.to_thread(NatsKV.open, client, BucketConfig(name=bucket, history=1))
+    saver = await asyncio.to_thread(MsstoreSaver, store, log=kv)
     try:
-        yield MsstoreSaver(store)
+        yield saver
     finally:
+        await asyncio.to_thread(saver.close)
+        await asyncio.to_thread(kv.destroy)
+        await asyncio.to_thread(kv.close)
+        await asyncio.to_thread(client.close)
         store.close()
         await asyncio.to_thread(_drop, server, dsn)
+
+
+def _nats_url() -> str:
+    """``MSSTORE_TEST_NATS_URL``, or an embedded nats-server started once."""
+    with _lock:
+        if "nats" not in _server:
+            url = os.environ.get("MSSTORE_TEST_NATS_URL")
+            if not url:
+                from msstore.servers import EmbeddedNats  # noqa: PLC0415
+
+                nats = EmbeddedNats().start()
+                atexit.register(nats.close)
+                url = nats.url
+            _server["nats"] = url
+        return str(_server["nats"])
 
 
 def _server_dsn() -> str:

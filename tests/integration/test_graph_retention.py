@@ -18,6 +18,7 @@ from msstore.errors import InvalidArgument
 from msstore.graphs import MAX_CHAIN, CheckpointStore, Head, Retention, doomed
 from msstore.integrations.langgraph import MsstoreSaver
 from msstore.testing import FakeClock
+from tests.integration._graphs import saver_for
 
 
 class Chat(TypedDict):
@@ -38,39 +39,39 @@ def chat(saver: MsstoreSaver, steps: int, state: type = Chat) -> Any:
     def agent(s: dict[str, Any]) -> dict[str, Any]:
         return {"messages": [f"m{s['step']}"], "step": s["step"] + 1}
 
-    builder = StateGraph(state)
+    builder: Any = StateGraph(state)
     builder.add_node("agent", agent)
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", lambda s: END if s["step"] >= steps else "agent")
     return builder.compile(checkpointer=saver)
 
 
-def run(saver: MsstoreSaver, steps: int, state: type = Chat) -> dict[str, Any]:
+def run(saver: MsstoreSaver, steps: int, state: type = Chat) -> Any:
     thread = {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}, "recursion_limit": 1000}
     chat(saver, steps, state).invoke({"messages": [], "step": 0}, thread)
     return thread
 
 
-def count(saver: MsstoreSaver, thread: dict[str, Any]) -> int:
+def count(saver: MsstoreSaver, thread: Any) -> int:
     return len(list(saver.list(thread)))
 
 
 def test_keep_latest_bounds_a_long_thread_and_it_still_resumes(store: CheckpointStore) -> None:
-    saver = MsstoreSaver(store, retention=Retention(keep_latest=5))
+    saver = saver_for(store, retention=Retention(keep_latest=5))
     thread = run(saver, 40)
     kept = count(saver, thread)
     assert 5 <= kept <= 10
     newest = saver.get_tuple(thread)
     assert newest is not None
     assert newest.checkpoint["channel_values"]["messages"] == [f"m{i}" for i in range(40)]
-    full = MsstoreSaver(store)
+    full = saver_for(store)
     assert count(full, run(full, 40)) == 42  # (input, 40 steps, the start: none dropped)
 
 
 def test_pruning_keeps_the_ancestors_a_delta_channel_rebuilds_from(
     store: CheckpointStore,
 ) -> None:
-    saver = MsstoreSaver(store)
+    saver = saver_for(store)
     thread = run(saver, 10, DeltaChat)
     want = [f"m{i}" for i in range(10)]
     assert saver.get_tuple(thread) is not None
@@ -80,14 +81,14 @@ def test_pruning_keeps_the_ancestors_a_delta_channel_rebuilds_from(
     assert 1 < after < before  # (older than the last snapshot went; the chain stayed)
     state = chat(saver, 10, DeltaChat).get_state(thread)
     assert state.values["messages"] == want
-    trimmed = MsstoreSaver(store, retention=Retention(keep_latest=1))
+    trimmed = saver_for(store, retention=Retention(keep_latest=1))
     other = run(trimmed, 10, DeltaChat)
     assert chat(trimmed, 10, DeltaChat).get_state(other).values["messages"] == want
 
 
 def test_a_thread_expires_after_its_ttl_and_stays_expired(store: CheckpointStore) -> None:
     clock = FakeClock()
-    saver = MsstoreSaver(store, retention=Retention(ttl=3600), clock=clock)
+    saver = saver_for(store, retention=Retention(ttl=3600), clock=clock)
     old = run(saver, 3)
     clock.advance(3000)
     recent = run(saver, 3)
@@ -108,8 +109,9 @@ def test_a_thread_expires_after_its_ttl_and_stays_expired(store: CheckpointStore
 
 
 def test_a_growing_message_list_is_stored_as_deltas(store: CheckpointStore) -> None:
-    saver = MsstoreSaver(store)
+    saver = saver_for(store)
     thread = run(saver, 40)
+    saver.flush()  # (with a log: applied now, not within its lag)
     thread_id = thread["configurable"]["thread_id"]
     found = store.get(thread_id, "", None)
     assert found is not None
@@ -117,7 +119,7 @@ def test_a_growing_message_list_is_stored_as_deltas(store: CheckpointStore) -> N
     assert 2 <= len(chain) <= MAX_CHAIN + 1  # (the newest, down its bases to a whole value)
     assert chain[0].base is not None and chain[-1].base is None
     assert sum(len(b.data) for b in chain[:-1]) < len(chain[-1].data) * len(chain)
-    fresh = MsstoreSaver(store, remember=0)  # (another process: rebuilds from the rows)
+    fresh = saver_for(store, remember=0)  # (another process: rebuilds from the rows)
     newest = fresh.get_tuple(thread)
     assert newest is not None
     assert newest.checkpoint["channel_values"]["messages"] == [f"m{i}" for i in range(40)]
@@ -126,7 +128,7 @@ def test_a_growing_message_list_is_stored_as_deltas(store: CheckpointStore) -> N
 
 
 def test_a_delta_whose_base_was_pruned_is_stored_whole(store: CheckpointStore) -> None:
-    saver = MsstoreSaver(store)
+    saver = saver_for(store)
     thread_id = f"t-{uuid.uuid4()}"
     config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     listed = [f"message {i} " * 8 for i in range(30)]
@@ -139,12 +141,14 @@ def test_a_delta_whose_base_was_pruned_is_stored_whole(store: CheckpointStore) -
         return saver.put(parent, cp, {"source": "loop", "step": 1}, {"messages": version})
 
     first = put(listed, "0000000001.aaaaaa", config)
-    MsstoreSaver(store).prune([thread_id], strategy="delete")  # (another process)
+    saver.flush()
+    saver_for(store).prune([thread_id], strategy="delete")  # (another process)
     put([*listed, "one more"], "0000000002.bbbbbb", first)  # (a delta on version 1: gone)
+    saver.flush()
     found = store.get(thread_id, "", None)
     assert found is not None
     assert [(b.version, b.base) for b in found.blobs] == [("0000000002.bbbbbb", None)]
-    newest = MsstoreSaver(store).get_tuple(config)
+    newest = saver_for(store).get_tuple(config)
     assert newest is not None
     assert newest.checkpoint["channel_values"]["messages"] == [*listed, "one more"]
 

@@ -29,6 +29,7 @@ from msstore.backends.memory import MemoryCheckpointStore
 from msstore.graphs import CheckpointStore
 from msstore.integrations.langgraph import MsstoreSaver
 from msstore.testing.langgraph import memory_saver, server_saver
+from tests.integration._graphs import saver_for
 
 Factory = Callable[[], AsyncGenerator[MsstoreSaver, None]]
 
@@ -72,7 +73,7 @@ def put(saver: MsstoreSaver, thread: str, cp: Any, parent: str | None = None) ->
 
 
 def test_a_late_put_or_write_does_not_bring_a_deleted_thread_back(store: CheckpointStore) -> None:
-    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    saver, thread = saver_for(store), f"t-{uuid.uuid4()}"
     first = checkpoint({"messages": ["hi"]})
     late = checkpoint({"messages": ["hi", "late"]})  # taken by a run before the delete
     stored = put(saver, thread, first)
@@ -91,10 +92,10 @@ def test_a_late_put_or_write_does_not_bring_a_deleted_thread_back(store: Checkpo
 
 def test_a_write_repeated_after_a_restart_is_stored_once(store: CheckpointStore) -> None:
     thread = f"t-{uuid.uuid4()}"
-    stored = put(MsstoreSaver(store), thread, checkpoint({"x": 1}))
+    stored = put(saver_for(store), thread, checkpoint({"x": 1}))
     writes = [("x", 2), ("y", "b"), ("__error__", "boom")]
-    MsstoreSaver(store).put_writes(stored, writes, task_id="task-1", task_path="~a")
-    again = MsstoreSaver(store)  # (a process restarted: a new saver on the same store)
+    saver_for(store).put_writes(stored, writes, task_id="task-1", task_path="~a")
+    again = saver_for(store)  # (a process restarted: a new saver on the same store)
     again.put_writes(stored, [("x", 99), ("y", "b2"), ("__error__", "boom again")], "task-1", "~a")
     found = again.get_tuple(stored)
     assert found is not None
@@ -108,7 +109,7 @@ def test_a_write_repeated_after_a_restart_is_stored_once(store: CheckpointStore)
 def test_pending_writes_come_back_in_the_order_a_graph_applies_them(
     store: CheckpointStore,
 ) -> None:
-    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    saver, thread = saver_for(store), f"t-{uuid.uuid4()}"
     stored = put(saver, thread, checkpoint({"x": 1}))
     saver.put_writes(stored, [("x", "b1"), ("x", "b2")], task_id="task-b", task_path="~1")
     saver.put_writes(stored, [("x", "a1")], task_id="task-a", task_path="~2")
@@ -147,7 +148,7 @@ def check_chains(saver: MsstoreSaver, thread: str, ids: list[str]) -> None:
 
 
 def test_eight_threads_writing_one_conversation_stay_consistent(store: CheckpointStore) -> None:
-    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    saver, thread = saver_for(store), f"t-{uuid.uuid4()}"
     errors: list[BaseException] = []
     ids: list[str] = []
     lock = threading.Lock()
@@ -198,11 +199,11 @@ def test_two_processes_writing_one_conversation_stay_consistent(pg_state_dsn: st
         ids.extend(json.loads(out))
     assert len(ids) == 60
     with PostgresCheckpointStore(pg_state_dsn) as store:
-        check_chains(MsstoreSaver(store), thread, ids)
+        check_chains(saver_for(store), thread, ids)
 
 
 def test_sync_calls_work_inside_a_running_event_loop(store: CheckpointStore) -> None:
-    saver, thread = MsstoreSaver(store), f"t-{uuid.uuid4()}"
+    saver, thread = saver_for(store), f"t-{uuid.uuid4()}"
 
     async def agent() -> Any:  # (a sync saver call from a coroutine, as some graphs do)
         stored = put(saver, thread, checkpoint({"x": 1}))
@@ -240,10 +241,10 @@ def build(saver: MsstoreSaver) -> Any:
 
 def test_a_graph_with_an_interrupt_resumes_and_travels_back(store: CheckpointStore) -> None:
     thread = {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}}
-    first = build(MsstoreSaver(store))
+    first = build(saver_for(store))
     out = first.invoke({"topic": "kv", "draft": "", "approved": False}, thread)
     assert out["__interrupt__"][0].value == {"draft": "a note on kv"}
-    resumed = build(MsstoreSaver(store))  # (another saver on the same store: a restart)
+    resumed = build(saver_for(store))  # (another saver on the same store: a restart)
     done = resumed.invoke(Command(resume=True), thread)
     assert done == {"topic": "kv", "draft": "a note on kv", "approved": True}
     history = list(resumed.get_state_history(thread))

@@ -11,10 +11,11 @@ including one that runs an event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -39,6 +40,7 @@ from msstore.graphs import (
     StoredTuple,
     StoredWrite,
 )
+from msstore.protocols import KeyValueStore
 
 __all__ = ["MsstoreSaver"]
 
@@ -56,6 +58,19 @@ def _inline(value: object) -> bool:
     )
 
 
+T = TypeVar("T")
+_HOP = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="msstore-saver")
+
+
+def _off_loop(fn: Callable[[], T]) -> T:
+    """``fn()``, on a worker thread when this thread runs an event loop: a sync call made
+    inside ``async`` code (as LangGraph makes some) blocks its caller, as a sync call does, but
+    works, whatever the store's client needs of the calling thread."""
+    if asyncio.events._get_running_loop() is None:
+        return fn()
+    return _HOP.submit(fn).result()
+
+
 def _ids(config: RunnableConfig) -> tuple[str, str]:
     configurable = config.get("configurable") or {}
     return configurable["thread_id"], configurable.get("checkpoint_ns", "")
@@ -70,7 +85,9 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     writes; a time-to-live, applied by :meth:`sweep`); everything by default. ``remember``:
     how many channels' newest values it keeps in memory, to store the next version of each as
     a delta on it (a message list grows by a message, not by the whole list again; 0: store
-    every value whole).
+    every value whole). ``log``: a KV bucket (``NatsKV``) each put and each task's writes go to
+    first, one round trip, applied to ``store`` in batches within ``max_lag`` seconds (see
+    :class:`~msstore.graphs.GraphCheckpoints`); :meth:`close` applies what is left.
     """
 
     def __init__(
@@ -80,11 +97,13 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         retention: Retention | None = None,
         remember: int = 1024,
+        log: KeyValueStore | None = None,
+        max_lag: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(serde=serde)
         self.checkpoints = GraphCheckpoints(
-            store, retention=retention, remember=remember, clock=clock
+            store, retention=retention, remember=remember, log=log, max_lag=max_lag, clock=clock
         )
 
     # Reading -----------------------------------------------------------------------------
@@ -127,7 +146,7 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         """The checkpoint ``config`` names (the thread's newest when it names none), with its
         channel values and pending writes."""
         thread_id, ns = _ids(config)
-        found = self.checkpoints.get(thread_id, ns, get_checkpoint_id(config))
+        found = _off_loop(lambda: self.checkpoints.get(thread_id, ns, get_checkpoint_id(config)))
         return None if found is None else self._tuple(found)
 
     def list(
@@ -142,7 +161,7 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         namespace, matching the metadata ``filter``, older than ``before``, at most
         ``limit``."""
         configurable = (config or {}).get("configurable") or {}
-        found = self.checkpoints.list(
+        found: Iterable[StoredTuple] = self.checkpoints.list(
             configurable.get("thread_id"),
             configurable.get("checkpoint_ns"),
             checkpoint_id=configurable.get("checkpoint_id"),
@@ -150,6 +169,9 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
             metadata=filter,
             limit=limit,
         )
+        if asyncio.events._get_running_loop() is not None:
+            pages = found
+            found = _off_loop(lambda: list(pages))  # (inside a loop: read off it, at once)
         for item in found:
             yield self._tuple(item)
 
@@ -177,19 +199,17 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
             if channel in values and channel not in inline
         ]
         body_type, body_bytes = self.serde.dumps_typed(body)
-        self.checkpoints.put(
-            StoredCheckpoint(
-                thread_id=thread_id,
-                ns=ns,
-                checkpoint_id=checkpoint["id"],
-                parent_id=get_checkpoint_id(config),
-                body_type=body_type,
-                body=body_bytes,
-                metadata=dict(get_serializable_checkpoint_metadata(config, metadata)),
-                versions=dict(versions),
-            ),
-            blobs,
+        stored = StoredCheckpoint(
+            thread_id=thread_id,
+            ns=ns,
+            checkpoint_id=checkpoint["id"],
+            parent_id=get_checkpoint_id(config),
+            body_type=body_type,
+            body=body_bytes,
+            metadata=dict(get_serializable_checkpoint_metadata(config, metadata)),
+            versions=dict(versions),
         )
+        _off_loop(lambda: self.checkpoints.put(stored, blobs))
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -217,30 +237,47 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
             )
             for idx, (channel, value) in enumerate(writes)
         ]
-        self.checkpoints.put_writes(thread_id, ns, config["configurable"]["checkpoint_id"], stored)
+        checkpoint_id = config["configurable"]["checkpoint_id"]
+        _off_loop(lambda: self.checkpoints.put_writes(thread_id, ns, checkpoint_id, stored))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints and writes; a checkpoint or write a run sends for it
         later is dropped, unless the run started after this delete."""
-        self.checkpoints.delete_thread(thread_id, str(uuid6()))
+        fence = str(uuid6())
+        _off_loop(lambda: self.checkpoints.delete_thread(thread_id, fence))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) the given runs wrote."""
-        self.checkpoints.delete_runs(list(run_ids))
+        _off_loop(lambda: self.checkpoints.delete_runs(list(run_ids)))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread's whole history (every checkpoint, value and write) to another."""
-        self.checkpoints.copy_thread(source_thread_id, target_thread_id)
+        _off_loop(lambda: self.checkpoints.copy_thread(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's newest checkpoint (with its values and
         writes, and the ancestors a ``DeltaChannel`` rebuilds it from); ``"delete"``: remove
         all."""
-        self.checkpoints.prune(list(thread_ids), strategy=strategy)
+        _off_loop(lambda: self.checkpoints.prune(list(thread_ids), strategy=strategy))
+
+    def flush(self) -> None:
+        """Apply what this saver logged to the store now."""
+        _off_loop(self.checkpoints.flush)
+
+    def close(self) -> None:
+        """Apply what this saver logged and stop its log's flusher (the store and the
+        bucket stay open: they are the caller's)."""
+        _off_loop(self.checkpoints.close)
+
+    def __enter__(self) -> MsstoreSaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def sweep(self) -> Sequence[str]:
         """Delete the threads untouched for the retention's ``ttl``; the threads deleted."""
-        return self.checkpoints.sweep()
+        return _off_loop(self.checkpoints.sweep)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """A channel's next version: a counter (10 digits, zero-padded, so versions sort as
