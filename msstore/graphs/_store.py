@@ -171,6 +171,8 @@ class Retention:
 
 
 DELTA_COUNTERS = "counters_since_delta_snapshot"
+"""The metadata key under which LangGraph counts a ``DeltaChannel``'s updates since its last
+snapshot."""
 
 
 def delta_channels(metadata: Mapping[str, Any]) -> frozenset[str]:

@@ -8,11 +8,16 @@ checkpoint (``invoke(None)``), stops at the review's interrupt, resumes it, prin
 state as JSON. Every node appends its
 name to ``LOG``, so the test counts what ran.
 
-Usage: python _langgraph_worker.py run|resume DSN THREAD LOG
+With NATS_URL and BUCKET the saver logs to that JetStream KV bucket first, with a lag no run
+outlives: when ``run`` is killed its checkpoints are in the bucket only, and ``resume``'s saver
+applies them when it opens.
+
+Usage: python _langgraph_worker.py run|resume DSN THREAD LOG [NATS_URL BUCKET]
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -21,7 +26,9 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
 from msstore.backends.postgres import PostgresCheckpointStore
+from msstore.buckets import BucketConfig
 from msstore.integrations.langgraph import MsstoreSaver
 
 
@@ -34,6 +41,7 @@ class State(TypedDict):
 
 def main() -> None:
     mode, dsn, thread_id, log_path = sys.argv[1:5]
+    nats = sys.argv[5:7]
 
     def note(name: str) -> None:
         with open(log_path, "a") as log:
@@ -62,8 +70,15 @@ def main() -> None:
     builder.add_edge("write", "slow")
     builder.add_edge("slow", "review")
     builder.add_edge("review", END)
-    with PostgresCheckpointStore(dsn) as store:
-        graph = builder.compile(checkpointer=MsstoreSaver(store))
+    with PostgresCheckpointStore(dsn) as store, contextlib.ExitStack() as stack:
+        kv = None
+        if nats:
+            client = NatsClient(NatsConfig(servers=[nats[0]]))
+            kv = NatsKV.open(client, BucketConfig(name=nats[1], history=1), owns_client=True)
+            stack.callback(kv.close)
+        saver = MsstoreSaver(store, log=kv, max_lag=3600)
+        stack.callback(saver.close)
+        graph = builder.compile(checkpointer=saver)
         thread: Any = {"configurable": {"thread_id": thread_id}}
         if mode == "run":
             start: State = {"topic": "kv", "draft": "", "checked": False, "approved": False}

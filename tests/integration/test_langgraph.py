@@ -259,21 +259,26 @@ def test_a_graph_with_an_interrupt_resumes_and_travels_back(store: CheckpointSto
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("logged", [False, True], ids=["direct", "nats-log"])
 def test_a_graph_killed_mid_step_resumes_from_its_last_checkpoint(
-    pg_state_dsn: str, tmp_path: Path
+    pg_state_dsn: str, tmp_path: Path, logged: bool, request: pytest.FixtureRequest
 ) -> None:
+    """Logged, the killed run's checkpoints are in the KV bucket only (its lag is an hour):
+    the resuming process applies them when its saver opens."""
     worker = Path(__file__).with_name("_langgraph_worker.py")
     log, thread = tmp_path / "ran.log", f"t-{uuid.uuid4()}"
     args = [sys.executable, str(worker)]
+    bucket = f"LGK_{uuid.uuid4().hex[:10].upper()}"
+    extra = [request.getfixturevalue("msstore_nats_url"), bucket] if logged else []
     with subprocess.Popen(
-        [*args, "run", pg_state_dsn, thread, str(log)], stdout=subprocess.PIPE, text=True
+        [*args, "run", pg_state_dsn, thread, str(log), *extra], stdout=subprocess.PIPE, text=True
     ) as first:
         assert first.stdout is not None
         assert first.stdout.readline().strip() == "in slow"  # (mid-step, after a checkpoint)
         first.send_signal(signal.SIGKILL)
         assert first.wait(60) == -signal.SIGKILL
     second = subprocess.run(
-        [*args, "resume", pg_state_dsn, thread, str(log)],
+        [*args, "resume", pg_state_dsn, thread, str(log), *extra],
         capture_output=True,
         text=True,
         timeout=120,
