@@ -16,6 +16,7 @@ from ._records import (
 )
 from ._store import (
     DELTA_COUNTERS,
+    CheckpointOptions,
     CheckpointStore,
     GraphCheckpoints,
     Retention,
@@ -27,6 +28,7 @@ __all__ = [
     "DELTA_COUNTERS",
     "MAX_CHAIN",
     "Blob",
+    "CheckpointOptions",
     "CheckpointPut",
     "CheckpointStore",
     "GraphCheckpoints",

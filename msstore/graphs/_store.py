@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import attrs
 
@@ -52,6 +52,7 @@ from ._records import (
 
 __all__ = [
     "DELTA_COUNTERS",
+    "CheckpointOptions",
     "CheckpointStore",
     "GraphCheckpoints",
     "Retention",
@@ -214,6 +215,17 @@ def doomed(heads: Sequence[Head], keep: int) -> dict[str, list[tuple[str, str]]]
         if gone:
             out.setdefault(thread_id, []).extend(gone)
     return out
+
+
+class CheckpointOptions(TypedDict, total=False):
+    """The keyword options of :class:`GraphCheckpoints`, for whoever passes them through
+    (``MsstoreSaver(store, **options)``); their defaults are ``GraphCheckpoints``'."""
+
+    retention: Retention | None
+    remember: int
+    log: KeyValueStore | None
+    max_lag: float
+    clock: Callable[[], float]
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ import atexit
 import os
 import threading
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from msstore.integrations.langgraph import MsstoreSaver
@@ -66,17 +66,23 @@ async def server_saver() -> AsyncGenerator[MsstoreSaver, None]:
 
 def _nats_url() -> str:
     """``MSSTORE_TEST_NATS_URL``, or an embedded nats-server started once."""
-    with _lock:
-        if "nats" not in _server:
-            url = os.environ.get("MSSTORE_TEST_NATS_URL")
-            if not url:
-                from msstore.servers import EmbeddedNats  # noqa: PLC0415
+    return _address("nats", "MSSTORE_TEST_NATS_URL", lambda s: str(s.url))
 
-                nats = EmbeddedNats().start()
-                atexit.register(nats.close)
-                url = nats.url
-            _server["nats"] = url
-        return str(_server["nats"])
+
+def _address(key: str, env: str, address: Callable[[Any], str]) -> str:
+    """``env``'s value, or the address of an embedded server (``EmbeddedNats`` for key
+    ``nats``, else ``EmbeddedPostgres``) started once and stopped when the process exits."""
+    with _lock:
+        if key not in _server:
+            found = os.environ.get(env)
+            if not found:
+                from msstore.servers import EmbeddedNats, EmbeddedPostgres  # noqa: PLC0415
+
+                started = (EmbeddedNats if key == "nats" else EmbeddedPostgres)().start()
+                atexit.register(started.close)
+                found = address(started)
+            _server[key] = found
+        return str(_server[key])
 
 
 def _server_dsn() -> str:
@@ -86,15 +92,9 @@ def _server_dsn() -> str:
 
     from msstore.backends.postgres import Migrator  # noqa: PLC0415
 
+    dsn = _address("postgres", "MSSTORE_TEST_PG_DSN", lambda s: str(s.dsn))
     with _lock:
         if "dsn" not in _server:
-            dsn = os.environ.get("MSSTORE_TEST_PG_DSN")
-            if not dsn:
-                from msstore.servers import EmbeddedPostgres  # noqa: PLC0415
-
-                stop = EmbeddedPostgres().start()
-                atexit.register(stop.close)
-                dsn = stop.dsn
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
                 conn.execute(f"CREATE DATABASE {TEMPLATE}")

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -33,14 +32,13 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from msstore.graphs import (
     Blob,
+    CheckpointOptions,
     CheckpointStore,
     GraphCheckpoints,
-    Retention,
     StoredCheckpoint,
     StoredTuple,
     StoredWrite,
 )
-from msstore.protocols import KeyValueStore
 
 __all__ = ["MsstoreSaver"]
 
@@ -80,14 +78,13 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer on an msstore :class:`~msstore.graphs.CheckpointStore`.
 
     ``serde``: LangGraph's serializer for checkpoints and values (its default
-    ``JsonPlusSerializer`` when None). ``retention``: how much of each thread is kept
-    (:class:`~msstore.graphs.Retention`: the newest N checkpoints, applied as the graph
-    writes; a time-to-live, applied by :meth:`sweep`); everything by default. ``remember``:
-    how many channels' newest values it keeps in memory, to store the next version of each as
-    a delta on it (a message list grows by a message, not by the whole list again; 0: store
-    every value whole). ``log``: a KV bucket (``NatsKV``) each put and each task's writes go to
-    first, one round trip, applied to ``store`` in batches within ``max_lag`` seconds (see
-    :class:`~msstore.graphs.GraphCheckpoints`); :meth:`close` applies what is left.
+    ``JsonPlusSerializer`` when None). The other options, and their defaults, are
+    :class:`~msstore.graphs.GraphCheckpoints`': ``retention`` (:class:`~msstore.graphs.Retention`:
+    the newest N checkpoints per thread, applied as the graph writes; a time-to-live, applied
+    by :meth:`sweep`), ``remember`` (how many channels' newest values are kept in memory, to
+    store the next version of each as a delta on it), ``log`` (a KV bucket, ``NatsKV``, each
+    put and each task's writes go to first, applied to ``store`` within ``max_lag`` seconds;
+    :meth:`close` applies what is left), ``clock``.
     """
 
     def __init__(
@@ -95,16 +92,10 @@ class MsstoreSaver(BaseCheckpointSaver[str]):
         store: CheckpointStore,
         *,
         serde: SerializerProtocol | None = None,
-        retention: Retention | None = None,
-        remember: int = 1024,
-        log: KeyValueStore | None = None,
-        max_lag: float = 0.05,
-        clock: Callable[[], float] = time.time,
+        **options: Unpack[CheckpointOptions],
     ) -> None:
         super().__init__(serde=serde)
-        self.checkpoints = GraphCheckpoints(
-            store, retention=retention, remember=remember, log=log, max_lag=max_lag, clock=clock
-        )
+        self.checkpoints = GraphCheckpoints(store, **options)
 
     # Reading -----------------------------------------------------------------------------
 
