@@ -173,6 +173,7 @@ def _run_faults(
     producer = threading.Thread(target=produce, args=(dsn, done), daemon=True)
     producer.start()
     relay = relay_process(dsn, server.url)
+    started_at = 0  # (events published when the running relay started)
     # The faults, in the order their moment comes: (events published by then, what happens).
     faults = sorted([*((at, "kill") for at in kill_at), (restart_at, "restart")])
     try:
@@ -186,8 +187,17 @@ def _run_faults(
             if fault == "kill":
                 relay.send_signal(signal.SIGKILL)  # no clean-up: mid-batch, maybe mid-publish
                 relay.wait()
+                started_at = outbox_counts(dsn)[1]
                 relay = relay_process(dsn, server.url)
             else:
+                # (a relay that cannot reach NATS when it starts exits, as it should: on a busy
+                # machine a relay started just before may still be connecting, so the outage
+                # waits until it has published)
+                eventually(
+                    lambda: outbox_counts(dsn)[1] > started_at,  # noqa: B023
+                    timeout=120,
+                    what="the running relay publishing",
+                )
                 wanted = retries(dsn) + RETRIES_DURING_OUTAGE
                 server.stop()  # away until the relay has met it away a few times
                 eventually(
