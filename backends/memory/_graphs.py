@@ -47,10 +47,7 @@ class MemoryCheckpointStore(CheckpointStore):
             return [self._apply(entry) for entry in entries]
 
     def _apply(self, entry: CheckpointPut | WritesPut) -> Outcome:
-        if isinstance(entry, CheckpointPut):
-            checkpoint_id = entry.checkpoint.checkpoint_id
-        else:
-            checkpoint_id = entry.checkpoint_id
+        checkpoint_id = entry.checkpoint_id
         if self._fenced(entry.thread_id, checkpoint_id):
             return Outcome.FENCED
         if isinstance(entry, CheckpointPut) and any(

@@ -23,9 +23,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import attrs
+
 from msstore.codec import Encoded
 from msstore.errors import InvalidArgument, MsstoreError, StoreClosed
 from msstore.protocols import ChangeFeed, KeyValueStore
+from msstore.spi import check_int
 
 from . import _frames as frames
 from ._records import CheckpointPut, WritesPut
@@ -70,8 +73,7 @@ class CheckpointLog:
                 f"{kv!r} keeps no change feed: a checkpoint log needs one to recover from "
                 "(NatsKV, MemoryKV)"
             )
-        if type(batch) is not int or batch < 1:
-            raise InvalidArgument(f"batch must be an int >= 1, got {batch!r}")
+        check_int(batch, field="batch", minimum=1)
         self.kv = kv
         self._feed: ChangeFeed = kv
         self._apply = apply
@@ -107,7 +109,7 @@ class CheckpointLog:
             raise StoreClosed("the checkpoint log is closed")
         keyed = [(f"{PREFIX}.{uuid.uuid4().hex}", e) for e in entries]
         revisions = self.kv.put_many([(k, Encoded(frames.encode(e), False)) for k, e in keyed])
-        logged = [(k, _with_seq(e, r)) for (k, e), r in zip(keyed, revisions, strict=True)]
+        logged = [(k, attrs.evolve(e, seq=r)) for (k, e), r in zip(keyed, revisions, strict=True)]
         with self._lock:
             self._pending.extend(logged)
             if len(self._pending) >= self.batch or len(self._pending) == len(logged):
@@ -216,11 +218,3 @@ class CheckpointLog:
             self._pending.clear()
             self._wake.notify_all()
         self._thread.join(30.0)
-
-
-def _with_seq(entry: Entry, seq: int) -> Entry:
-    if isinstance(entry, CheckpointPut):
-        return CheckpointPut(entry.checkpoint, entry.blobs, seq=seq, at=entry.at)
-    return WritesPut(
-        entry.thread_id, entry.ns, entry.checkpoint_id, entry.writes, seq=seq, at=entry.at
-    )

@@ -103,6 +103,11 @@ class CheckpointPut:
         """The checkpoint's thread."""
         return self.checkpoint.thread_id
 
+    @property
+    def checkpoint_id(self) -> str:
+        """The checkpoint's id."""
+        return self.checkpoint.checkpoint_id
+
 
 @attrs.frozen
 class WritesPut:

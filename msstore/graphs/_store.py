@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,8 +33,10 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import attrs
 
+from msstore._internal.ttl import check_ttl
 from msstore.errors import ConsistencyViolation, InvalidArgument, SerializationError
 from msstore.protocols import KeyValueStore
+from msstore.spi import check_int
 
 from . import _deltas as deltas
 from ._log import CheckpointLog
@@ -156,19 +157,9 @@ class Retention:
     ttl: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        if self.keep_latest is not None and (
-            type(self.keep_latest) is not int or self.keep_latest < 1
-        ):
-            raise InvalidArgument(
-                f"keep_latest must be an int >= 1 or None, got {self.keep_latest!r}"
-            )
-        if self.ttl is not None and (
-            not isinstance(self.ttl, (int, float))
-            or isinstance(self.ttl, bool)
-            or not math.isfinite(self.ttl)
-            or self.ttl <= 0
-        ):
-            raise InvalidArgument(f"ttl must be a number of seconds > 0 or None, got {self.ttl!r}")
+        if self.keep_latest is not None:
+            check_int(self.keep_latest, field="keep_latest", minimum=1)
+        check_ttl(self.ttl)
 
 
 DELTA_COUNTERS = "counters_since_delta_snapshot"
@@ -259,8 +250,7 @@ class GraphCheckpoints:
         max_lag: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if type(remember) is not int or remember < 0:
-            raise InvalidArgument(f"remember must be an int >= 0, got {remember!r}")
+        check_int(remember, field="remember", minimum=0)
         if retention is not None and not isinstance(retention, Retention):
             raise InvalidArgument(f"retention must be a Retention, got {retention!r}")
         self.store = store
@@ -311,12 +301,12 @@ class GraphCheckpoints:
         for entry, outcome, (_, depths) in zip(entries, outcomes, packed, strict=True):
             if outcome is Outcome.FENCED:
                 what = "checkpoint" if isinstance(entry, CheckpointPut) else "writes for"
-                cid = (
-                    entry.checkpoint.checkpoint_id
-                    if isinstance(entry, CheckpointPut)
-                    else entry.checkpoint_id
+                log.info(
+                    "%s %s of deleted thread %r dropped",
+                    what,
+                    entry.checkpoint_id,
+                    entry.thread_id,
                 )
-                log.info("%s %s of deleted thread %r dropped", what, cid, entry.thread_id)
             elif outcome is not Outcome.STORED:
                 raise ConsistencyViolation(f"a checkpoint store answered {outcome} to a write")
             elif isinstance(entry, CheckpointPut):
@@ -481,8 +471,7 @@ class GraphCheckpoints:
     def trim(self, thread_ids: Sequence[str], *, keep: int, ns: str | None = None) -> int:
         """Keep each namespace's (only ``ns``'s when given) newest ``keep`` checkpoints and
         their delta ancestors, delete the rest; how many went."""
-        if type(keep) is not int or keep < 0:
-            raise InvalidArgument(f"keep must be an int >= 0, got {keep!r}")
+        check_int(keep, field="keep", minimum=0)
         ids = [check_id(t, "thread_id") for t in thread_ids]
         self.flush()
         return self._trim(ids, keep=keep, ns=ns)

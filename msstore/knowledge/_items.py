@@ -21,7 +21,6 @@ with ``search_mode="hybrid"``, full-text) search. The rules, written once here:
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,9 @@ from typing import Any, Final
 import attrs
 
 from msstore import keys as keygrammar
+from msstore._internal.ttl import check_ttl
 from msstore.errors import InvalidArgument, InvalidKey
+from msstore.spi import check_int
 
 from ._base import MODES, KnowledgeBase
 from ._facts import Fact, FactFilter, content_hash
@@ -184,24 +185,6 @@ def _pushed_down(flt: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return plain or None
 
 
-def _check_ttl(ttl: object) -> float | None:
-    if ttl is None:
-        return None
-    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl):
-        raise InvalidArgument(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
-    if ttl <= 0:
-        raise InvalidArgument(f"ttl must be a number of seconds > 0 or None, got {ttl!r}")
-    return float(ttl)
-
-
-def _check_page(limit: object, offset: object) -> tuple[int, int]:
-    if type(limit) is not int or limit < 0:
-        raise InvalidArgument(f"limit must be an int >= 0, got {limit!r}")
-    if type(offset) is not int or offset < 0:
-        raise InvalidArgument(f"offset must be an int >= 0, got {offset!r}")
-    return limit, offset
-
-
 class Items:
     """Items on a :class:`KnowledgeBase` (see the module docstring).
 
@@ -248,7 +231,7 @@ class Items:
                 )
             if put.text is not None and (not isinstance(put.text, str) or not put.text.strip()):
                 raise InvalidArgument("an item's text must be a non-empty str or None")
-            _check_ttl(put.ttl)
+            check_ttl(put.ttl)  # (the knowledge base's ttl rule, as its keyed storage's)
             latest.pop(fact_key, None)
             latest[fact_key] = put
         now = self._clock()
@@ -351,7 +334,8 @@ class Items:
         ``offset``."""
         _check_namespace(namespace_prefix, "namespace_prefix")
         flt = check_filter(filter)
-        limit, offset = _check_page(limit, offset)
+        check_int(limit, field="limit", minimum=0)
+        check_int(offset, field="offset", minimum=0)
         if limit == 0:
             return []
         base = FactFilter(
@@ -419,9 +403,10 @@ class Items:
         (then deduplicated)."""
         _check_namespace(prefix, "prefix")
         _check_namespace(suffix, "suffix")
-        limit, offset = _check_page(limit, offset)
-        if max_depth is not None and (type(max_depth) is not int or max_depth < 1):
-            raise InvalidArgument(f"max_depth must be an int >= 1 or None, got {max_depth!r}")
+        check_int(limit, field="limit", minimum=0)
+        check_int(offset, field="offset", minimum=0)
+        if max_depth is not None:
+            check_int(max_depth, field="max_depth", minimum=1)
         exact = tuple(prefix[: prefix.index("*")] if "*" in prefix else prefix)
         facts = self.kb.store.scan(
             FactFilter(entity_type=ENTITY, key_prefix=_prefix(exact), valid_at=self._clock()),
