@@ -15,7 +15,8 @@ import logging
 import select
 import ssl
 import threading
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Self, TypeVar
 
 import attrs
@@ -27,6 +28,7 @@ from nats.js.client import JetStreamContext
 
 from msstore.coordination import ConsumerPlan, Handler, Subscription
 from msstore.errors import ConnectionFailed, MsstoreError, NotFound
+from msstore.ops import StreamFacts
 from msstore.registry import redact_url
 from msstore.spi import Bridge, LocalLoops, get_bridge, timed_out
 
@@ -256,6 +258,73 @@ class NatsClient:
         from ._consumers import NatsSubscription  # noqa: PLC0415 - (it imports this module)
 
         return NatsSubscription(self, handler, plan).start()
+
+    # -- health (msstore.ops.JetStreamProbe) ------------------------------------------------
+
+    def ping(self) -> float:
+        """Milliseconds of one round trip to the server (a PING answered by a PONG)."""
+
+        async def go(conn: Conn) -> float:
+            start = time.perf_counter()
+            await conn.nc.flush(timeout=max(1, round(self.config.request_timeout)))
+            return (time.perf_counter() - start) * 1000
+
+        return self.run(go, write=False, what="ping NATS")
+
+    def account(self) -> dict[str, int]:
+        """The JetStream account's usage: ``memory`` and ``storage`` bytes, ``streams``,
+        ``consumers`` (``ConnectionFailed`` when JetStream is not enabled)."""
+
+        async def go(conn: Conn) -> dict[str, int]:
+            info = await conn.js.account_info()
+            return {
+                "memory": info.memory,
+                "storage": info.storage,
+                "streams": info.streams,
+                "consumers": info.consumers,
+            }
+
+        return self.run(go, write=False, what="JetStream account info")
+
+    def streams(
+        self, *, buckets: Sequence[str], streams: Sequence[str] | None
+    ) -> list[StreamFacts]:
+        """Facts of each bucket's stream (``KV_`` + prefix + bucket) and each stream
+        (``streams=None``: every stream on the server), in one trip."""
+        names = [f"KV_{self.config.bucket_prefix}{b}" for b in buckets]
+
+        async def go(conn: Conn) -> list[StreamFacts]:
+            wanted = list(names)
+            if streams is None:
+                wanted += [i.config.name for i in await conn.js.streams_info() if i.config.name]
+            else:
+                wanted += list(streams)
+            facts = []
+            for name in dict.fromkeys(wanted):
+                start = time.perf_counter()
+                try:
+                    info = await conn.js.stream_info(name)
+                except nats.js.errors.NotFoundError:
+                    facts.append(StreamFacts(name=name, exists=False))
+                    continue
+                latency = (time.perf_counter() - start) * 1000
+                replicas = info.config.num_replicas or 1
+                peers = info.cluster.replicas if info.cluster and info.cluster.replicas else []
+                current = 1 + sum(1 for p in peers if p.current and not p.offline)
+                facts.append(
+                    StreamFacts(
+                        name=name,
+                        exists=True,
+                        replicas=replicas,
+                        current=min(current, replicas),
+                        messages=info.state.messages,
+                        bytes=info.state.bytes,
+                        latency_ms=latency,
+                    )
+                )
+            return facts
+
+        return self.run(go, write=False, what="JetStream stream info")
 
     def close(self) -> None:
         """Drain and close every connection. Idempotent."""

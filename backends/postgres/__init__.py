@@ -37,6 +37,7 @@ from ._outbox import PostgresOutbox
 from ._pgvector import HnswParams
 from ._pools import (
     Health,
+    HealthProbe,
     Pools,
     PoolSettings,
     PoolSizeRecommendation,
@@ -52,6 +53,7 @@ from ._vector import PgVectorIndex
 
 __all__ = [
     "Health",
+    "HealthProbe",
     "HnswParams",
     "Isolation",
     "MigrationReport",

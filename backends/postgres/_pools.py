@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from msstore.errors import ConnectionFailed, InvalidArgument
+from msstore.ops import Thresholds, classify_latency
 from msstore.records import HealthStatus
 from msstore.registry import redact_url
 from msstore.spi import check_bool, check_int, check_many, check_seconds
@@ -35,6 +36,7 @@ __all__ = [
     "HEALTHY_MS",
     "UNHEALTHY_MS",
     "Health",
+    "HealthProbe",
     "PoolSettings",
     "PoolSizeRecommendation",
     "Pools",
@@ -44,8 +46,8 @@ __all__ = [
 
 log = logging.getLogger("msstore.backends.postgres")
 
-HEALTHY_MS = 10.0  # SELECT 1 under this is healthy
-UNHEALTHY_MS = 100.0  # at or over this (or failing) is unhealthy; between is degraded
+HEALTHY_MS: float = Thresholds().postgres.degraded_ms  # SELECT 1 under this is healthy
+UNHEALTHY_MS: float = Thresholds().postgres.unhealthy_ms or math.inf  # at or over: unhealthy
 
 
 @attrs.frozen(kw_only=True)
@@ -138,9 +140,64 @@ def recommend_pool_size(
 
 def latency_status(latency_ms: float | None) -> HealthStatus:
     """HEALTHY under 10 ms, DEGRADED under 100 ms, else (or ``None``) UNHEALTHY."""
-    if latency_ms is None or latency_ms >= UNHEALTHY_MS:
-        return HealthStatus.UNHEALTHY
-    return HealthStatus.HEALTHY if latency_ms < HEALTHY_MS else HealthStatus.DEGRADED
+    return classify_latency(latency_ms, Thresholds().postgres)
+
+
+def _timed_select(conn: psycopg.Connection[Any]) -> float:
+    try:
+        start = time.perf_counter()
+        conn.execute("SELECT 1").fetchone()
+        latency = (time.perf_counter() - start) * 1000
+        conn.rollback()
+    except psycopg.Error as err:
+        raise ConnectionFailed(f"SELECT 1 failed: {str(err).splitlines()[0]}") from None
+    return latency
+
+
+class HealthProbe:
+    """One PostgreSQL server, measured through a connection of its own (what ``msstore
+    health --dsn`` checks): opened at the first round trip within ``connect_timeout`` seconds
+    (2 or more: libpq's least), closed by :meth:`close`."""
+
+    def __init__(self, dsn: str, *, connect_timeout: int = 5) -> None:
+        check_int(connect_timeout, field="connect_timeout", minimum=2, maximum=3600)
+        self._dsn = check_dsn(dsn, connect_timeout=connect_timeout)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"HealthProbe({redact_url(self._dsn)})"
+
+    def roles(self) -> list[str]:
+        """Only ``primary``: the server the DSN names."""
+        return ["primary"]
+
+    def round_trip(self, role: str) -> float:
+        """Milliseconds of one ``SELECT 1``; ``ConnectionFailed`` naming the server and the
+        cause when it cannot be reached within the connect timeout."""
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self._dsn)
+            except psycopg.Error as err:
+                cause = " ".join(str(err).split())
+                raise ConnectionFailed(
+                    f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {cause}"
+                ) from None
+        return _timed_select(self._conn)
+
+    def pool_stats(self, role: str) -> dict[str, int]:
+        """Empty: the probe keeps no pool."""
+        return {}
+
+    def close(self) -> None:
+        """Close the probe's connection."""
+        if self._conn is not None:
+            self._conn.close()
+
+    def __enter__(self) -> HealthProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @attrs.frozen
@@ -322,14 +379,45 @@ class Pools:
         """``SELECT 1`` on the primary, timed and classed (10 ms / 100 ms), with pool stats."""
         stats = self.get_stats()
         try:
-            with self.connection("primary") as conn:
-                start = time.perf_counter()
-                conn.execute("SELECT 1").fetchone()
-                latency = (time.perf_counter() - start) * 1000
-                conn.rollback()
-        except (ConnectionFailed, psycopg.Error) as err:
+            latency = self.round_trip("primary")
+        except ConnectionFailed as err:
             return Health(HealthStatus.UNHEALTHY, None, stats, str(err).splitlines()[0])
         return Health(latency_status(latency), round(latency, 3), stats)
+
+    def roles(self) -> list[str]:
+        """The pools a health check measures: the roles with a server of their own, then the
+        replicas (``msstore.ops.health`` calls this)."""
+        own = [r for r in self._pools if r == "primary" or self._dsns[r] != self._dsns["primary"]]
+        return [*own, *(p.name for p in self._replicas)]
+
+    def _named(self, role: str) -> ConnectionPool[Any]:
+        for pool in self._replicas:
+            if pool.name == role:
+                return pool
+        return self.pool(role)  # type: ignore[arg-type]
+
+    def round_trip(self, role: str) -> float:
+        """Milliseconds of one ``SELECT 1`` on a connection of ``role``'s pool (a replica by its
+        name, ``replica0`` ...); ``ConnectionFailed`` naming the server when no connection comes
+        within the pool's acquire timeout."""
+        pool = self._named(role)
+        if pool.closed:
+            pool.open(wait=False)
+        try:
+            conn = pool.getconn()
+        except PoolTimeout as err:
+            raise ConnectionFailed(
+                f"no connection to PostgreSQL at {redact_url(str(pool.conninfo))} for pool "
+                f"{pool.name} within its acquire timeout: {err}"
+            ) from None
+        try:
+            return _timed_select(conn)
+        finally:
+            pool.putconn(conn)
+
+    def pool_stats(self, role: str) -> dict[str, int]:
+        """psycopg_pool's counters for ``role``'s pool."""
+        return dict(self._named(role).get_stats())
 
     def close(self) -> None:
         """Close every pool."""

@@ -367,7 +367,7 @@ def _events(dsn: str, nats_url: str, out: TextIO) -> dict[str, Any]:
     provisioned streams, once, and say where the events went."""
     from msstore.backends.nats import NatsClient, NatsConfig, provision  # noqa: PLC0415
     from msstore.coordination import OutboxEvent, OutboxRelay, Outcome, Published  # noqa: PLC0415
-    from msstore.ops._provisioning import DEFAULT  # noqa: PLC0415
+    from msstore.coordination._provisioning import DEFAULT  # noqa: PLC0415
 
     client = NatsClient(NatsConfig(servers=[nats_url]))
     try:

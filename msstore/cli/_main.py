@@ -188,7 +188,7 @@ def bench(name: str, as_json: bool, plot: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 def provision(nats_url: str | None, config_path: str | None, dry_run: bool) -> None:
     """Create the JetStream buckets, streams and consumers that are missing (idempotent)."""
-    from msstore.ops import _provisioning as provisioning  # noqa: PLC0415
+    from msstore.coordination import _provisioning as provisioning  # noqa: PLC0415
 
     nats_url = _nats(nats_url)
     try:
@@ -280,6 +280,116 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
             "nothing to do: the database is up to date"
             if direction == "up"
             else "nothing to roll back"
+        )
+
+
+@main.command()
+@_DSN_OPTION
+@_NATS_OPTION
+@click.option(
+    "--bucket",
+    "buckets",
+    multiple=True,
+    help="A KV bucket to check (repeatable).",
+)
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    help="A stream to check (repeatable; default: every stream on the server).",
+)
+@click.option(
+    "--timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2, 300),
+    help="Connect timeout per server, seconds (libpq's least is 2).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def health(  # noqa: PLR0917 - click passes every option positionally
+    dsn: str | None,
+    nats_url: str | None,
+    buckets: tuple[str, ...],
+    streams: tuple[str, ...],
+    timeout: int,
+    as_json: bool,
+) -> None:
+    """Check PostgreSQL (round trip; the outbox and the task queue) and NATS JetStream (ping,
+    account, buckets and streams); exit 0 healthy, 1 degraded, 2 unhealthy."""
+    from msstore import ops  # noqa: PLC0415
+
+    if not dsn and not nats_url and not os.environ.get("PG_HOST"):
+        raise click.UsageError(f"{_NO_DSN}; or {_NO_NATS}")
+    report = _health_report(dsn, nats_url, buckets, streams or None, timeout)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    sys.exit(ops.EXIT_CODES[report.status])
+
+
+class _Unreachable:
+    """A JetStream probe for a server that could not be reached: every check fails with the
+    connect error (so the relay's check knows it too)."""
+
+    def __init__(self, err: MsstoreError) -> None:
+        self.err = err
+
+    def ping(self) -> float:
+        raise self.err
+
+    def account(self) -> dict[str, int]:
+        raise self.err
+
+    def streams(self, *, buckets: Any, streams: Any) -> list[Any]:
+        raise self.err
+
+
+def _health_report(
+    dsn: str | None,
+    nats_url: str | None,
+    buckets: tuple[str, ...],
+    streams: tuple[str, ...] | None,
+    timeout: int,
+) -> Any:
+    """One report over the servers named: NATS, then PostgreSQL with the outbox and the task
+    queue in it."""
+    import contextlib  # noqa: PLC0415
+
+    from msstore import ops  # noqa: PLC0415
+
+    with contextlib.ExitStack() as stack:
+        client: Any = None
+        if nats_url:
+            from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
+
+            try:
+                config = NatsConfig.from_env(servers=nats_url, connect_timeout=float(timeout))
+                client = stack.enter_context(NatsClient(config))
+            except InvalidArgument as err:
+                raise _Failed(err) from None
+            except MsstoreError as err:
+                client = _Unreachable(err)
+        probe = outbox = queue = None
+        if dsn or os.environ.get("PG_HOST"):
+            postgres = _postgres("msstore health")
+            url = _dsn(dsn, "msstore health")
+            try:
+                probe = stack.enter_context(postgres.HealthProbe(url, connect_timeout=timeout))
+                outbox = stack.enter_context(postgres.PostgresOutbox(url, connect_timeout=timeout))
+                queue = stack.enter_context(
+                    postgres.PostgresTaskQueue(url, connect_timeout=timeout)
+                )
+            except InvalidArgument as err:
+                raise _Failed(err) from None
+        return ops.health(
+            postgres=probe,
+            nats=client,
+            buckets=buckets,
+            streams=streams,
+            outbox=outbox,
+            queue=queue,
         )
 
 

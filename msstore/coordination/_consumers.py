@@ -20,10 +20,10 @@ import attrs
 import orjson
 
 from msstore.errors import InvalidArgument
-from msstore.ops import DEFAULT, ConsumerSpec
 from msstore.spi import check_many
 
 from ._outbox import check_subject
+from ._provisioning import DEFAULT, ConsumerSpec
 
 __all__ = [
     "DEAD_LETTER_PREFIX",

@@ -4,7 +4,8 @@ Put it between a client and a server (PostgreSQL, NATS) and call :meth:`TcpProxy
 connections stay open and new ones are accepted, but no byte moves in either direction, as in
 a partitioned network or a hung host (nothing is refused or reset, so neither side learns
 anything). :meth:`TcpProxy.heal` lets the held bytes through, in order. :meth:`TcpProxy.cut`
-resets every connection, as a server restart does.
+resets every connection, as a server restart does. :meth:`TcpProxy.slow` holds each chunk of
+bytes a while before passing it on, as a distant or overloaded server does.
 
 It listens on 127.0.0.1 only and forwards only to the target it was given::
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from typing import Self
 
 __all__ = ["TcpProxy"]
@@ -38,6 +40,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self.connections = 0
+        self._delay = 0.0
         self._accepting = threading.Thread(
             target=self._accept, name=f"msstore-proxy-{self.port}", daemon=True
         )
@@ -58,6 +61,13 @@ class TcpProxy:
     def heal(self) -> None:
         """Move bytes again, the held ones first."""
         self._forwarding.set()
+
+    def slow(self, seconds: float) -> None:
+        """Hold every chunk ``seconds`` before passing it on, in each direction (0: no delay);
+        a round trip then takes at least twice that."""
+        if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+            raise ValueError(f"seconds must be from 0 to 60, got {seconds!r}")
+        self._delay = float(seconds)
 
     def cut(self) -> None:
         """Reset every open connection (new ones are still accepted)."""
@@ -104,6 +114,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self._delay:
+                    time.sleep(self._delay)
                 self._forwarding.wait()  # blackholed meanwhile: hold the bytes until healed
                 dst.sendall(data)
         except OSError:

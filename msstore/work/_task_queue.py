@@ -215,6 +215,10 @@ class TaskQueue(Store, Protocol):
     def stats(self) -> QueueStats:
         """Counts per status (every status present), the age of the oldest pending task."""
 
+    def stuck(self) -> int:
+        """Running tasks whose lease ran out that no claim has settled yet (their workers
+        stopped; the next claim puts them back in line), counted up to a thousand."""
+
     def purge(self, *, completed_before: float, include_failed: bool = False) -> int:
         """Delete completed and cancelled tasks (and, with ``include_failed``, dead letters)
         that finished before ``completed_before``; return how many. Tasks an unfinished task
@@ -567,6 +571,10 @@ class TaskQueueBase(StoreBase, TaskQueue):
         if runs is None:
             raise no_task(task_id)
         return runs
+
+    def stuck(self) -> int:
+        self._check_open()
+        return len(self._lapsed(self._now()))
 
     def stats(self) -> QueueStats:
         self._check_open()

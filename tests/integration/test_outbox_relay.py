@@ -14,8 +14,8 @@ import pytest
 from msstore.backends.nats import JetStreamSink, NatsClient, NatsConfig, provision
 from msstore.backends.postgres import PostgresOutbox, PostgresTaskQueue
 from msstore.coordination import BatchReport, Event, OutboxRelay, subscribe
+from msstore.coordination._provisioning import DEFAULT
 from msstore.ops import ProvisionConfig, StreamSpec
-from msstore.ops._provisioning import DEFAULT
 from msstore.records import HealthStatus
 from msstore.servers import EmbeddedNats
 from msstore.testing import eventually

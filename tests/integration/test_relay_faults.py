@@ -27,7 +27,7 @@ import pytest
 from msstore.backends.nats import NatsClient, NatsConfig, provision
 from msstore.backends.postgres import PostgresStateStore, PostgresTaskQueue
 from msstore.coordination import Event, subscribe
-from msstore.ops._provisioning import DEFAULT
+from msstore.coordination._provisioning import DEFAULT
 from msstore.records import Record
 from msstore.servers import EmbeddedNats
 from msstore.testing import eventually
