@@ -28,7 +28,7 @@ from msstore.errors import ConnectionFailed, InvalidArgument
 from msstore.ops import Thresholds, classify_latency
 from msstore.records import HealthStatus
 from msstore.registry import redact_url
-from msstore.spi import check_bool, check_int, check_many, check_seconds
+from msstore.spi import check_bool, check_int, check_many, check_seconds, track
 
 from ._config import check_dsn, dsn_from_env
 
@@ -251,6 +251,7 @@ class Pools:
         ]
         self._next = itertools.count()
         self._lock = threading.Lock()
+        track("pools", self)  # the metrics read get_stats() while the pools live
         if open_now:
             self.open(wait=False)
 

@@ -103,7 +103,12 @@ def main() -> None:
     help="embedded: NATS + PostgreSQL from the wheels (msstore[embedded]); auto: embedded "
     "when installed, else memory.",
 )
-def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the demo runs.",
+)
+def demo(agents: int, writes: int, as_json: bool, backend: str, metrics_port: int | None) -> None:
     """Run a small multi-agent workload and print what happened."""
     import io  # noqa: PLC0415
 
@@ -111,6 +116,16 @@ def demo(agents: int, writes: int, as_json: bool, backend: str) -> None:
 
     if backend == "embedded" and not demo_module.embedded_available():
         raise click.UsageError("--backend embedded needs: pip install 'msstore[all]'")
+    if metrics_port is not None:
+        from msstore.ops import metrics as exporter  # noqa: PLC0415
+
+        try:
+            server = exporter.serve(metrics_port)
+        except MsstoreError as err:
+            raise _Failed(err) from None
+        except OSError as err:
+            raise click.ClickException(f"cannot listen on port {metrics_port}: {err}") from None
+        click.echo(f"metrics on {server.url}", err=True)
     out = io.StringIO() if as_json else sys.stdout
     figures = demo_module.run(agents=agents, writes=writes, out=out, backend=backend)
     if as_json:
@@ -391,6 +406,76 @@ def _health_report(
             outbox=outbox,
             queue=queue,
         )
+
+
+@main.group()
+def metrics() -> None:
+    """Prometheus metrics (needs msstore[metrics])."""
+
+
+@metrics.command("serve")
+@_DSN_OPTION
+@_NATS_OPTION
+@click.option("--port", default=9464, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--addr", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2, 300),
+    help="Connect timeout per server, seconds.",
+)
+def metrics_serve(
+    dsn: str | None, nats_url: str | None, port: int, addr: str, timeout: int
+) -> None:
+    """Serve /metrics until interrupted: the outbox, the task queue and the health checks of
+    the PostgreSQL named, and the streams of the NATS named."""
+    import contextlib  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from msstore import ops  # noqa: PLC0415
+    from msstore.ops import metrics as exporter  # noqa: PLC0415
+
+    if not dsn and not nats_url and not os.environ.get("PG_HOST"):
+        raise click.UsageError(f"{_NO_DSN}; or {_NO_NATS}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with contextlib.ExitStack() as stack:
+        sources: dict[str, Any] = {}
+        probe = None
+        try:
+            if nats_url:
+                from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
+
+                config = NatsConfig.from_env(  # one connection, whichever thread scrapes
+                    servers=nats_url, connect_timeout=float(timeout), loop="shared"
+                )
+                sources["nats"] = stack.enter_context(NatsClient(config))
+            if dsn or os.environ.get("PG_HOST"):
+                postgres = _postgres("msstore metrics")
+                url = _dsn(dsn, "msstore metrics")
+                probe = stack.enter_context(postgres.HealthProbe(url, connect_timeout=timeout))
+                sources["outbox"] = stack.enter_context(
+                    postgres.PostgresOutbox(url, connect_timeout=timeout)
+                )
+                sources["queue"] = stack.enter_context(
+                    postgres.PostgresTaskQueue(url, connect_timeout=timeout)
+                )
+            checked = {k: v for k, v in sources.items() if k in ("outbox", "queue")}
+
+            def report() -> Any:
+                return ops.health(postgres=probe, nats=sources.get("nats"), **checked)
+
+            server = exporter.serve(port, addr=addr, health=report, **sources)
+        except MsstoreError as err:
+            raise _Failed(err) from None
+        except OSError as err:
+            raise click.ClickException(f"cannot listen on {addr}:{port}: {err}") from None
+        click.echo(f"serving metrics on {server.url} (Ctrl-C to stop)", err=True)
+        stop.wait()
+        server.close()
 
 
 @main.group()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
+from msstore._internal import telemetry
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import HealthStatus
 from msstore.spi import check_seconds
@@ -32,6 +33,12 @@ from ._outbox import MAX_BATCH, BatchReport, EventSink, OutboxSource, relay_heal
 __all__ = ["OutboxRelay"]
 
 log = logging.getLogger("msstore.coordination.relay")
+
+# What the metrics report of relaying: events by outcome, over every relay of the process.
+_EVENTS: Final = {
+    o: telemetry.counter("outbox_events", o)
+    for o in ("published", "duplicates", "failed", "retried")
+}
 RATE_WINDOW: Final = 10.0  # seconds over which publish_rate is measured
 STOP_SLICE: Final = 0.2  # the longest a stopped loop keeps waiting
 
@@ -85,6 +92,7 @@ class OutboxRelay:
         }
         self._last_error: str | None = None
         self._next_purge = 0.0
+        telemetry.track("relay", self)
 
     @classmethod
     def connect(
@@ -134,6 +142,9 @@ class OutboxRelay:
             totals["failed"] += report.failed
             totals["retried"] += report.retried
             totals["batches"] += 1
+            for outcome in ("published", "duplicates", "failed", "retried"):
+                if getattr(report, outcome):
+                    _EVENTS[outcome].inc(getattr(report, outcome))
             if report.retry_reason is not None:
                 self._last_error = report.retry_reason
             if report.published:

@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from msstore._internal import telemetry
 from msstore.codec import default_codec
 from msstore.conflicts.update import RetryPolicy
 from msstore.errors import InvalidArgument, NotFound, OutcomeUnknown, StaleClaim, Unsupported
@@ -354,12 +355,15 @@ class SagaRunner:
     def _guarded(self, saga_id: str, fn: Callable[[], SagaResult]) -> SagaResult:
         """``fn()``, or what the log says when this process must stop driving the saga."""
         try:
-            return fn()
+            result = fn()
         except _LeaseLost:
             log.warning("saga %s: lease lost to another process; leaving it to that one", saga_id)
         except _Unsettled as err:
             log.warning("saga %s: %s; recovery will settle it from the log", saga_id, err)
-        return self.result(saga_id)
+            return self.result(saga_id)
+        if result.status.ended:  # what the metrics count: sagas this process ended, by how
+            telemetry.counter("sagas", result.status.value).inc()
+        return result
 
     def _drive(self, saga: Saga, saga_id: str, *, resumed: bool = False) -> SagaResult:
         def drive() -> SagaResult:

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from msstore._internal import telemetry
 from msstore.coordination import OutboxSource, relay_health
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import HealthStatus
@@ -455,4 +456,6 @@ def health(
             checks.append(check)
         else:
             checks.append(_queue_check(queue, limits.pending_task_age))  # type: ignore[arg-type]
+    for check in checks:  # the metrics' health success rate (msstore_health_checks_total)
+        telemetry.counter("health_checks", check.name, check.status.value).inc()
     return HealthReport(checks=tuple(checks), took_ms=(time.perf_counter() - start) * 1000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from msstore._internal.bridge import Bridge, get_bridge, timed_out
 from msstore._internal.local_loops import LocalLoop, LocalLoops
 from msstore._internal.options import check_known, opt_bool, opt_choice, opt_float, opt_int
+from msstore._internal.telemetry import track
 from msstore._internal.timers import EarliestTimer
 from msstore._internal.ttl import MAX_TTL_SECONDS, check_ttl, expiry
 
@@ -92,4 +93,5 @@ __all__ = [
     "opt_int",
     "stale_revision",
     "timed_out",
+    "track",
 ]

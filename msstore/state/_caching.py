@@ -25,9 +25,10 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from msstore import keys as keygrammar
+from msstore._internal import telemetry
 from msstore.capabilities import Capability
 from msstore.codec import Codec, default_codec
 from msstore.errors import DuplicateKey, MsstoreError, VersionConflict
@@ -40,6 +41,13 @@ from ._stats import CacheStats
 __all__ = ["L1Cache", "TieredCache"]
 
 log = logging.getLogger("msstore.state.cache")
+
+# What the metrics report of reads: lookups per tier and result, over every cache of the process.
+_LOOKUPS: Final = {
+    f"{tier}_{counted}": telemetry.counter("cache_lookups", tier, result)
+    for tier in ("l1", "kv", "sql")
+    for counted, result in (("hits", "hit"), ("misses", "miss"))
+}
 
 _TIERS = ("l1", "kv", "sql")
 
@@ -155,6 +163,8 @@ class TieredCache:
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._stats[name] += n
+        if name in _LOOKUPS:
+            _LOOKUPS[name].inc(n)
 
     # Reading -----------------------------------------------------------------------------------
 

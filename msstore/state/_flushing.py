@@ -22,10 +22,11 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
+from msstore._internal import telemetry
 from msstore.capabilities import Capability
 from msstore.codec import Encoded, default_codec
 from msstore.errors import FlushError, InvalidArgument, MsstoreError, OutcomeUnknown
@@ -41,6 +42,17 @@ from ._stats import FailureInfo, FlushStats
 __all__ = ["FlushPolicy", "Flusher"]
 
 log = logging.getLogger("msstore.state.flush")
+
+# What the metrics report of flushing (msstore.ops.metrics).
+_BATCH_SECONDS: Final = telemetry.histogram("flush_duration_seconds")
+_BATCH_ROWS: Final = telemetry.histogram(
+    "flush_batch_rows", bounds=(1, 5, 10, 25, 50, 100, 200, 500, 1000, 2500, 5000)
+)
+_LAG: Final = telemetry.histogram("flush_lag_seconds", bounds=telemetry.LAG_BUCKETS)
+_ROWS: Final = {
+    o: telemetry.counter("flush_rows", o) for o in ("written", "skipped", "removed", "refused")
+}
+_RETRIES: Final = telemetry.counter("flush_retries")
 
 
 @attrs.frozen(kw_only=True)
@@ -187,6 +199,7 @@ class Flusher:
             except Exception as err:
                 attempt += 1
                 self._stats["retries"] += 1
+                _RETRIES.inc()
                 self._last_error = err
                 pause = self._wait_for(attempt)
                 log.warning(
@@ -233,17 +246,26 @@ class Flusher:
             else Record(p.key, value(p), version_of(p.revision), p.wall, p.expires_at)
             for p in batch
         ]
+        start = time.perf_counter()
         outcome = write_batch(self._storage, records)
+        _BATCH_SECONDS.observe(time.perf_counter() - start)
+        _BATCH_ROWS.observe(len(records))
+        removed = sum(p.deleted for p in batch)
         self._stats["rows_written"] += outcome.written
         self._stats["rows_skipped"] += outcome.skipped
-        self._stats["rows_removed"] += sum(p.deleted for p in batch)
+        self._stats["rows_removed"] += removed
+        _ROWS["written"].inc(outcome.written)
+        _ROWS["skipped"].inc(outcome.skipped)
+        _ROWS["removed"].inc(removed)
         failures = []
         if outcome.refused:
             refused = {r.key: str(err) for r, err in outcome.refused}
             failures = self._set_aside([(p, refused[p.key]) for p in batch if p.key in refused])
         done = time.monotonic()
         self._stats["batches"] += 1
-        self._monitor.record(done - p.first_at for p in batch)
+        lags = [done - p.first_at for p in batch]
+        self._monitor.record(lags)
+        _LAG.observe_many(lags)
         return failures
 
     def write_now(self, batch: list[Pending]) -> None:
@@ -262,6 +284,7 @@ class Flusher:
         with self._dirty:
             self._failures.extend((p.seq, f) for (p, _), f in zip(refused, failures, strict=True))
         self._stats["failed"] += len(failures)
+        _ROWS["refused"].inc(len(failures))
         try:
             set_aside(self._storage, failures, log)
         except MsstoreError as err:  # they are kept here and raised by flush() all the same

@@ -19,9 +19,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from time import perf_counter
 from typing import Any, Final, Self
 
 from msstore import keys as keygrammar
+from msstore._internal import telemetry
 from msstore._internal.ttl import check_ttl
 from msstore.capabilities import Capability
 from msstore.codec import Codec, Encoded, default_codec, has_nul
@@ -32,6 +34,7 @@ from msstore.errors import (
     OutcomeUnknown,
     SerializationError,
     StoreClosed,
+    VersionConflict,
 )
 from msstore.protocols import ChangeFeed, DataStorage, FlushLedger, KeyValueStore
 from msstore.records import FlushFailure
@@ -49,6 +52,13 @@ __all__ = ["HybridStateManager"]
 _KEY_LOCKS: Final = 64
 _RECOVERY_RETRY: Final = RetryPolicy(attempts=6, base=0.05, multiplier=2.0, cap=1.0, jitter=0.05)
 log = logging.getLogger("msstore.state")
+
+# What the metrics report of the dual store's calls (msstore.ops.metrics).
+_TIMED: Final = {
+    op: telemetry.histogram("kv_operation_duration_seconds", op)
+    for op in ("put", "put_many", "update", "update_with", "delete", "get", "get_many")
+}
+_CONFLICTS: Final = {op: telemetry.counter("conflicts", op) for op in ("update", "update_with")}
 
 
 class HybridStateManager:
@@ -117,6 +127,7 @@ class HybridStateManager:
             version_of=self.version_of,
             reconcile=self._periodic_pass if self._position is not None else None,
         )
+        telemetry.track("store", self)
 
     def __repr__(self) -> str:
         return f"HybridStateManager(kv={self.kv!r}, storage={self.storage!r})"
@@ -194,16 +205,19 @@ class HybridStateManager:
         if SQL cannot take it now, ``OutcomeUnknown`` is raised and the flusher keeps trying.
         """
         self._check_open()
+        start = perf_counter()
         encoded = self._encode(key, value)
         if ttl is None:
             revision = self.kv.put(key, self._for_kv(encoded, value))
             self._wrote(key, encoded, revision)
+            _TIMED["put"].observe(perf_counter() - start)
             return revision
         seconds = check_ttl(ttl)
         assert seconds is not None
         at = self._clock()
         revision = self.kv.put(key, self._for_kv(encoded, value), ttl=seconds)
         self._wrote_through([(key, encoded, revision)], seconds, at)
+        _TIMED["put"].observe(perf_counter() - start)
         return revision
 
     def put_many(
@@ -211,6 +225,7 @@ class HybridStateManager:
     ) -> list[int]:
         """Write several keys in one KV round trip; all are checked before any is written."""
         self._check_open()
+        start = perf_counter()
         pairs = check_pairs(items, field="items")
         encoded = [self._encode(k, v) for k, v in pairs]
         seconds = check_ttl(ttl)
@@ -225,16 +240,23 @@ class HybridStateManager:
         else:
             writes = [(k, e, r) for (k, _), e, r in zip(pairs, encoded, revisions, strict=True)]
             self._wrote_through(writes, seconds, at)
+        _TIMED["put_many"].observe(perf_counter() - start)
         return revisions
 
     def update(self, key: str, value: Any, *, expected_revision: int) -> int:
         """Compare-and-set: write only if ``key`` is at ``expected_revision``."""
         self._check_open()
+        start = perf_counter()
         encoded = self._encode(key, value)
-        revision = self.kv.update(
-            key, self._for_kv(encoded, value), expected_revision=expected_revision
-        )
+        try:
+            revision = self.kv.update(
+                key, self._for_kv(encoded, value), expected_revision=expected_revision
+            )
+        except VersionConflict:
+            _CONFLICTS["update"].inc()
+            raise
         self._wrote(key, encoded, revision)
+        _TIMED["update"].observe(perf_counter() - start)
         return revision
 
     def update_with(
@@ -260,6 +282,7 @@ class HybridStateManager:
             encoded[:] = [self._encode(key, value)]
             return self._for_kv(encoded[0], value)
 
+        start = perf_counter()
         with self._key_locks[hash(key) % _KEY_LOCKS]:
             self.cache.load(key)  # KV, else SQL with hydration: L1 may outlive the KV entry
             result = update_with(
@@ -267,15 +290,20 @@ class HybridStateManager:
             )
             if result.written:
                 self._wrote(key, encoded[0], result.revision)
+        if result.attempts > 1:
+            _CONFLICTS["update_with"].inc(result.attempts - 1)
+        _TIMED["update_with"].observe(perf_counter() - start)
         return result
 
     def delete(self, key: str) -> int:
         """Delete ``key`` in KV now and in SQL with the next flush; return the marker revision."""
         self._check_open()
+        start = perf_counter()
         keygrammar.check_key(key)
         revision = self.kv.delete(key)
         self.dirty.add(key, b"", revision, deleted=True)
         self.cache.invalidate(key, revision)
+        _TIMED["delete"].observe(perf_counter() - start)
         return revision
 
     # Reading -----------------------------------------------------------------------------------
@@ -283,7 +311,10 @@ class HybridStateManager:
     def get(self, key: str) -> Any:
         """The value of ``key`` (L1, KV, then SQL with hydration); ``None`` if none has it."""
         self._check_open()
-        return self.cache.get(key)
+        start = perf_counter()
+        value = self.cache.get(key)
+        _TIMED["get"].observe(perf_counter() - start)
+        return value
 
     def get_with_revision(self, key: str) -> tuple[Any, int, str] | None:
         """``(value, kv_revision, tier)`` or ``None``; see :meth:`TieredCache.get_with_revision`."""
@@ -294,7 +325,10 @@ class HybridStateManager:
         """Several keys' values (``None`` for a missing one), read as :meth:`get` reads, the
         KV misses of the cache in one batch."""
         self._check_open()
-        return self.cache.get_many(keys)
+        start = perf_counter()
+        values = self.cache.get_many(keys)
+        _TIMED["get_many"].observe(perf_counter() - start)
+        return values
 
     # Flushing and recovery ---------------------------------------------------------------------
 

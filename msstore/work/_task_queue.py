@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
+from msstore._internal import telemetry
 from msstore.codec import Codec, default_codec
 from msstore.errors import InvalidArgument, StaleClaim
 from msstore.protocols import Store
@@ -278,6 +279,7 @@ class TaskQueueBase(StoreBase, TaskQueue):
         self._rescue_lock = threading.Lock()
         self._waiters = 0
         self._waiters_lock = threading.Lock()
+        telemetry.track("queue", self)
 
     # Enqueue ---------------------------------------------------------------------------------
 
@@ -538,7 +540,12 @@ class TaskQueueBase(StoreBase, TaskQueue):
             result = (
                 None if settlement.result is None else self._codec.decode(settlement.result.data)
             )
-            outcomes.append(settled(claim.task, settlement, at, result))
+            task = settled(claim.task, settlement, at, result)
+            outcomes.append(task)
+            if claim.task.started_at is not None:
+                telemetry.histogram(
+                    "task_duration_seconds", task.status.value, bounds=telemetry.TASK_BUCKETS
+                ).observe(max(0.0, at - claim.task.started_at))
         return outcomes
 
     # Control ---------------------------------------------------------------------------------
