@@ -208,8 +208,14 @@ class NatsClient:
     async def _open(self) -> Conn:
         cfg = self.config
 
+        seen: list[Exception] = []  # what went wrong while connecting: the cause to report
+        refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
         async def on_error(err: Exception) -> None:
-            log.warning("NATS error (%s): %s", self.servers, err)
+            seen.append(err)
+            if _refusal(err) and not refused.done():
+                refused.set_result(err)  # a wrong password or certificate: no retry helps
+            log.warning("NATS error (%s): %s", self.servers, _masked(err))
 
         async def on_disconnect() -> None:
             if not self._closing:
@@ -235,21 +241,38 @@ class NatsClient:
         }
         if cfg.creds_file:
             options["user_credentials"] = cfg.creds_file
+        if cfg.nkey_seed:
+            options["nkeys_seed"] = cfg.nkey_seed
         if cfg.tls_cert or cfg.ca_cert:
             context = ssl.create_default_context(cafile=cfg.ca_cert or None)
             if cfg.tls_cert:
                 context.load_cert_chain(cfg.tls_cert, cfg.tls_key or None)
             options["tls"] = context
-        try:
-            # nats-py retries the first connect as often as it would reconnect (forever here):
-            # bound it, so a wrong URL fails fast and names the server.
-            async with asyncio.timeout(cfg.connect_timeout * 2):
-                nc = await nats.connect(**options)
-        except Exception as err:
+        # nats-py retries the first connect as often as it would reconnect (forever here):
+        # bound it by the connect timeout, and stop at once when the server refuses us.
+        connecting = asyncio.ensure_future(nats.connect(**options))
+        either: set[asyncio.Future[Any]] = {connecting, refused}
+        await asyncio.wait(
+            either,
+            timeout=cfg.connect_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        cause: BaseException | None = None
+        if connecting.done():
+            cause = connecting.exception()
+        else:
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            cause = refused.result() if refused.done() else (seen[-1] if seen else TimeoutError())
+        if cause is not None:
+            if isinstance(cause, nats.errors.NoServersError) and seen:
+                cause = seen[-1]
+            what = str(_masked(cause)) or f"no answer within {cfg.connect_timeout:g} s"
             raise ConnectionFailed(
-                f"cannot connect to NATS at {self.servers}: {type(err).__name__}: {err}",
+                f"cannot connect to NATS at {self.servers}: {type(cause).__name__}: {what}",
                 hint="check that the server is up and the URL, credentials and TLS files are right",
-            ) from None
+            )
+        nc = connecting.result()
         return Conn(nc, nc.jetstream(timeout=cfg.request_timeout))
 
     def open_subscription(self, handler: Handler, plan: ConsumerPlan) -> Subscription:
@@ -344,6 +367,19 @@ class NatsClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refusal(err: BaseException) -> bool:
+    """Whether a connect error is the server refusing us (credentials, TLS), not its absence."""
+    if isinstance(err, ssl.SSLError):
+        return True
+    text = str(err).lower()
+    return "authorization" in text or "authentication" in text or "permissions" in text
+
+
+def _masked(err: BaseException) -> str:
+    """An error's text with any URL in it shown without its password."""
+    return " ".join(redact_url(word) if "://" in word else word for word in str(err).split())
 
 
 def _has_input(conn: Conn) -> bool:

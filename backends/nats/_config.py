@@ -85,6 +85,11 @@ class NatsConfig:
     calling thread its own connection, driven on that thread with no hop (raw nats-py speed);
     ``"shared"`` runs one connection on the process's bridge thread (one hop per call, ~0.6x of
     raw for single calls on a small VM, one connection however many threads).
+    Credentials: a user and password or a token in the URL (``nats://user:pass@host``), an
+    nkey seed file (``nkey_seed``) or a JWT creds file (``creds_file``); TLS: ``ca_cert`` (the
+    server is verified against it, host name included) and, for client certificates,
+    ``tls_cert`` and ``tls_key``. None of them is ever shown: the repr and every error mask the
+    URL's password and name files only.
     ``bucket_prefix`` is prepended to bucket names (``NATS_KV_PREFIX``). The ``kv_*`` settings are
     defaults for buckets msstore creates: TTL, replicas and the bucket's size cap.
     """
@@ -92,6 +97,7 @@ class NatsConfig:
     servers: tuple[str, ...] = attrs.field(default=("nats://127.0.0.1:4222",), converter=_servers)
     name: str = "msstore"
     creds_file: str | None = None
+    nkey_seed: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     ca_cert: str | None = None
@@ -124,15 +130,17 @@ class NatsConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> NatsConfig:
-        """Read ``NATS_SERVERS``, ``NATS_CREDS_FILE``, ``NATS_TLS_CERT``, ``NATS_TLS_KEY``,
-        ``NATS_CA_CERT``, ``NATS_KV_PREFIX``, ``NATS_KV_TTL_MINUTES``, ``NATS_KV_REPLICAS`` and
-        ``NATS_KV_MAX_SIZE``; keyword arguments win over the environment."""
+        """Read ``NATS_SERVERS``, ``NATS_CREDS_FILE``, ``NATS_NKEY_SEED``, ``NATS_TLS_CERT``,
+        ``NATS_TLS_KEY``, ``NATS_CA_CERT``, ``NATS_KV_PREFIX``, ``NATS_KV_TTL_MINUTES``,
+        ``NATS_KV_REPLICAS`` and ``NATS_KV_MAX_SIZE``; keyword arguments win over the
+        environment."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         if env.get("NATS_SERVERS"):
             values["servers"] = env["NATS_SERVERS"]
         for var, field in (
             ("NATS_CREDS_FILE", "creds_file"),
+            ("NATS_NKEY_SEED", "nkey_seed"),
             ("NATS_TLS_CERT", "tls_cert"),
             ("NATS_TLS_KEY", "tls_key"),
             ("NATS_CA_CERT", "ca_cert"),

@@ -232,6 +232,12 @@ class Pools:
             raise InvalidArgument(
                 f"unknown pool role(s) {sorted(unknown)}; roles: {sorted(ROLE_DEFAULTS)}"
             )
+        for role, given in (settings or {}).items():
+            if not isinstance(given, PoolSettings):
+                raise InvalidArgument(
+                    f"settings[{role!r}] must be a PoolSettings, got {given!r}",
+                    hint="PoolSettings(min_size=..., max_size=..., acquire_timeout=...)",
+                )
         self._session = {**SESSION_DEFAULTS, **(session or {})}
         self._dsns = {
             "primary": primary,

@@ -14,6 +14,10 @@ rounds beside it). ``raw_put_per_s`` is the median raw KV round over every thres
 * ``lag_p50_ms`` / ``lag_p95_ms``: KV acknowledgement to SQL commit, from the consistency monitor.
 * ``tx_per_1k_writes``: SQL transactions (batches) per 1,000 writes.
 * ``paced_1k_lag_p95_ms``: lag p95 at the default policy when writes arrive at 1,000/s.
+* ``metrics_overhead_pct``: at the default threshold (50), how much slower msstore's round runs
+  with metrics recorded than with them off (:func:`msstore.ops.metrics.disable`), the two
+  rounds alternating, their order swapped every round; ``metrics_cpu_overhead_pct`` the same
+  for CPU time per write. Negative: within noise.
 
 Raw nats-py alone pays nothing for PostgreSQL, so each threshold also runs a hand-written raw
 *dual* store in the same run: awaited nats-py puts on one asyncio loop (each value encoded with
@@ -195,6 +199,29 @@ def msstore_round(
     return rate, cpu_us, m.monitor.stats(), m.flusher.stats()["batches"] - batches
 
 
+METRICS_THRESHOLD = 50  # the default policy's: where the metrics' cost is measured
+
+
+def _metrics_pair(
+    kv: Any, storage: Any, policy: Any, keys: list[str], values: list[Any], *, first_on: bool
+) -> tuple[float, float]:
+    """One msstore round with metrics on and one with them off (which first alternates):
+    the percent by which the rate drops and the CPU per write grows with them on."""
+    from msstore.ops import metrics  # noqa: PLC0415
+    from msstore.state import HybridStateManager  # noqa: PLC0415
+
+    found = {}
+    for on in (True, False) if first_on else (False, True):
+        (metrics.enable if on else metrics.disable)()
+        try:
+            with HybridStateManager(kv, storage, policy=policy, recover=False) as m:
+                found[on] = msstore_round(m, keys, values)
+        finally:
+            metrics.enable()
+    (rate_on, cpu_on, *_), (rate_off, cpu_off, *_) = found[True], found[False]
+    return (rate_off / rate_on - 1) * 100, (cpu_on / cpu_off - 1) * 100
+
+
 # Decimal places per figure (the rest: one).
 _DIGITS = {
     "writes_per_s": 0,
@@ -228,6 +255,7 @@ def run(
 
     rows: list[dict[str, Any]] = []
     raw_rates: list[float] = []
+    overheads: list[tuple[float, float]] = []
     with _servers() as (url, dsn):
         client = NatsClient(NatsConfig(servers=[url]))
         kv = NatsKV.open(client, BucketConfig(name="BENCH_FLUSH", history=1))
@@ -249,6 +277,10 @@ def run(
                     )
                     with HybridStateManager(kv, storage, policy=policy, recover=False) as m:
                         rate, cpu_us, lag, tx = msstore_round(m, keys, values)
+                    if threshold == METRICS_THRESHOLD:
+                        overheads.append(
+                            _metrics_pair(kv, storage, policy, keys, values, first_on=r % 2 == 1)
+                        )
                     for name, figure in (
                         ("writes_per_s", rate),
                         ("raw_kv_writes_per_s", raw),
@@ -283,6 +315,8 @@ def run(
         "paced_rate_per_s": round(paced_rate),
         "paced_1k_lag_p50_ms": round(paced["p50_ms"], 2),
         "paced_1k_lag_p95_ms": round(paced["p95_ms"], 2),
+        "metrics_overhead_pct": round(statistics.median(o[0] for o in overheads), 2),
+        "metrics_cpu_overhead_pct": round(statistics.median(o[1] for o in overheads), 2),
     }
     if plot:
         _plot(rows, plot)

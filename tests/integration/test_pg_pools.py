@@ -115,6 +115,8 @@ def test_from_env_and_bad_settings(msstore_postgres_dsn: str) -> None:
         PoolSettings(min_size=3, max_size=2, acquire_timeout=1, idle_timeout=1, max_lifetime=1)
     with pytest.raises(InvalidArgument):
         Pools(msstore_postgres_dsn, settings={"writer": SMALL}, open_now=False)
+    with pytest.raises(InvalidArgument, match=r"settings\['primary'\] must be a PoolSettings"):
+        Pools(msstore_postgres_dsn, settings={"primary": {"max_size": 2}}, open_now=False)  # type: ignore[dict-item]
     with pytest.raises(InvalidArgument):
         Pools.from_env({"PG_HOST": "h", "PG_MAX_CONNECTIONS": "lots"})
 
