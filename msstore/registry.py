@@ -59,23 +59,35 @@ class Backend(Protocol):
         ...
 
 
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+# The secrets a connection string can carry (libpq's password, sslpassword, OAuth secret and
+# SCRAM keys): as key=value words and as URL query parameters.
+_SECRET_KEYS = r"(?:password|sslpassword|oauth_client_secret|scram_client_key|scram_server_key)"
+_KV_PASSWORD = re.compile(rf"(\b{_SECRET_KEYS}\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+_QUERY_SECRET = re.compile(rf"((?:^|&){_SECRET_KEYS}=)[^&]*")
+# A NATS URL's user part alone is a token (nats://TOKEN@host).
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: the only form msstore logs or raises
-    (a libpq ``key=value`` string's ``password`` too)."""
+    """``url`` with any password, token or key replaced by ``***``: the only form msstore logs
+    or raises (a libpq ``key=value`` string's ``password`` and ``sslpassword`` too, a URL's
+    ``?password=``, and a NATS URL's token)."""
     if "://" not in url:
         return _KV_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    if parts.query:
+        parts = parts._replace(query=_QUERY_SECRET.sub(r"\1***", parts.query))
+    if "@" not in parts.netloc:
+        return urlunsplit(parts)
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if parts.password is not None:
+        userinfo = f"{userinfo.split(':', 1)[0]}:***"
+    elif parts.scheme in _TOKEN_SCHEMES:
+        userinfo = "***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 def register_backend(scheme: str, factory: object) -> None:

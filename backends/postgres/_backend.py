@@ -7,13 +7,16 @@
   :class:`PgVectorIndex`; further options: ``vector_type`` (vector, halfvec), ``schema``,
   ``m``, ``ef_construction``, ``ef_search``, ``iterative_scan``, ``max_scan_tuples``,
   ``hnsw=false`` (exact scans, no ANN index). ``postgresql://`` accepts the same for vectors.
+* libpq's own parameters stay in the connection string:
+  ``postgresql://u:pw@db:5432/app?sslmode=verify-full&sslrootcert=/etc/ca.pem``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlunsplit
+from urllib.parse import SplitResult, urlencode, urlunsplit
 
 from msstore.errors import InvalidArgument, Unsupported
 from msstore.registry import Backend
@@ -42,8 +45,23 @@ _VECTOR_OPTIONS = {
 }
 
 
-def _dsn(url: SplitResult) -> str:
-    return urlunsplit(url._replace(scheme="postgresql", query="", fragment=""))
+@functools.cache
+def _libpq_keys() -> frozenset[str]:
+    """The connection parameters libpq knows (sslmode, sslrootcert, application_name ...)."""
+    from psycopg import pq  # noqa: PLC0415
+
+    return frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
+
+
+def _dsn(url: SplitResult, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL as a DSN keeping its libpq parameters (``?sslmode=verify-full&sslrootcert=..``),
+    and the options left for the store (``connect_timeout`` is msstore's, and goes in the DSN
+    from there)."""
+    keys = _libpq_keys() - {"connect_timeout"}
+    libpq = {k: str(v) for k, v in options.items() if k in keys}
+    rest = {k: v for k, v in options.items() if k not in libpq}
+    query = urlencode(libpq)
+    return urlunsplit(url._replace(scheme="postgresql", query=query, fragment="")), rest
 
 
 def _connect_timeout(options: Mapping[str, Any]) -> int:
@@ -59,9 +77,10 @@ class PostgresBackend(Backend):
         raise Unsupported("PostgreSQL has no KV bucket here; use nats:// or memory://")
 
     def open_storage(self, url: SplitResult, options: Mapping[str, Any]) -> PostgresStateStore:
+        dsn, options = _dsn(url, options)
         check_known(options, {"deadline", "connect_timeout"}, backend="PostgreSQL state store")
         return PostgresStateStore(
-            _dsn(url),
+            dsn,
             deadline=opt_float(options, "deadline", DEFAULT_DEADLINE, maximum=86_400.0),
             connect_timeout=_connect_timeout(options),
         )
@@ -69,17 +88,19 @@ class PostgresBackend(Backend):
     def open_outbox(self, url: SplitResult, options: Mapping[str, Any]) -> PostgresOutbox:
         """``messages.outbox`` (options ``keep_published``, ``deadline``, ``connect_timeout``,
         and ``dsn``: a libpq connection string used instead of the URL)."""
+        dsn, options = _dsn(url, options)
         check_known(
             options, {"keep_published", "deadline", "connect_timeout", "dsn"}, backend="outbox"
         )
         return PostgresOutbox(
-            str(options["dsn"]) if "dsn" in options else _dsn(url),
+            str(options["dsn"]) if "dsn" in options else dsn,
             keep_published=opt_float(options, "keep_published", 3600.0, inclusive=True),
             deadline=opt_float(options, "deadline", 60.0, maximum=86_400.0),
             connect_timeout=_connect_timeout(options),
         )
 
     def open_vector(self, url: SplitResult, options: Mapping[str, Any]) -> PgVectorIndex:
+        dsn, options = _dsn(url, options)
         check_known(options, _VECTOR_OPTIONS, backend="pgvector index")
         dim = opt_int(options, "dim", None)
         collection = options.get("collection")
@@ -98,7 +119,7 @@ class PostgresBackend(Backend):
                 max_scan_tuples=opt_int(options, "max_scan_tuples", None),
             )
         return PgVectorIndex(
-            _dsn(url),
+            dsn,
             name=str(collection),
             dim=dim,
             metric=str(options.get("metric", "cosine")),

@@ -270,3 +270,156 @@ def test_postgres_refuses_a_wrong_certificate_host_or_password(
     message, _ = probe_fails(plain)
     assert "no encryption" in message or "rejects connection" in message, message
     assert PG_PASSWORD not in message
+
+
+# -- secrets never shown ---------------------------------------------------------------------
+
+
+class Shown:
+    """Everything a run showed: log records (DEBUG), error messages, reprs, stats, reports and
+    CLI output."""
+
+    def __init__(self) -> None:
+        self.texts: list[tuple[str, str]] = []
+
+    def add(self, where: str, thing: object) -> None:
+        self.texts.append((where, thing if isinstance(thing, str) else repr(thing)))
+
+    def error(self, where: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as err:
+            self.add(where, f"{type(err).__name__}: {err} {getattr(err, 'hint', '')}")
+        else:
+            raise AssertionError(f"{where}: expected an error")
+
+    def found(self, secrets: list[str]) -> list[str]:
+        return [f"{where}: {s!r}" for where, text in self.texts for s in secrets if s in text]
+
+
+def test_no_secret_is_ever_shown(
+    pg_secure: EmbeddedPostgres,
+    nats_password: EmbeddedNats,
+    nats_nkey: EmbeddedNats,
+    nkey_seed: tuple[str, str],
+    ca: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    import logging
+
+    from click.testing import CliRunner
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import msstore
+    from msstore import ops
+    from msstore.backends.postgres import (
+        Migrator,
+        PostgresOutbox,
+        PostgresStateStore,
+        PostgresTaskQueue,
+    )
+    from msstore.cli import main
+    from msstore.coordination import OutboxRelay
+    from msstore.ops import metrics
+    from msstore.state import HybridStateManager
+
+    caplog.set_level(logging.DEBUG)
+    seed = Path(nkey_seed[0]).read_text().strip()
+    wrong_pg, wrong_nats = "pg-Wrong-0b9d", "nats-Wrong-31aa"
+    secrets = [PG_PASSWORD, NATS_PASSWORD, seed, wrong_pg, wrong_nats]
+    root = pem(tmp_path / "ca.pem", ca.cert_pem)
+    dsn = secure_dsn(pg_secure, root)
+    url = f"nats://agent:{NATS_PASSWORD}@127.0.0.1:{nats_password.port}"
+    shown = Shown()
+    cli = CliRunner()
+
+    shown.add("migrate", Migrator(dsn).up())
+    config = NatsConfig(servers=[url])
+    shown.add("NatsConfig repr", config)
+    with NatsClient(config) as client:
+        shown.add("NatsClient repr", client)
+        kv = NatsKV.open(client, BucketConfig(name="secret_state", history=1))
+        storage = PostgresStateStore(dsn)
+        with HybridStateManager(kv, storage) as store:
+            store.put("agent.a.state", {"step": 1})
+            store.get("agent.a.state")
+            store.flush()
+            shown.add("store repr", store)
+            shown.add("store stats", json.dumps(store.stats(), default=str))
+            shown.add("store health", store.health())
+            with (
+                PostgresOutbox(dsn) as outbox,
+                PostgresTaskQueue(dsn) as queue,
+                HealthProbe(dsn) as probe,
+            ):
+                outbox.add("agents.a.done", {"ok": True})
+                queue.enqueue("t", {})
+                (claim,) = queue.claim("w")
+                queue.complete(claim)
+                for thing in (outbox, queue, probe, outbox.stats(), queue.stats()):
+                    shown.add("component", thing)
+                report = ops.health(
+                    postgres=probe, nats=client, outbox=outbox, queue=queue, store=store
+                )
+                shown.add("health report", json.dumps(report.as_dict(), default=str))
+                shown.add("health lines", "\n".join(report.lines()))
+                registry = CollectorRegistry(auto_describe=False)
+                metrics.register(registry, outbox=outbox, queue=queue, nats=client)
+                shown.add("metrics scrape", generate_latest(registry).decode())
+        kv.destroy()
+    with OutboxRelay.connect(dsn=dsn, nats_url=url) as relay:
+        shown.add("relay run", relay.run_once())
+        shown.add("relay stats", json.dumps(relay.stats(), default=str))
+        shown.add("relay health", relay.health())
+        shown.add("relay repr", relay)
+    small = PoolSettings(
+        min_size=1, max_size=2, acquire_timeout=5, idle_timeout=60, max_lifetime=60
+    )
+    with Pools(dsn, settings={"primary": small}) as pools:
+        shown.add("pools", (pools, pools.get_stats(), pools.health()))
+    kv_url = f"nats://agent:{NATS_PASSWORD}@127.0.0.1:{nats_password.port}/secret_kv"
+    opened = msstore.open_kv(kv_url)
+    shown.add("open_kv repr", opened)
+    opened.destroy()
+    opened.close()
+    with NatsClient(
+        NatsConfig(servers=[f"nats://127.0.0.1:{nats_nkey.port}"], nkey_seed=nkey_seed[0])
+    ) as client:
+        shown.add("nkey client", (client, client.config, client.account()))
+
+    # Errors: wrong passwords, a wrong scheme, a server away.
+    bad_dsn = secure_dsn(pg_secure, root, password=wrong_pg)
+    bad_url = f"nats://agent:{wrong_nats}@127.0.0.1:{nats_password.port}"
+    shown.error("pg wrong password", lambda: HealthProbe(bad_dsn).round_trip("primary"))
+    shown.error("pg store wrong password", lambda: PostgresStateStore(bad_dsn).get_many(["a"]))
+    shown.error("nats wrong password", lambda: NatsClient(NatsConfig(servers=[bad_url])))
+    shown.error("open_kv wrong password", lambda: msstore.open_kv(f"{bad_url}/b"))
+    shown.error("bad scheme", lambda: PostgresStateStore(f"mysql://root:{PG_PASSWORD}@h/db"))
+    shown.error(
+        "nats away",
+        lambda: NatsClient(
+            NatsConfig(servers=[f"nats://u:{NATS_PASSWORD}@127.0.0.1:1"], connect_timeout=1)
+        ),
+    )
+
+    # The command line, by option and by environment.
+    for args in (
+        ["health", "--json", "--dsn", dsn, "--nats", url],
+        ["health", "--dsn", bad_dsn, "--nats", bad_url],
+        ["relay", "status", "--json", "--dsn", dsn, "--nats", url],
+        ["relay", "status", "--dsn", bad_dsn],
+        ["migrate", "--dry-run", "--dsn", dsn],
+        ["health", "--dsn", f"mysql://root:{PG_PASSWORD}@h/db"],
+    ):
+        result = cli.invoke(main, args)
+        shown.add(f"msstore {args[0]} {args[1]}", result.output + str(result.exception or ""))
+    env = {"MSSTORE_PG_DSN": bad_dsn, "NATS_SERVERS": bad_url}
+    result = cli.invoke(main, ["health"], env=env)
+    shown.add("msstore health (env)", result.output)
+
+    for record in caplog.records:
+        shown.add(f"log {record.name}", record.getMessage() + (record.exc_text or ""))
+    assert len(shown.texts) > 40 and any(w.startswith("log ") for w, _ in shown.texts)
+    assert shown.found(secrets) == []

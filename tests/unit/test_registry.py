@@ -62,6 +62,32 @@ def test_unimportable_backend_is_unsupported() -> None:
 def test_passwords_are_redacted() -> None:
     assert redact_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert redact_url("nats://host:4222") == "nats://host:4222"
+    assert redact_url("postgresql://app@db/x") == "postgresql://app@db/x"  # a user is no secret
+    assert redact_url("nats://s3cret-token@host:4222") == "nats://***@host:4222"  # a token is
+    assert redact_url("nats://agent:s3cret@host") == "nats://agent:***@host"
+    assert (
+        redact_url("postgresql://db/x?sslmode=verify-full&password=s3cret&sslpassword=k3y")
+        == "postgresql://db/x?sslmode=verify-full&password=***&sslpassword=***"
+    )
+    assert redact_url("host=db password='a b' sslpassword=k3y") == (
+        "host=db password=*** sslpassword=***"
+    )
+
+
+def test_postgres_urls_keep_their_libpq_parameters() -> None:
+    pytest.importorskip("psycopg", reason="needs msstore[postgres]")
+    from msstore.coordination import open_outbox
+
+    url = "postgresql://app:s3cret@127.0.0.1:1/x?sslmode=verify-full&sslrootcert=/ca.pem"
+    outbox = open_outbox(url, connect_timeout=1)
+    try:
+        shown = repr(outbox)
+        assert "sslmode=verify-full" in shown and "sslrootcert=%2Fca.pem" in shown
+        assert "s3cret" not in shown
+    finally:
+        outbox.close()
+    with pytest.raises(InvalidArgument, match="no option"):
+        open_outbox("postgresql://app@127.0.0.1:1/x?sslmod=verify-full")
 
 
 def test_import_loads_no_driver() -> None:
