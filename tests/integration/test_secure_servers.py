@@ -382,6 +382,7 @@ def test_no_secret_is_ever_shown(
     kv_url = f"nats://agent:{NATS_PASSWORD}@127.0.0.1:{nats_password.port}/secret_kv"
     opened = msstore.open_kv(kv_url)
     shown.add("open_kv repr", opened)
+    assert isinstance(opened, NatsKV)
     opened.destroy()
     opened.close()
     with NatsClient(
@@ -393,7 +394,7 @@ def test_no_secret_is_ever_shown(
     bad_dsn = secure_dsn(pg_secure, root, password=wrong_pg)
     bad_url = f"nats://agent:{wrong_nats}@127.0.0.1:{nats_password.port}"
     shown.error("pg wrong password", lambda: HealthProbe(bad_dsn).round_trip("primary"))
-    shown.error("pg store wrong password", lambda: PostgresStateStore(bad_dsn).get_many(["a"]))
+    shown.error("pg store wrong password", lambda: PostgresStateStore(bad_dsn).retrieve("a"))
     shown.error("nats wrong password", lambda: NatsClient(NatsConfig(servers=[bad_url])))
     shown.error("open_kv wrong password", lambda: msstore.open_kv(f"{bad_url}/b"))
     shown.error("bad scheme", lambda: PostgresStateStore(f"mysql://root:{PG_PASSWORD}@h/db"))
