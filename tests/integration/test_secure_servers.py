@@ -411,7 +411,7 @@ def test_no_secret_is_ever_shown(
         ["health", "--dsn", bad_dsn, "--nats", bad_url],
         ["relay", "status", "--json", "--dsn", dsn, "--nats", url],
         ["relay", "status", "--dsn", bad_dsn],
-        ["migrate", "--dry-run", "--dsn", dsn],
+        ["migrate", "status", "--dsn", dsn],
         ["health", "--dsn", f"mysql://root:{PG_PASSWORD}@h/db"],
     ):
         result = cli.invoke(main, args)
