@@ -20,7 +20,7 @@ exporter that reads the outbox, the task queue, the health checks and JetStream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from msstore.coordination import OutboxSource
     from msstore.ops import HealthReport, JetStreamProbe
+    from msstore.state import HybridStateManager
     from msstore.work import TaskQueue
 
 __all__ = [
@@ -207,7 +208,7 @@ class MsstoreCollector:
     """A ``prometheus_client`` collector of every metric in :data:`METRICS`.
 
     It reads msstore's own records, every live dual store, task queue, relay and pool set of
-    the process (or only the ``outbox`` and ``queue`` given), and, when given, JetStream
+    the process (or only the ``stores``, ``outbox`` and ``queue`` given), and, when given, JetStream
     (``nats``: stream sizes) and a ``health`` function run at each scrape (an exporter's
     view). Figures that cannot be read are left out of that scrape (logged at DEBUG).
     """
@@ -215,12 +216,14 @@ class MsstoreCollector:
     def __init__(
         self,
         *,
+        stores: Sequence[HybridStateManager] | None = None,
         outbox: OutboxSource | None = None,
         queue: TaskQueue | None = None,
         nats: JetStreamProbe | None = None,
         health: Callable[[], HealthReport] | None = None,
     ) -> None:
         _prometheus()
+        self._stores = None if stores is None else list(stores)
         self._outbox, self._queue, self._nats, self._health = outbox, queue, nats, health
 
     def describe(self) -> list[Any]:
@@ -271,7 +274,7 @@ class MsstoreCollector:
             bucket = out.setdefault(name, {})
             bucket[labels] = bucket.get(labels, 0.0) + value
 
-        _read(self._stores, put)
+        _read(self._flushing, put)
         _read(self._queues, put)
         _read(self._outboxes, put)
         _read(_pools, put)
@@ -281,10 +284,10 @@ class MsstoreCollector:
             _read(self._checks, put)
         return out
 
-    @staticmethod
-    def _stores(put: _Put) -> None:
+    def _flushing(self, put: _Put) -> None:
         oldest = 0.0
-        for store in telemetry.tracked("store"):
+        stores = telemetry.tracked("store") if self._stores is None else self._stores
+        for store in stores:
             stats = store.stats()  # type: ignore[attr-defined]
             put("msstore_flush_pending_keys", stats["flush"]["pending"])
             oldest = max(oldest, stats["consistency"]["oldest_pending_ms"] / 1000)

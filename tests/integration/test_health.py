@@ -144,3 +144,59 @@ def test_no_server_named_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(main, ["health", "--dsn", "mysql://x"])
     assert result.exit_code == 2 and "not a PostgreSQL DSN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_role_pools_answer_the_postgres_checks(health_dsn: str) -> None:
+    from msstore import ops
+    from msstore.backends.postgres import Pools, PoolSettings
+
+    small = PoolSettings(
+        min_size=1, max_size=2, acquire_timeout=5, idle_timeout=60, max_lifetime=60
+    )
+    with Pools(health_dsn, settings={"primary": small}) as pools:
+        report = ops.health(postgres=pools)
+    (check,) = report.checks  # background and analytics share the primary's server
+    assert check.name == "postgres.primary" and check.status.value == "HEALTHY"
+    assert check.details["pool_size"] >= 1
+
+
+def test_a_replica_behind_makes_its_bucket_degraded() -> None:
+    from msstore import ops
+    from msstore.backends.nats import NatsClient, NatsConfig, NatsKV
+    from msstore.buckets import BucketConfig
+    from msstore.errors import ConnectionFailed, DeadlineExceeded
+    from msstore.servers import EmbeddedNatsCluster
+    from msstore.testing import eventually
+
+    def bucket_check(client: NatsClient) -> ops.Check:
+        report = ops.health(nats=client, buckets=["R3HEALTH"], streams=[])
+        return {c.name: c for c in report.checks}["jetstream.KV_R3HEALTH"]
+
+    with EmbeddedNatsCluster() as cluster:
+        cluster.start()
+        client = NatsClient(NatsConfig(servers=cluster.urls, request_timeout=3))
+        kv = NatsKV.open(client, BucketConfig(name="R3HEALTH", replicas=3))
+        kv.put("agent.a.state", 1)
+        healthy = eventually(
+            lambda: (c := bucket_check(client)).status.value == "HEALTHY" and c,
+            timeout=60,
+            what="all three replicas current",
+        )
+        assert healthy.details["replicas"] == 3 and healthy.details["current"] == 3
+        info = client.run(lambda c: c.js.stream_info("KV_R3HEALTH"), write=False, what="info")
+        assert info.cluster is not None
+        follower = next(
+            n for n in cluster.nodes if str(info.cluster.leader) not in " ".join(n.extra_args)
+        )
+        follower.stop()
+        degraded = eventually(
+            lambda: (c := bucket_check(client)).status.value == "DEGRADED" and c,
+            timeout=60,
+            interval=0.2,
+            what="a replica reported behind",
+            retry_on=(ConnectionFailed, DeadlineExceeded),
+        )
+        assert degraded.reason == "only 2 of 3 replicas current"
+        follower.start()
+        kv.close()
+        client.close()

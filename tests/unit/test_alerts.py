@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from hypothesis import stateful
+from hypothesis import strategies as st
 
 from msstore.backends.memory import MemoryTaskQueue
 from msstore.errors import InvalidArgument
@@ -214,3 +216,53 @@ def test_bad_arguments_are_refused() -> None:
     alerts = Alerts(lambda alert: None, source=dict)
     with pytest.raises(InvalidArgument, match="interval"):
         alerts.start(interval=0)
+
+
+class AlertsModel(stateful.RuleBasedStateMachine):
+    """Evaluations of a gauge rule over two pools, against a model: an alert fires once its
+    condition held for ``for_seconds``, calls back once, and clears when the condition goes."""
+
+    RULE = AlertRule(
+        name="Busy", severity="high", summary="busy", figure=Gauge("g"), by=("pool",), op=">",
+        threshold=0.5, for_seconds=30,
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alerts, self.feed, self.clock, self.fired = alerts_on(self.RULE)
+        self.values = {"a": 0.0, "b": 0.0}
+        self.since: dict[str, float] = {}
+        self.firing: set[str] = set()
+        self.calls = 0
+        for pool in self.values:
+            self.feed.set("g", 0.0, pool=pool)
+
+    @stateful.rule(pool=st.sampled_from(["a", "b"]), value=st.sampled_from([0.0, 0.5, 0.51, 1.0]))
+    def set_value(self, pool: str, value: float) -> None:
+        self.values[pool] = value
+        self.feed.set("g", value, pool=pool)
+
+    @stateful.rule(seconds=st.sampled_from([0, 1, 15, 29, 30, 45]))
+    def advance(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @stateful.rule()
+    def evaluate(self) -> None:
+        now = self.clock()
+        firing = {a.labels["pool"] for a in self.alerts.evaluate()}
+        expected = set()
+        for pool, value in self.values.items():
+            if value > 0.5:
+                since = self.since.setdefault(pool, now)
+                if now - since >= 30:
+                    expected.add(pool)
+                    if pool not in self.firing:
+                        self.calls += 1
+            else:
+                self.since.pop(pool, None)
+        self.firing = expected
+        assert firing == expected
+        assert len(self.fired) == self.calls
+
+
+TestAlertsModel = AlertsModel.TestCase
