@@ -298,6 +298,15 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
         )
 
 
+_TIMEOUT_OPTION = click.option(
+    "--timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2, 300),
+    help="Connect timeout per server, seconds (libpq's least is 2).",
+)
+
+
 @main.command()
 @_DSN_OPTION
 @_NATS_OPTION
@@ -313,13 +322,7 @@ def migrate(  # noqa: PLR0917 - click passes every option positionally
     multiple=True,
     help="A stream to check (repeatable; default: every stream on the server).",
 )
-@click.option(
-    "--timeout",
-    default=5,
-    show_default=True,
-    type=click.IntRange(2, 300),
-    help="Connect timeout per server, seconds (libpq's least is 2).",
-)
+@_TIMEOUT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def health(  # noqa: PLR0917 - click passes every option positionally
     dsn: str | None,
@@ -331,11 +334,13 @@ def health(  # noqa: PLR0917 - click passes every option positionally
 ) -> None:
     """Check PostgreSQL (round trip; the outbox and the task queue) and NATS JetStream (ping,
     account, buckets and streams); exit 0 healthy, 1 degraded, 2 unhealthy."""
+    import contextlib  # noqa: PLC0415
+
     from msstore import ops  # noqa: PLC0415
 
-    if not dsn and not nats_url and not os.environ.get("PG_HOST"):
-        raise click.UsageError(f"{_NO_DSN}; or {_NO_NATS}")
-    report = _health_report(dsn, nats_url, buckets, streams or None, timeout)
+    with contextlib.ExitStack() as stack:
+        servers = _Servers(stack, dsn, nats_url, timeout, what="msstore health")
+        report = ops.health(buckets=buckets, streams=streams or None, **servers.checks())
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -361,51 +366,64 @@ class _Unreachable:
         raise self.err
 
 
-def _health_report(
-    dsn: str | None,
-    nats_url: str | None,
-    buckets: tuple[str, ...],
-    streams: tuple[str, ...] | None,
-    timeout: int,
-) -> Any:
-    """One report over the servers named: NATS, then PostgreSQL with the outbox and the task
-    queue in it."""
-    import contextlib  # noqa: PLC0415
+class _Servers:
+    """What `health` and `metrics serve` read, opened on ``stack``: a NATS client (or, when it
+    cannot connect, a probe that reports why), and for PostgreSQL a health probe, the outbox and
+    the task queue. Bad input exits 2; no server named at all is a usage error."""
 
-    from msstore import ops  # noqa: PLC0415
+    def __init__(
+        self,
+        stack: Any,
+        dsn: str | None,
+        nats_url: str | None,
+        timeout: int,
+        *,
+        what: str,
+        shared: bool = False,
+    ) -> None:
+        if not dsn and not nats_url and not os.environ.get("PG_HOST"):
+            raise click.UsageError(f"{_NO_DSN}; or {_NO_NATS}")
+        self.nats: Any = None
+        self.probe = self.outbox = self.queue = None
+        try:
+            if nats_url:
+                from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
 
-    with contextlib.ExitStack() as stack:
-        client: Any = None
-        if nats_url:
-            from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
-
-            try:
-                config = NatsConfig.from_env(servers=nats_url, connect_timeout=float(timeout))
-                client = stack.enter_context(NatsClient(config))
-            except InvalidArgument as err:
-                raise _Failed(err) from None
-            except MsstoreError as err:
-                client = _Unreachable(err)
-        probe = outbox = queue = None
-        if dsn or os.environ.get("PG_HOST"):
-            postgres = _postgres("msstore health")
-            url = _dsn(dsn, "msstore health")
-            try:
-                probe = stack.enter_context(postgres.HealthProbe(url, connect_timeout=timeout))
-                outbox = stack.enter_context(postgres.PostgresOutbox(url, connect_timeout=timeout))
-                queue = stack.enter_context(
+                # shared: one connection, whichever thread asks (an exporter's scrapes)
+                config = NatsConfig.from_env(
+                    servers=nats_url,
+                    connect_timeout=float(timeout),
+                    loop="shared" if shared else "per-thread",
+                )
+                try:
+                    self.nats = stack.enter_context(NatsClient(config))
+                except MsstoreError as err:
+                    # A health report says NATS is down; an exporter, which would never
+                    # reconnect to it, exits 1.
+                    if isinstance(err, InvalidArgument) or shared:
+                        raise
+                    self.nats = _Unreachable(err)
+            if dsn or os.environ.get("PG_HOST"):
+                postgres = _postgres(what)
+                url = _dsn(dsn, what)
+                self.probe = stack.enter_context(postgres.HealthProbe(url, connect_timeout=timeout))
+                self.outbox = stack.enter_context(
+                    postgres.PostgresOutbox(url, connect_timeout=timeout)
+                )
+                self.queue = stack.enter_context(
                     postgres.PostgresTaskQueue(url, connect_timeout=timeout)
                 )
-            except InvalidArgument as err:
-                raise _Failed(err) from None
-        return ops.health(
-            postgres=probe,
-            nats=client,
-            buckets=buckets,
-            streams=streams,
-            outbox=outbox,
-            queue=queue,
-        )
+        except MsstoreError as err:
+            raise _Failed(err) from None
+
+    def checks(self) -> dict[str, Any]:
+        """``msstore.ops.health``'s keyword arguments."""
+        return {
+            "postgres": self.probe,
+            "nats": self.nats,
+            "outbox": self.outbox,
+            "queue": self.queue,
+        }
 
 
 @main.group()
@@ -418,13 +436,7 @@ def metrics() -> None:
 @_NATS_OPTION
 @click.option("--port", default=9464, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--addr", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--timeout",
-    default=5,
-    show_default=True,
-    type=click.IntRange(2, 300),
-    help="Connect timeout per server, seconds.",
-)
+@_TIMEOUT_OPTION
 def metrics_serve(
     dsn: str | None, nats_url: str | None, port: int, addr: str, timeout: int
 ) -> None:
@@ -437,38 +449,19 @@ def metrics_serve(
     from msstore import ops  # noqa: PLC0415
     from msstore.ops import metrics as exporter  # noqa: PLC0415
 
-    if not dsn and not nats_url and not os.environ.get("PG_HOST"):
-        raise click.UsageError(f"{_NO_DSN}; or {_NO_NATS}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with contextlib.ExitStack() as stack:
-        sources: dict[str, Any] = {}
-        probe = None
+        servers = _Servers(stack, dsn, nats_url, timeout, what="msstore metrics", shared=True)
+        checks = servers.checks()
         try:
-            if nats_url:
-                from msstore.backends.nats import NatsClient, NatsConfig  # noqa: PLC0415
-
-                config = NatsConfig.from_env(  # one connection, whichever thread scrapes
-                    servers=nats_url, connect_timeout=float(timeout), loop="shared"
-                )
-                sources["nats"] = stack.enter_context(NatsClient(config))
-            if dsn or os.environ.get("PG_HOST"):
-                postgres = _postgres("msstore metrics")
-                url = _dsn(dsn, "msstore metrics")
-                probe = stack.enter_context(postgres.HealthProbe(url, connect_timeout=timeout))
-                sources["outbox"] = stack.enter_context(
-                    postgres.PostgresOutbox(url, connect_timeout=timeout)
-                )
-                sources["queue"] = stack.enter_context(
-                    postgres.PostgresTaskQueue(url, connect_timeout=timeout)
-                )
-            checked = {k: v for k, v in sources.items() if k in ("outbox", "queue")}
-
-            def report() -> Any:
-                return ops.health(postgres=probe, nats=sources.get("nats"), **checked)
-
-            server = exporter.serve(port, addr=addr, health=report, **sources)
+            server = exporter.serve(
+                port,
+                addr=addr,
+                health=lambda: ops.health(**checks),
+                **{k: v for k, v in checks.items() if k != "postgres" and v is not None},
+            )
         except MsstoreError as err:
             raise _Failed(err) from None
         except OSError as err:

@@ -9,7 +9,6 @@ are read through their own ``stats()``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
@@ -20,6 +19,7 @@ from msstore._internal import telemetry
 from msstore.coordination import OutboxSource, relay_health
 from msstore.errors import InvalidArgument, MsstoreError
 from msstore.records import HealthStatus
+from msstore.spi import check_seconds
 from msstore.state import HybridStateManager
 from msstore.work import TaskQueue
 
@@ -50,11 +50,15 @@ ROUND_TRIPS = 3
 machine does not make a server degraded; a slow server is slow every time)."""
 
 
-def _limit(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A finite number > 0 (of milliseconds for a ``*_ms`` field, else of seconds)."""
+    try:
+        check_seconds(value, field=attribute.name)
+    except InvalidArgument:
+        unit = "milliseconds" if attribute.name.endswith("_ms") else "seconds"
         raise InvalidArgument(
-            f"{attribute.name} must be a finite number of milliseconds > 0, got {value!r}"
-        )
+            f"{attribute.name} must be a finite number of {unit} > 0, got {value!r}"
+        ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -62,9 +66,9 @@ class LatencyLimits:
     """A round trip under ``degraded_ms`` is healthy; from ``degraded_ms`` it is degraded, and
     from ``unhealthy_ms`` unhealthy (``None``: latency alone never makes it unhealthy)."""
 
-    degraded_ms: float = attrs.field(validator=_limit)
+    degraded_ms: float = attrs.field(validator=_positive)
     unhealthy_ms: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_limit)
+        default=None, validator=attrs.validators.optional(_positive)
     )
 
     def __attrs_post_init__(self) -> None:
@@ -91,13 +95,6 @@ def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         raise InvalidArgument(f"{attribute.name} must be a number in (0, 1], got {value!r}")
 
 
-def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
-        raise InvalidArgument(
-            f"{attribute.name} must be a finite number of seconds > 0, got {value!r}"
-        )
-
-
 @attrs.frozen(kw_only=True)
 class Thresholds:
     """Where each check turns degraded or unhealthy.
@@ -112,8 +109,8 @@ class Thresholds:
     postgres: LatencyLimits = LatencyLimits(degraded_ms=10.0, unhealthy_ms=100.0)
     jetstream: LatencyLimits = LatencyLimits(degraded_ms=50.0)
     pool_utilisation: float = attrs.field(default=0.9, validator=_fraction)
-    relay_window: float = attrs.field(default=1.0, validator=_seconds)
-    pending_task_age: float = attrs.field(default=300.0, validator=_seconds)
+    relay_window: float = attrs.field(default=1.0, validator=_positive)
+    pending_task_age: float = attrs.field(default=300.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import attrs
 
 from msstore.errors import InvalidArgument
+from msstore.spi import check_seconds
 
 if TYPE_CHECKING:
     from msstore.ops.metrics import MsstoreCollector
@@ -377,8 +378,7 @@ class Alerts:
 
     def start(self, interval: float = 15.0) -> Alerts:
         """Evaluate every ``interval`` seconds on a daemon thread until :meth:`stop`."""
-        if not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
-            raise InvalidArgument(f"interval must be a number of seconds > 0, got {interval!r}")
+        interval = check_seconds(interval, field="interval")
 
         def loop() -> None:
             while not self._stop.wait(interval):
