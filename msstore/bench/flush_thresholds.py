@@ -17,7 +17,9 @@ rounds beside it). ``raw_put_per_s`` is the median raw KV round over every thres
 * ``metrics_overhead_pct``: at the default threshold (50), how much slower msstore's round runs
   with metrics recorded than with them off (:func:`msstore.ops.metrics.disable`), the two
   rounds alternating, their order swapped every round; ``metrics_cpu_overhead_pct`` the same
-  for CPU time per write. Negative: within noise.
+  for CPU time per write. Negative: within noise. The servers' noise is larger than the cost,
+  so ``metrics_memory_put_us`` and ``metrics_memory_overhead_pct`` also time ``put`` on the
+  in-memory backends (no network: where recording weighs most), on and off alternating.
 
 Raw nats-py alone pays nothing for PostgreSQL, so each threshold also runs a hand-written raw
 *dual* store in the same run: awaited nats-py puts on one asyncio loop (each value encoded with
@@ -222,6 +224,34 @@ def _metrics_pair(
     return (rate_off / rate_on - 1) * 100, (cpu_on / cpu_off - 1) * 100
 
 
+def metrics_memory_cost(keys: list[str], values: list[Any], rounds: int = 7) -> dict[str, float]:
+    """``put`` on the in-memory backends with metrics on and off (alternating, order swapped
+    each round): the median microseconds per put of each, and the overhead in percent."""
+    from msstore.backends.memory import MemoryKV, MemoryTable  # noqa: PLC0415
+    from msstore.ops import metrics  # noqa: PLC0415
+    from msstore.state import FlushPolicy, HybridStateManager  # noqa: PLC0415
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    policy = FlushPolicy(threshold=METRICS_THRESHOLD, reconcile_every=0)
+    for n in range(rounds):
+        for on in (True, False) if n % 2 else (False, True):
+            (metrics.enable if on else metrics.disable)()
+            try:
+                with HybridStateManager(MemoryKV(), MemoryTable(), policy=policy) as m:
+                    start = time.perf_counter()
+                    for k, v in zip(keys, values, strict=True):
+                        m.put(k, v)
+                    times[on].append((time.perf_counter() - start) / len(keys) * 1e6)
+            finally:
+                metrics.enable()
+    on_us, off_us = statistics.median(times[True]), statistics.median(times[False])
+    return {
+        "metrics_memory_put_us_on": round(on_us, 2),
+        "metrics_memory_put_us_off": round(off_us, 2),
+        "metrics_memory_overhead_pct": round((on_us / off_us - 1) * 100, 2),
+    }
+
+
 # Decimal places per figure (the rest: one).
 _DIGITS = {
     "writes_per_s": 0,
@@ -317,6 +347,7 @@ def run(
         "paced_1k_lag_p95_ms": round(paced["p95_ms"], 2),
         "metrics_overhead_pct": round(statistics.median(o[0] for o in overheads), 2),
         "metrics_cpu_overhead_pct": round(statistics.median(o[1] for o in overheads), 2),
+        **metrics_memory_cost(keys, values),
     }
     if plot:
         _plot(rows, plot)
