@@ -246,12 +246,13 @@ def _postgres_checks(probe: PostgresProbe, limits: Thresholds) -> list[Check]:
     checks = []
     for role in probe.roles():
         name = f"postgres.{role}"
-        stats = dict(probe.pool_stats(role))
         try:
             latency = _fastest(lambda role=role: probe.round_trip(role))  # type: ignore[misc]
         except MsstoreError as err:
-            checks.append(attrs.evolve(_failed(name, err), details=stats))
+            checks.append(attrs.evolve(_failed(name, err), details=dict(probe.pool_stats(role))))
             continue
+        # Read after the round trips: a pool still opening has its connections in hand.
+        stats = dict(probe.pool_stats(role))
         status = classify_latency(latency, limits.postgres)
         reason = f"SELECT 1 in {latency:.2f} ms"
         if status is not HealthStatus.HEALTHY:

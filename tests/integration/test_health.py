@@ -156,8 +156,8 @@ def test_the_role_pools_answer_the_postgres_checks(health_dsn: str) -> None:
     with Pools(health_dsn, settings={"primary": small}) as pools:
         report = ops.health(postgres=pools)
     (check,) = report.checks  # background and analytics share the primary's server
-    assert check.name == "postgres.primary" and check.status.value == "HEALTHY"
-    assert check.details["pool_size"] == 1
+    assert check.name == "postgres.primary" and check.status.value == "HEALTHY", check
+    assert check.details["pool_size"] in (1, 2)  # min_size 1, max_size 2
 
 
 def test_a_replica_behind_makes_its_bucket_degraded() -> None:
