@@ -602,9 +602,7 @@ def relay_status(dsn: str | None, nats_url: str | None, as_json: bool) -> None:
                 client.close()
     except MsstoreError as err:
         raise _Failed(err) from None
-    age = (
-        None if stats.oldest_created_at is None else max(0.0, time.time() - stats.oldest_created_at)
-    )
+    age = stats.oldest_age(time.time())
     health, reason = relay_health(
         oldest_age=age, reachable=reachable, window=1.0, failed=stats.failed
     )

@@ -142,6 +142,11 @@ class OutboxStats:
     oldest_created_at: float | None
     failed: int
 
+    def oldest_age(self, now: float) -> float | None:
+        """Seconds the oldest waiting row has waited at Unix time ``now`` (``None`` when
+        none waits; never below 0, whatever the clocks say)."""
+        return None if self.oldest_created_at is None else max(0.0, now - self.oldest_created_at)
+
 
 Publish = Callable[[Sequence[OutboxEvent]], Sequence[Outcome]]
 

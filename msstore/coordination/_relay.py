@@ -233,7 +233,6 @@ class OutboxRelay:
         last 10 s), totals of this relay, and its last error."""
         outbox = self.source.stats()
         now = self._clock()
-        oldest = outbox.oldest_created_at
         with self._lock:
             self._trim(now)
             recent = sum(n for _, n in self._recent)
@@ -241,7 +240,7 @@ class OutboxRelay:
             last_error = self._last_error
         return {
             "depth": outbox.depth,
-            "oldest_age_s": None if oldest is None else max(0.0, now - oldest),
+            "oldest_age_s": outbox.oldest_age(now),
             "failed_rows": outbox.failed,
             "publish_rate": recent / RATE_WINDOW,
             **totals,
@@ -257,9 +256,8 @@ class OutboxRelay:
             outbox = self.source.stats()
         except MsstoreError as err:  # the outbox cannot be read: nothing moves
             return HealthStatus.UNHEALTHY, f"the outbox cannot be read: {err}"
-        age = None if outbox.oldest_created_at is None else self._clock() - outbox.oldest_created_at
         return relay_health(
-            oldest_age=age,
+            oldest_age=outbox.oldest_age(self._clock()),
             reachable=self.sink.reachable(),
             window=self.lag_window,
             failed=outbox.failed,

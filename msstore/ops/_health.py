@@ -9,6 +9,7 @@ are read through their own ``stats()``.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
@@ -247,7 +248,7 @@ def _postgres_checks(probe: PostgresProbe, limits: Thresholds) -> list[Check]:
     for role in probe.roles():
         name = f"postgres.{role}"
         try:
-            latency = _fastest(lambda role=role: probe.round_trip(role))  # type: ignore[misc]
+            latency = _fastest(functools.partial(probe.round_trip, role))
         except MsstoreError as err:
             checks.append(attrs.evolve(_failed(name, err), details=dict(probe.pool_stats(role))))
             continue
@@ -349,22 +350,27 @@ def _store_check(store: HybridStateManager) -> Check:
     return Check(name="store", status=status, reason=reason, details=details)
 
 
+def _unreachable(name: str) -> Check:
+    return Check(name=name, status=HealthStatus.UNHEALTHY, reason="PostgreSQL unreachable")
+
+
 def _relay_check(
-    outbox: OutboxSource, reachable: bool, window: float, clock: Callable[[], float]
+    outbox: OutboxSource, reachable: bool, limits: Thresholds, clock: Callable[[], float]
 ) -> Check:
     try:
         stats = outbox.stats()
     except MsstoreError as err:
         return _failed("relay", err)
-    age = None if stats.oldest_created_at is None else max(0.0, clock() - stats.oldest_created_at)
+    age = stats.oldest_age(clock())
     status, reason = relay_health(
-        oldest_age=age, reachable=reachable, window=window, failed=stats.failed
+        oldest_age=age, reachable=reachable, window=limits.relay_window, failed=stats.failed
     )
     details = {"depth": stats.depth, "oldest_age_s": age, "failed_rows": stats.failed}
     return Check(name="relay", status=status, reason=reason, details=details)
 
 
-def _queue_check(queue: TaskQueue, max_age: float) -> Check:
+def _queue_check(queue: TaskQueue, limits: Thresholds) -> Check:
+    max_age = limits.pending_task_age
     try:
         stats = queue.stats()
         stuck = queue.stuck()
@@ -434,26 +440,17 @@ def health(
         checks += js
     if store is not None:
         checks.append(_store_check(store))
-    # The outbox and the task queue live in the primary's database: when it cannot be
-    # reached, say so rather than wait out the connect timeout again for each.
-    down = next(
-        (c for c in checks if c.name == "postgres.primary" and c.status is HealthStatus.UNHEALTHY),
-        None,
-    )
-    for name, part in (("relay", outbox), ("tasks", queue)):
-        if part is None:
-            continue
-        if down is not None:
-            checks.append(
-                Check(name=name, status=HealthStatus.UNHEALTHY, reason="PostgreSQL unreachable")
-            )
-        elif name == "relay":
-            check = _relay_check(outbox, reachable, limits.relay_window, clock)  # type: ignore[arg-type]
-            if nats is None and check.status is HealthStatus.HEALTHY:
-                check = attrs.evolve(check, reason=check.reason + " (NATS not checked)")
-            checks.append(check)
-        else:
-            checks.append(_queue_check(queue, limits.pending_task_age))  # type: ignore[arg-type]
+    # The outbox and the task queue live in the primary's database: when it could not be
+    # reached (a failed check measured no latency), say so rather than wait out the connect
+    # timeout again for each. A slow primary is still asked.
+    down = any(c.name == "postgres.primary" and c.latency_ms is None for c in checks)
+    if outbox is not None:
+        check = _unreachable("relay") if down else _relay_check(outbox, reachable, limits, clock)
+        if nats is None and check.status is HealthStatus.HEALTHY:
+            check = attrs.evolve(check, reason=check.reason + " (NATS not checked)")
+        checks.append(check)
+    if queue is not None:
+        checks.append(_unreachable("tasks") if down else _queue_check(queue, limits))
     for check in checks:  # the metrics' health success rate (msstore_health_checks_total)
         telemetry.counter("health_checks", check.name, check.status.value).inc()
     return HealthReport(checks=tuple(checks), took_ms=(time.perf_counter() - start) * 1000)

@@ -20,13 +20,17 @@ exporter that reads the outbox, the task queue, the health checks and JetStream.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
 from msstore._internal import telemetry
-from msstore.errors import InvalidArgument, MsstoreError, Unsupported
+from msstore.errors import MsstoreError, Unsupported
+from msstore.ops import EXIT_CODES
+from msstore.spi import check_int
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -47,6 +51,8 @@ __all__ = [
     "register",
     "serve",
 ]
+
+log = logging.getLogger("msstore.ops.metrics")
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -201,9 +207,6 @@ def _prometheus() -> Any:
     return core
 
 
-_STATUS_VALUE: Final = {"HEALTHY": 0, "DEGRADED": 1, "UNHEALTHY": 2}
-
-
 class MsstoreCollector:
     """A ``prometheus_client`` collector of every metric in :data:`METRICS`.
 
@@ -303,8 +306,6 @@ class MsstoreCollector:
             put("msstore_task_stuck_leases", queue.stuck())  # type: ignore[attr-defined]
 
     def _outboxes(self, put: _Put) -> None:
-        import time  # noqa: PLC0415
-
         sources: list[Any] = (
             [self._outbox]
             if self._outbox is not None
@@ -314,8 +315,7 @@ class MsstoreCollector:
             stats = source.stats()
             put("msstore_outbox_depth", stats.depth)
             put("msstore_outbox_failed_rows", stats.failed)
-            age = 0.0 if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
-            put("msstore_outbox_oldest_age_seconds", max(0.0, age))
+            put("msstore_outbox_oldest_age_seconds", stats.oldest_age(time.time()) or 0.0)
 
     def _streams(self, put: _Put) -> None:
         assert self._nats is not None
@@ -326,19 +326,17 @@ class MsstoreCollector:
     def _checks(self, put: _Put) -> None:
         assert self._health is not None
         for check in self._health().checks:
-            put("msstore_health_status", _STATUS_VALUE[check.status.value], check.name)
+            put("msstore_health_status", EXIT_CODES[check.status], check.name)
 
 
 _Put = Callable[..., None]
 
 
 def _read(fn: Callable[[_Put], None], put: _Put) -> None:
-    import logging  # noqa: PLC0415
-
     try:
         fn(put)
     except MsstoreError as err:
-        logging.getLogger("msstore.ops.metrics").debug("metrics: a figure was not read: %s", err)
+        log.debug("metrics: a figure was not read: %s", err)
 
 
 _POOL_FIGURES: Final = (
@@ -400,8 +398,7 @@ def serve(
 ) -> MetricsServer:
     """Serve ``/metrics`` on ``addr:port`` (0: a free port) from a daemon thread: msstore's
     collector (with ``sources``) in a registry of its own unless ``registry`` is given."""
-    if type(port) is not int or not 0 <= port <= 65535:
-        raise InvalidArgument(f"port must be an int from 0 to 65535, got {port!r}")
+    check_int(port, field="port", minimum=0, maximum=65535)
     _prometheus()  # Unsupported, naming the extra, when prometheus-client is missing
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
 
